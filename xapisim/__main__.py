@@ -1,0 +1,69 @@
+"""python -m xapisim: serve simulated XCP-ng pools on loopback."""
+
+import argparse
+import json
+import signal
+import sys
+import threading
+
+import xapisim
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(
+        prog='python -m xapisim',
+        description='Serve simulated XCP-ng pools over XenAPI on loopback. '
+                    'Prints one JSON line describing them once serving.')
+    p.add_argument('--pools', type=int, default=1)
+    p.add_argument('--hosts', type=int, default=1, help='hosts per pool')
+    p.add_argument('--state-dir', help='where VDI bytes and dom0 files live '
+                   '(default: a temporary directory, removed on exit)')
+    p.add_argument('--username', default='root')
+    p.add_argument('--password', default='xapisim')
+    p.add_argument('--plugins-dir', help='xapi plugins run by '
+                   'host.call_plugin (default: the checkout\'s dom0 plugins)')
+    p.add_argument('--latency-ms', type=float, default=0.0,
+                   help='added to every XML-RPC call')
+    p.add_argument('--vm-memory-mib', type=int, default=16384,
+                   help='memory for guests on each host')
+    p.add_argument('--sr-size-gib', type=int, default=100,
+                   help='size of each storage repository')
+    p.add_argument('--host-cpus', type=int, default=8)
+    p.add_argument('--port', type=int, default=0,
+                   help='port shared by all hosts (default: a free one)')
+    p.add_argument('--plugin-python', help='interpreter for dom0 plugins '
+                   '(default: this one)')
+    p.add_argument('--guest-delay', type=float, default=0.05,
+                   help='seconds a simulated guest takes to boot or stop')
+    p.add_argument('--verbose', action='store_true',
+                   help='log every HTTP request on stderr')
+    args = p.parse_args(argv)
+    if args.pools < 1 or args.hosts < 1 or args.pools * args.hosts > 200:
+        p.error('--pools and --hosts must be at least 1 (200 hosts at most)')
+    return args
+
+
+def main(argv=None):
+    args = parse(sys.argv[1:] if argv is None else argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        sim = xapisim.Simulator(**vars(args))
+    except OSError as exc:
+        sys.stderr.write('xapisim: cannot serve: %s\n' % exc)
+        return 1
+    sys.stdout.write(json.dumps(sim.describe()) + '\n')
+    sys.stdout.flush()
+    for pool in sim.describe()['pools']:
+        sys.stderr.write('xapisim: pool %s master %s (%d hosts)\n'
+                         % (pool['name_label'], pool['master'],
+                            len(pool['hosts'])))
+    while not stop.wait(0.5):
+        pass
+    sim.stop()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,506 @@
+"""SR, PBD, VDI and VBD messages."""
+
+import os
+import re
+
+from xapisim.api import common
+from xapisim.api.implicit import constructor_values
+from xapisim.db import new_uuid, now_datetime
+from xapisim.errors import XapiError
+from xapisim.rpc import handler
+from xapisim.schema import NULL_REF
+from xapisim.storage import round_size
+
+VBD_DEVICE_LIMIT = 16   # devices 0..15 for an HVM guest
+
+# ---------------------------------------------------------------- VDI
+
+
+def vdi_in_use(db, vdi):
+    """A VDI is in use while a VBD is attached or its VM is suspended."""
+    for vbd in db.get('VDI', vdi, 'VBDs'):
+        row = db.row('VBD', vbd)
+        if row['currently_attached'] or row['reserved']:
+            return True
+        vm = row['VM']
+        if db.exists('VM', vm) and \
+                db.get('VM', vm, 'power_state') in (common.SUSPENDED,
+                                                   common.PAUSED):
+            return True
+    return False
+
+
+def new_vdi(ctx, sr, size, fields):
+    """Create a VDI record and its backing file."""
+    db = ctx.db
+    storage = ctx.pool.storage
+    with db.lock:
+        row = db.row('SR', sr)
+        if row['content_type'] == 'iso' or row['type'] == 'iso':
+            raise XapiError('SR_OPERATION_NOT_SUPPORTED', sr)
+        storage.assert_attached(sr)
+        size = round_size(size)
+        storage.assert_space(sr, size)
+        uuid = new_uuid()
+        record = {
+            'uuid': uuid, 'SR': sr, 'virtual_size': size, 'location': uuid,
+            'managed': True, 'missing': False, 'storage_lock': False,
+            'physical_utilisation': 0, 'sm_config': {}, 'xenstore_data': {},
+            'allowed_operations': ['clone', 'copy', 'destroy', 'resize',
+                                   'snapshot', 'update', 'forget',
+                                   'generate_config', 'mirror'],
+            'is_a_snapshot': False, 'snapshot_of': NULL_REF,
+            'snapshot_time': '19700101T00:00:00Z',
+            'name_label': '', 'name_description': '', 'other_config': {},
+            'type': 'user', 'sharable': False, 'read_only': False,
+        }
+        record.update(fields)
+        record['virtual_size'] = size
+        storage.new_file(sr, uuid, size)
+        vdi = db.create('VDI', record)
+        storage.update_usage(sr)
+        return vdi
+
+
+@handler('VDI', 'create')
+def vdi_create(ctx, args):
+    values = constructor_values(ctx, 'VDI', args)
+    if values.get('type') == 'unknown':
+        raise XapiError('FIELD_TYPE_ERROR', 'type')
+    if values.get('type') == 'cbt_metadata':
+        raise XapiError('VDI_INCOMPATIBLE_TYPE', '', 'cbt_metadata')
+    if values['virtual_size'] < 0:
+        raise XapiError('INVALID_VALUE', 'virtual_size',
+                        values['virtual_size'])
+    values.pop('location', None)
+    return new_vdi(ctx, values.pop('SR'), values.pop('virtual_size'), values)
+
+
+def _destroy_vdi(ctx, vdi, op='destroy'):
+    db = ctx.db
+    with db.lock:
+        if vdi_in_use(db, vdi):
+            raise XapiError('VDI_IN_USE', vdi, op)
+        common.busy(db, 'VDI', vdi)
+        sr = db.get('VDI', vdi, 'SR')
+        for vbd in list(db.get('VDI', vdi, 'VBDs')):
+            db.destroy('VBD', vbd)
+        for vm in db.find('VM', suspend_VDI=vdi):
+            db.set('VM', vm, suspend_VDI=NULL_REF)
+        if op == 'destroy':
+            ctx.pool.storage.remove_file(vdi)
+        db.destroy('VDI', vdi)
+        ctx.pool.storage.update_usage(sr)
+
+
+@handler('VDI', 'destroy')
+def vdi_destroy(ctx, vdi):
+    _destroy_vdi(ctx, vdi)
+
+
+@handler('VDI', 'forget')
+def vdi_forget(ctx, vdi):
+    _destroy_vdi(ctx, vdi, op='forget')
+
+
+def _derived_vdi(ctx, vdi, sr, snapshot):
+    """A new VDI holding a copy of ``vdi``'s bytes (clone/snapshot/copy)."""
+    db = ctx.db
+    src = db.record('VDI', vdi)
+    fields = {k: src[k] for k in ('name_label', 'name_description', 'type',
+                                  'sharable', 'other_config',
+                                  'xenstore_data', 'on_boot',
+                                  'allow_caching')}
+    fields['read_only'] = src['read_only'] if snapshot else False
+    if snapshot:
+        fields.update(is_a_snapshot=True, snapshot_of=vdi,
+                      snapshot_time=now_datetime())
+    new = new_vdi(ctx, sr, src['virtual_size'], fields)
+    ctx.pool.storage.copy_data(vdi, new, progress=ctx.progress)
+    ctx.pool.storage.refresh_utilisation(new)
+    return new
+
+
+def _chain(ctx, vdi, new):
+    """Record the VHD tree a VHD-based SR builds on clone and snapshot.
+
+    The source's current content becomes a hidden, read-only parent; the
+    source and the new VDI both continue from it.
+    """
+    db = ctx.db
+    src = db.record('VDI', vdi)
+    if db.get('SR', src['SR'], 'type') not in ('ext', 'nfs'):
+        return
+    parent = _derived_vdi(ctx, vdi, src['SR'], snapshot=False)
+    grand = src['sm_config'].get('vhd-parent')
+    psm = {'vhd-blocks': 'eJz7/x8KAA==', 'vdi_type': 'vhd'}
+    if grand:
+        psm['vhd-parent'] = grand
+    db.set('VDI', parent, managed=False, read_only=True,
+           name_label='base copy', sm_config=psm)
+    for child in (vdi, new):
+        sm = dict(db.get('VDI', child, 'sm_config'))
+        sm['vhd-parent'] = db.get('VDI', parent, 'uuid')
+        sm['vdi_type'] = 'vhd'
+        db.set('VDI', child, sm_config=sm)
+
+
+def _clone_or_snapshot(ctx, vdi, snapshot):
+    db = ctx.db
+    op = 'snapshot' if snapshot else 'clone'
+    sr = db.get('VDI', vdi, 'SR')
+    with common.object_operation(ctx, 'VDI', vdi, op):
+        new = _derived_vdi(ctx, vdi, sr, snapshot)
+        _chain(ctx, vdi, new)
+    return new
+
+
+@handler('VDI', 'clone')
+def vdi_clone(ctx, vdi, driver_params):
+    return _clone_or_snapshot(ctx, vdi, snapshot=False)
+
+
+@handler('VDI', 'snapshot')
+def vdi_snapshot(ctx, vdi, driver_params):
+    return _clone_or_snapshot(ctx, vdi, snapshot=True)
+
+
+@handler('VDI', 'copy')
+def vdi_copy(ctx, vdi, sr, base_vdi, into_vdi):
+    db = ctx.db
+    storage = ctx.pool.storage
+    with common.object_operation(ctx, 'VDI', vdi, 'copy'):
+        if into_vdi == NULL_REF:
+            if sr == NULL_REF:
+                raise XapiError('HANDLE_INVALID', 'SR', sr)
+            return _derived_vdi(ctx, vdi, sr, snapshot=False)
+        src_size = db.get('VDI', vdi, 'virtual_size')
+        dst = db.row('VDI', into_vdi)
+        if dst['read_only']:
+            raise XapiError('VDI_READONLY', into_vdi)
+        if dst['virtual_size'] < src_size:
+            raise XapiError('VDI_TOO_SMALL', into_vdi, src_size)
+        storage.copy_data(vdi, into_vdi, progress=ctx.progress)
+        storage.refresh_utilisation(into_vdi)
+        return into_vdi
+
+
+def _resize(ctx, vdi, size, online):
+    db = ctx.db
+    storage = ctx.pool.storage
+    with db.lock:
+        row = db.row('VDI', vdi)
+        if not online and vdi_in_use(db, vdi):
+            raise XapiError('VDI_IN_USE', vdi, 'resize')
+        new_size = round_size(size)
+        if new_size < row['virtual_size']:
+            raise XapiError('SR_BACKEND_FAILURE_79', '', 'VDI Invalid size',
+                            'shrinking VHD-based VDIs is not supported')
+        storage.assert_space(row['SR'], new_size - row['virtual_size'])
+        storage.resize_file(vdi, new_size)
+        db.set('VDI', vdi, virtual_size=new_size)
+        storage.update_usage(row['SR'])
+
+
+@handler('VDI', 'resize')
+def vdi_resize(ctx, vdi, size):
+    _resize(ctx, vdi, size, online=False)
+
+
+@handler('VDI', 'resize_online')
+def vdi_resize_online(ctx, vdi, size):
+    _resize(ctx, vdi, size, online=True)
+
+
+def _vdi_flag(field):
+    def set_flag(ctx, vdi, value):
+        ctx.db.set('VDI', vdi, **{field: value})
+    return set_flag
+
+
+for _name in ('name_label', 'name_description', 'read_only', 'sharable',
+              'on_boot', 'allow_caching'):
+    handler('VDI', 'set_' + _name)(_vdi_flag(_name))
+
+
+@handler('VDI', 'update')
+def vdi_update(ctx, vdi):
+    ctx.pool.storage.refresh_utilisation(vdi)
+
+
+# ---------------------------------------------------------------- SR / PBD
+
+
+@handler('SR', 'scan')
+def sr_scan(ctx, sr):
+    ctx.pool.storage.assert_attached(sr)
+    for vdi in ctx.db.get('SR', sr, 'VDIs'):
+        ctx.pool.storage.refresh_utilisation(vdi)
+    ctx.pool.storage.update_usage(sr)
+
+
+@handler('SR', 'update')
+def sr_update(ctx, sr):
+    sr_scan(ctx, sr)
+
+
+@handler('SR', 'introduce')
+def sr_introduce(ctx, uuid, name_label, name_description, type_,
+                 content_type, shared, sm_config):
+    db = ctx.db
+    if uuid in db.by_uuid['SR']:
+        raise XapiError('SR_UUID_EXISTS', uuid)
+    if not re.match(r'^[0-9a-f-]{36}$', uuid):
+        raise XapiError('UUID_INVALID', 'SR', uuid)
+    sr = db.create('SR', {
+        'uuid': uuid, 'name_label': name_label,
+        'name_description': name_description, 'type': type_,
+        'content_type': content_type, 'shared': shared,
+        'sm_config': sm_config, 'physical_size': 0,
+        'physical_utilisation': 0, 'virtual_allocation': 0,
+        'allowed_operations': ['scan', 'plug', 'unplug', 'forget',
+                               'vdi_create', 'vdi_destroy', 'vdi_clone',
+                               'vdi_snapshot', 'vdi_resize', 'pbd_create',
+                               'pbd_destroy'],
+        'other_config': {}})
+    os.makedirs(ctx.pool.storage.sr_dir(sr), exist_ok=True)
+    return sr
+
+
+@handler('SR', 'forget')
+def sr_forget(ctx, sr):
+    db = ctx.db
+    with db.lock:
+        for pbd in db.get('SR', sr, 'PBDs'):
+            if db.get('PBD', pbd, 'currently_attached'):
+                raise XapiError('SR_HAS_PBD', sr)
+        for vdi in list(db.get('SR', sr, 'VDIs')):
+            _destroy_vdi(ctx, vdi, op='forget')
+        for pbd in list(db.get('SR', sr, 'PBDs')):
+            db.destroy('PBD', pbd)
+        db.destroy('SR', sr)
+
+
+@handler('PBD', 'create')
+def pbd_create(ctx, args):
+    db = ctx.db
+    values = constructor_values(ctx, 'PBD', args)
+    with db.lock:
+        for pbd in db.get('SR', values['SR'], 'PBDs'):
+            if db.get('PBD', pbd, 'host') == values['host']:
+                raise XapiError('PBD_EXISTS', values['SR'], values['host'], pbd)
+        values['currently_attached'] = False
+        return db.create('PBD', values)
+
+
+@handler('PBD', 'plug')
+def pbd_plug(ctx, pbd):
+    db = ctx.db
+    with db.lock:
+        row = db.row('PBD', pbd)
+        if row['currently_attached']:
+            return
+        db.set('PBD', pbd, currently_attached=True)
+        sr = db.row('SR', row['SR'])
+        if not sr['physical_size']:
+            # an iSCSI-style LUN: its size comes from the device config
+            gib = int(row['device_config'].get('xapisim_size_gib',
+                                               ctx.pool.options.sr_size_gib))
+            db.set('SR', row['SR'], physical_size=gib * 1024 ** 3)
+
+
+@handler('PBD', 'unplug')
+def pbd_unplug(ctx, pbd):
+    db = ctx.db
+    with db.lock:
+        row = db.row('PBD', pbd)
+        for vdi in db.get('SR', row['SR'], 'VDIs'):
+            if vdi_in_use(db, vdi):
+                raise XapiError('VDI_IN_USE', vdi, 'unplug')
+        db.set('PBD', pbd, currently_attached=False)
+
+
+@handler('PBD', 'destroy')
+def pbd_destroy(ctx, pbd):
+    db = ctx.db
+    with db.lock:
+        if db.get('PBD', pbd, 'currently_attached'):
+            raise XapiError('OPERATION_NOT_ALLOWED',
+                            'PBD is currently attached')
+        db.destroy('PBD', pbd)
+
+
+# ---------------------------------------------------------------- VBD
+
+_DEVICE_RE = re.compile(r'^(?:(\d+)|(?:xvd|sd|hd)([a-z]))$')
+
+
+def device_number(name):
+    m = _DEVICE_RE.match(name)
+    if not m:
+        return None
+    if m.group(1) is not None:
+        return int(m.group(1))
+    return ord(m.group(2)) - ord('a')
+
+
+def used_vbd_devices(db, vm):
+    used = set()
+    for vbd in db.get('VM', vm, 'VBDs'):
+        n = device_number(db.get('VBD', vbd, 'userdevice'))
+        if n is not None:
+            used.add(n)
+    return used
+
+
+def device_name(number):
+    return 'xvd' + chr(ord('a') + number)
+
+
+@handler('VBD', 'create')
+def vbd_create(ctx, args):
+    db = ctx.db
+    values = constructor_values(ctx, 'VBD', args)
+    with db.lock:
+        vm = values['VM']
+        vdi = values['VDI']
+        userdevice = values['userdevice']
+        used = used_vbd_devices(db, vm)
+        if userdevice == 'autodetect':
+            free = [n for n in range(VBD_DEVICE_LIMIT) if n not in used]
+            if not free:
+                raise XapiError('INVALID_DEVICE', userdevice)
+            userdevice = str(free[0])
+        number = device_number(userdevice)
+        if number is None or number >= VBD_DEVICE_LIMIT * 16:
+            raise XapiError('INVALID_DEVICE', userdevice)
+        if number in used:
+            raise XapiError('DEVICE_ALREADY_EXISTS', userdevice)
+        if values['type'] == 'CD' and values['mode'] != 'RO':
+            raise XapiError('VBD_CDS_MUST_BE_READONLY')
+        if values['empty'] and values['type'] != 'CD':
+            raise XapiError('VBD_NOT_REMOVABLE_MEDIA', 'in constructor')
+        if not values['empty']:
+            if vdi == NULL_REF:
+                raise XapiError('HANDLE_INVALID', 'VDI', vdi)
+            if values['mode'] == 'RW' and db.get('VDI', vdi, 'read_only'):
+                raise XapiError('VDI_READONLY', vdi)
+        metrics = db.create('VBD_metrics', {'other_config': {}})
+        values.update(userdevice=userdevice, currently_attached=False,
+                      device='', metrics=metrics, status_code=0,
+                      allowed_operations=['attach', 'plug', 'unplug',
+                                          'unplug_force'],
+                      unpluggable=values.get('unpluggable', True))
+        return db.create('VBD', values)
+
+
+def _assert_vm_running_for(db, cls, ref):
+    vm = db.get(cls, ref, 'VM')
+    common.assert_power(db, vm, (common.RUNNING,))
+    return vm
+
+
+@handler('VBD', 'plug')
+def vbd_plug(ctx, vbd):
+    db = ctx.db
+    with db.lock:
+        _assert_vm_running_for(db, 'VBD', vbd)
+        row = db.row('VBD', vbd)
+        if row['currently_attached']:
+            raise XapiError('DEVICE_ALREADY_ATTACHED', vbd)
+        assert_vdi_attachable(db, vbd)
+    with common.object_operation(ctx, 'VBD', vbd, 'plug'):
+        common.pause(ctx, ctx.pool.options.guest_delay)
+        attach_vbd(db, vbd)
+
+
+def assert_vdi_attachable(db, vbd):
+    """A non-sharable VDI is attached read-write by one running VM at most."""
+    row = db.row('VBD', vbd)
+    if row['empty'] or row['VDI'] == NULL_REF:
+        return
+    vdi = db.row('VDI', row['VDI'])
+    if vdi['sharable']:
+        return
+    for other in vdi['VBDs']:
+        if other != vbd and db.get('VBD', other, 'currently_attached') and \
+                (row['mode'] == 'RW' or db.get('VBD', other, 'mode') == 'RW'):
+            raise XapiError('VDI_IN_USE', row['VDI'], 'attach')
+
+
+def attach_vbd(db, vbd):
+    number = device_number(db.get('VBD', vbd, 'userdevice'))
+    db.set('VBD', vbd, currently_attached=True,
+           device=device_name(number) if number is not None else '')
+
+
+@handler('VBD', 'unplug')
+def vbd_unplug(ctx, vbd):
+    _unplug(ctx, vbd, force=False)
+
+
+@handler('VBD', 'unplug_force')
+def vbd_unplug_force(ctx, vbd):
+    _unplug(ctx, vbd, force=True)
+
+
+def _unplug(ctx, vbd, force):
+    db = ctx.db
+    with db.lock:
+        _assert_vm_running_for(db, 'VBD', vbd)
+        row = db.row('VBD', vbd)
+        if not row['currently_attached']:
+            raise XapiError('DEVICE_ALREADY_DETACHED', vbd)
+        if not force and not row['unpluggable']:
+            raise XapiError('VBD_NOT_UNPLUGGABLE', vbd)
+    with common.object_operation(ctx, 'VBD', vbd, 'unplug'):
+        if not force:
+            common.pause(ctx, ctx.pool.options.guest_delay)
+        db.set('VBD', vbd, currently_attached=False, device='')
+
+
+@handler('VBD', 'destroy')
+def vbd_destroy(ctx, vbd):
+    db = ctx.db
+    with db.lock:
+        row = db.row('VBD', vbd)
+        if row['currently_attached']:
+            raise XapiError('OPERATION_NOT_ALLOWED',
+                            'VBD currently attached to a running VM')
+        common.busy(db, 'VBD', vbd)
+        metrics = row['metrics']
+        db.destroy('VBD', vbd)
+        if db.exists('VBD_metrics', metrics):
+            db.destroy('VBD_metrics', metrics)
+
+
+@handler('VBD', 'eject')
+def vbd_eject(ctx, vbd):
+    db = ctx.db
+    with db.lock:
+        row = db.row('VBD', vbd)
+        if row['type'] != 'CD':
+            raise XapiError('VBD_NOT_REMOVABLE_MEDIA', vbd)
+        if row['empty']:
+            raise XapiError('VBD_IS_EMPTY', vbd)
+        db.set('VBD', vbd, empty=True, VDI=NULL_REF)
+
+
+@handler('VBD', 'insert')
+def vbd_insert(ctx, vbd, vdi):
+    db = ctx.db
+    with db.lock:
+        row = db.row('VBD', vbd)
+        if row['type'] != 'CD':
+            raise XapiError('VBD_NOT_REMOVABLE_MEDIA', vbd)
+        if not row['empty']:
+            raise XapiError('VBD_NOT_EMPTY', vbd)
+        db.set('VBD', vbd, empty=False, VDI=vdi)
+
+
+@handler('VBD', 'set_mode')
+def vbd_set_mode(ctx, vbd, value):
+    db = ctx.db
+    with db.lock:
+        common.assert_power(db, db.get('VBD', vbd, 'VM'), (common.HALTED,))
+        db.set('VBD', vbd, mode=value)

@@ -1,0 +1,80 @@
+"""A Python client for xapisim's control interface (tests, benchmarks)."""
+
+import base64
+import json
+import urllib.request
+
+
+class ControlError(Exception):
+    pass
+
+
+class Control(object):
+    """Talks to ``/_xapisim/`` on one host; acts on that host's pool."""
+
+    def __init__(self, url, username='root', password='xapisim'):
+        self.url = url.rstrip('/')
+        token = base64.b64encode(('%s:%s' % (username, password)).encode())
+        self._auth = 'Basic ' + token.decode()
+
+    def _request(self, method, action, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request('%s/_xapisim/%s' % (self.url, action),
+                                     data=data, method=method)
+        req.add_header('Authorization', self._auth)
+        if data is not None:
+            req.add_header('Content-Type', 'application/json')
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return json.loads(resp.read().decode() or 'null')
+        except urllib.error.HTTPError as exc:
+            raise ControlError('%s %s: HTTP %d %s' % (
+                method, action, exc.code, exc.read().decode(errors='replace')))
+
+    def describe(self):
+        return self._request('GET', 'describe')
+
+    def calls(self):
+        return self._request('GET', 'calls')
+
+    def reset_calls(self):
+        return self._request('POST', 'calls/reset', {})
+
+    def fail(self, message, error, nth=1, times=1):
+        """The ``nth`` call of ``message`` (and ``times``-1 more) fails."""
+        return self._request('POST', 'fault', {
+            'message': message, 'error': list(error), 'nth': nth,
+            'times': times})
+
+    def delay(self, message, seconds, nth=1, times=1):
+        return self._request('POST', 'fault', {
+            'message': message, 'delay': seconds, 'nth': nth, 'times': times})
+
+    def faults(self):
+        return self._request('GET', 'faults')
+
+    def clear_faults(self):
+        return self._request('POST', 'faults/clear', {})
+
+    def set_latency(self, ms):
+        return self._request('POST', 'latency', {'ms': ms})
+
+    def restart_xapi(self):
+        return self._request('POST', 'restart', {})
+
+    def move_master(self, host_uuid):
+        return self._request('POST', 'move_master', {'host_uuid': host_uuid})
+
+    def guest(self, vm_uuid, **behaviour):
+        body = dict(behaviour, vm_uuid=vm_uuid)
+        return self._request('POST', 'guest', body)
+
+    def guest_action(self, vm_uuid, action):
+        return self._request('POST', 'guest_action',
+                             {'vm_uuid': vm_uuid, 'action': action})
+
+    def create_vms(self, count, running=False, memory_mib=64,
+                   name_prefix='bulk-', other_config=None):
+        return self._request('POST', 'vms', {
+            'count': count, 'running': running, 'memory_mib': memory_mib,
+            'name_prefix': name_prefix, 'other_config': other_config or {}})

@@ -1,0 +1,163 @@
+"""What happens to a domain when a VM runs: domids, devices, metrics, consoles.
+
+A simulated guest boots instantly (after ``--guest-delay``), writes a
+console log in its host's dom0 (``/var/log/xen/guest/console.<domid>``),
+reports PV drivers through ``VM_guest_metrics`` and cooperates with clean
+shutdowns unless the control interface tells it otherwise.
+"""
+
+import os
+import threading
+
+from xapisim.api import host as host_api
+from xapisim.api.storage import attach_vbd
+from xapisim.db import now_datetime
+from xapisim.schema import NULL_REF
+
+_domid_lock = threading.Lock()
+
+
+def next_domid(pool, host):
+    with _domid_lock:
+        pool.domids[host] = pool.domids.get(host, 0) + 1
+        return pool.domids[host]
+
+
+def behaviour(pool, vm):
+    """The control interface's overrides for this guest."""
+    defaults = {'clean_shutdown': 'ok', 'pv_drivers': True,
+                'console': 'Welcome to the xapisim guest.\n'}
+    uuid = pool.db.get('VM', vm, 'uuid')
+    defaults.update(pool.guest.get(uuid, {}))
+    return defaults
+
+
+def console_log_path(pool, host_ref, domid):
+    host = pool.host_by_ref(host_ref)
+    return os.path.join(host.dom0_root, 'var', 'log', 'xen', 'guest',
+                        'console.%d' % domid)
+
+
+def create_domain(pool, vm, host, paused=False):
+    """The VM becomes a running (or paused) domain on ``host``."""
+    db = pool.db
+    domid = next_domid(pool, host)
+    row = db.row('VM', vm)
+    with db.lock:
+        db.set('VM', vm, power_state='Paused' if paused else 'Running',
+               domid=domid, resident_on=host,
+               scheduled_to_be_resident_on=NULL_REF,
+               memory_target=row['memory_dynamic_max'])
+        for vbd in row['VBDs']:
+            attach_vbd(db, vbd)
+        for vif in row['VIFs']:
+            db.set('VIF', vif, currently_attached=True)
+        db.set('VM_metrics', row['metrics'], start_time=now_datetime(),
+               memory_actual=row['memory_dynamic_max'],
+               VCPUs_number=row['VCPUs_at_startup'],
+               VCPUs_utilisation={i: 0.0 for i in
+                                  range(row['VCPUs_at_startup'])},
+               state=['running'], last_updated=now_datetime(),
+               current_domain_type=row['domain_type']
+               if row['domain_type'] != 'unspecified' else 'hvm',
+               hvm=row['HVM_boot_policy'] != '')
+        _create_consoles(pool, vm, host)
+        host_api.refresh_metrics(db, host)
+    _write_console_log(pool, vm, host, domid)
+    _report_guest_metrics(pool, vm)
+
+
+def _create_consoles(pool, vm, host_ref):
+    db = pool.db
+    host = pool.host_by_ref(host_ref)
+    for protocol in ('rfb', 'vt100'):
+        console = db.create('console', {'protocol': protocol, 'VM': vm,
+                                        'location': '', 'other_config': {}})
+        uuid = db.get('console', console, 'uuid')
+        db.set('console', console,
+               location='http://%s:%d/console?uuid=%s'
+               % (host.address, host.port or 80, uuid))
+
+
+def _write_console_log(pool, vm, host, domid):
+    db = pool.db
+    name = db.get('VM', vm, 'name_label')
+    text = ('[    0.000000] Linux version 6.1.0-xapisim (domid %d)\n'
+            '[    0.000000] Command line: root=/dev/xvda1 console=hvc0\n'
+            '[    1.024000] xen_netfront: Initialising Xen virtual ethernet '
+            'driver\n'
+            '%s login: \n' % (domid, name)) + behaviour(pool, vm)['console']
+    path = console_log_path(pool, host, domid)
+    with open(path, 'w') as fh:
+        fh.write(text)
+
+
+def _report_guest_metrics(pool, vm):
+    db = pool.db
+    if not behaviour(pool, vm)['pv_drivers']:
+        return
+    networks = {}
+    for vif in db.get('VM', vm, 'VIFs'):
+        row = db.row('VIF', vif)
+        for i, ip in enumerate(row['ipv4_allowed']):
+            networks['%s/ipv4/%d' % (row['device'], i)] = ip
+        for i, ip in enumerate(row['ipv6_allowed']):
+            networks['%s/ipv6/%d' % (row['device'], i)] = ip
+    gm = db.create('VM_guest_metrics', {
+        'os_version': {'name': 'xapisim Linux 6.1', 'distro': 'xapisim',
+                       'major': '6', 'minor': '1',
+                       'uname': '6.1.0-xapisim'},
+        'PV_drivers_version': {'major': '9', 'minor': '4', 'micro': '0',
+                               'build': '1'},
+        'PV_drivers_up_to_date': True, 'PV_drivers_detected': True,
+        'memory': {}, 'disks': {}, 'networks': networks,
+        'other': {'feature-shutdown': '1', 'feature-suspend': '1',
+                  'feature-poweroff': '1', 'feature-reboot': '1',
+                  'feature-vcpu-hotplug': '1', 'has-vendor-device': '0',
+                  'platform-feature-multiprocessor-suspend': '1'},
+        'last_updated': now_datetime(), 'other_config': {}, 'live': True,
+        'can_use_hotplug_vbd': 'yes', 'can_use_hotplug_vif': 'yes'})
+    db.set('VM', vm, guest_metrics=gm)
+
+
+def destroy_domain(pool, vm, power_state='Halted'):
+    """The domain is gone: the VM is Halted (or Suspended)."""
+    db = pool.db
+    with db.lock:
+        row = db.row('VM', vm)
+        host = row['resident_on']
+        for vbd in row['VBDs']:
+            db.set('VBD', vbd, currently_attached=False, reserved=False)
+        for vif in row['VIFs']:
+            db.set('VIF', vif, currently_attached=False, reserved=False)
+        for console in list(row['consoles']):
+            db.destroy('console', console)
+        gm = row['guest_metrics']
+        db.set('VM', vm, power_state=power_state, domid=-1,
+               resident_on=NULL_REF, scheduled_to_be_resident_on=NULL_REF,
+               guest_metrics=NULL_REF)
+        if gm != NULL_REF and db.exists('VM_guest_metrics', gm):
+            db.destroy('VM_guest_metrics', gm)
+        if db.exists('VM_metrics', row['metrics']):
+            db.set('VM_metrics', row['metrics'], state=['halted'],
+                   VCPUs_utilisation={}, last_updated=now_datetime())
+        if host != NULL_REF and db.exists('host', host):
+            host_api.refresh_metrics(db, host)
+
+
+def reboot_domain(pool, vm):
+    """A new domain replaces the old one; the VM stays Running."""
+    db = pool.db
+    with db.lock:
+        row = db.row('VM', vm)
+        host = row['resident_on']
+        domid = next_domid(pool, host)
+        gm = row['guest_metrics']
+        db.set('VM', vm, domid=domid, power_state='Running',
+               guest_metrics=NULL_REF)
+        if gm != NULL_REF and db.exists('VM_guest_metrics', gm):
+            db.destroy('VM_guest_metrics', gm)
+        db.set('VM_metrics', row['metrics'], start_time=now_datetime(),
+               state=['running'], last_updated=now_datetime())
+    _write_console_log(pool, vm, host, domid)
+    _report_guest_metrics(pool, vm)

@@ -1,0 +1,262 @@
+"""The HTTP front of a simulated host: XML-RPC and xapi's HTTP handlers.
+
+Each host listens on its own loopback address and on a Unix socket in its
+dom0 (``var/lib/xcp/xapi``), where plugins reach it as they reach xapi.
+Errors that xapi reports as HTTP statuses (a malformed XML-RPC body, a bad
+``session_id`` on a handler, an unknown path) get the same statuses here.
+"""
+
+import base64
+import http.server
+import os
+import socket
+import socketserver
+import sys
+import threading
+import traceback
+from urllib.parse import parse_qs, urlsplit
+
+from xapisim import wire
+from xapisim.errors import XapiError
+
+
+class Request(object):
+    """What a handler needs to know about an HTTP request."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        parts = urlsplit(handler.path)
+        self.path = parts.path
+        self.query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        cookies = {}
+        for item in handler.headers.get('Cookie', '').split(';'):
+            if '=' in item:
+                k, _, v = item.strip().partition('=')
+                cookies[k] = v
+        self.cookies = cookies
+        self.local = handler.server.is_unix
+
+    def param(self, name, default=None):
+        # xapi looks at the cookie first, then the query string
+        if name in self.cookies:
+            return self.cookies[name]
+        return self.query.get(name, default)
+
+
+class HostServerMixin(object):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def setup_host(self, host, is_unix):
+        self.host = host
+        self.is_unix = is_unix
+        self.connections = set()
+        self.connections_lock = threading.Lock()
+
+    def drop_connections(self):
+        with self.connections_lock:
+            conns = list(self.connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class TCPServer(HostServerMixin, http.server.ThreadingHTTPServer):
+    pass
+
+
+class UnixServer(HostServerMixin, socketserver.ThreadingUnixStreamServer):
+    pass
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    server_version = 'xapi/24.19'
+    sys_version = ''
+
+    # -- plumbing --------------------------------------------------------
+
+    def setup(self):
+        super(Handler, self).setup()
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self):
+        try:
+            super(Handler, self).finish()
+        finally:
+            with self.server.connections_lock:
+                self.server.connections.discard(self.connection)
+
+    def address_string(self):
+        return 'unix' if self.server.is_unix else self.client_address[0]
+
+    def log_message(self, fmt, *args):
+        if self.server.host.pool.options.verbose:
+            sys.stderr.write('%s %s\n' % (self.server.host.address,
+                                          fmt % args))
+
+    @property
+    def host(self):
+        return self.server.host
+
+    @property
+    def pool(self):
+        return self.server.host.pool
+
+    def send_body(self, status, body, content_type='text/html',
+                  close=False, headers=()):
+        self.send_response(status)
+        self.send_header('Content-Type', content_type)
+        self.send_header('Content-Length', str(len(body)))
+        self.send_header('Cache-Control', 'no-cache, no-store')
+        for k, v in headers:
+            self.send_header(k, v)
+        if close:
+            self.send_header('Connection', 'close')
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_error_page(self, status, text, headers=()):
+        body = ('<html><body><h1>HTTP %d %s</h1>%s</body></html>'
+                % (status, self.responses.get(status, ('',))[0],
+                   text)).encode()
+        self.send_body(status, body, close=True, headers=headers)
+
+    def read_body(self, limit):
+        length = self.headers.get('Content-Length')
+        if length is None:
+            return None
+        length = int(length)
+        if length > limit:
+            raise ValueError('Client_requested_size_over_limit')
+        return self.rfile.read(length)
+
+    # -- authentication for HTTP handlers ------------------------------
+
+    def authenticate(self, req):
+        """The session for a handler request, or None after a 401."""
+        db = self.pool.db
+        session = req.param('session_id')
+        if session is not None:
+            if db.exists('session', session):
+                return session
+        elif self.headers.get('Authorization', '').startswith('Basic '):
+            try:
+                raw = base64.b64decode(self.headers['Authorization'][6:])
+                user, _, pwd = raw.decode().partition(':')
+            except Exception:
+                user, pwd = '', None
+            opts = self.pool.options
+            if user == opts.username and pwd == opts.password:
+                from xapisim.api.session import open_session
+                from xapisim.rpc import Context
+                return open_session(Context(self.pool, self.host, ''), user)
+        elif req.local:
+            return ''
+        task = req.param('task_id')
+        if task and db.exists('task', task):
+            self.pool.tasks.fail(task, ['SESSION_AUTHENTICATION_FAILED'])
+        self.send_error_page(401, 'Unauthorised',
+                             headers=[('WWW-Authenticate',
+                                       'Basic realm="xapi"')])
+        return None
+
+    # -- verbs -----------------------------------------------------------
+
+    def do_POST(self):
+        req = Request(self)
+        if req.path.startswith('/_xapisim/'):
+            from xapisim import control
+            return control.serve(self, req)
+        if req.path.startswith('/jsonrpc'):
+            return self.send_error_page(501, 'JSON-RPC is not simulated')
+        return self.serve_xmlrpc()
+
+    def do_PUT(self):
+        req = Request(self)
+        if req.path == '/import_raw_vdi':
+            from xapisim import transfer
+            return transfer.import_raw_vdi(self, req)
+        return self.send_error_page(403, 'forbidden')
+
+    def do_GET(self):
+        req = Request(self)
+        route = {'/export_raw_vdi': ('transfer', 'export_raw_vdi'),
+                 '/rrd_updates': ('rrd', 'rrd_updates'),
+                 '/vm_rrd': ('rrd', 'vm_rrd'),
+                 '/host_rrd': ('rrd', 'host_rrd')}.get(req.path)
+        if route:
+            module = __import__('xapisim.' + route[0], fromlist=[route[1]])
+            return getattr(module, route[1])(self, req)
+        if req.path.startswith('/_xapisim/'):
+            from xapisim import control
+            return control.serve(self, req)
+        return self.send_error_page(
+            404, 'The requested URL %s was not found on this server.'
+            % req.path.replace('<', '&lt;'))
+
+    def do_CONNECT(self):
+        req = Request(self)
+        if req.path == '/console':
+            from xapisim import console
+            return console.connect(self, req)
+        return self.send_error_page(403, 'forbidden')
+
+    def serve_xmlrpc(self):
+        try:
+            body = self.read_body(wire.MAX_RPC_BODY)
+        except ValueError:
+            return self.send_error_page(500, 'Client_requested_size_over_limit')
+        if body is None:
+            return self.send_error_page(
+                500, 'We require a content-length: HTTP header')
+        try:
+            method, params = wire.decode_call(body)
+        except wire.MalformedCall as exc:
+            return self.send_error_page(500, 'Internal Error: %s'
+                                        % str(exc).replace('<', '&lt;'))
+        try:
+            value = self.pool.api.handle_xmlrpc(self.host, method, params)
+            payload = wire.success(value)
+        except XapiError as exc:
+            payload = wire.failure(exc.description)
+        except Exception as exc:  # a simulator bug: say so, keep serving
+            traceback.print_exc()
+            payload = wire.failure(['INTERNAL_ERROR', repr(exc)])
+        self.send_body(200, payload, content_type='text/xml',
+                       headers=[('Access-Control-Allow-Origin', '*')])
+
+
+def serve_host(host, port):
+    """Start the TCP and Unix-socket servers of one host (in threads)."""
+    tcp = TCPServer((host.address, port), Handler)
+    tcp.setup_host(host, is_unix=False)
+    _run(tcp)
+    host.port = tcp.server_address[1]
+    host.server = tcp
+    if os.path.exists(host.socket_path):
+        os.unlink(host.socket_path)
+    unix = UnixServer(host.socket_path, Handler)
+    unix.setup_host(host, is_unix=True)
+    _run(unix)
+    host.unix_server = unix
+    return host.port
+
+
+def _run(server):
+    threading.Thread(target=server.serve_forever, daemon=True,
+                     kwargs={'poll_interval': 0.2}).start()
+
+
+def shutdown_host(host):
+    for server in (host.server, host.unix_server):
+        if server is not None:
+            server.shutdown()
+            server.drop_connections()
+            server.server_close()
+    host.server = host.unix_server = None

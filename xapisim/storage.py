@@ -1,0 +1,175 @@
+"""Storage repositories whose VDIs hold real bytes.
+
+Each VDI is a sparse file of its virtual size under the pool's state
+directory (``sr-<uuid>/<vdi-uuid>.img``).  Copies skip holes, so cloning a
+mostly empty disk is cheap.  SR usage is accounted from the VDIs' virtual
+sizes: a VDI that does not fit fails with ``SR_FULL``.
+"""
+
+import errno
+import os
+import threading
+
+from xapisim.errors import XapiError
+from xapisim.schema import NULL_REF
+
+# VHD-based SRs round a VDI's size up to the VHD block size.
+VHD_BLOCK = 2 * 1024 * 1024
+COPY_CHUNK = 4 * 1024 * 1024
+
+
+def round_size(size):
+    return (size + VHD_BLOCK - 1) // VHD_BLOCK * VHD_BLOCK
+
+
+class Storage(object):
+    def __init__(self, pool):
+        self.pool = pool
+        self.db = pool.db
+        self.root = os.path.join(pool.state_dir, 'storage')
+        os.makedirs(self.root, exist_ok=True)
+        self.lock = threading.RLock()
+
+    # -- SRs -----------------------------------------------------------
+
+    def create_sr(self, name_label, sr_type, shared, size, hosts,
+                  device_config, content_type='user', other_config=None,
+                  name_description=''):
+        sr = self.db.create('SR', {
+            'name_label': name_label, 'name_description': name_description,
+            'type': sr_type, 'content_type': content_type, 'shared': shared,
+            'physical_size': size, 'physical_utilisation': 0,
+            'virtual_allocation': 0, 'other_config': other_config or {},
+            'sm_config': {'devserial': 'xapisim'} if sr_type == 'ext' else {},
+            'allowed_operations': _sr_operations(sr_type),
+            'tags': [], 'blobs': {}, 'local_cache_enabled': False,
+            'introduced_by': NULL_REF, 'clustered': False,
+            'is_tools_sr': sr_type == 'iso'})
+        os.makedirs(self.sr_dir(sr), exist_ok=True)
+        for host in hosts:
+            self.db.create('PBD', {'host': host.ref, 'SR': sr,
+                                   'device_config': dict(device_config),
+                                   'currently_attached': True,
+                                   'other_config': {}})
+        return sr
+
+    def sr_dir(self, sr):
+        return os.path.join(self.root, 'sr-' + self.db.get('SR', sr, 'uuid'))
+
+    def hosts_seeing(self, sr):
+        """Host refs with an attached PBD for this SR."""
+        return [self.db.get('PBD', pbd, 'host')
+                for pbd in self.db.get('SR', sr, 'PBDs')
+                if self.db.get('PBD', pbd, 'currently_attached')]
+
+    def assert_attached(self, sr):
+        if not self.hosts_seeing(sr):
+            raise XapiError('SR_NOT_ATTACHED', sr)
+
+    def assert_space(self, sr, extra):
+        row = self.db.row('SR', sr)
+        if row['type'] == 'iso':
+            return
+        wanted = row['virtual_allocation'] + extra
+        if wanted > row['physical_size']:
+            raise XapiError('SR_FULL', wanted, row['physical_size'])
+
+    def update_usage(self, sr):
+        with self.db.lock:
+            virtual = 0
+            physical = 0
+            for vdi in self.db.get('SR', sr, 'VDIs'):
+                row = self.db.row('VDI', vdi)
+                virtual += row['virtual_size']
+                physical += row['physical_utilisation']
+            self.db.set('SR', sr, virtual_allocation=virtual,
+                        physical_utilisation=physical)
+
+    # -- VDI files -----------------------------------------------------
+
+    def path(self, vdi):
+        row = self.db.row('VDI', vdi)
+        return os.path.join(self.sr_dir(row['SR']), row['location'] + '.img')
+
+    def new_file(self, sr, location, size):
+        path = os.path.join(self.sr_dir(sr), location + '.img')
+        with open(path, 'wb') as fh:
+            fh.truncate(size)
+        return path
+
+    def remove_file(self, vdi):
+        try:
+            os.unlink(self.path(vdi))
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+
+    def resize_file(self, vdi, size):
+        with open(self.path(vdi), 'r+b') as fh:
+            fh.truncate(size)
+
+    def allocated(self, vdi):
+        try:
+            return os.stat(self.path(vdi)).st_blocks * 512
+        except OSError:
+            return 0
+
+    def refresh_utilisation(self, vdi):
+        with self.db.lock:
+            self.db.set('VDI', vdi, physical_utilisation=self.allocated(vdi))
+            self.update_usage(self.db.get('VDI', vdi, 'SR'))
+
+    def copy_data(self, src_vdi, dst_vdi, progress=None):
+        """Copy a VDI's bytes, skipping holes; the destination keeps its size."""
+        copy_file_data(self.path(src_vdi), self.path(dst_vdi), progress)
+
+    def read(self, vdi, offset, length):
+        with open(self.path(vdi), 'rb') as fh:
+            fh.seek(offset)
+            return fh.read(length)
+
+
+def copy_file_data(src, dst, progress=None):
+    """Copy the data regions of sparse file ``src`` into ``dst``."""
+    size = min(os.path.getsize(src), os.path.getsize(dst))
+    with open(src, 'rb') as fin, open(dst, 'r+b') as fout:
+        for offset, length in data_extents(fin, size):
+            done = 0
+            while done < length:
+                n = min(COPY_CHUNK, length - done)
+                fin.seek(offset + done)
+                chunk = fin.read(n)
+                fout.seek(offset + done)
+                fout.write(chunk)
+                done += n
+            if progress:
+                progress(float(offset + length) / max(size, 1))
+
+
+def data_extents(fh, size):
+    """(offset, length) of the regions of a sparse file that hold data."""
+    fd = fh.fileno()
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                return
+            raise
+        if start >= size:
+            return
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        end = min(end, size)
+        yield start, end - start
+        offset = end
+
+
+def _sr_operations(sr_type):
+    ops = ['scan', 'update', 'vdi_create', 'vdi_destroy', 'vdi_clone',
+           'vdi_snapshot', 'vdi_resize', 'vdi_introduce', 'vdi_mirror',
+           'pbd_create', 'pbd_destroy', 'plug', 'unplug', 'forget']
+    if sr_type == 'iso':
+        ops = ['scan', 'vdi_introduce', 'pbd_create', 'pbd_destroy',
+               'plug', 'unplug', 'forget']
+    return ops

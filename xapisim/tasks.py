@@ -1,0 +1,110 @@
+"""Tasks: Async.* calls run in the background and report through a task."""
+
+import threading
+import traceback
+
+from xapisim import wire
+from xapisim.db import now_datetime
+from xapisim.errors import XapiError
+from xapisim.rpc import Context
+
+PENDING = 'pending'
+
+
+class Tasks(object):
+    def __init__(self, pool):
+        self.pool = pool
+        self.db = pool.db
+        self._cancel = set()
+        self._destroy_when_done = set()
+        self._lock = threading.Lock()
+
+    def create(self, host, session, label, description='', cancellable=True):
+        return self.db.create('task', {
+            'name_label': label,
+            'name_description': description,
+            'status': PENDING,
+            'created': now_datetime(),
+            'resident_on': host.ref,
+            'progress': 0.0,
+            'type': '<none/>',
+            'allowed_operations': ['cancel'] if cancellable else [],
+            'other_config': {},
+        })
+
+    def run_async(self, host, session, msg, fn, values):
+        task = self.create(host, session, 'Async.' + msg.wire_name)
+        ctx = Context(self.pool, host, session, task=task, method=msg.wire_name)
+        thread = threading.Thread(
+            target=self._run, args=(ctx, msg, fn, values),
+            name='task-%s' % msg.wire_name, daemon=True)
+        thread.start()
+        return task
+
+    def _run(self, ctx, msg, fn, values):
+        try:
+            value = self.pool.api.run(ctx, msg, fn, values)
+        except XapiError as exc:
+            self.fail(ctx.task, exc.description)
+        except Exception as exc:  # a simulator bug must still end the task
+            traceback.print_exc()
+            self.fail(ctx.task, ['INTERNAL_ERROR', repr(exc)])
+        else:
+            self.succeed(ctx.task, value)
+
+    def succeed(self, task, wire_value):
+        self._finish(task, status='success',
+                     result=wire.value_text(wire_value))
+
+    def fail(self, task, description):
+        status = 'cancelled' if description[0] == 'TASK_CANCELLED' else 'failure'
+        self._finish(task, status=status, error_info=[str(d) for d in description])
+
+    def _finish(self, task, **fields):
+        with self.db.lock:
+            if not self.db.exists('task', task):
+                return   # destroyed by a xapi restart
+            fields.update(progress=1.0, finished=now_datetime(),
+                          allowed_operations=[])
+            self.db.set('task', task, **fields)
+            with self._lock:
+                self._cancel.discard(task)
+                destroy = task in self._destroy_when_done
+                self._destroy_when_done.discard(task)
+            if destroy:
+                self.db.destroy('task', task)
+
+    def cancel(self, task):
+        with self.db.lock:
+            row = self.db.row('task', task)
+            if row['status'] != PENDING or 'cancel' not in row['allowed_operations']:
+                raise XapiError('OPERATION_NOT_ALLOWED',
+                                'task %s cannot be cancelled in state %s'
+                                % (task, row['status']))
+            with self._lock:
+                self._cancel.add(task)
+            self.db.set('task', task, status='cancelling')
+
+    def cancel_requested(self, task):
+        with self._lock:
+            return task in self._cancel
+
+    def destroy(self, task):
+        with self.db.lock:
+            row = self.db.row('task', task)
+            if row['status'] in (PENDING, 'cancelling'):
+                with self._lock:
+                    self._destroy_when_done.add(task)
+                return
+            self.db.destroy('task', task)
+
+    def kill_pending(self):
+        """A xapi restart: pending tasks vanish."""
+        with self.db.lock:
+            for ref in self.db.refs('task'):
+                if self.db.get('task', ref, 'status') in (PENDING, 'cancelling'):
+                    self.db.destroy('task', ref)
+        with self._lock:
+            self._cancel.clear()
+            self._destroy_when_done.clear()
+

@@ -1,0 +1,242 @@
+"""PUT /import_raw_vdi and GET /export_raw_vdi: VDI bytes over HTTP.
+
+As in xapi, an import answers ``200 OK`` before it reads the body; whether
+the bytes made it is told by the task (``task_id`` given by the client, or
+one created for the transfer and named in the ``task-id`` header).  A body
+that is truncated, too large for the VDI or not the VHD it claims to be
+fails the task with ``VDI_IO_ERROR``.
+"""
+
+import sys
+
+from xapisim import vhd
+from xapisim.errors import XapiError
+from xapisim.storage import data_extents
+
+CHUNK = 1024 * 1024
+FORMATS = ('raw', 'vhd')
+
+
+class TransferError(Exception):
+    """The transfer failed; the task says VDI_IO_ERROR."""
+
+
+def _resolve_vdi(handler, req):
+    db = handler.pool.db
+    value = req.param('vdi')
+    if value is None:
+        return None
+    if db.exists('VDI', value):
+        return value
+    return db.by_uuid['VDI'].get(value)
+
+
+def _task_for(handler, req, session, label):
+    db = handler.pool.db
+    task = req.param('task_id')
+    if task and db.exists('task', task):
+        return task
+    return handler.pool.tasks.create(handler.host, session, label)
+
+
+def _fail_early(handler, req, session, status, description, text):
+    task = _task_for(handler, req, session, 'VDI transfer')
+    handler.pool.tasks.fail(task, description)
+    handler.send_error_page(status, text, headers=[('task-id', task)])
+
+
+def _prologue(handler, req, label):
+    """Checks shared by import and export; (session, vdi, format) or None."""
+    if handler.headers.get('Transfer-Encoding'):
+        handler.send_error_page(404, 'Cannot handle encoding')
+        return None
+    session = handler.authenticate(req)
+    if session is None:
+        return None
+    fmt = (req.param('format') or 'raw').lower()
+    if fmt not in FORMATS:
+        _fail_early(handler, req, session, 404,
+                    ['INTERNAL_ERROR', 'Unknown format %s' % fmt],
+                    'Unknown format')
+        return None
+    vdi = _resolve_vdi(handler, req)
+    if vdi is None:
+        _fail_early(handler, req, session, 400,
+                    ['VDI_MISSING', '', req.param('vdi') or ''],
+                    'Missing or unknown vdi')
+        return None
+    return session, vdi, fmt
+
+
+def import_raw_vdi(handler, req):
+    found = _prologue(handler, req, 'VDI import')
+    if found is None:
+        return
+    session, vdi, fmt = found
+    pool = handler.pool
+    task = _task_for(handler, req, session, 'VDI import')
+    handler.send_response(200)
+    handler.send_header('Connection', 'close')
+    handler.send_header('Cache-Control', 'no-cache, no-store')
+    handler.send_header('task-id', task)
+    handler.send_header('Content-Type', 'application/octet-stream')
+    handler.end_headers()
+    handler.wfile.flush()
+    handler.close_connection = True
+    length = handler.headers.get('Content-Length')
+    reader = _BodyReader(handler.rfile, int(length) if length else None,
+                         pool, task)
+    try:
+        size = pool.db.get('VDI', vdi, 'virtual_size')
+        path = pool.storage.path(vdi)
+        with open(path, 'r+b') as out:
+            def write(offset, data):
+                if offset + len(data) > size:
+                    raise TransferError('write beyond the end of the VDI')
+                out.seek(offset)
+                out.write(data)
+            if fmt == 'vhd':
+                vhd.read_vhd(reader.read, size, write)
+            else:
+                offset = 0
+                while True:
+                    chunk = reader.read(CHUNK)
+                    if not chunk:
+                        break
+                    write(offset, chunk)
+                    offset += len(chunk)
+            reader.finish()
+    except XapiError as exc:
+        pool.tasks.fail(task, exc.description)
+        return
+    except (TransferError, vhd.VhdError, OSError) as exc:
+        sys.stderr.write('xapisim: import into VDI %s failed: %s\n'
+                         % (vdi, exc))
+        pool.tasks.fail(task, ['VDI_IO_ERROR', 'Device I/O errors'])
+        return
+    finally:
+        if pool.db.exists('VDI', vdi):
+            pool.storage.refresh_utilisation(vdi)
+    pool.tasks.succeed(task, vdi)
+
+
+class _BodyReader(object):
+    """The request body, bounded by Content-Length, honouring task.cancel."""
+
+    def __init__(self, rfile, length, pool, task):
+        self.rfile = rfile
+        self.left = length
+        self.pool = pool
+        self.task = task
+
+    def read(self, n):
+        if self.pool.tasks.cancel_requested(self.task):
+            raise XapiError('TASK_CANCELLED', self.task)
+        if self.left is not None:
+            n = min(n, self.left)
+            if n == 0:
+                return b''
+        data = self.rfile.read1(n) if hasattr(self.rfile, 'read1') \
+            else self.rfile.read(n)
+        if self.left is not None:
+            if not data:
+                raise TransferError('truncated upload: %d bytes missing'
+                                    % self.left)
+            self.left -= len(data)
+        return data
+
+    def finish(self):
+        if self.left:
+            raise TransferError('unread data: %d bytes' % self.left)
+
+
+def export_raw_vdi(handler, req):
+    found = _prologue(handler, req, 'VDI export')
+    if found is None:
+        return
+    session, vdi, fmt = found
+    pool = handler.pool
+    base = None
+    if req.param('base'):
+        base = _resolve_vdi(handler, _Param(req.param('base')))
+        if base is None or fmt != 'vhd':
+            return _fail_early(handler, req, session, 500,
+                               ['INTERNAL_ERROR', 'Cannot compute differences '
+                                'on non-VHD images'], 'bad base')
+    task = _task_for(handler, req, session, 'VDI export')
+    row = pool.db.record('VDI', vdi)
+    handler.send_response(200)
+    handler.send_header('Connection', 'close')
+    handler.send_header('Cache-Control', 'no-cache, no-store')
+    handler.send_header('task-id', task)
+    handler.send_header('Content-Type', 'application/vhd' if fmt == 'vhd'
+                        else 'application/octet-stream')
+    handler.send_header('Content-Disposition', 'attachment; filename="%s.%s"'
+                        % (row['uuid'], fmt))
+    handler.end_headers()
+    handler.close_connection = True
+    path = pool.storage.path(vdi)
+    size = row['virtual_size']
+    try:
+        with open(path, 'rb') as src:
+            if fmt == 'raw':
+                _send_raw(handler, src, size)
+            else:
+                base_path = pool.storage.path(base) if base else None
+                _send_vhd(handler, src, size, base_path)
+        handler.wfile.flush()
+    except (OSError, XapiError) as exc:
+        sys.stderr.write('xapisim: export of VDI %s failed: %s\n' % (vdi, exc))
+        pool.tasks.fail(task, ['VDI_IO_ERROR', 'Device I/O errors'])
+        return
+    pool.tasks.succeed(task, '')
+
+
+class _Param(object):
+    def __init__(self, value):
+        self.value = value
+
+    def param(self, name):
+        return self.value
+
+
+def _send_raw(handler, src, size):
+    offset = 0
+    zeros = b'\0' * CHUNK
+    for start, length in list(data_extents(src, size)) + [(size, 0)]:
+        while offset < start:
+            n = min(CHUNK, start - offset)
+            handler.wfile.write(zeros[:n])
+            offset += n
+        src.seek(start)
+        while length:
+            chunk = src.read(min(CHUNK, length))
+            handler.wfile.write(chunk)
+            length -= len(chunk)
+            offset += len(chunk)
+
+
+def _data_blocks(fh, size):
+    block = vhd.BLOCK_SIZE
+    return {i for start, length in data_extents(fh, size)
+            for i in range(start // block, (start + length - 1) // block + 1)}
+
+
+def _send_vhd(handler, src, size, base_path):
+    block = vhd.BLOCK_SIZE
+    blocks = _data_blocks(src, size)
+
+    def read_block(fh, idx):
+        fh.seek(idx * block)
+        data = fh.read(min(block, size - idx * block))
+        return data + b'\0' * (min(block, size - idx * block) - len(data))
+    if base_path is not None:
+        # a differencing export: the blocks where the VDI and its base differ
+        with open(base_path, 'rb') as base:
+            candidates = blocks | _data_blocks(base, size)
+            blocks = {i for i in candidates
+                      if read_block(base, i) != read_block(src, i)}
+    for piece in vhd.write_vhd(size, sorted(blocks),
+                               lambda idx: read_block(src, idx)):
+        handler.wfile.write(piece)
+

@@ -1,0 +1,201 @@
+"""The simulated world: pools of hosts, each host serving on its own address.
+
+A ``Pool`` owns one database (shared by its hosts, as a xapi pool shares
+its master's database), its storage and its API.  Only the master answers
+XenAPI calls; the others answer ``HOST_IS_SLAVE`` as xapi's slaves do,
+but every host serves the HTTP handlers (VDI import/export, RRDs,
+consoles) for what it holds.
+"""
+
+import os
+import shutil
+import tempfile
+import threading
+
+from xapisim import inventory
+from xapisim.db import Database, new_uuid
+from xapisim.faults import Faults
+from xapisim.rpc import Api
+from xapisim.schema import load as load_schema
+from xapisim.storage import Storage
+from xapisim.tasks import Tasks
+
+# Importing the handler modules registers them.
+from xapisim.api import event, host, migration, network  # noqa: F401
+from xapisim.api import session, storage as storage_api, task, vm  # noqa: F401
+
+
+class Options(object):
+    """Sizes and behaviour of a simulated world (the command-line flags)."""
+
+    def __init__(self, pools=1, hosts=1, username='root', password='xapisim',
+                 state_dir=None, plugins_dir=None, latency_ms=0,
+                 vm_memory_mib=16384, sr_size_gib=100, host_cpus=8,
+                 port=0, first_address=2, plugin_python=None,
+                 guest_delay=0.05, verbose=False):
+        self.pools = int(pools)
+        self.hosts = int(hosts)
+        self.username = username
+        self.password = password
+        self.state_dir = state_dir
+        self.plugins_dir = plugins_dir
+        self.latency_ms = float(latency_ms)
+        self.vm_memory_mib = int(vm_memory_mib)
+        self.sr_size_gib = int(sr_size_gib)
+        self.host_cpus = int(host_cpus)
+        self.port = int(port)
+        self.first_address = int(first_address)
+        self.plugin_python = plugin_python
+        self.guest_delay = float(guest_delay)
+        self.verbose = verbose
+
+
+class Host(object):
+    def __init__(self, pool, index, address):
+        self.pool = pool
+        self.index = index
+        self.address = address
+        self.port = None
+        self.ref = None
+        self.uuid = new_uuid()
+        self.name_label = 'xcp-ng-%s-%d' % (pool.index + 1, index + 1)
+        self.server = None
+        self.unix_server = None
+        self.local_sr = None
+        self.dom0_root = os.path.join(pool.world.dom0_base,
+                                      'p%dh%d' % (pool.index, index))
+        for sub in (('var', 'log', 'xen', 'guest'), ('var', 'lib', 'xcp')):
+            os.makedirs(os.path.join(self.dom0_root, *sub), exist_ok=True)
+        self.socket_path = os.path.join(self.dom0_root, 'var', 'lib', 'xcp',
+                                        'xapi')
+
+    @property
+    def url(self):
+        return 'http://%s:%d' % (self.address, self.port)
+
+    def describe(self):
+        return {'uuid': self.uuid, 'name_label': self.name_label,
+                'address': self.address, 'url': self.url}
+
+
+class Pool(object):
+    def __init__(self, world, index, addresses):
+        self.world = world
+        self.index = index
+        self.options = world.options
+        self.schema = world.schema
+        self.uuid = new_uuid()
+        self.name_label = 'pool-%d' % (index + 1)
+        self.state_dir = os.path.join(world.state_dir, 'pool-%s' % self.uuid)
+        os.makedirs(self.state_dir)
+        self.db = Database(self.schema)
+        self.latency = self.options.latency_ms / 1000.0
+        self.faults = Faults()
+        self.api = Api(self)
+        self.tasks = Tasks(self)
+        self.storage = Storage(self)
+        self.hosts = [Host(self, i, addr) for i, addr in enumerate(addresses)]
+        self.master = self.hosts[0]
+        self.guest = {}     # VM uuid -> guest behaviour overrides
+        self.domids = {}    # host ref -> last domid given out
+        self.lock = threading.RLock()
+        inventory.populate(self)
+
+    @property
+    def ref(self):
+        return self.db.refs('pool')[0]
+
+    def host_by_ref(self, ref):
+        for h in self.hosts:
+            if h.ref == ref:
+                return h
+        return None
+
+    def describe(self):
+        return {'uuid': self.uuid, 'name_label': self.name_label,
+                'master': self.master.url,
+                'hosts': [h.describe() for h in self.hosts]}
+
+    # -- what the control interface does -------------------------------
+
+    def restart_xapi(self):
+        """All sessions and pending tasks die; clients must log in again."""
+        with self.db.lock:
+            for ref in self.db.refs('session'):
+                self.db.destroy('session', ref)
+            self.tasks.kill_pending()
+        for h in self.hosts:
+            if h.server is not None:
+                h.server.drop_connections()
+
+    def move_master(self, host):
+        with self.db.lock:
+            self.master = host
+            self.db.set('pool', self.ref, master=host.ref)
+        self.restart_xapi()
+
+
+class World(object):
+    def __init__(self, options):
+        self.options = options
+        self.schema = load_schema()
+        self._own_state_dir = options.state_dir is None
+        self.state_dir = os.path.abspath(
+            options.state_dir or tempfile.mkdtemp(prefix='xapisim-'))
+        os.makedirs(self.state_dir, exist_ok=True)
+        # Unix socket paths are short (108 bytes): keep dom0 roots near /
+        self.dom0_base = os.path.join(self.state_dir, 'dom0')
+        if len(self.dom0_base) > 70:
+            self.dom0_base = tempfile.mkdtemp(prefix='xapisim-dom0-')
+            self._extra_dirs = [self.dom0_base]
+        else:
+            self._extra_dirs = []
+        self.pools = []
+        address = options.first_address
+        for p in range(options.pools):
+            addresses = []
+            for _ in range(options.hosts):
+                addresses.append('127.0.0.%d' % address)
+                address += 1
+            self.pools.append(Pool(self, p, addresses))
+
+    def all_hosts(self):
+        return [h for p in self.pools for h in p.hosts]
+
+    def host_by_address(self, address):
+        for h in self.all_hosts():
+            if h.address == address:
+                return h
+        return None
+
+    def describe(self):
+        return {'pools': [p.describe() for p in self.pools],
+                'username': self.options.username,
+                'password': self.options.password}
+
+    def start(self):
+        """Serve every host: own loopback address, one shared port."""
+        from xapisim.http import serve_host, shutdown_host
+        for _ in range(20):
+            port = self.options.port
+            started = []
+            try:
+                for host in self.all_hosts():
+                    port = serve_host(host, port)
+                    started.append(host)
+                return
+            except OSError:
+                for host in started:
+                    shutdown_host(host)
+                if self.options.port:
+                    raise
+        raise RuntimeError('no free port shared by all simulated hosts')
+
+    def stop(self):
+        from xapisim.http import shutdown_host
+        for host in self.all_hosts():
+            shutdown_host(host)
+        if self._own_state_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+        for path in self._extra_dirs:
+            shutil.rmtree(path, ignore_errors=True)
