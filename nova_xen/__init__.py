@@ -1,0 +1,1 @@
+"""nova-xen: an OpenStack Nova compute driver for XCP-ng / XenServer pools."""

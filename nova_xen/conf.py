@@ -1,0 +1,88 @@
+"""The ``[xenserver]`` configuration group.
+
+Where an option of Nova's former in-tree XenAPI driver still means the same
+thing it keeps its name, so an operator's old nova.conf keeps working.
+"""
+
+from oslo_config import cfg
+
+GROUP = cfg.OptGroup(
+    'xenserver', title='XenServer / XCP-ng options',
+    help='How nova-compute reaches the xapi pool it manages (nova-xen).')
+
+CONNECTION_OPTS = [
+    cfg.URIOpt(
+        'connection_url', schemes=['http', 'https'],
+        help='URL of xapi on the pool master (or on any host of the pool: '
+             'the driver follows HOST_IS_SLAVE to the master), for example '
+             'https://xcp-ng-1.example.com. Credentials do not belong in '
+             'the URL.'),
+    cfg.StrOpt('connection_username', default='root',
+               help='Username for the XenAPI session.'),
+    cfg.StrOpt('connection_password', secret=True,
+               help='Password for the XenAPI session.'),
+    cfg.IntOpt('connection_concurrent', default=5, min=1,
+               help='Maximum number of concurrent XenAPI sessions (and so '
+                    'of concurrent calls) to xapi.'),
+    cfg.IntOpt('login_timeout', default=10, min=1,
+               help='Seconds to wait for xapi to answer a login.'),
+    cfg.IntOpt('call_timeout', default=120, min=1,
+               help='Seconds to wait for the answer to a synchronous XenAPI '
+                    'call. Long operations run as tasks, bounded by '
+                    'task_timeout.'),
+    cfg.IntOpt('task_timeout', default=1800, min=1,
+               help='Seconds to wait for a long XenAPI operation (a task: '
+                    'VM start, VDI copy, migration) before cancelling it.'),
+    cfg.StrOpt('ca_file',
+               help='CA bundle that signed the pool\'s TLS certificates. '
+                    'Default: the system trust store.'),
+    cfg.BoolOpt('insecure', default=False,
+                help='Do not verify xapi\'s TLS certificate. For tests only: '
+                     'anyone on the path can impersonate the pool.'),
+]
+
+HOST_OPTS = [
+    cfg.StrOpt('host_uuid',
+               help='UUID of the XenServer/XCP-ng host this nova-compute '
+                    'manages. Default: the host that runs this domU, else '
+                    'the host named by connection_url, else the only host '
+                    'of a one-host pool.'),
+    cfg.StrOpt('sr_matching_filter', default='default-sr:true',
+               help='Which SR holds instance disks: "default-sr:true" '
+                    '(the pool\'s default SR) or "other-config:KEY=VALUE" '
+                    '(the first SR whose other_config has KEY=VALUE). The '
+                    'SR must be attached to the compute\'s host.'),
+    cfg.StrOpt('ovs_integration_bridge', default='br-int',
+               help='Bridge of the xapi network that VIFs of Neutron "ovs" '
+                    'ports join; created if it does not exist.'),
+    cfg.IntOpt('running_timeout', default=60, min=1,
+               help='Seconds to wait for a started VM to report Running.'),
+]
+
+IMAGE_OPTS = [
+    cfg.StrOpt('image_handler', default='vdi_remote_stream',
+               choices=[('vdi_remote_stream',
+                         'nova-compute downloads the image from Glance and '
+                         'streams it into the VDI through xapi\'s '
+                         '/import_raw_vdi')],
+               help='How images travel from Glance into a VDI.'),
+    cfg.IntOpt('max_image_size_gb', default=512, min=1,
+               help='Largest virtual size (GiB) an image may claim; larger '
+                    'images are refused before any storage is used.'),
+]
+
+ALL_OPTS = CONNECTION_OPTS + HOST_OPTS + IMAGE_OPTS
+
+
+def register_opts(conf):
+    conf.register_group(GROUP)
+    conf.register_opts(ALL_OPTS, group=GROUP)
+
+
+def list_opts():
+    """For oslo-config-generator (entry point ``oslo.config.opts``)."""
+    return [(GROUP, ALL_OPTS)]
+
+
+CONF = cfg.CONF
+register_opts(CONF)

@@ -1,0 +1,127 @@
+"""XenAPIDriver: Nova's ComputeDriver for a host of an XCP-ng/XenServer pool.
+
+A thin façade: each ComputeDriver call is mapped onto the modules that hold
+the logic (session, host, vmops, storage, network, images).  Load it with
+``compute_driver = xenapi.XenAPIDriver``.
+"""
+
+import os_traits
+from nova.virt import driver
+from oslo_log import log as logging
+
+from nova_xen import conf as xen_conf
+from nova_xen import host as host_mod
+from nova_xen import images
+from nova_xen import instances
+from nova_xen import network
+from nova_xen import session as session_mod
+from nova_xen import vmops
+
+LOG = logging.getLogger(__name__)
+CONF = xen_conf.CONF
+
+
+class XenAPIDriver(driver.ComputeDriver):
+    """Runs instances as VMs of one host of a xapi pool."""
+
+    capabilities = dict(driver.ComputeDriver.capabilities, **{
+        'has_imagecache': False,
+        'supports_evacuate': False,
+        'supports_migrate_to_same_host': False,
+        'supports_attach_interface': False,
+        'supports_device_tagging': False,
+        'supports_multiattach': False,
+        'supports_image_type_raw': True,
+        'supports_image_type_vhd': True,
+    })
+
+    def __init__(self, virtapi, read_only=False):
+        super(XenAPIDriver, self).__init__(virtapi)
+        self._session = None
+        self._host = None
+        self._sr = None
+        self._index = None
+        self._vmops = None
+
+    # -- start and stop --------------------------------------------------
+
+    def init_host(self, host):
+        opts = CONF.xenserver
+        self._session = session_mod.Session(
+            opts.connection_url, opts.connection_username,
+            opts.connection_password, concurrent=opts.connection_concurrent,
+            login_timeout=opts.login_timeout, call_timeout=opts.call_timeout,
+            task_timeout=opts.task_timeout, ca_file=opts.ca_file,
+            insecure=opts.insecure).connect()
+        self._host = host_mod.Host(self._session).discover()
+        self._sr = self._host.instance_sr()
+        network.integration_network(self._session)
+        self._index = instances.InstanceIndex(self._session, self._host.ref)
+        self._index.refresh()
+        self._vmops = vmops.VMOps(self._session, self._host, self._index,
+                                  images.RemoteStreamHandler(self._session))
+        LOG.info('nova-xen ready: host %s, instance SR %s',
+                 self._host.nodename, self._sr)
+
+    def cleanup_host(self, host):
+        if self._session is not None:
+            self._session.close()
+
+    # -- the node and its resources --------------------------------------
+
+    def get_available_nodes(self, refresh=False):
+        return [self._host.nodename]
+
+    def get_available_resource(self, nodename):
+        return self._host.available_resource(self._sr)
+
+    def update_provider_tree(self, provider_tree, nodename, allocations=None):
+        current = provider_tree.data(nodename).inventory
+        record, inventory = self._host.inventory(self._sr, current)
+        provider_tree.update_inventory(nodename, inventory)
+        traits = host_mod.cpu_traits(record['cpu_info'])
+        present = [t for t, on in traits.items() if on and hasattr(
+            os_traits, t)]
+        absent = [t for t, on in traits.items() if not on]
+        provider_tree.add_traits(nodename, *present)
+        provider_tree.remove_traits(nodename, *absent)
+
+    def get_host_ip_addr(self):
+        return self._host.address
+
+    # -- instances -------------------------------------------------------
+
+    def list_instances(self):
+        return self._index.names()
+
+    def list_instance_uuids(self):
+        return self._index.uuids()
+
+    def instance_exists(self, instance):
+        return self._index.lookup(instance.uuid) is not None
+
+    def get_info(self, instance, use_cache=True):
+        return self._vmops.get_info(instance)
+
+    def spawn(self, context, instance, image_meta, injected_files,
+              admin_password, allocations, network_info=None,
+              block_device_info=None, power_on=True, accel_info=None):
+        self._vmops.spawn(context, instance, image_meta, network_info,
+                          self._sr, power_on=power_on)
+
+    def destroy(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, destroy_secrets=True):
+        self._vmops.destroy(instance, destroy_disks=destroy_disks)
+
+    def cleanup(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, migrate_data=None, destroy_vifs=True,
+                destroy_secrets=True):
+        # destroy() already removed the VM; this catches disks left over
+        if destroy_disks:
+            self._vmops.destroy(instance, destroy_disks=True)
+
+    def plug_vifs(self, instance, network_info):
+        pass
+
+    def unplug_vifs(self, instance, network_info):
+        pass

@@ -1,0 +1,99 @@
+"""XenAPI failures as Nova exceptions: one table, codes kept in the message.
+
+A xapi failure travels as ``['CODE', 'param', ...]``.  ``translate`` turns
+it into the Nova exception that means the same thing, with a message that
+still carries the code and its parameters, so the instance fault and the
+log say exactly what xapi said.
+"""
+
+from nova import exception
+from nova.i18n import _
+
+
+class XenAPIError(exception.NovaException):
+    """A XenAPI call failed; ``code`` and ``params`` are xapi's."""
+    msg_fmt = _('XenAPI %(method)s failed: %(details)s')
+
+    def __init__(self, method, details, message=None):
+        self.method = method
+        self.details = [str(d) for d in details] or ['UNKNOWN']
+        self.code = self.details[0]
+        self.params = self.details[1:]
+        super(XenAPIError, self).__init__(
+            message=message, method=method, details=describe(self.details))
+
+
+class XenAPIConnectionError(exception.HypervisorUnavailable):
+    msg_fmt = _('Cannot talk to xapi at %(url)s: %(reason)s')
+
+
+class StartupError(exception.NovaException):
+    """nova-compute cannot start: the message says what to fix."""
+    msg_fmt = _('%(reason)s')
+
+
+class SpawnFailed(exception.InstanceDeployFailure):
+    msg_fmt = _('Spawn failed at step "%(step)s": %(reason)s')
+
+
+class PluginError(exception.NovaException):
+    msg_fmt = _('dom0 plugin %(plugin)s.%(fn)s failed: %(reason)s')
+
+
+def describe(details):
+    """``CODE [p1, p2]`` -- the form every message uses."""
+    if not details:
+        return 'UNKNOWN'
+    if len(details) == 1:
+        return details[0]
+    return '%s [%s]' % (details[0], ', '.join(details[1:]))
+
+
+# code -> (Nova exception class, sentence explaining it to an operator).
+# The sentence is formatted with the failure's parameters (%(0)s, ...).
+_TABLE = {
+    'HOST_NOT_ENOUGH_FREE_MEMORY': (
+        exception.ComputeResourcesUnavailable,
+        'the host has not enough free memory (needed %(0)s bytes, '
+        'available %(1)s)'),
+    'SR_FULL': (exception.ComputeResourcesUnavailable,
+                'the storage repository is full (requested %(0)s bytes, '
+                'maximum %(1)s)'),
+    'VM_BAD_POWER_STATE': (exception.InstanceInvalidState,
+                           'the VM is %(2)s, expected %(1)s'),
+    'OTHER_OPERATION_IN_PROGRESS': (
+        exception.InstanceInvalidState,
+        'another operation (%(2)s) is in progress on %(0)s %(1)s'),
+    'VM_MISSING_PV_DRIVERS': (exception.InstanceInvalidState,
+                              'the guest has no PV drivers'),
+    'VM_LACKS_FEATURE': (exception.InstanceInvalidState,
+                         'the guest lacks a feature this needs'),
+    'HANDLE_INVALID': (exception.NotFound,
+                       'the %(0)s object no longer exists'),
+    'NO_HOSTS_AVAILABLE': (exception.ComputeResourcesUnavailable,
+                           'no host of the pool can run the VM'),
+    'VDI_IN_USE': (exception.InstanceInvalidState,
+                   'the disk is in use'),
+    'TASK_CANCELLED': (exception.NovaException,
+                       'the operation was cancelled'),
+}
+
+
+def translate(method, details):
+    """The Nova exception for a XenAPI failure of ``method``."""
+    details = [str(d) for d in details] or ['UNKNOWN']
+    entry = _TABLE.get(details[0])
+    text = 'XenAPI %s failed: %s' % (method, describe(details))
+    if entry is None:
+        return XenAPIError(method, details, message=text)
+    cls, sentence = entry
+    params = {str(i): p for i, p in enumerate(details[1:])}
+    try:
+        sentence = sentence % params
+    except (KeyError, TypeError, ValueError):
+        pass
+    exc = cls(message='%s (%s)' % (text, sentence))
+    exc.code = details[0]
+    exc.params = details[1:]
+    exc.details = details
+    return exc

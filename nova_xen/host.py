@@ -1,0 +1,240 @@
+"""The compute's own XenServer host: identity, resources, provider tree.
+
+One nova-compute manages one host of a pool.  This module finds that host,
+reports its CPUs, memory and instance storage to the resource tracker and
+placement, and the CPU traits that are true for it.
+"""
+
+import json
+import urllib.parse
+
+from nova import conf as nova_conf
+from nova.objects import fields as obj_fields
+from oslo_log import log as logging
+from oslo_utils import versionutils
+import os_resource_classes as orc
+
+from nova_xen import errors
+from nova_xen.conf import CONF
+
+LOG = logging.getLogger(__name__)
+NOVA_CONF = nova_conf.CONF
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+DOMU_UUID_FILE = '/sys/hypervisor/uuid'
+
+# /proc/cpuinfo flag -> os-traits HW_CPU_X86_* suffix
+CPU_FLAG_TRAITS = {
+    'avx': 'AVX', 'avx2': 'AVX2', 'pclmulqdq': 'CLMUL', 'fma': 'FMA3',
+    'fma4': 'FMA4', 'f16c': 'F16C', 'mmx': 'MMX', 'sse': 'SSE',
+    'sse2': 'SSE2', 'pni': 'SSE3', 'ssse3': 'SSSE3', 'sse4_1': 'SSE41',
+    'sse4_2': 'SSE42', 'sse4a': 'SSE4A', 'xop': 'XOP', 'avx512f': 'AVX512F',
+    'avx512cd': 'AVX512CD', 'avx512vl': 'AVX512VL', 'avx512bw': 'AVX512BW',
+    'avx512dq': 'AVX512DQ', 'abm': 'ABM', 'bmi1': 'BMI', 'bmi2': 'BMI2',
+    'tbm': 'TBM', 'aes': 'AESNI', 'sha_ni': 'SHA', 'rtm': 'TSX',
+    'vmx': 'VMX', 'svm': 'SVM',
+}
+
+
+def cpu_traits(cpu_info):
+    """{trait: present} for every CPU trait this driver manages."""
+    flags = set(cpu_info.get('flags', '').split())
+    return {'HW_CPU_X86_' + t: f in flags for f, t in CPU_FLAG_TRAITS.items()}
+
+
+def _domu_uuid():
+    try:
+        with open(DOMU_UUID_FILE) as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+class Host(object):
+    """The XenServer host this nova-compute manages."""
+
+    def __init__(self, session):
+        self.session = session
+        self.ref = None
+        self.uuid = None
+        self.address = None
+        self.nodename = None
+
+    # -- finding ourselves ---------------------------------------------
+
+    def discover(self):
+        hosts = self.session.call('host.get_all_records')
+        ref = self._pick(hosts)
+        record = hosts[ref]
+        self.ref = ref
+        self.uuid = record['uuid']
+        self.address = record['address']
+        self.nodename = record['hostname'] or record['name_label']
+        LOG.info('Managing XenServer host %s (%s, %s)', self.nodename,
+                 self.uuid, self.address)
+        return self
+
+    def _pick(self, hosts):
+        by_uuid = {r['uuid']: ref for ref, r in hosts.items()}
+        known = ', '.join('%s (%s)' % (r['name_label'], r['uuid'])
+                          for r in hosts.values())
+        if CONF.xenserver.host_uuid:
+            ref = by_uuid.get(CONF.xenserver.host_uuid)
+            if ref is None:
+                raise errors.StartupError(reason=(
+                    'No host of the pool has [xenserver]host_uuid=%s; the '
+                    'pool has %s.' % (CONF.xenserver.host_uuid, known)))
+            return ref
+        domu = _domu_uuid()
+        if domu:
+            try:
+                vm = self.session.call('VM.get_by_uuid', domu)
+                resident = self.session.call('VM.get_resident_on', vm)
+                if resident in hosts:
+                    return resident
+            except Exception:
+                LOG.debug('this domU (%s) is not a VM of this pool', domu)
+        configured = urllib.parse.urlsplit(
+            CONF.xenserver.connection_url).hostname
+        for ref, record in hosts.items():
+            if configured in (record['address'], record['hostname'],
+                              record['name_label']):
+                return ref
+        if len(hosts) == 1:
+            return next(iter(hosts))
+        raise errors.StartupError(reason=(
+            'Cannot tell which host of the pool this nova-compute manages: '
+            'set [xenserver]host_uuid to one of %s.' % known))
+
+    # -- storage ---------------------------------------------------------
+
+    def instance_sr(self):
+        """The SR for instance disks ([xenserver]sr_matching_filter)."""
+        spec = CONF.xenserver.sr_matching_filter or ''
+        kind, _, value = spec.partition(':')
+        sr = None
+        if kind == 'default-sr' and value == 'true':
+            pool = self.session.call('pool.get_all')[0]
+            sr = self.session.call('pool.get_default_SR', pool)
+            if sr == 'OpaqueRef:NULL':
+                raise errors.StartupError(reason=(
+                    'The pool has no default SR; set one (xe pool-param-set '
+                    'default-SR=...) or set [xenserver]sr_matching_filter to '
+                    'other-config:KEY=VALUE'))
+        elif kind == 'other-config' and '=' in value:
+            key, _, wanted = value.partition('=')
+            for ref, record in self.session.call('SR.get_all_records').items():
+                if record['other_config'].get(key) == wanted:
+                    sr = ref
+                    break
+            if sr is None:
+                raise errors.StartupError(reason=(
+                    'No SR has other_config %s=%s ([xenserver]'
+                    'sr_matching_filter)' % (key, wanted)))
+        else:
+            raise errors.StartupError(reason=(
+                '[xenserver]sr_matching_filter must be "default-sr:true" or '
+                '"other-config:KEY=VALUE", not %r' % spec))
+        self._assert_attached(sr)
+        return sr
+
+    def _assert_attached(self, sr):
+        for pbd in self.session.call('SR.get_PBDs', sr):
+            record = self.session.call('PBD.get_record', pbd)
+            if record['host'] == self.ref and record['currently_attached']:
+                return
+        name = self.session.call('SR.get_name_label', sr)
+        raise errors.StartupError(reason=(
+            'SR %s is not attached to host %s; attach it or change '
+            '[xenserver]sr_matching_filter' % (name, self.nodename)))
+
+    # -- resources -------------------------------------------------------
+
+    def _facts(self):
+        record = self.session.call('host.get_record', self.ref)
+        metrics = self.session.call('host_metrics.get_record',
+                                    record['metrics'])
+        return record, metrics
+
+    def _reserved_memory_mb(self):
+        """dom0 and VMs that nova does not own, plus the configured reserve."""
+        resident = self.session.call(
+            'VM.get_all_records_where',
+            'field "resident_on" = "%s"' % self.ref)
+        used = sum(int(r['memory_target'] or r['memory_static_max'])
+                   for r in resident.values()
+                   if 'nova_uuid' not in r['other_config'])
+        return used // MIB + NOVA_CONF.reserved_host_memory_mb
+
+    def available_resource(self, sr):
+        record, metrics = self._facts()
+        sr_record = self.session.call('SR.get_record', sr)
+        vcpus = len(record['host_CPUs'])
+        memory_mb = int(metrics['memory_total']) // MIB
+        free_mb = int(metrics['memory_free']) // MIB
+        disk_gb = int(sr_record['physical_size']) // GIB
+        used_gb = int(sr_record['virtual_allocation']) // GIB
+        cpu = record['cpu_info']
+        version = record['software_version'].get('xen', '0.0.0')
+        return {
+            'vcpus': vcpus,
+            'memory_mb': memory_mb,
+            'local_gb': disk_gb,
+            'vcpus_used': 0,
+            'memory_mb_used': memory_mb - free_mb,
+            'local_gb_used': used_gb,
+            'hypervisor_type': 'xen',
+            'hypervisor_version': versionutils.convert_version_to_int(
+                version.split('-')[0]),
+            'hypervisor_hostname': self.nodename,
+            'cpu_info': json.dumps({
+                'arch': obj_fields.Architecture.X86_64,
+                'vendor': cpu.get('vendor', ''),
+                'model': cpu.get('modelname', ''),
+                'features': sorted(set(cpu.get('flags', '').split())),
+                'topology': {'sockets': int(cpu.get('socket_count', 1)),
+                             'cores': max(vcpus // max(
+                                 int(cpu.get('socket_count', 1)), 1), 1),
+                             'threads': 1}}),
+            'disk_available_least': disk_gb - used_gb,
+            'supported_instances': [
+                (obj_fields.Architecture.X86_64, obj_fields.HVType.XEN,
+                 obj_fields.VMMode.HVM),
+                (obj_fields.Architecture.X86_64, obj_fields.HVType.XEN,
+                 obj_fields.VMMode.XEN)],
+            'numa_topology': None,
+        }
+
+    def inventory(self, sr, current):
+        record, metrics = self._facts()
+        sr_record = self.session.call('SR.get_record', sr)
+        vcpus = len(record['host_CPUs'])
+        memory_mb = int(metrics['memory_total']) // MIB
+        disk_gb = int(sr_record['physical_size']) // GIB
+        ratios = _ratios(current)
+        reserved_disk = _reserved_disk_gb()
+        return record, {
+            orc.VCPU: {'total': vcpus, 'min_unit': 1, 'max_unit': vcpus,
+                       'step_size': 1, 'allocation_ratio': ratios[orc.VCPU],
+                       'reserved': NOVA_CONF.reserved_host_cpus},
+            orc.MEMORY_MB: {
+                'total': memory_mb, 'min_unit': 1, 'max_unit': memory_mb,
+                'step_size': 1, 'allocation_ratio': ratios[orc.MEMORY_MB],
+                'reserved': min(self._reserved_memory_mb(),
+                                memory_mb)},
+            orc.DISK_GB: {'total': disk_gb, 'min_unit': 1,
+                          'max_unit': disk_gb, 'step_size': 1,
+                          'allocation_ratio': ratios[orc.DISK_GB],
+                          'reserved': min(reserved_disk, disk_gb)},
+        }
+
+
+def _ratios(inventory):
+    from nova.virt import driver as virt_driver
+    return virt_driver.ComputeDriver._get_allocation_ratios(inventory)
+
+
+def _reserved_disk_gb():
+    from nova.virt import driver as virt_driver
+    return virt_driver.ComputeDriver._get_reserved_host_disk_gb_from_config()

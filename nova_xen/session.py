@@ -1,0 +1,424 @@
+"""The session layer: the one way the driver talks to xapi.
+
+A bounded pool of logged-in XenAPI sessions to the pool master, safe to
+share between threads (each call borrows a session for its duration).
+It follows ``HOST_IS_SLAVE`` to the master, at login and when the master
+moves; logs in again when xapi restarts (the XenAPI client retries on
+``SESSION_INVALID``); verifies TLS by default; puts a timeout on every
+call; waits for tasks with ``event.from`` and destroys them; and turns
+failures into Nova exceptions.  Passwords never reach a log line, a URL or
+an exception message.
+"""
+
+import contextlib
+import errno
+import http.client
+import json
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+import xmlrpc.client
+
+from oslo_log import log as logging
+import XenAPI
+
+from nova_xen import errors
+
+LOG = logging.getLogger(__name__)
+
+ORIGINATOR = 'nova-xen'
+API_VERSION = '2.21'
+# event.from waits at most this long per call while a task runs
+EVENT_WAIT = 30.0
+# a refused connection (xapi restarting) is retried this many times
+CONNECT_RETRIES = 5
+
+
+class _TimeoutMixin(object):
+    """An xmlrpc transport whose socket timeout can change per call."""
+
+    timeout = None
+
+    def set_timeout(self, seconds):
+        self.timeout = seconds
+        conn = self._connection[1] if self._connection else None
+        if conn is not None:
+            conn.timeout = seconds
+            if conn.sock is not None:
+                conn.sock.settimeout(seconds)
+
+    def make_connection(self, host):
+        conn = super(_TimeoutMixin, self).make_connection(host)
+        conn.timeout = self.timeout
+        return conn
+
+
+class _Transport(_TimeoutMixin, xmlrpc.client.Transport):
+    pass
+
+
+class _SafeTransport(_TimeoutMixin, xmlrpc.client.SafeTransport):
+    pass
+
+
+def tls_context(ca_file=None, insecure=False):
+    if insecure:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    return ssl.create_default_context(cafile=ca_file)
+
+
+def check_url(url):
+    """A connection URL we can use, or a StartupError saying what to fix."""
+    if not url:
+        raise errors.StartupError(reason=(
+            'Set [xenserver]connection_url to the URL of the pool master, '
+            'for example https://xcp-ng-1.example.com'))
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ('http', 'https') or not parts.hostname:
+        raise errors.StartupError(reason=(
+            '[xenserver]connection_url must be an http:// or https:// URL '
+            'naming a host, not %r' % _redact(url)))
+    if parts.username or parts.password:
+        raise errors.StartupError(reason=(
+            '[xenserver]connection_url must not carry credentials: set '
+            '[xenserver]connection_username and connection_password '
+            'instead'))
+    return url
+
+
+def _redact(url):
+    parts = urllib.parse.urlsplit(url)
+    if parts.password or parts.username:
+        netloc = parts.hostname or ''
+        if parts.port:
+            netloc += ':%d' % parts.port
+        parts = parts._replace(netloc='***@' + netloc)
+    return urllib.parse.urlunsplit(parts)
+
+
+def _resolve(proxy, method):
+    target = proxy
+    for part in method.split('.'):
+        target = getattr(target, part)
+    return target
+
+
+def parse_task_result(text):
+    """task.result is one XML-RPC <value>; '' for a void result."""
+    if not text or text == '<value></value>':
+        return ''
+    doc = ('<?xml version="1.0"?><methodResponse><params><param>%s</param>'
+           '</params></methodResponse>' % text)
+    (value,), _ = xmlrpc.client.loads(doc)
+    return value
+
+
+class Session(object):
+    def __init__(self, url, username, password, concurrent=5,
+                 login_timeout=10, call_timeout=120, task_timeout=1800,
+                 ca_file=None, insecure=False):
+        self._url = check_url(url)
+        self._configured_url = url
+        self._username = username
+        self._password = password
+        self._concurrent = concurrent
+        self._login_timeout = login_timeout
+        self.call_timeout = call_timeout
+        self.task_timeout = task_timeout
+        self._tls = tls_context(ca_file, insecure) \
+            if url.startswith('https') else None
+        self._idle = []
+        self._created = 0
+        self._closed = False
+        self._cond = threading.Condition()
+        self._generation = 0     # bumped when the master moves
+
+    # -- addresses -----------------------------------------------------
+
+    @property
+    def url(self):
+        return self._url
+
+    def url_for(self, address):
+        """The URL of xapi on another host: same scheme and port."""
+        parts = urllib.parse.urlsplit(self._url)
+        netloc = address if ':' not in address else '[%s]' % address
+        if parts.port:
+            netloc += ':%d' % parts.port
+        return urllib.parse.urlunsplit((parts.scheme, netloc, '', '', ''))
+
+    def http_connection(self, address, timeout=None):
+        """An HTTP(S) connection to xapi on the host at ``address``."""
+        parts = urllib.parse.urlsplit(self.url_for(address))
+        if parts.scheme == 'https':
+            return http.client.HTTPSConnection(
+                parts.hostname, parts.port or 443, context=self._tls,
+                timeout=timeout or self.call_timeout)
+        return http.client.HTTPConnection(parts.hostname, parts.port or 80,
+                                          timeout=timeout or self.call_timeout)
+
+    # -- logging in ------------------------------------------------------
+
+    def _new_xenapi(self):
+        transport = _SafeTransport(context=self._tls) if self._tls \
+            else _Transport()
+        transport.set_timeout(self._login_timeout)
+        return XenAPI.Session(self._url, transport=transport)
+
+    def _login(self):
+        """A new logged-in XenAPI session, following HOST_IS_SLAVE."""
+        for _ in range(3):
+            xenapi = self._new_xenapi()
+            try:
+                xenapi.login_with_password(self._username, self._password or '',
+                                           API_VERSION, ORIGINATOR)
+            except XenAPI.Failure as exc:
+                if exc.details and exc.details[0] == 'HOST_IS_SLAVE':
+                    self._follow_master(exc.details[1])
+                    continue
+                if exc.details and exc.details[0] == \
+                        'SESSION_AUTHENTICATION_FAILED':
+                    raise errors.StartupError(reason=(
+                        'xapi at %s refused the credentials of user %r '
+                        '(SESSION_AUTHENTICATION_FAILED). Check '
+                        '[xenserver]connection_username and '
+                        'connection_password.' % (self._url, self._username)))
+                raise errors.translate('session.login_with_password',
+                                       exc.details)
+            except ssl.SSLError as exc:
+                raise errors.StartupError(reason=(
+                    'TLS verification of %s failed: %s. Set '
+                    '[xenserver]ca_file to the CA that signed the pool\'s '
+                    'certificate (or insecure=true, for tests only).'
+                    % (self._url, getattr(exc, 'reason', None) or exc)))
+            except (OSError, http.client.HTTPException) as exc:
+                raise errors.StartupError(reason=(
+                    'Cannot reach xapi at %s: %s. Check '
+                    '[xenserver]connection_url and that xapi is running.'
+                    % (self._url, _reason(exc))))
+            except (xmlrpc.client.ProtocolError, xmlrpc.client.Fault,
+                    ValueError) as exc:
+                raise errors.StartupError(reason=(
+                    '%s does not answer like xapi (%s). Check '
+                    '[xenserver]connection_url.' % (self._url, _reason(exc))))
+            xenapi.transport.set_timeout(self.call_timeout)
+            return xenapi
+        raise errors.StartupError(reason=(
+            'The pool master keeps moving (HOST_IS_SLAVE); last seen at %s'
+            % self._url))
+
+    def _follow_master(self, address):
+        new_url = self.url_for(address)
+        with self._cond:
+            if new_url == self._url:
+                return
+            LOG.warning('xapi at %s is a pool member; following the pool '
+                        'master to %s', self._url, new_url)
+            self._url = new_url
+            self._generation += 1
+            stale, self._idle = self._idle, []
+            self._created -= len(stale)
+            self._cond.notify_all()
+        for _, xenapi in stale:
+            _quiet_logout(xenapi)
+
+    def connect(self):
+        """Log in once now, so that start-up errors surface at once."""
+        xenapi = self._login()
+        with self._cond:
+            self._created += 1
+            self._idle.append((self._generation, xenapi))
+        return self
+
+    # -- the pool --------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _borrow(self):
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise errors.XenAPIConnectionError(
+                        url=self._url, reason='the session pool is closed')
+                if self._idle:
+                    generation, xenapi = self._idle.pop()
+                    if generation == self._generation:
+                        break
+                    self._created -= 1
+                    continue
+                if self._created < self._concurrent:
+                    self._created += 1
+                    generation, xenapi = self._generation, None
+                    break
+                self._cond.wait()
+        healthy = False
+        try:
+            if xenapi is None:
+                xenapi = self._login()
+            healthy = True
+            yield xenapi
+        except (OSError, http.client.HTTPException):
+            healthy = False
+            raise
+        finally:
+            with self._cond:
+                if healthy and not self._closed and \
+                        generation == self._generation:
+                    self._idle.append((generation, xenapi))
+                else:
+                    self._created -= 1
+                    if xenapi is not None and self._closed:
+                        _quiet_logout(xenapi)
+                self._cond.notify()
+
+    @contextlib.contextmanager
+    def http_session(self):
+        """A valid session ref for xapi's HTTP handlers, held meanwhile."""
+        with self._borrow() as xenapi:
+            xenapi.xenapi.session.get_this_host(xenapi._session)
+            yield xenapi._session
+
+    def close(self):
+        """Log every session out (cleanup_host)."""
+        with self._cond:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._created -= len(idle)
+            self._cond.notify_all()
+        for _, xenapi in idle:
+            _quiet_logout(xenapi)
+
+    @property
+    def size(self):
+        with self._cond:
+            return self._created
+
+    # -- calling ---------------------------------------------------------
+
+    def call(self, method, *args, **kwargs):
+        """Call a XenAPI message (``'VM.get_record'``); returns its value."""
+        timeout = kwargs.pop('timeout', None) or self.call_timeout
+        for attempt in range(CONNECT_RETRIES + 1):
+            try:
+                with self._borrow() as xenapi:
+                    xenapi.transport.set_timeout(timeout)
+                    try:
+                        return _resolve(xenapi.xenapi, method)(*args)
+                    except socket.timeout:
+                        xenapi.transport.close()
+                        raise errors.XenAPIConnectionError(
+                            url=self._url, reason='%s took more than %s s'
+                            % (method, timeout))
+            except XenAPI.Failure as exc:
+                details = exc.details or ['UNKNOWN']
+                if details[0] == 'HOST_IS_SLAVE' and attempt < CONNECT_RETRIES:
+                    self._follow_master(details[1])
+                    continue
+                raise errors.translate(method, details)
+            except errors.StartupError as exc:
+                # a re-login failed (xapi restarting): retry, then give up
+                if attempt >= CONNECT_RETRIES:
+                    raise errors.XenAPIConnectionError(url=self._url,
+                                                       reason=str(exc))
+            except ConnectionRefusedError as exc:
+                # xapi is restarting: the request never reached it
+                if attempt >= CONNECT_RETRIES:
+                    raise errors.XenAPIConnectionError(url=self._url,
+                                                       reason=_reason(exc))
+            except (OSError, http.client.HTTPException) as exc:
+                raise errors.XenAPIConnectionError(url=self._url,
+                                                   reason=_reason(exc))
+            time.sleep(min(2 ** attempt * 0.2, 5))
+
+    def call_async(self, method, *args, **kwargs):
+        """Run ``method`` as a task, wait for it (event.from), destroy it."""
+        timeout = kwargs.pop('timeout', None) or self.task_timeout
+        task = self.call('Async.' + method, *args)
+        try:
+            record = self._wait_task(task, timeout, method)
+        finally:
+            try:
+                self.call('task.destroy', task)
+            except Exception:   # the task may be gone with a xapi restart
+                LOG.debug('could not destroy task %s', task)
+        if record['status'] == 'success':
+            return parse_task_result(record['result'])
+        raise errors.translate(method, record['error_info'] or
+                               ['TASK_FAILED', record['status']])
+
+    def _wait_task(self, task, timeout, method):
+        deadline = time.time() + timeout
+        token = ''
+        while True:
+            left = deadline - time.time()
+            if left <= 0:
+                self._cancel(task)
+                raise errors.XenAPIError(method, ['TIMEOUT', str(timeout)],
+                                         message='XenAPI %s did not finish '
+                                         'within %s s; cancelled' % (method,
+                                                                     timeout))
+            wait = min(left, EVENT_WAIT)
+            batch = self.call('event.from', ['task/%s' % task], token, wait,
+                              timeout=wait + self.call_timeout)
+            token = batch['token']
+            for event in batch['events']:
+                if event['ref'] != task:
+                    continue
+                if event['operation'] == 'del':
+                    raise errors.XenAPIError(method, ['TASK_LOST', task],
+                                             message='XenAPI %s: its task '
+                                             'vanished (xapi restarted?)'
+                                             % method)
+                snapshot = event['snapshot']
+                if snapshot['status'] not in ('pending', 'cancelling'):
+                    return snapshot
+            if not batch['events']:
+                # after a xapi restart the task is gone and sends nothing
+                self.call('task.get_status', task)
+
+    def _cancel(self, task):
+        try:
+            self.call('task.cancel', task)
+        except Exception:
+            LOG.debug('could not cancel task %s', task)
+
+    def call_plugin(self, host, plugin, fn, args=None):
+        """A dom0 plugin function: JSON arguments in, JSON result out."""
+        try:
+            text = self.call('host.call_plugin', host, plugin, fn,
+                             {'params': json.dumps(args or {})})
+        except errors.XenAPIError as exc:
+            raise errors.PluginError(plugin=plugin, fn=fn,
+                                     reason=errors.describe(exc.details))
+        try:
+            return json.loads(text) if text else None
+        except ValueError:
+            raise errors.PluginError(plugin=plugin, fn=fn,
+                                     reason='result is not JSON: %r'
+                                     % text[:200])
+
+
+def _reason(exc):
+    if isinstance(exc, socket.gaierror):
+        return 'cannot resolve the host name (%s)' % exc.strerror
+    if isinstance(exc, ConnectionRefusedError):
+        return 'connection refused'
+    if isinstance(exc, socket.timeout):
+        return 'timed out'
+    if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH,
+                                                  errno.ENETUNREACH):
+        return 'no route to host'
+    if isinstance(exc, xmlrpc.client.ProtocolError):
+        return 'HTTP %s %s' % (exc.errcode, exc.errmsg)
+    return str(exc) or exc.__class__.__name__
+
+
+def _quiet_logout(xenapi):
+    try:
+        xenapi.xenapi.session.logout()
+    except Exception:
+        pass

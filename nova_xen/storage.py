@@ -1,0 +1,91 @@
+"""VDIs and VBDs of instances: creation, tagging, attachment, removal.
+
+Every VDI the driver creates carries ``other_config['nova_uuid']`` (the
+instance) and ``other_config['nova_role']`` (root, ephemeral, swap,
+config-drive, ...), so that destroy and reconciliation find them even
+when the VM record is gone.
+"""
+
+from oslo_log import log as logging
+
+from nova_xen import errors
+
+LOG = logging.getLogger(__name__)
+
+GIB = 1024 ** 3
+NULL = 'OpaqueRef:NULL'
+
+# userdevice numbers by role, as the guest sees them (xvda, xvdb, ...)
+DEVICES = {'root': '0', 'ephemeral': '1', 'swap': '2', 'config-drive': '3',
+           'rescue': '1'}
+
+
+def tags(instance, role):
+    return {'nova_uuid': instance.uuid, 'nova_role': role,
+            'nova_instance_name': instance.name}
+
+
+def create_vdi(session, sr, instance, role, size, name=None,
+               read_only=False):
+    return session.call('VDI.create', {
+        'SR': sr,
+        'virtual_size': str(size),
+        'type': 'user',
+        'sharable': False,
+        'read_only': read_only,
+        'other_config': tags(instance, role),
+        'name_label': name or '%s %s' % (instance.name, role),
+        'name_description': 'nova instance %s (%s)' % (instance.uuid, role),
+        'sm_config': {},
+        'xenstore_data': {},
+        'tags': [],
+    })
+
+
+def create_vbd(session, vm, vdi, role, bootable=False, read_only=False,
+               vbd_type='Disk', userdevice=None):
+    return session.call('VBD.create', {
+        'VM': vm,
+        'VDI': vdi,
+        'userdevice': userdevice or DEVICES[role],
+        'bootable': bootable,
+        'mode': 'RO' if read_only else 'RW',
+        'type': vbd_type,
+        'empty': False,
+        'unpluggable': True,
+        'other_config': {'nova_role': role},
+        'qos_algorithm_type': '',
+        'qos_algorithm_params': {},
+    })
+
+
+def vdis_of_instance(session, instance_uuid):
+    """Every VDI tagged for the instance (attached or left behind)."""
+    found = []
+    for ref, record in session.call('VDI.get_all_records').items():
+        if record['other_config'].get('nova_uuid') == instance_uuid:
+            found.append(ref)
+    return found
+
+
+def vdis_of_vm(session, vm):
+    found = []
+    for vbd in session.call('VM.get_VBDs', vm):
+        vdi = session.call('VBD.get_VDI', vbd)
+        if vdi != NULL:
+            found.append(vdi)
+    return found
+
+
+def destroy_vdi(session, vdi):
+    try:
+        session.call('VDI.destroy', vdi)
+    except errors.XenAPIError as exc:
+        LOG.warning('could not destroy VDI %s: %s', vdi, exc)
+    except Exception as exc:
+        if getattr(exc, 'code', None) != 'HANDLE_INVALID':
+            raise
+
+
+def gib(size_bytes):
+    return (int(size_bytes) + GIB - 1) // GIB

@@ -1,0 +1,225 @@
+"""Instance lifecycle: spawn, destroy, power state.
+
+A spawn is a sequence of named steps.  Everything a step creates is
+recorded; if a later step fails, what was created is removed in reverse
+order and the error names the step and xapi's reason.  Nothing is left in
+the pool: no VM, VDI, VBD or VIF.
+"""
+
+import contextlib
+
+from nova.compute import power_state
+from nova import exception
+from nova.virt import hardware
+from oslo_log import log as logging
+
+from nova_xen import errors
+from nova_xen import network
+from nova_xen import storage
+
+LOG = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+POWER_STATES = {
+    'Halted': power_state.SHUTDOWN,
+    'Running': power_state.RUNNING,
+    'Paused': power_state.PAUSED,
+    'Suspended': power_state.SUSPENDED,
+}
+
+# Errors that already tell the user what is wrong with the request.
+_PASS_THROUGH = (exception.ImageUnacceptable, exception.FlavorDiskTooSmall,
+                 exception.ImageNotFound)
+
+
+class _Undo(object):
+    """What a spawn created, to be removed if it fails."""
+
+    def __init__(self, session):
+        self.session = session
+        self.vm = None
+        self.vdis = []
+
+    def rollback(self, instance):
+        session = self.session
+        if self.vm is not None:
+            try:
+                if session.call('VM.get_power_state', self.vm) != 'Halted':
+                    session.call('VM.hard_shutdown', self.vm)
+                session.call('VM.destroy', self.vm)
+            except Exception as exc:
+                LOG.error('could not remove VM %s of a failed spawn: %s',
+                          self.vm, exc, instance=instance)
+        for vdi in reversed(self.vdis):
+            storage.destroy_vdi(session, vdi)
+
+
+class VMOps(object):
+    def __init__(self, session, host, index, image_handler):
+        self.session = session
+        self.host = host
+        self.index = index
+        self.images = image_handler
+
+    # -- spawn -----------------------------------------------------------
+
+    def spawn(self, context, instance, image_meta, network_info, sr,
+              power_on=True):
+        undo = _Undo(self.session)
+        step = _Step()
+        try:
+            self._spawn(context, instance, image_meta, network_info, sr,
+                        power_on, undo, step)
+        except _PASS_THROUGH:
+            undo.rollback(instance)
+            raise
+        except Exception as exc:
+            LOG.error('spawn failed at step "%s": %s', step.name, exc,
+                      instance=instance)
+            undo.rollback(instance)
+            raise errors.SpawnFailed(step=step.name, reason=str(exc))
+
+    def _spawn(self, context, instance, image_meta, network_info, sr,
+               power_on, undo, step):
+        session = self.session
+        flavor = instance.flavor
+        with step('check the image'):
+            stream, fmt, size = self.images.open(context, instance,
+                                                 image_meta)
+        try:
+            with step('create the root disk'):
+                root_size = max(size, flavor.root_gb * GIB)
+                root = storage.create_vdi(session, sr, instance, 'root',
+                                          root_size)
+                undo.vdis.append(root)
+            with step('import the image'):
+                self.images.write(stream, fmt, int(image_meta.size), root,
+                                  self.host.address)
+        finally:
+            stream.close()
+        disks = [(root, 'root', True)]
+        for role, size_bytes in (('ephemeral', flavor.ephemeral_gb * GIB),
+                                 ('swap', flavor.swap * MIB)):
+            if size_bytes:
+                with step('create the %s disk' % role):
+                    vdi = storage.create_vdi(session, sr, instance, role,
+                                             size_bytes)
+                    undo.vdis.append(vdi)
+                    disks.append((vdi, role, False))
+        with step('create the VM'):
+            vm = session.call('VM.create', vm_record(instance, image_meta,
+                                                     self.host.ref))
+            undo.vm = vm
+        with step('attach the disks'):
+            for vdi, role, bootable in disks:
+                storage.create_vbd(session, vm, vdi, role, bootable=bootable)
+        with step('create the network interfaces'):
+            network.create_vifs(session, vm, instance, network_info)
+        if power_on:
+            with step('start the VM'):
+                session.call_async('VM.start_on', vm, self.host.ref, False,
+                                   False)
+        self.index.add(instance.uuid, vm, instance.name)
+
+    # -- destroy ---------------------------------------------------------
+
+    def destroy(self, instance, destroy_disks=True):
+        session = self.session
+        vm = self.index.lookup(instance.uuid)
+        if vm is None:
+            LOG.warning('VM not found in the pool; removing what is left of '
+                        'it', instance=instance)
+            if destroy_disks:
+                for vdi in storage.vdis_of_instance(session, instance.uuid):
+                    storage.destroy_vdi(session, vdi)
+            return
+        try:
+            if session.call('VM.get_power_state', vm) != 'Halted':
+                session.call('VM.hard_shutdown', vm)
+            vdis = [vdi for vdi in storage.vdis_of_vm(session, vm)
+                    if session.call('VDI.get_other_config', vdi)
+                    .get('nova_uuid') == instance.uuid]
+            session.call('VM.destroy', vm)
+        except exception.NotFound:
+            LOG.warning('VM disappeared while being destroyed',
+                        instance=instance)
+            vdis = []
+        if destroy_disks:
+            for vdi in vdis:
+                storage.destroy_vdi(session, vdi)
+        self.index.remove(instance.uuid)
+
+    # -- state -----------------------------------------------------------
+
+    def vm_ref(self, instance):
+        vm = self.index.lookup(instance.uuid)
+        if vm is None:
+            raise exception.InstanceNotFound(instance_id=instance.uuid)
+        return vm
+
+    def get_info(self, instance):
+        vm = self.vm_ref(instance)
+        try:
+            state = self.session.call('VM.get_power_state', vm)
+        except exception.NotFound:
+            self.index.remove(instance.uuid)
+            raise exception.InstanceNotFound(instance_id=instance.uuid)
+        return hardware.InstanceInfo(state=POWER_STATES.get(
+            state, power_state.NOSTATE), internal_id=vm)
+
+
+class _Step(object):
+    """The name of the step a spawn is in, for its error message."""
+
+    def __init__(self):
+        self.name = 'start'
+
+    @contextlib.contextmanager
+    def __call__(self, name):
+        self.name = name
+        yield
+
+
+def vm_record(instance, image_meta, host_ref):
+    """VM.create's record for an instance (HVM unless the image says PV)."""
+    flavor = instance.flavor
+    memory = str(flavor.memory_mb * MIB)
+    props = image_meta.properties
+    pv = props.get('hw_vm_mode') == 'xen'
+    windows = (props.get('os_type') or instance.os_type) == 'windows'
+    platform = {'acpi': '1', 'apic': 'true', 'pae': 'true', 'nx': 'true',
+                'timeoffset': '0', 'viridian': 'true' if windows else 'false',
+                'device-model': 'qemu-upstream-compat'}
+    return {
+        'name_label': instance.name,
+        'name_description': instance.display_name or '',
+        'user_version': '0',
+        'is_a_template': False,
+        'affinity': host_ref,
+        'memory_static_max': memory,
+        'memory_dynamic_max': memory,
+        'memory_dynamic_min': memory,
+        'memory_static_min': memory,
+        'VCPUs_max': str(flavor.vcpus),
+        'VCPUs_at_startup': str(flavor.vcpus),
+        'VCPUs_params': {},
+        'actions_after_shutdown': 'destroy',
+        'actions_after_reboot': 'restart',
+        'actions_after_crash': 'destroy',
+        'PV_bootloader': 'pygrub' if pv else '',
+        'PV_kernel': '', 'PV_ramdisk': '', 'PV_args': '',
+        'PV_bootloader_args': '', 'PV_legacy_args': '',
+        'HVM_boot_policy': '' if pv else 'BIOS order',
+        'HVM_boot_params': {} if pv else {'order': 'dc'},
+        'platform': platform,
+        'PCI_bus': '',
+        'other_config': {'nova_uuid': instance.uuid, 'nova_role': 'instance',
+                         'nova_instance_name': instance.name},
+        'xenstore_data': {'vm-data/hostname': instance.hostname or ''},
+        'recommendations': '',
+        'domain_type': 'pv' if pv else 'hvm',
+        'tags': [],
+        'blocked_operations': {},
+    }

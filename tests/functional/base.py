@@ -1,0 +1,59 @@
+"""In-process Nova (API, conductor, scheduler, compute, placement) driving
+nova-xen against a simulated XCP-ng pool."""
+
+import fixtures
+from nova.tests.functional import integrated_helpers
+
+import nova_xen.conf  # noqa: F401  registers [xenserver]
+
+from tests.functional import fixtures as xen_fixtures
+
+MIB = 1024 * 1024
+
+
+class XenAPIFunctionalTestCase(integrated_helpers._IntegratedTestBase):
+    compute_driver = 'xenapi.XenAPIDriver'
+    ADMIN_API = True
+    microversion = 'latest'
+    REQUIRES_LOCKING = True
+
+    #: options for the simulated pool (see python -m xapisim --help)
+    xapisim_options = {'guest_delay': 0.01}
+
+    def _setup_services(self):
+        # the test process is no Xen domU: nothing to read in /sys/hypervisor
+        self.useFixture(fixtures.MockPatch('nova_xen.host._domu_uuid',
+                                           return_value=None))
+        self.xapi = self.useFixture(
+            xen_fixtures.XapisimFixture(**self.xapisim_options))
+        self.flags(compute_driver=self.compute_driver)
+        self.flags(api_paste_config=xen_fixtures.api_paste_config(),
+                   group='wsgi')
+        self.flags(connection_url=self.xapi.url,
+                   connection_username=self.xapi.username,
+                   connection_password=self.xapi.password,
+                   group='xenserver')
+        super(XenAPIFunctionalTestCase, self)._setup_services()
+
+    def _setup_compute_service(self):
+        return self._start_compute(self.xapi.pool['hosts'][0]['name_label'])
+
+    # -- helpers ---------------------------------------------------------
+
+    def image_with(self, data, **kwargs):
+        return xen_fixtures.glance_image(self.glance, data, **kwargs)
+
+    def flavor(self, name='m1.tiny'):
+        for flavor in self.api.get_flavors():
+            if flavor['name'] == name:
+                return self.api.get_flavor(flavor['id'])
+        raise AssertionError('no flavor %s' % name)
+
+    def boot(self, image_id, flavor='m1.tiny', expected_state='ACTIVE',
+             networks=None):
+        flavor_id = self.flavor(flavor)['id']
+        if networks is None:
+            networks = [{'uuid': self.neutron.network_1['id']}]
+        return self._create_server(image_uuid=image_id, flavor_id=flavor_id,
+                                   networks=networks,
+                                   expected_state=expected_state)

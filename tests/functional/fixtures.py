@@ -1,0 +1,110 @@
+"""Fixtures that put a simulated XCP-ng pool beside an in-process Nova."""
+
+import contextlib
+import http.client
+import io
+import os
+import sys
+import urllib.parse
+
+import fixtures
+import XenAPI
+
+import xapisim
+from xapisim import vhd
+from xapisim.client import Control
+
+
+def api_paste_config():
+    """nova's api-paste.ini as installed next to the nova package."""
+    candidates = [os.path.join(sys.prefix, 'etc', 'nova', 'api-paste.ini')]
+    import nova
+    here = os.path.dirname(os.path.abspath(nova.__file__))
+    candidates.append(os.path.join(os.path.dirname(here), 'etc', 'nova',
+                                   'api-paste.ini'))
+    for path in candidates:
+        if os.path.exists(path):
+            return path
+    raise RuntimeError('nova api-paste.ini not found in %s' % candidates)
+
+
+class XapisimFixture(fixtures.Fixture):
+    """A xapisim world in its own process, with a client for the test."""
+
+    def __init__(self, **options):
+        super(XapisimFixture, self).__init__()
+        self.options = options
+
+    def _setUp(self):
+        stack = contextlib.ExitStack()
+        self.addCleanup(stack.close)
+        self.world = stack.enter_context(xapisim.running(**self.options))
+        self.pool = self.world['pools'][0]
+        self.url = self.pool['master']
+        self.username = self.world['username']
+        self.password = self.world['password']
+        self.session = XenAPI.Session(self.url)
+        self.session.login_with_password(self.username, self.password,
+                                         '2.21', 'nova-xen-tests')
+        self.addCleanup(self._logout)
+        self.x = self.session.xenapi
+        self.control = Control(self.url, self.username, self.password)
+
+    def _logout(self):
+        try:
+            self.x.session.logout()
+        except Exception:
+            pass
+
+    # -- what a test looks at ------------------------------------------
+
+    def vm_of(self, instance_uuid):
+        """The VM record tagged for an instance, or None."""
+        for ref, record in self.x.VM.get_all_records().items():
+            if record['other_config'].get('nova_uuid') == instance_uuid:
+                return ref, record
+        return None
+
+    def objects_of(self, instance_uuid):
+        """Every VM, VDI, VBD and VIF that still mentions the instance."""
+        left = {}
+        for cls in ('VM', 'VDI', 'VIF'):
+            records = getattr(self.x, cls).get_all_records()
+            left[cls] = [ref for ref, r in records.items()
+                         if r['other_config'].get('nova_uuid') ==
+                         instance_uuid]
+        vms = set(left['VM'])
+        left['VBD'] = [ref for ref, r in self.x.VBD.get_all_records().items()
+                       if r['VM'] in vms or r['VDI'] in left['VDI']]
+        return left
+
+    def vdi_bytes(self, vdi, length):
+        """The first ``length`` bytes of a VDI (exported as VHD)."""
+        size = int(self.x.VDI.get_virtual_size(vdi))
+        data = bytearray(min(length, size))
+        parts = urllib.parse.urlsplit(self.url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port,
+                                          timeout=120)
+        conn.request('GET', '/export_raw_vdi?session_id=%s&vdi=%s&format=vhd'
+                     % (self.session._session, vdi))
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.status
+
+        def write(offset, chunk):
+            if offset < len(data):
+                end = min(len(data), offset + len(chunk))
+                data[offset:end] = chunk[:end - offset]
+        vhd.read_vhd(resp.read, size, write)
+        conn.close()
+        return bytes(data)
+
+
+def glance_image(glance, data, disk_format='raw', container_format='bare',
+                 name='xen-test-image', **extra):
+    """Register an image with bytes in nova's GlanceFixture."""
+    meta = {'name': name, 'status': 'active', 'disk_format': disk_format,
+            'container_format': container_format, 'size': len(data),
+            'min_ram': 0, 'min_disk': 0, 'visibility': 'public',
+            'protected': False, 'properties': {}}
+    meta.update(extra)
+    return glance.create(None, meta, data=io.BytesIO(data))['id']
