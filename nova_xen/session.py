@@ -34,6 +34,8 @@ API_VERSION = '2.21'
 EVENT_WAIT = 30.0
 # a refused connection (xapi restarting) is retried this many times
 CONNECT_RETRIES = 5
+# how long a cancelled task may take to stop
+CANCEL_WAIT = 10.0
 
 
 class _TimeoutMixin(object):
@@ -356,7 +358,7 @@ class Session(object):
         while True:
             left = deadline - time.time()
             if left <= 0:
-                self._cancel(task)
+                self._cancel(task, token)
                 raise errors.XenAPIError(method, ['TIMEOUT', str(timeout)],
                                          message='XenAPI %s did not finish '
                                          'within %s s; cancelled' % (method,
@@ -380,11 +382,23 @@ class Session(object):
                 # after a xapi restart the task is gone and sends nothing
                 self.call('task.get_status', task)
 
-    def _cancel(self, task):
+    def _cancel(self, task, token):
+        """Cancel a task and give it a moment to wind down."""
         try:
             self.call('task.cancel', task)
         except Exception:
             LOG.debug('could not cancel task %s', task)
+            return
+        deadline = time.time() + CANCEL_WAIT
+        while time.time() < deadline:
+            batch = self.call('event.from', ['task/%s' % task], token,
+                              CANCEL_WAIT, timeout=CANCEL_WAIT +
+                              self.call_timeout)
+            token = batch['token']
+            for event in batch['events']:
+                if event['operation'] == 'del' or event['snapshot'][
+                        'status'] not in ('pending', 'cancelling'):
+                    return
 
     def call_plugin(self, host, plugin, fn, args=None):
         """A dom0 plugin function: JSON arguments in, JSON result out."""

@@ -1,0 +1,303 @@
+"""The session layer against a live simulated pool."""
+
+import logging
+import socket
+import threading
+import time
+import unittest
+
+import XenAPI
+
+import xapisim
+from xapisim.client import Control
+
+from nova import exception
+from nova_xen import errors
+from nova_xen import session as session_mod
+
+PASSWORD = 's3cret-Pa55'
+
+
+def free_port():
+    sock = socket.socket()
+    sock.bind(('127.0.0.1', 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+class SessionTestCase(unittest.TestCase):
+    hosts = 2
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = xapisim.Simulator(hosts=cls.hosts, password=PASSWORD,
+                                    guest_delay=0.01)
+        world = cls.sim.describe()
+        cls.pool = world['pools'][0]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sim.stop()
+
+    def setUp(self):
+        self.control = Control(self.pool['master'], 'root', PASSWORD)
+        self.addCleanup(self.control.clear_faults)
+        self.addCleanup(self.control.set_latency, 0)
+        # each test starts with the first host as master
+        self.addCleanup(self._reset_master)
+        self.log = self._capture_logs()
+
+    def _reset_master(self):
+        first = self.pool['hosts'][0]
+        for host in self.pool['hosts']:
+            try:
+                Control(host['url'], 'root', PASSWORD).move_master(
+                    first['uuid'])
+                return
+            except Exception:
+                continue
+
+    def _capture_logs(self):
+        stream = []
+
+        class Handler(logging.Handler):
+            def emit(self, record):
+                stream.append(self.format(record))
+        handler = Handler()
+        root = logging.getLogger()
+        root.addHandler(handler)
+        old = root.level
+        root.setLevel(logging.DEBUG)
+        self.addCleanup(root.removeHandler, handler)
+        self.addCleanup(root.setLevel, old)
+        return stream
+
+    def session(self, url=None, password=PASSWORD, **kwargs):
+        sess = session_mod.Session(url or self.pool['master'], 'root',
+                                   password, **kwargs)
+        self.addCleanup(sess.close)
+        return sess
+
+    def admin(self):
+        x = XenAPI.Session(self.pool['master'])
+        x.login_with_password('root', PASSWORD, '2.21', 'test')
+        self.addCleanup(lambda: x.xenapi.session.logout())
+        return x.xenapi
+
+    def assertNoPassword(self, text):
+        self.assertNotIn(PASSWORD, text)
+
+
+class StartupErrorsTest(SessionTestCase):
+
+    def test_wrong_password_says_which_options_to_check(self):
+        sess = self.session(password='wrong-' + PASSWORD)
+        with self.assertRaises(errors.StartupError) as ctx:
+            sess.connect()
+        message = str(ctx.exception)
+        self.assertIn('SESSION_AUTHENTICATION_FAILED', message)
+        self.assertIn('connection_password', message)
+        self.assertNoPassword(message)
+        self.assertNoPassword('\n'.join(self.log))
+
+    def test_unreachable_url(self):
+        url = 'http://127.0.0.1:%d' % free_port()
+        with self.assertRaises(errors.StartupError) as ctx:
+            self.session(url=url).connect()
+        self.assertIn('Cannot reach xapi at %s' % url, str(ctx.exception))
+        self.assertIn('connection refused', str(ctx.exception))
+
+    def test_missing_url(self):
+        with self.assertRaises(errors.StartupError) as ctx:
+            session_mod.Session(None, 'root', PASSWORD)
+        self.assertIn('connection_url', str(ctx.exception))
+
+    def test_credentials_in_the_url_are_refused_without_echoing_them(self):
+        url = self.pool['master'].replace('http://',
+                                          'http://root:%s@' % PASSWORD)
+        with self.assertRaises(errors.StartupError) as ctx:
+            session_mod.Session(url, 'root', PASSWORD)
+        self.assertIn('must not carry credentials', str(ctx.exception))
+        self.assertNoPassword(str(ctx.exception))
+
+    def test_something_that_is_not_xapi(self):
+        # an HTTP server that answers 404 to XML-RPC
+        import http.server
+        server = http.server.HTTPServer(('127.0.0.1', 0),
+                                        http.server.BaseHTTPRequestHandler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        url = 'http://127.0.0.1:%d' % server.server_address[1]
+        with self.assertRaises(errors.StartupError) as ctx:
+            self.session(url=url).connect()
+        self.assertIn('does not answer like xapi', str(ctx.exception))
+
+
+class CallsTest(SessionTestCase):
+
+    def test_call_returns_xapi_values(self):
+        sess = self.session().connect()
+        pools = sess.call('pool.get_all')
+        self.assertEqual(1, len(pools))
+        self.assertTrue(pools[0].startswith('OpaqueRef:'))
+
+    def test_a_pool_member_url_leads_to_the_master(self):
+        member = self.pool['hosts'][1]['url']
+        sess = self.session(url=member).connect()
+        self.assertEqual(self.pool['master'], sess.url)
+        self.assertEqual(1, len(sess.call('pool.get_all')))
+
+    def test_failures_keep_code_and_parameters(self):
+        sess = self.session().connect()
+        with self.assertRaises(exception.NotFound) as ctx:
+            sess.call('VM.get_record', 'OpaqueRef:nope')
+        self.assertIn('HANDLE_INVALID [VM, OpaqueRef:nope]',
+                      str(ctx.exception))
+
+    def test_relogin_after_xapi_restart(self):
+        sess = self.session().connect()
+        sess.call('pool.get_all')
+        self.control.reset_calls()
+        self.control.restart_xapi()
+        self.assertEqual(1, len(sess.call('pool.get_all')))
+        self.assertEqual(1, self.control.calls()[
+            'session.login_with_password'])
+
+    def test_follows_the_master_when_it_moves(self):
+        sess = self.session().connect()
+        sess.call('pool.get_all')
+        new = self.pool['hosts'][1]
+        self.control.move_master(new['uuid'])
+        self.assertEqual(1, len(sess.call('pool.get_all')))
+        self.assertEqual(new['url'], sess.url)
+
+    def test_call_timeout(self):
+        sess = self.session(call_timeout=1).connect()
+        self.control.delay('pool.get_all', 3)
+        start = time.time()
+        with self.assertRaises(errors.XenAPIConnectionError) as ctx:
+            sess.call('pool.get_all')
+        self.assertLess(time.time() - start, 2.5)
+        self.assertIn('pool.get_all took more than 1 s', str(ctx.exception))
+        # the session is still usable afterwards
+        time.sleep(2.2)
+        self.assertEqual(1, len(sess.call('pool.get_all')))
+
+    def test_concurrency_is_bounded(self):
+        sess = self.session(concurrent=3).connect()
+        self.control.set_latency(100)
+        self.control.reset_calls()
+        peak = []
+        results = []
+
+        def work():
+            results.append(sess.call('pool.get_all'))
+            peak.append(sess.size)
+        threads = [threading.Thread(target=work) for _ in range(20)]
+        start = time.time()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.time() - start
+        self.assertEqual(20, len(results))
+        self.assertLessEqual(max(peak), 3)
+        # 20 calls of 100 ms through 3 sessions: at least 7 rounds
+        self.assertGreaterEqual(elapsed, 0.65)
+        # two sessions were added to the one logged in by connect()
+        self.assertEqual(2, self.control.calls()[
+            'session.login_with_password'])
+
+    def test_close_logs_every_session_out(self):
+        self.control.reset_calls()
+        sess = session_mod.Session(self.pool['master'], 'root', PASSWORD,
+                                   concurrent=2).connect()
+        self.control.set_latency(50)
+        threads = [threading.Thread(target=sess.call, args=('pool.get_all',))
+                   for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        logins = self.control.calls()['session.login_with_password']
+        self.assertEqual(2, logins)
+        sess.close()
+        self.assertEqual(logins, self.control.calls()['session.logout'])
+        with self.assertRaises(errors.XenAPIConnectionError):
+            sess.call('pool.get_all')
+
+
+class TasksTest(SessionTestCase):
+
+    def _vm(self, sess, memory_mib=128):
+        mem = str(memory_mib * 1024 * 1024)
+        vm = sess.call('VM.create', {
+            'name_label': 'task-test', 'user_version': '1',
+            'is_a_template': False, 'affinity': 'OpaqueRef:NULL',
+            'memory_static_max': mem, 'memory_dynamic_max': mem,
+            'memory_dynamic_min': mem, 'memory_static_min': mem,
+            'VCPUs_params': {}, 'VCPUs_max': '1', 'VCPUs_at_startup': '1',
+            'actions_after_shutdown': 'destroy',
+            'actions_after_reboot': 'restart',
+            'actions_after_crash': 'destroy', 'PV_bootloader': '',
+            'PV_kernel': '', 'PV_ramdisk': '', 'PV_args': '',
+            'PV_bootloader_args': '', 'PV_legacy_args': '',
+            'HVM_boot_policy': 'BIOS order', 'HVM_boot_params': {},
+            'platform': {}, 'PCI_bus': '', 'other_config': {},
+            'recommendations': ''})
+
+        def remove():
+            if sess.call('VM.get_power_state', vm) != 'Halted':
+                sess.call('VM.hard_shutdown', vm)
+            sess.call('VM.destroy', vm)
+        self.addCleanup(remove)
+        return vm
+
+    def test_async_waits_through_event_from_and_destroys_the_task(self):
+        sess = self.session().connect()
+        vm = self._vm(sess)
+        tasks_before = set(self.admin().task.get_all())
+        self.control.reset_calls()
+        self.control.delay('VM.start', 0.5)
+        self.assertEqual('', sess.call_async('VM.start', vm, False, False))
+        self.assertEqual('Running', sess.call('VM.get_power_state', vm))
+        calls = self.control.calls()
+        self.assertGreaterEqual(calls['event.from'], 1)
+        self.assertEqual(1, calls['task.destroy'])
+        self.assertEqual(0, calls.get('task.get_record', 0))
+        self.assertEqual(tasks_before, set(self.admin().task.get_all()))
+
+    def test_async_result_is_decoded(self):
+        sess = self.session().connect()
+        vm = self._vm(sess)
+        clone = sess.call_async('VM.clone', vm, 'the-clone')
+        self.assertTrue(clone.startswith('OpaqueRef:'))
+        self.assertEqual('the-clone', sess.call('VM.get_name_label', clone))
+        sess.call('VM.destroy', clone)
+
+    def test_async_failure_is_translated(self):
+        sess = self.session().connect()
+        vm = self._vm(sess, memory_mib=64 * 1024)
+        with self.assertRaises(exception.ComputeResourcesUnavailable) as ctx:
+            sess.call_async('VM.start', vm, False, False)
+        self.assertIn('HOST_NOT_ENOUGH_FREE_MEMORY', str(ctx.exception))
+        self.assertIn('not enough free memory', str(ctx.exception))
+
+    def test_async_timeout_cancels_the_task(self):
+        sess = self.session(task_timeout=1).connect()
+        vm = self._vm(sess)
+        sess.call('VM.start', vm, False, False)
+        uuid = sess.call('VM.get_uuid', vm)
+        self.control.guest(uuid, clean_shutdown='ignore')
+        start = time.time()
+        with self.assertRaises(errors.XenAPIError) as ctx:
+            sess.call_async('VM.clean_shutdown', vm)
+        self.assertLess(time.time() - start, 5)
+        self.assertIn('did not finish within 1 s', str(ctx.exception))
+        # cancelled: the VM is usable again at once
+        self.assertEqual([], list(sess.call('VM.get_current_operations',
+                                            vm)))
+        sess.call('VM.hard_shutdown', vm)
