@@ -1,35 +1,37 @@
-"""CONNECT /console: a VM's graphical console, as xapi proxies it.
+"""CONNECT /console: a VM's consoles, as xapi proxies them.
 
-After ``HTTP/1.1 200 OK`` the connection carries RFB (VNC).  The simulated
-framebuffer is a plain 640x480 screen named after the VM: enough for a
-VNC client (noVNC behind nova-novncproxy) to connect, negotiate and draw.
+After ``HTTP/1.1 200 OK`` the connection carries the console's protocol.
+An ``rfb`` console (the default when ``ref``/``uuid`` names a VM) speaks
+RFB 3.8: a plain 640x480 screen named after the VM, enough for a VNC
+client (noVNC behind nova-novncproxy) to connect, negotiate and draw.  A
+``vt100`` console is the guest's text console: its boot log, then an echo
+of what is typed.
 """
 
 import struct
 import time
 
+from xapisim import guest
+
 WIDTH = 640
 HEIGHT = 480
 PIXEL_FORMAT = struct.pack('>BBBBHHHBBB3x', 32, 24, 0, 1, 255, 255, 255,
                            16, 8, 0)
-BACKGROUND = b'\x40\x20\x10\x00'
+COLOUR = (0x10, 0x20, 0x40)     # the screen's one colour (red, green, blue)
 
 
-def _find_vm(db, req):
-    """The VM named by ``ref``/``uuid``: a VM's or one of its consoles'."""
+def _find_console(db, req):
+    """(VM, protocol) named by ``ref``/``uuid``: a VM or one of its consoles."""
     ref = req.param('ref')
-    if ref:
-        if db.exists('VM', ref):
-            return ref
-        if db.exists('console', ref):
-            return db.get('console', ref, 'VM')
     uuid = req.param('uuid')
-    if uuid:
-        if uuid in db.by_uuid['VM']:
-            return db.by_uuid['VM'][uuid]
-        if uuid in db.by_uuid['console']:
-            return db.get('console', db.by_uuid['console'][uuid], 'VM')
-    return None
+    if not ref and uuid:
+        ref = db.by_uuid['VM'].get(uuid) or db.by_uuid['console'].get(uuid)
+    if ref and db.exists('VM', ref):
+        return ref, 'rfb'
+    if ref and db.exists('console', ref):
+        row = db.row('console', ref)
+        return row['VM'], row['protocol']
+    return None, None
 
 
 def connect(handler, req):
@@ -37,8 +39,8 @@ def connect(handler, req):
     if session is None:
         return
     db = handler.pool.db
-    vm = _find_vm(db, req)
-    if vm is None:
+    vm, protocol = _find_console(db, req)
+    if vm is None or not db.exists('VM', vm):
         return handler.send_error_page(500, 'no such console')
     row = db.row('VM', vm)
     if row['power_state'] != 'Running' or \
@@ -50,9 +52,44 @@ def connect(handler, req):
     handler.wfile.flush()
     handler.close_connection = True
     try:
-        _serve_rfb(handler.rfile, handler.wfile, row['name_label'])
-    except (OSError, EOFError, struct.error):
+        if protocol == 'vt100':
+            _serve_text(handler, row)
+        else:
+            _serve_rfb(handler.rfile, handler.wfile, row['name_label'])
+    except (OSError, EOFError, struct.error, ValueError):
         pass
+
+
+def _serve_text(handler, row):
+    path = guest.console_log_path(handler.pool, row['resident_on'],
+                                  row['domid'])
+    try:
+        with open(path, 'rb') as fh:
+            handler.wfile.write(fh.read().replace(b'\n', b'\r\n'))
+    except OSError:
+        pass
+    handler.wfile.flush()
+    while True:
+        data = handler.rfile.read1(4096)
+        if not data:
+            return
+        handler.wfile.write(data)
+        handler.wfile.flush()
+
+
+def _pixel(pixel_format):
+    """The screen colour as one pixel in the client's pixel format."""
+    bpp, _, big_endian, true_colour, rmax, gmax, bmax, rshift, gshift, \
+        bshift = struct.unpack('>BBBBHHHBBB3x', pixel_format)
+    if bpp not in (8, 16, 32):
+        raise ValueError('bits-per-pixel %d' % bpp)
+    value = 0
+    if true_colour:
+        for level, top, shift in zip(COLOUR, (rmax, gmax, bmax),
+                                     (rshift, gshift, bshift)):
+            value |= (level * top // 255) << shift
+    return (value & ((1 << bpp) - 1)).to_bytes(
+        bpp // 8, 'big' if big_endian else 'little')
 
 
 def _read(rfile, n):
@@ -76,10 +113,11 @@ def _serve_rfb(rfile, wfile, name):
     wfile.write(struct.pack('>HH', WIDTH, HEIGHT) + PIXEL_FORMAT +
                 struct.pack('>I', len(title)) + title)
     wfile.flush()
+    pixel = _pixel(PIXEL_FORMAT)
     while True:
         kind = _read(rfile, 1)[0]
         if kind == 0:        # SetPixelFormat
-            _read(rfile, 19)
+            pixel = _pixel(_read(rfile, 19)[3:])
         elif kind == 2:      # SetEncodings
             _, count = struct.unpack('>BH', _read(rfile, 3))
             _read(rfile, 4 * count)
@@ -93,7 +131,7 @@ def _serve_rfb(rfile, wfile, name):
                 h = max(0, min(h, HEIGHT - y))
                 wfile.write(struct.pack('>BxH', 0, 1) +
                             struct.pack('>HHHHi', x, y, w, h, 0) +
-                            BACKGROUND * (w * h))
+                            pixel * (w * h))
             wfile.flush()
         elif kind == 4:      # KeyEvent
             _read(rfile, 7)

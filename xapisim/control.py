@@ -35,7 +35,10 @@ def serve(handler, req):
                                            'Basic realm="xapisim"')])
     body = {}
     if handler.command == 'POST':
-        raw = handler.read_body(1024 * 1024) or b'{}'
+        try:
+            raw = handler.read_body(1024 * 1024) or b'{}'
+        except (ValueError, EOFError) as exc:
+            return _reply(handler, 400, {'error': str(exc)})
         try:
             body = json.loads(raw.decode() or '{}')
         except ValueError:
@@ -46,7 +49,11 @@ def serve(handler, req):
         return _reply(handler, 404, {'error': 'no control action %s %s'
                                      % (handler.command, name)})
     try:
-        result = fn(handler.pool, handler.host, body)
+        if fn in (restart, move_master):
+            # the restart drops connections, but not this one
+            result = fn(handler.pool, handler.host, body, handler.connection)
+        else:
+            result = fn(handler.pool, handler.host, body)
     except XapiError as exc:
         return _reply(handler, 409, {'error': exc.description})
     except (KeyError, TypeError, ValueError) as exc:
@@ -94,14 +101,14 @@ def latency(pool, host, body):
     pool.latency = float(body['ms']) / 1000.0
 
 
-def restart(pool, host, body):
-    pool.restart_xapi()
+def restart(pool, host, body, keep=None):
+    pool.restart_xapi(keep)
 
 
-def move_master(pool, host, body):
+def move_master(pool, host, body, keep=None):
     for h in pool.hosts:
         if h.uuid == body['host_uuid']:
-            pool.move_master(h)
+            pool.move_master(h, keep)
             return {'master': h.url}
     raise ValueError('no host %s in this pool' % body['host_uuid'])
 

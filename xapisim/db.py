@@ -153,6 +153,9 @@ class Database(object):
         """Change fields of one object: one change, one event."""
         with self.lock:
             row = self.row(cls, ref)
+            unknown = set(fields) - set(self.schema.classes[cls].fields)
+            if unknown:   # a simulator bug, never a client's mistake
+                raise KeyError('%s has no field %s' % (cls, sorted(unknown)))
             for rel in self._forward[cls]:
                 if rel[1] in fields:
                     self._link(rel, ref, row.get(rel[1]), fields[rel[1]])
@@ -173,7 +176,8 @@ class Database(object):
                 self._link(rel, ref, row.get(rel[1]), None)
             del self.tables[cls][ref]
             self.by_uuid[cls].pop(row['uuid'], None)
-            self.created_gen.pop((cls, ref), None)
+            # the creation generation stays with the tombstone: event.from
+            # says nothing of an object created and deleted since a token
             self._bump(cls, ref)
             self.tombstones += 1
             self._prune_tombstones()
@@ -203,6 +207,7 @@ class Database(object):
             cls, ref = key
             if ref not in self.tables[cls]:
                 self.oldest_tombstone_gen = self.changes.pop(key)
+                self.created_gen.pop(key, None)
                 self.tombstones -= 1
 
     # -- events --------------------------------------------------------
@@ -222,9 +227,11 @@ class Database(object):
             if not wanted(cls, ref):
                 continue
             row = self.tables[cls].get(ref)
+            created_since = self.created_gen.get(key, 0) > gen
             if row is None:
-                out.append((kgen, cls, ref, 'del', None))
-            elif self.created_gen.get(key, 0) > gen:
+                if not created_since:
+                    out.append((kgen, cls, ref, 'del', None))
+            elif created_since:
                 out.append((kgen, cls, ref, 'add', _copy_record(row)))
             else:
                 out.append((kgen, cls, ref, 'mod', _copy_record(row)))

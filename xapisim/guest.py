@@ -127,9 +127,9 @@ def destroy_domain(pool, vm, power_state='Halted'):
         row = db.row('VM', vm)
         host = row['resident_on']
         for vbd in row['VBDs']:
-            db.set('VBD', vbd, currently_attached=False, reserved=False)
+            db.set('VBD', vbd, currently_attached=False)
         for vif in row['VIFs']:
-            db.set('VIF', vif, currently_attached=False, reserved=False)
+            db.set('VIF', vif, currently_attached=False)
         for console in list(row['consoles']):
             db.destroy('console', console)
         gm = row['guest_metrics']

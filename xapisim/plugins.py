@@ -76,4 +76,5 @@ def call(pool, host, session, plugin, fn, args):
         desc = [str(d) for d in result.get('ErrorDescription', [])]
         if desc:
             raise XapiError(*desc)
-    raise XapiError('XENAPI_PLUGIN_FAILURE', 'unexpected XMLRPC result', out)
+    raise XapiError('XENAPI_PLUGIN_FAILURE', 'unexpected XMLRPC result', out,
+                    '')

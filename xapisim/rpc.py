@@ -1,8 +1,9 @@
 """Dispatch of XenAPI calls: checks in xapi's order, then the handler.
 
 xapi checks a call in this order: the method name, the parameter count
-(not counting the session), the parameter types, the session, and only
-then runs the operation.  The simulator does the same, so a client sees
+(not counting the session), the parameter types, the session, whether the
+message has an Async form (when called as ``Async.``), and only then runs
+the operation.  The simulator does the same, so a client sees
 the same error xapi would give for the same mistake.
 """
 
@@ -75,7 +76,7 @@ class Api(object):
         mandatory = len(declared) - optional
         if received < mandatory or received > len(declared):
             raise XapiError('MESSAGE_PARAMETER_COUNT_MISMATCH',
-                            msg.wire_name, mandatory, max(received, 0))
+                            msg.wire_name, mandatory, received)
 
     def _decode(self, msg, params):
         values = []
@@ -93,11 +94,13 @@ class Api(object):
             values.append(msg.optional_tail[name])
         return values
 
-    def _check_session(self, host, session):
+    def _check_session(self, host, session, local=False):
         db = self.pool.db
         if not isinstance(session, str) or not db.exists('session', session):
             raise XapiError('SESSION_INVALID', session)
-        if host is not self.pool.master:
+        # a pool member refuses API calls, except from its own dom0 (the
+        # Unix socket), which it forwards to the master
+        if host is not self.pool.master and not local:
             raise XapiError('HOST_IS_SLAVE', self.pool.master.address)
 
     def check_refs(self, msg, values):
@@ -116,27 +119,27 @@ class Api(object):
 
     # -- entry points ----------------------------------------------------
 
-    def handle_xmlrpc(self, host, method, params):
+    def handle_xmlrpc(self, host, method, params, local=False):
         """Serve one call; the wire value or an XapiError."""
         if self.pool.latency:
             time.sleep(self.pool.latency)
-        return self.invoke(host, method, params)
+        return self.invoke(host, method, params, local=local)
 
-    def invoke(self, host, method, params, internal=False):
+    def invoke(self, host, method, params, internal=False, local=False):
         is_async = method.startswith('Async.')
         name = method[len('Async.'):] if is_async else method
         msg = self._message(name)
-        if is_async and (msg.cls in _NO_ASYNC_CLASSES or
-                         (msg.implicit and msg.name not in ('create', 'destroy'))):
-            raise XapiError('Fault', 'No async mode for this operation (rpc: %s)'
-                            % name)
         self._check_arity(msg, params)
         values = self._decode(msg, params)
         session = ''
         if msg.takes_session:
             session = values.pop(0)
             if not internal:
-                self._check_session(host, session)
+                self._check_session(host, session, local)
+        if is_async and (msg.cls in _NO_ASYNC_CLASSES or
+                         (msg.implicit and msg.name not in ('create', 'destroy'))):
+            raise XapiError('Fault', 'No async mode for this operation (rpc: %s)'
+                            % name)
         if not internal:
             self._count(msg.wire_name)
         fn = HANDLERS.get((msg.cls, msg.name))
@@ -174,4 +177,3 @@ def encode_result(msg, result):
 def _short(value):
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + '...'
-

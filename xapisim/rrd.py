@@ -146,8 +146,7 @@ def rrd_updates(handler, req):
     parts = ['<?xml version="1.0" encoding="UTF-8"?><xport><meta>',
              '<start>%d</start><step>%d</step><end>%d</end>'
              % (times[-1], step, end),
-             '<rows>%d</rows><columns>%d</columns><legend>' % (rows,
-                                                             len(legend))]
+             '<rows>%d</rows><columns>%d</columns><legend>' % (rows, len(legend))]
     parts.extend('<entry>%s</entry>' % e for e in legend)
     parts.append('</legend></meta><data>')
     for t in times:
@@ -195,6 +194,13 @@ def vm_rrd(handler, req):
         return handler.send_error_page(400, 'uuid is required')
     if db.get('VM', vm, 'power_state') not in ('Running', 'Paused'):
         return handler.send_error_page(404, 'no RRD for a halted VM')
+    owner = handler.pool.host_by_ref(db.get('VM', vm, 'resident_on'))
+    if owner is not None and owner is not handler.host:
+        # the RRD lives with the VM: xapi redirects to its host
+        location = owner.url + handler.path
+        return handler.send_error_page(
+            302, 'The RRD is on %s' % owner.address,
+            headers=[('Location', location)])
     now = int(time.time()) // STEP * STEP
     handler.send_body(200, _full_rrd(
         lambda t: vm_sources(handler.pool, vm, t), now),

@@ -330,6 +330,7 @@ OPTIONAL_TRAILING_PARAMS = {
     'VDI.copy': {'base_vdi': NULL_REF, 'into_vdi': NULL_REF},
     'VM.migrate_send': {'vgpu_map': {}},
     'VM.assert_can_migrate': {'vgpu_map': {}},
+    'VM.snapshot': {'ignore_vdis': []},
 }
 
 

@@ -63,8 +63,9 @@ class Storage(object):
                 if self.db.get('PBD', pbd, 'currently_attached')]
 
     def assert_attached(self, sr):
+        """xapi finds no plugged PBD to run the SR operation through."""
         if not self.hosts_seeing(sr):
-            raise XapiError('SR_NOT_ATTACHED', sr)
+            raise XapiError('SR_HAS_NO_PBDS', sr)
 
     def assert_space(self, sr, extra):
         row = self.db.row('SR', sr)

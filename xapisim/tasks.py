@@ -4,7 +4,7 @@ import threading
 import traceback
 
 from xapisim import wire
-from xapisim.db import now_datetime
+from xapisim.db import new_ref, now_datetime
 from xapisim.errors import XapiError
 from xapisim.rpc import Context
 
@@ -60,12 +60,13 @@ class Tasks(object):
         status = 'cancelled' if description[0] == 'TASK_CANCELLED' else 'failure'
         self._finish(task, status=status, error_info=[str(d) for d in description])
 
-    def _finish(self, task, **fields):
+    def _finish(self, task, progress=1.0, **fields):
         with self.db.lock:
             if not self.db.exists('task', task):
                 return   # destroyed by a xapi restart
-            fields.update(progress=1.0, finished=now_datetime(),
-                          allowed_operations=[])
+            if progress is not None:
+                fields['progress'] = progress
+            fields.update(finished=now_datetime(), allowed_operations=[])
             self.db.set('task', task, **fields)
             with self._lock:
                 self._cancel.discard(task)
@@ -74,25 +75,39 @@ class Tasks(object):
             if destroy:
                 self.db.destroy('task', task)
 
+    def set_status(self, task, status):
+        """task.set_status: a client finishing a task it created."""
+        with self.db.lock:
+            self.db.row('task', task)
+            if status == PENDING:
+                self.db.set('task', task, status=status)
+            else:
+                self._finish(task, status=status, progress=None)
+
     def cancel(self, task):
+        """Ask a task to stop, as xapi does: its status stays ``pending``
+        and ``current_operations`` shows the request until the work
+        notices and fails with ``TASK_CANCELLED``."""
         with self.db.lock:
             row = self.db.row('task', task)
-            if row['status'] != PENDING or 'cancel' not in row['allowed_operations']:
-                raise XapiError('OPERATION_NOT_ALLOWED',
-                                'task %s cannot be cancelled in state %s'
-                                % (task, row['status']))
-            with self._lock:
-                self._cancel.add(task)
-            self.db.set('task', task, status='cancelling')
+            ops = dict(row['current_operations'])
+            ops[new_ref()] = 'cancel'
+            self.db.set('task', task, current_operations=ops)
+            if row['status'] == PENDING:
+                with self._lock:
+                    self._cancel.add(task)
 
     def cancel_requested(self, task):
         with self._lock:
             return task in self._cancel
 
     def destroy(self, task):
+        """A finished task goes at once; a pending one when it finishes."""
         with self.db.lock:
             row = self.db.row('task', task)
-            if row['status'] in (PENDING, 'cancelling'):
+            if row['status'] == PENDING:
+                ops = dict(row['current_operations'], task='destroy')
+                self.db.set('task', task, current_operations=ops)
                 with self._lock:
                     self._destroy_when_done.add(task)
                 return
@@ -102,9 +117,8 @@ class Tasks(object):
         """A xapi restart: pending tasks vanish."""
         with self.db.lock:
             for ref in self.db.refs('task'):
-                if self.db.get('task', ref, 'status') in (PENDING, 'cancelling'):
+                if self.db.get('task', ref, 'status') == PENDING:
                     self.db.destroy('task', ref)
         with self._lock:
             self._cancel.clear()
             self._destroy_when_done.clear()
-

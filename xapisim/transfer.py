@@ -17,6 +17,11 @@ CHUNK = 1024 * 1024
 FORMATS = ('raw', 'vhd')
 
 
+def _log(pool, text):
+    if pool.options.verbose:
+        sys.stderr.write('xapisim: %s\n' % text)
+
+
 class TransferError(Exception):
     """The transfer failed; the task says VDI_IO_ERROR."""
 
@@ -47,11 +52,15 @@ def _fail_early(handler, req, session, status, description, text):
 
 def _prologue(handler, req, label):
     """Checks shared by import and export; (session, vdi, format) or None."""
-    if handler.headers.get('Transfer-Encoding'):
-        handler.send_error_page(404, 'Cannot handle encoding')
-        return None
     session = handler.authenticate(req)
     if session is None:
+        return None
+    encoding = handler.headers.get('Transfer-Encoding')
+    if encoding:
+        # xapi hands the socket to vhd-tool, which speaks no HTTP encoding
+        _fail_early(handler, req, session, 404,
+                    ['INTERNAL_ERROR', 'Cannot handle encoding: %s'
+                     % encoding], 'Cannot handle encoding')
         return None
     fmt = (req.param('format') or 'raw').lower()
     if fmt not in FORMATS:
@@ -110,8 +119,7 @@ def import_raw_vdi(handler, req):
         pool.tasks.fail(task, exc.description)
         return
     except (TransferError, vhd.VhdError, OSError) as exc:
-        sys.stderr.write('xapisim: import into VDI %s failed: %s\n'
-                         % (vdi, exc))
+        _log(pool, 'import into VDI %s failed: %s' % (vdi, exc))
         pool.tasks.fail(task, ['VDI_IO_ERROR', 'Device I/O errors'])
         return
     finally:
@@ -186,7 +194,7 @@ def export_raw_vdi(handler, req):
                 _send_vhd(handler, src, size, base_path)
         handler.wfile.flush()
     except (OSError, XapiError) as exc:
-        sys.stderr.write('xapisim: export of VDI %s failed: %s\n' % (vdi, exc))
+        _log(pool, 'export of VDI %s failed: %s' % (vdi, exc))
         pool.tasks.fail(task, ['VDI_IO_ERROR', 'Device I/O errors'])
         return
     pool.tasks.succeed(task, '')
@@ -239,4 +247,3 @@ def _send_vhd(handler, src, size, base_path):
     for piece in vhd.write_vhd(size, sorted(blocks),
                                lambda idx: read_block(src, idx)):
         handler.wfile.write(piece)
-

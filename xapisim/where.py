@@ -1,24 +1,33 @@
 """The expression language of ``get_all_records_where``.
 
-Grammar (xapi's database filter)::
+xapi's database filter (``db_filter_lex.mll`` / ``db_filter_parse.mly``)::
 
-    expr   := term ('or' term)*
-    term   := factor ('and' factor)*
-    factor := 'not' factor | '(' expr ')' | 'true' | 'false'
-            | value ('=' | '<>') value
-    value  := 'field' '"name"' | '"literal"'
+    expr  := value '=' value | expr 'and' expr | expr 'or' expr
+           | 'not' expr | 'true' | 'false' | '(' expr ')'
+    value := '"literal"' | 'field' '"name"'
 
-Field names use the database's column spelling, where a nested name is
-joined with a double underscore (``name__label``); the API spelling
-(``name_label``) is accepted too.  Values compare as the strings xapi
-stores: booleans ``true``/``false``, numbers in decimal.
+Keywords are lower case; a quoted string has no escapes; there is no
+``<>``.  ``and`` and ``or`` share one precedence and group from the left,
+and ``not`` binds more loosely than both: ``not a and b`` is
+``not (a and b)``.  Field names use the database's column spelling, where
+a nested name is joined with a double underscore (``name__label``); the
+API spelling (``name_label``) is accepted too.  Values compare as the
+strings xapi stores: booleans ``true``/``false``, numbers in decimal.
+
+A malformed expression fails with ``INVALID_VALUE [expr, exception]``,
+the exception printed as OCaml prints it.
 """
 
 import re
 
 from xapisim.errors import XapiError
 
-_TOKEN_RE = re.compile(r'\s*(?:(\()|(\))|(<>|=)|"((?:[^"\\]|\\.)*)"|([A-Za-z_]+))')
+_KEYWORDS = ('true', 'false', 'field', 'and', 'or', 'not')
+_TOKEN_RE = re.compile(r'[ \t\n]*(?:(=)|(\()|(\))|"([^"]*)"|(%s))'
+                       % '|'.join(_KEYWORDS))
+
+PARSE_ERROR = 'Stdlib.Parsing.Parse_error'
+LEX_ERROR = 'Failure("lexing: empty token")'
 
 
 class _Parser(object):
@@ -27,89 +36,84 @@ class _Parser(object):
         self.tokens = self._lex(text)
         self.pos = 0
 
-    def _fail(self):
-        raise XapiError('INVALID_VALUE', 'expr', self.text)
+    def _fail(self, why=PARSE_ERROR):
+        raise XapiError('INVALID_VALUE', self.text, why)
 
-    def _lex(self, text):
+    @staticmethod
+    def _lex(text):
+        """Tokens up to the end, or up to an ('error',) token."""
         tokens = []
         pos = 0
-        text = text.rstrip()
-        while pos < len(text):
+        while True:
+            rest = re.match(r'[ \t\n]*', text[pos:]).end() + pos
+            if rest == len(text):
+                tokens.append(('eof', None))
+                return tokens
             m = _TOKEN_RE.match(text, pos)
-            if not m or m.end() == pos:
-                self._fail()
-            lpar, rpar, op, quoted, word = m.groups()
-            if lpar:
+            if not m:
+                tokens.append(('error', None))
+                return tokens
+            eq, lpar, rpar, quoted, word = m.groups()
+            if eq:
+                tokens.append(('=', None))
+            elif lpar:
                 tokens.append(('(', None))
             elif rpar:
                 tokens.append((')', None))
-            elif op:
-                tokens.append(('op', op))
             elif quoted is not None:
-                tokens.append(('str', re.sub(r'\\(.)', r'\1', quoted)))
+                tokens.append(('str', quoted))
             else:
-                tokens.append(('word', word.lower()))
+                tokens.append((word, None))
             pos = m.end()
-        return tokens
 
     def peek(self):
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else (None, None)
+        tok = self.tokens[self.pos]
+        if tok[0] == 'error':
+            self._fail(LEX_ERROR)
+        return tok[0]
 
-    def take(self):
-        tok = self.peek()
-        if tok[0] is None:
+    def take(self, kind=None):
+        tok = self.tokens[self.pos]
+        if tok[0] == 'error':
+            self._fail(LEX_ERROR)
+        if kind is not None and tok[0] != kind:
             self._fail()
         self.pos += 1
         return tok
 
     def parse(self):
         node = self.expr()
-        if self.pos != len(self.tokens):
-            self._fail()
+        self.take('eof')
         return node
 
     def expr(self):
-        node = self.term()
-        while self.peek() == ('word', 'or'):
-            self.take()
-            node = ('or', node, self.term())
+        node = self.unary()
+        while self.peek() in ('and', 'or'):
+            op = self.take()[0]
+            node = (op, node, self.unary())
         return node
 
-    def term(self):
-        node = self.factor()
-        while self.peek() == ('word', 'and'):
+    def unary(self):
+        kind = self.peek()
+        if kind == 'not':
             self.take()
-            node = ('and', node, self.factor())
-        return node
-
-    def factor(self):
-        kind, val = self.peek()
-        if kind == 'word' and val == 'not':
+            return ('not', self.expr())
+        if kind in ('true', 'false'):
             self.take()
-            return ('not', self.factor())
-        if kind == 'word' and val in ('true', 'false'):
-            self.take()
-            return ('const', val == 'true')
+            return ('const', kind == 'true')
         if kind == '(':
             self.take()
             node = self.expr()
-            if self.take()[0] != ')':
-                self._fail()
+            self.take(')')
             return node
         left = self.value()
-        kind, op = self.take()
-        if kind != 'op':
-            self._fail()
-        right = self.value()
-        return ('eq' if op == '=' else 'ne', left, right)
+        self.take('=')
+        return ('eq', left, self.value())
 
     def value(self):
         kind, val = self.take()
-        if kind == 'word' and val == 'field':
-            kind, name = self.take()
-            if kind != 'str':
-                self._fail()
-            return ('field', name)
+        if kind == 'field':
+            return ('field', self.take('str')[1])
         if kind == 'str':
             return ('lit', val)
         self._fail()
@@ -149,9 +153,7 @@ def evaluate(node, record):
         return evaluate(node[1], record) or evaluate(node[2], record)
     left = _value(node[1], record)
     right = _value(node[2], record)
-    if left is None or right is None:
-        return False
-    return (left == right) if kind == 'eq' else (left != right)
+    return left is not None and left == right
 
 
 def _value(node, record):

@@ -31,16 +31,45 @@ def failure(description):
 
 
 def _response(struct):
-    return xmlrpc.client.dumps((struct,), methodresponse=True).encode('utf-8')
+    return ("<?xml version='1.0'?>\n<methodResponse><params><param>%s"
+            "</param></params></methodResponse>\n"
+            % _encode(struct)).encode('utf-8')
+
+
+def _text(value):
+    if '&' in value or '<' in value or '>' in value:
+        return escape(value)
+    return value
+
+
+def _encode(value):
+    """One XML-RPC <value>, written as xapi writes it (strings untagged)."""
+    kind = type(value)
+    if kind is str:
+        return '<value>%s</value>' % _text(value)
+    if kind is dict:
+        return '<value><struct>%s</struct></value>' % ''.join([
+            '<member><name>%s</name>%s</member>' % (_text(k), _encode(v))
+            for k, v in value.items()])
+    if kind is list or kind is tuple:
+        return '<value><array><data>%s</data></array></value>' % ''.join(
+            [_encode(v) for v in value])
+    if kind is bool:
+        return '<value><boolean>%d</boolean></value>' % value
+    if kind is int:
+        if not -2 ** 31 <= value < 2 ** 31:
+            raise OverflowError('int exceeds XML-RPC limits')
+        return '<value><i4>%d</i4></value>' % value
+    if kind is float:
+        return '<value><double>%r</double></value>' % value
+    if kind is xmlrpc.client.DateTime:
+        return '<value><dateTime.iso8601>%s</dateTime.iso8601></value>' \
+            % value.value
+    raise TypeError('cannot marshal %r' % (kind,))
 
 
 def value_text(value):
     """One XML-RPC <value> as text: what xapi stores in task.result."""
     if value is None or value == '':
         return '<value></value>'
-    if isinstance(value, str):
-        return '<value>%s</value>' % escape(value)
-    xml = xmlrpc.client.dumps((value,))
-    start = xml.index('<value>')
-    end = xml.rindex('</value>') + len('</value>')
-    return xml[start:end]
+    return _encode(value)

@@ -9,6 +9,7 @@ consoles) for what it holds.
 
 import os
 import shutil
+import socket
 import tempfile
 import threading
 
@@ -21,8 +22,14 @@ from xapisim.storage import Storage
 from xapisim.tasks import Tasks
 
 # Importing the handler modules registers them.
-from xapisim.api import event, host, migration, network  # noqa: F401
-from xapisim.api import session, storage as storage_api, task, vm  # noqa: F401
+import xapisim.api.event  # noqa: F401
+import xapisim.api.host  # noqa: F401
+import xapisim.api.migration  # noqa: F401
+import xapisim.api.network  # noqa: F401
+import xapisim.api.session  # noqa: F401
+import xapisim.api.storage  # noqa: F401
+import xapisim.api.task  # noqa: F401
+import xapisim.api.vm  # noqa: F401
 
 
 class Options(object):
@@ -118,21 +125,33 @@ class Pool(object):
 
     # -- what the control interface does -------------------------------
 
-    def restart_xapi(self):
-        """All sessions and pending tasks die; clients must log in again."""
+    def restart_xapi(self, keep=None):
+        """All sessions and pending tasks die; clients must log in again.
+
+        Every connection to the pool's hosts is dropped, except ``keep``
+        (the control request asking for the restart, so it gets a reply).
+        """
         with self.db.lock:
             for ref in self.db.refs('session'):
                 self.db.destroy('session', ref)
             self.tasks.kill_pending()
         for h in self.hosts:
-            if h.server is not None:
-                h.server.drop_connections()
+            for server in (h.server, h.unix_server):
+                if server is None:
+                    continue
+                with server.connections_lock:
+                    conns = [c for c in server.connections if c is not keep]
+                for conn in conns:
+                    try:
+                        conn.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
 
-    def move_master(self, host):
+    def move_master(self, host, keep=None):
         with self.db.lock:
             self.master = host
             self.db.set('pool', self.ref, master=host.ref)
-        self.restart_xapi()
+        self.restart_xapi(keep)
 
 
 class World(object):
@@ -195,6 +214,8 @@ class World(object):
         from xapisim.http import shutdown_host
         for host in self.all_hosts():
             shutdown_host(host)
+            if os.path.exists(host.socket_path):
+                os.unlink(host.socket_path)
         if self._own_state_dir:
             shutil.rmtree(self.state_dir, ignore_errors=True)
         for path in self._extra_dirs:

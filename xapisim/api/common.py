@@ -1,6 +1,7 @@
 """Checks shared by the handlers: power states, operations in progress."""
 
 import contextlib
+import threading
 import time
 
 from xapisim.db import new_ref
@@ -12,7 +13,8 @@ PAUSED = 'Paused'
 SUSPENDED = 'Suspended'
 ANY = (HALTED, RUNNING, PAUSED, SUSPENDED)
 
-# The power states in which xapi allows each VM operation.
+# The power states in which xapi allows each VM operation, in xapi's order
+# (VM_BAD_POWER_STATE lists them in this order).
 VM_OPERATION_STATES = {
     'start': (HALTED,), 'start_on': (HALTED,), 'provision': (HALTED,),
     'make_into_template': (HALTED,), 'changing_VCPUs': (HALTED,),
@@ -22,8 +24,10 @@ VM_OPERATION_STATES = {
     'clean_shutdown': (RUNNING,), 'clean_reboot': (RUNNING,),
     'pause': (RUNNING,), 'suspend': (RUNNING,), 'pool_migrate': (RUNNING,),
     'send_sysrq': (RUNNING,), 'changing_VCPUs_live': (RUNNING,),
+    'snapshot_with_quiesce': (RUNNING,), 'call_plugin': (RUNNING,),
     'hard_reboot': (PAUSED, RUNNING),
     'hard_shutdown': (PAUSED, SUSPENDED, RUNNING),
+    'shutdown': (PAUSED, SUSPENDED, RUNNING),
     'checkpoint': (PAUSED, SUSPENDED, RUNNING),
     'destroy': (HALTED, SUSPENDED), 'export': (HALTED, SUSPENDED),
     'clone': (HALTED,), 'copy': (HALTED,),
@@ -33,11 +37,35 @@ VM_OPERATION_STATES = {
     'metadata_export': ANY,
 }
 
+# What xapi puts in VM.allowed_operations: those of these that pass the
+# checks (xapi_vm_lifecycle.update_allowed_operations).
+VM_CANDIDATE_OPERATIONS = (
+    'snapshot', 'copy', 'clone', 'revert', 'checkpoint',
+    'snapshot_with_quiesce', 'start', 'start_on', 'pause', 'unpause',
+    'clean_shutdown', 'clean_reboot', 'hard_shutdown', 'hard_reboot',
+    'suspend', 'resume', 'resume_on', 'export', 'destroy', 'provision',
+    'changing_VCPUs_live', 'pool_migrate', 'migrate_send',
+    'make_into_template', 'changing_static_range', 'changing_shadow_memory',
+    'changing_dynamic_range')
+
 # Operations a template may undergo.
 TEMPLATE_OPERATIONS = ('clone', 'copy', 'export', 'provision', 'destroy',
-                       'changing_VCPUs', 'changing_static_range',
-                       'changing_memory_limits', 'changing_dynamic_range',
+                       'migrate_send', 'changing_VCPUs',
+                       'changing_static_range', 'changing_memory_limits',
+                       'changing_shadow_memory', 'changing_dynamic_range',
                        'metadata_export')
+SNAPSHOT_OPERATIONS = ('revert', 'clone', 'copy', 'export', 'destroy',
+                       'hard_shutdown', 'metadata_export')
+# Operations a control domain may undergo.
+CONTROL_DOMAIN_OPERATIONS = ('changing_dynamic_range', 'changing_static_range',
+                             'changing_memory_limits', 'changing_VCPUs',
+                             'metadata_export', 'start', 'start_on')
+# Operations that may run beside others (xapi's is_allowed_concurrently).
+_CONCURRENT_GROUPS = (('clone', 'copy', 'export'), ('snapshot', 'checkpoint'))
+
+# Operation refs (of synchronous calls) that another operation cancelled.
+_cancelled = set()
+_cancelled_lock = threading.Lock()
 
 
 def power_error(vm, allowed, actual):
@@ -51,17 +79,62 @@ def assert_power(db, vm, allowed):
         raise power_error(vm, allowed, actual)
 
 
+def allowed_states(row, op):
+    states = VM_OPERATION_STATES.get(op, ANY)
+    if row['is_control_domain'] and op in ('changing_VCPUs',
+                                           'changing_static_range',
+                                           'changing_memory_limits'):
+        states = (HALTED, RUNNING)
+    if op in ('clone', 'copy') and row['is_a_snapshot']:
+        states = (HALTED, SUSPENDED)
+    return states
+
+
+def allowed_concurrently(op, current_ops):
+    for group in _CONCURRENT_GROUPS:
+        if op in group and all(o in group for o in current_ops):
+            return True
+    if op == 'hard_shutdown':
+        return op not in current_ops
+    if op == 'hard_reboot':
+        return not any(o in ('hard_shutdown', 'hard_reboot')
+                       for o in current_ops)
+    return False
+
+
+def vm_operation_error(row, vm, op):
+    """The error xapi gives for ``op`` on this VM now, or None."""
+    if op in row['blocked_operations']:
+        return XapiError('OPERATION_BLOCKED', vm,
+                         row['blocked_operations'][op])
+    states = allowed_states(row, op)
+    if row['power_state'] not in states:
+        return power_error(vm, states, row['power_state'])
+    current = row['current_operations']
+    if current and not allowed_concurrently(op, list(current.values())):
+        op_ref, other = sorted(current.items())[0]
+        return XapiError('OTHER_OPERATION_IN_PROGRESS', 'VM', vm, other,
+                         op_ref)
+    if row['is_a_template'] and not row['is_a_snapshot'] and \
+            op not in TEMPLATE_OPERATIONS:
+        return XapiError('VM_IS_TEMPLATE', vm, op)
+    if row['is_a_snapshot'] and op not in SNAPSHOT_OPERATIONS:
+        return XapiError('VM_IS_SNAPSHOT', vm, op)
+    if op == 'provision' and not row['is_a_template']:
+        return XapiError('PROVISION_ONLY_ALLOWED_ON_TEMPLATE')
+    if op == 'revert' and not row['is_a_snapshot']:
+        return XapiError('REVERT_ONLY_ALLOWED_ON_SNAPSHOT')
+    if row['is_control_domain'] and op not in CONTROL_DOMAIN_OPERATIONS:
+        return XapiError('OPERATION_NOT_ALLOWED',
+                         'This operation is not allowed on a control domain')
+    return None
+
+
 def check_vm_operation(db, vm, op):
     """xapi's order: blocked, power state, other operation, template."""
-    row = db.row('VM', vm)
-    if op in row['blocked_operations']:
-        raise XapiError('OPERATION_BLOCKED', vm, row['blocked_operations'][op])
-    allowed = VM_OPERATION_STATES.get(op, ANY)
-    if row['power_state'] not in allowed:
-        raise power_error(vm, allowed, row['power_state'])
-    busy(db, 'VM', vm)
-    if row['is_a_template'] and op not in TEMPLATE_OPERATIONS:
-        raise XapiError('VM_IS_TEMPLATE', vm, op)
+    error = vm_operation_error(db.row('VM', vm), vm, op)
+    if error is not None:
+        raise error
 
 
 def busy(db, cls, ref):
@@ -70,24 +143,17 @@ def busy(db, cls, ref):
         raise XapiError('OTHER_OPERATION_IN_PROGRESS', cls, ref, op, op_ref)
 
 
-def vm_allowed_operations(row):
-    if row['current_operations']:
-        return []
+def vm_allowed_operations(row, vm=''):
     ops = []
-    for op, states in sorted(VM_OPERATION_STATES.items()):
-        if row['power_state'] not in states:
-            continue
-        if row['is_a_template'] and op not in TEMPLATE_OPERATIONS:
-            continue
-        if row['is_control_domain'] and op not in ('snapshot',):
-            continue
-        ops.append(op)
+    for op in VM_CANDIDATE_OPERATIONS:
+        if vm_operation_error(row, vm, op) is None:
+            ops.insert(0, op)    # xapi folds the list: last candidate first
     return ops
 
 
 def refresh_vm_allowed(db, vm):
     row = db.row('VM', vm)
-    ops = vm_allowed_operations(row)
+    ops = vm_allowed_operations(row, vm)
     if ops != row['allowed_operations']:
         db.set('VM', vm, allowed_operations=ops)
 
@@ -99,15 +165,43 @@ def vm_operation(ctx, vm, op):
     with db.lock:
         check_vm_operation(db, vm, op)
         op_ref = ctx.task or new_ref()
-        db.set('VM', vm, current_operations={op_ref: op},
-               allowed_operations=[])
+        current = dict(db.get('VM', vm, 'current_operations'))
+        current[op_ref] = op
+        db.set('VM', vm, current_operations=current)
+        refresh_vm_allowed(db, vm)
+    previous = getattr(ctx, 'op_ref', None)
+    ctx.op_ref = op_ref
     try:
         yield
     finally:
+        ctx.op_ref = previous
+        with _cancelled_lock:
+            _cancelled.discard(op_ref)
         with db.lock:
             if db.exists('VM', vm):
-                db.set('VM', vm, current_operations={})
+                current = dict(db.get('VM', vm, 'current_operations'))
+                current.pop(op_ref, None)
+                db.set('VM', vm, current_operations=current)
                 refresh_vm_allowed(db, vm)
+
+
+def cancel_vm_operations(ctx, vm, ops):
+    """Cancel the operations ``ops`` in progress on ``vm`` (hard shutdown
+    and hard reboot do this to a stuck clean shutdown, as xapi does)."""
+    db = ctx.db
+    with db.lock:
+        current = dict(db.get('VM', vm, 'current_operations'))
+    for op_ref, op in current.items():
+        if op not in ops or op_ref == ctx.task:
+            continue
+        if db.exists('task', op_ref):
+            try:
+                ctx.pool.tasks.cancel(op_ref)
+            except XapiError:
+                pass
+        else:
+            with _cancelled_lock:
+                _cancelled.add(op_ref)
 
 
 @contextlib.contextmanager
@@ -126,11 +220,21 @@ def object_operation(ctx, cls, ref, op):
                 db.set(cls, ref, current_operations={})
 
 
+def check_cancelled(ctx):
+    ctx.check_cancelled()
+    op_ref = getattr(ctx, 'op_ref', None)
+    if op_ref is not None:
+        with _cancelled_lock:
+            cancelled = op_ref in _cancelled
+        if cancelled:
+            raise XapiError('TASK_CANCELLED', ctx.task or op_ref)
+
+
 def pause(ctx, seconds):
     """Let simulated time pass, honouring task.cancel."""
     deadline = time.time() + seconds
     while True:
-        ctx.check_cancelled()
+        check_cancelled(ctx)
         left = deadline - time.time()
         if left <= 0:
             return

@@ -1,5 +1,6 @@
 """event.from: block until objects change, then report them once each."""
 
+import re
 import time
 
 from xapisim.errors import XapiError
@@ -13,17 +14,16 @@ def token_of(generation):
     return '%020d,%020d' % (generation, 0)
 
 
+_TOKEN_PART = re.compile(r'^[-+]?[0-9]+$')
+
+
 def parse_token(token):
+    """The generation in a token: '' or 'generation,message-generation'."""
     if token == '':
         return 0
     parts = token.split(',')
-    try:
-        if len(parts) == 2:
-            return int(parts[0])
-        if len(parts) == 1:
-            return int(parts[0])
-    except ValueError:
-        pass
+    if len(parts) == 2 and all(_TOKEN_PART.match(p) for p in parts):
+        return int(parts[0])
     raise XapiError('EVENT_FROM_TOKEN_PARSE_FAILURE', token)
 
 

@@ -72,8 +72,11 @@ def get_server_localtime(ctx, host):
 
 @handler('host', 'call_plugin')
 def call_plugin(ctx, host, plugin, fn, args):
-    return plugins.call(ctx.pool, ctx.pool.host_by_ref(host), ctx.session,
-                        plugin, fn, args)
+    target = ctx.pool.host_by_ref(host)
+    if target is None:
+        # xapi looks the host up to forward the call: a DB miss
+        raise XapiError('HANDLE_INVALID', 'host', host)
+    return plugins.call(ctx.pool, target, ctx.session, plugin, fn, args)
 
 
 @handler('host', 'disable')
@@ -164,4 +167,3 @@ def designate_new_master(ctx, host):
         return
     # the switch happens after the reply, as xapi restarts itself
     threading.Timer(0.2, ctx.pool.move_master, args=(target,)).start()
-

@@ -7,6 +7,7 @@ destination pool with its interfaces mapped by ``vif_map``, starts it
 there if it was running, and removes the VM and its disks at the source.
 """
 
+import os
 from urllib.parse import urlparse
 
 from xapisim import guest
@@ -20,6 +21,7 @@ from xapisim.rpc import Context, handler
 from xapisim.schema import NULL_REF
 from xapisim.storage import copy_file_data
 
+
 def move_running_vm(ctx, vm, host):
     """Live-move a running VM to another host of the same pool."""
     db = ctx.db
@@ -28,7 +30,12 @@ def move_running_vm(ctx, vm, host):
         db.set('VM', vm, scheduled_to_be_resident_on=host)
     common.pause(ctx, ctx.pool.options.guest_delay * 4)
     with db.lock:
+        old_domid = db.get('VM', vm, 'domid')
         domid = guest.next_domid(ctx.pool, host)
+        if domid == old_domid:
+            # a new domain: make the change visible even when the
+            # destination's counter happens to match the source's
+            domid = guest.next_domid(ctx.pool, host)
         db.set('VM', vm, resident_on=host, domid=domid,
                scheduled_to_be_resident_on=NULL_REF)
         for console in db.get('VM', vm, 'consoles'):
@@ -39,6 +46,21 @@ def move_running_vm(ctx, vm, host):
                 netloc='%s:%d' % (target.address, target.port)).geturl())
         host_api.refresh_metrics(db, source)
         host_api.refresh_metrics(db, host)
+    _move_console_log(ctx.pool, source, old_domid, host, domid)
+
+
+def _move_console_log(pool, source, old_domid, host, domid):
+    """xenconsoled on the destination logs the new domain's console."""
+    old = guest.console_log_path(pool, source, old_domid)
+    new = guest.console_log_path(pool, host, domid)
+    try:
+        with open(old, 'rb') as fh:
+            text = fh.read()
+    except OSError:
+        return
+    with open(new, 'wb') as fh:
+        fh.write(text)
+    os.unlink(old)
 
 
 @handler('VM', 'pool_migrate')
@@ -218,4 +240,3 @@ def _remove_source(ctx, vm, vdi_map):
     for vdi in vdis:
         if db.exists('VDI', vdi):
             vdi_destroy(ctx, vdi)
-

@@ -20,12 +20,11 @@ def vdi_in_use(db, vdi):
     """A VDI is in use while a VBD is attached or its VM is suspended."""
     for vbd in db.get('VDI', vdi, 'VBDs'):
         row = db.row('VBD', vbd)
-        if row['currently_attached'] or row['reserved']:
+        if row['currently_attached']:
             return True
         vm = row['VM']
-        if db.exists('VM', vm) and \
-                db.get('VM', vm, 'power_state') in (common.SUSPENDED,
-                                                   common.PAUSED):
+        paused = (common.SUSPENDED, common.PAUSED)
+        if db.exists('VM', vm) and db.get('VM', vm, 'power_state') in paused:
             return True
     return False
 
@@ -194,8 +193,9 @@ def _resize(ctx, vdi, size, online):
             raise XapiError('VDI_IN_USE', vdi, 'resize')
         new_size = round_size(size)
         if new_size < row['virtual_size']:
-            raise XapiError('SR_BACKEND_FAILURE_79', '', 'VDI Invalid size',
-                            'shrinking VHD-based VDIs is not supported')
+            raise XapiError('SR_BACKEND_FAILURE_79', '',
+                            'VDI Invalid size [opterr=shrinking not allowed]',
+                            '')
         storage.assert_space(row['SR'], new_size - row['virtual_size'])
         storage.resize_file(vdi, new_size)
         db.set('VDI', vdi, virtual_size=new_size)
@@ -314,10 +314,21 @@ def pbd_unplug(ctx, pbd):
     db = ctx.db
     with db.lock:
         row = db.row('PBD', pbd)
-        for vdi in db.get('SR', row['SR'], 'VDIs'):
-            if vdi_in_use(db, vdi):
-                raise XapiError('VDI_IN_USE', vdi, 'unplug')
+        active = [vdi for vdi in db.get('SR', row['SR'], 'VDIs')
+                  if _active_on(db, vdi, row['host'])]
+        if active:
+            raise XapiError('VDI_IN_USE', *active)
         db.set('PBD', pbd, currently_attached=False)
+
+
+def _active_on(db, vdi, host):
+    """The VDI is attached to a VM on ``host``."""
+    for vbd in db.get('VDI', vdi, 'VBDs'):
+        row = db.row('VBD', vbd)
+        if row['currently_attached'] and \
+                db.get('VM', row['VM'], 'resident_on') == host:
+            return True
+    return False
 
 
 @handler('PBD', 'destroy')
@@ -332,7 +343,12 @@ def pbd_destroy(ctx, pbd):
 
 # ---------------------------------------------------------------- VBD
 
-_DEVICE_RE = re.compile(r'^(?:(\d+)|(?:xvd|sd|hd)([a-z]))$')
+# xapi's valid device names: a number, or sd/xvd/hd a..p and a partition
+_DEVICE_RE = re.compile(r'^(?:(-?\d+)|(?:xvd|sd|hd)([a-p])(\d*))$')
+
+
+def valid_vbd_device(name):
+    return name == 'autodetect' or _DEVICE_RE.match(name) is not None
 
 
 def device_number(name):
@@ -354,7 +370,13 @@ def used_vbd_devices(db, vm):
 
 
 def device_name(number):
-    return 'xvd' + chr(ord('a') + number)
+    """Linux's name for disk ``number``: xvda .. xvdz, xvdaa ..."""
+    letters = ''
+    number += 1
+    while number > 0:
+        number, rest = divmod(number - 1, 26)
+        letters = chr(ord('a') + rest) + letters
+    return 'xvd' + letters
 
 
 @handler('VBD', 'create')
@@ -365,17 +387,7 @@ def vbd_create(ctx, args):
         vm = values['VM']
         vdi = values['VDI']
         userdevice = values['userdevice']
-        used = used_vbd_devices(db, vm)
-        if userdevice == 'autodetect':
-            free = [n for n in range(VBD_DEVICE_LIMIT) if n not in used]
-            if not free:
-                raise XapiError('INVALID_DEVICE', userdevice)
-            userdevice = str(free[0])
-        number = device_number(userdevice)
-        if number is None or number >= VBD_DEVICE_LIMIT * 16:
-            raise XapiError('INVALID_DEVICE', userdevice)
-        if number in used:
-            raise XapiError('DEVICE_ALREADY_EXISTS', userdevice)
+        # xapi's order: media rules first, then the device name
         if values['type'] == 'CD' and values['mode'] != 'RO':
             raise XapiError('VBD_CDS_MUST_BE_READONLY')
         if values['empty'] and values['type'] != 'CD':
@@ -385,6 +397,15 @@ def vbd_create(ctx, args):
                 raise XapiError('HANDLE_INVALID', 'VDI', vdi)
             if values['mode'] == 'RW' and db.get('VDI', vdi, 'read_only'):
                 raise XapiError('VDI_READONLY', vdi)
+        used = used_vbd_devices(db, vm)
+        free = [n for n in range(VBD_DEVICE_LIMIT) if n not in used]
+        if not valid_vbd_device(userdevice) or \
+                (userdevice == 'autodetect' and not free):
+            raise XapiError('INVALID_DEVICE', userdevice)
+        if userdevice == 'autodetect':
+            userdevice = str(free[0])
+        if device_number(userdevice) in used:
+            raise XapiError('DEVICE_ALREADY_EXISTS', userdevice)
         metrics = db.create('VBD_metrics', {'other_config': {}})
         values.update(userdevice=userdevice, currently_attached=False,
                       device='', metrics=metrics, status_code=0,
@@ -425,13 +446,14 @@ def assert_vdi_attachable(db, vbd):
     for other in vdi['VBDs']:
         if other != vbd and db.get('VBD', other, 'currently_attached') and \
                 (row['mode'] == 'RW' or db.get('VBD', other, 'mode') == 'RW'):
-            raise XapiError('VDI_IN_USE', row['VDI'], 'attach')
+            raise XapiError('VDI_IN_USE', row['VDI'])
 
 
 def attach_vbd(db, vbd):
     number = device_number(db.get('VBD', vbd, 'userdevice'))
     db.set('VBD', vbd, currently_attached=True,
-           device=device_name(number) if number is not None else '')
+           device=device_name(number) if number is not None and number >= 0
+           else '')
 
 
 @handler('VBD', 'unplug')
@@ -466,7 +488,8 @@ def vbd_destroy(ctx, vbd):
         row = db.row('VBD', vbd)
         if row['currently_attached']:
             raise XapiError('OPERATION_NOT_ALLOWED',
-                            'VBD currently attached to a running VM')
+                            "VBD '%s' still attached to '%s'"
+                            % (row['uuid'], db.get('VM', row['VM'], 'uuid')))
         common.busy(db, 'VBD', vbd)
         metrics = row['metrics']
         db.destroy('VBD', vbd)

@@ -5,9 +5,10 @@ from xapisim.api import common
 from xapisim.api import host as host_api
 from xapisim.api.common import HALTED, PAUSED, RUNNING, SUSPENDED
 from xapisim.api.implicit import constructor_values
-from xapisim.api.network import mac_from_seed
+from xapisim.api.network import VIF_DEVICE_LIMIT, mac_from_seed, \
+    vif_device_number
 from xapisim.api.storage import _clone_or_snapshot, _derived_vdi, \
-    assert_vdi_attachable, device_number, new_vdi, used_vbd_devices
+    assert_vdi_attachable, new_vdi, used_vbd_devices
 from xapisim.db import new_uuid, now_datetime
 from xapisim.errors import XapiError
 from xapisim.rpc import handler
@@ -205,9 +206,15 @@ def vm_clean_shutdown(ctx, vm):
         guest.destroy_domain(ctx.pool, vm)
 
 
+# What a hard shutdown or reboot cancels, as xapi's message forwarding does.
+_HARD_CANCELS = ('clean_shutdown', 'clean_reboot', 'pool_migrate',
+                 'call_plugin', 'suspend')
+
+
 @handler('VM', 'hard_shutdown')
 def vm_hard_shutdown(ctx, vm):
     with common.vm_operation(ctx, vm, 'hard_shutdown'):
+        common.cancel_vm_operations(ctx, vm, _HARD_CANCELS + ('hard_reboot',))
         suspend_vdi = ctx.db.get('VM', vm, 'suspend_VDI')
         guest.destroy_domain(ctx.pool, vm)
         _drop_suspend_image(ctx, vm, suspend_vdi)
@@ -236,6 +243,7 @@ def vm_clean_reboot(ctx, vm):
 @handler('VM', 'hard_reboot')
 def vm_hard_reboot(ctx, vm):
     with common.vm_operation(ctx, vm, 'hard_reboot'):
+        common.cancel_vm_operations(ctx, vm, _HARD_CANCELS)
         common.pause(ctx, ctx.pool.options.guest_delay)
         guest.reboot_domain(ctx.pool, vm)
 
@@ -328,6 +336,15 @@ def vm_power_state_reset(ctx, vm):
     if db.get('VM', vm, 'is_control_domain'):
         raise XapiError('CANNOT_RESET_CONTROL_DOMAIN', vm)
     with db.lock:
+        row = db.row('VM', vm)
+        if row['power_state'] in (RUNNING, PAUSED):
+            # xapi refuses while the domain exists or its host is alive
+            host = row['resident_on']
+            if host == ctx.host.ref:
+                raise XapiError('DOMAIN_EXISTS', vm)
+            if db.exists('host', host) and db.get(
+                    'host_metrics', db.get('host', host, 'metrics'), 'live'):
+                raise XapiError('HOST_IS_LIVE', host)
         guest.destroy_domain(ctx.pool, vm)
         db.set('VM', vm, current_operations={})
         common.refresh_vm_allowed(db, vm)
@@ -336,8 +353,12 @@ def vm_power_state_reset(ctx, vm):
 # ---------------------------------------------------------------- copies
 
 
-def _copy_vm(ctx, vm, new_name, sr=None, snapshot=False):
-    """A new VM record with copies of the source's disks and interfaces."""
+def _copy_vm(ctx, vm, new_name, sr=None, snapshot=False, full=False):
+    """A new VM record with copies of the source's disks and interfaces.
+
+    Disks are cloned (or snapshot), or with ``full`` copied whole into
+    ``sr`` (their own SR when ``sr`` is None), as VM.copy does.
+    """
     db = ctx.db
     src = db.record('VM', vm)
     skip = ('uuid', 'VBDs', 'VIFs', 'consoles', 'snapshots', 'children',
@@ -366,8 +387,9 @@ def _copy_vm(ctx, vm, new_name, sr=None, snapshot=False):
         row = db.record('VBD', vbd)
         vdi = row['VDI']
         if not row['empty'] and vdi != NULL_REF and row['type'] != 'CD':
-            if sr is not None:
-                vdi = _derived_vdi(ctx, vdi, sr, snapshot=False)
+            if full:
+                target = sr if sr is not None else db.get('VDI', vdi, 'SR')
+                vdi = _derived_vdi(ctx, vdi, target, snapshot=False)
             else:
                 vdi = _clone_or_snapshot(ctx, vdi, snapshot)
         metrics = db.create('VBD_metrics', {'other_config': {}})
@@ -400,7 +422,11 @@ def vm_clone(ctx, vm, new_name):
 @handler('VM', 'copy')
 def vm_copy(ctx, vm, new_name, sr):
     with common.vm_operation(ctx, vm, 'copy'):
-        return _copy_vm(ctx, vm, new_name, sr=None if sr == NULL_REF else sr)
+        if sr != NULL_REF and ctx.db.get('SR', sr, 'content_type') == 'iso':
+            raise XapiError('OPERATION_NOT_ALLOWED',
+                            "Cannot copy a VM's disks to an ISO SR")
+        return _copy_vm(ctx, vm, new_name, full=True,
+                        sr=None if sr == NULL_REF else sr)
 
 
 @handler('VM', 'snapshot')
@@ -521,10 +547,10 @@ def vm_get_allowed_vbd_devices(ctx, vm):
 def vm_get_allowed_vif_devices(ctx, vm):
     used = set()
     for vif in ctx.db.get('VM', vm, 'VIFs'):
-        n = device_number(ctx.db.get('VIF', vif, 'device'))
+        n = vif_device_number(ctx.db.get('VIF', vif, 'device'))
         if n is not None:
             used.add(n)
-    return [str(n) for n in range(7) if n not in used]
+    return [str(n) for n in range(VIF_DEVICE_LIMIT) if n not in used]
 
 
 @handler('VM', 'compute_memory_overhead')

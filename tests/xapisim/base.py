@@ -1,0 +1,184 @@
+"""Shared fixtures for the xapisim conformance tests.
+
+Each test class gets its own simulated world, served from threads of the
+test process over real HTTP on loopback, and talks to it through the
+official ``XenAPI`` client (or raw XML-RPC where the wire itself is under
+test).
+"""
+
+import http.client
+import time
+import unittest
+import urllib.parse
+import xmlrpc.client
+
+import XenAPI
+
+import xapisim
+from xapisim.client import Control
+
+MIB = 1024 * 1024
+
+
+class SimTestCase(unittest.TestCase):
+    pools = 1
+    hosts = 1
+    sim_options = {}
+
+    @classmethod
+    def setUpClass(cls):
+        super(SimTestCase, cls).setUpClass()
+        cls.sim = xapisim.Simulator(pools=cls.pools, hosts=cls.hosts,
+                                    **cls.sim_options)
+        cls.world = cls.sim.describe()
+        cls.master_url = cls.world['pools'][0]['master']
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sim.stop()
+        super(SimTestCase, cls).tearDownClass()
+
+    def setUp(self):
+        super(SimTestCase, self).setUp()
+        self.session = self.login()
+        self.x = self.session.xenapi
+        self.addCleanup(self.control().clear_faults)
+
+    # -- sessions and clients --------------------------------------------
+
+    def login(self, url=None, password=None):
+        session = XenAPI.Session(url or self.master_url)
+        session.login_with_password(self.world['username'],
+                                    password or self.world['password'],
+                                    '2.21', 'xapisim-tests')
+        self.addCleanup(_quiet_logout, session)
+        return session
+
+    def control(self, url=None):
+        return Control(url or self.master_url, self.world['username'],
+                       self.world['password'])
+
+    def raw_call(self, method, *params, url=None, path='/'):
+        """One XML-RPC call without the XenAPI client: the raw response."""
+        body = xmlrpc.client.dumps(params, method).encode()
+        status, data = self.http('POST', path, body, url=url,
+                                 headers={'Content-Type': 'text/xml'})
+        self.assertEqual(200, status, data)
+        (result,), _ = xmlrpc.client.loads(data)
+        return result
+
+    def http(self, method, path, body=None, url=None, headers=None):
+        parts = urllib.parse.urlsplit(url or self.master_url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port,
+                                          timeout=60)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    # -- objects ---------------------------------------------------------
+
+    def pool_ref(self):
+        return self.x.pool.get_all()[0]
+
+    def default_sr(self):
+        return self.x.pool.get_default_SR(self.pool_ref())
+
+    def pool_network(self):
+        for net in self.x.network.get_all():
+            if self.x.network.get_bridge(net) == 'xenbr0':
+                return net
+        raise AssertionError('no xenbr0 network')
+
+    def new_vm(self, name='test-vm', memory_mib=256, vcpus=1, **extra):
+        mem = str(memory_mib * MIB)
+        record = {
+            'name_label': name, 'user_version': '1', 'is_a_template': False,
+            'affinity': 'OpaqueRef:NULL', 'memory_static_max': mem,
+            'memory_dynamic_max': mem, 'memory_dynamic_min': mem,
+            'memory_static_min': mem, 'VCPUs_params': {},
+            'VCPUs_max': str(vcpus), 'VCPUs_at_startup': str(vcpus),
+            'actions_after_shutdown': 'destroy',
+            'actions_after_reboot': 'restart',
+            'actions_after_crash': 'destroy', 'PV_bootloader': '',
+            'PV_kernel': '', 'PV_ramdisk': '', 'PV_args': '',
+            'PV_bootloader_args': '', 'PV_legacy_args': '',
+            'HVM_boot_policy': 'BIOS order',
+            'HVM_boot_params': {'order': 'dc'}, 'platform': {},
+            'PCI_bus': '', 'other_config': {}, 'recommendations': ''}
+        record.update(extra)
+        vm = self.x.VM.create(record)
+        self.addCleanup(self._remove_vm, vm)
+        return vm
+
+    def _remove_vm(self, vm):
+        x = self.login().xenapi
+        try:
+            if x.VM.get_power_state(vm) != 'Halted':
+                x.VM.hard_shutdown(vm)
+            x.VM.destroy(vm)
+        except XenAPI.Failure:
+            pass
+
+    def new_vdi(self, size=8 * MIB, sr=None, **extra):
+        record = {'SR': sr or self.default_sr(), 'virtual_size': str(size),
+                  'type': 'user', 'sharable': False, 'read_only': False,
+                  'other_config': {}, 'name_label': 'test-vdi'}
+        record.update(extra)
+        vdi = self.x.VDI.create(record)
+        self.addCleanup(self._remove_vdi, vdi)
+        return vdi
+
+    def _remove_vdi(self, vdi):
+        try:
+            self.login().xenapi.VDI.destroy(vdi)
+        except XenAPI.Failure:
+            pass
+
+    def new_vbd(self, vm, vdi, userdevice='0', **extra):
+        record = {'VM': vm, 'VDI': vdi, 'userdevice': userdevice,
+                  'bootable': True, 'mode': 'RW', 'type': 'Disk',
+                  'empty': False, 'other_config': {},
+                  'qos_algorithm_type': '', 'qos_algorithm_params': {}}
+        record.update(extra)
+        return self.x.VBD.create(record)
+
+    def new_vif(self, vm, network=None, device='0', mac='', **extra):
+        record = {'VM': vm, 'network': network or self.pool_network(),
+                  'device': device, 'MAC': mac, 'MTU': '1500',
+                  'other_config': {}, 'qos_algorithm_type': '',
+                  'qos_algorithm_params': {}}
+        record.update(extra)
+        return self.x.VIF.create(record)
+
+    def wait_task(self, task, timeout=30):
+        deadline = time.time() + timeout
+        while self.x.task.get_status(task) in ('pending', 'cancelling'):
+            if time.time() > deadline:
+                raise AssertionError('task %s still pending' % task)
+            time.sleep(0.02)
+        return self.x.task.get_record(task)
+
+    def assertFailure(self, expected, fn, *args):
+        """``fn(*args)`` fails with ErrorDescription ``expected``.
+
+        ``expected`` is the full description, or just its code.
+        """
+        with self.assertRaises(XenAPI.Failure) as ctx:
+            fn(*args)
+        details = ctx.exception.details
+        if isinstance(expected, str):
+            self.assertEqual(expected, details[0], details)
+        else:
+            self.assertEqual(list(expected), details)
+        return details
+
+
+def _quiet_logout(session):
+    try:
+        session.xenapi.session.logout()
+    except Exception:
+        pass
+    session('close')()
