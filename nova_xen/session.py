@@ -436,3 +436,4 @@ def _quiet_logout(xenapi):
         xenapi.xenapi.session.logout()
     except Exception:
         pass
+    xenapi.transport.close()

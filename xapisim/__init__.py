@@ -48,6 +48,7 @@ _FLAGS = {'pools': '--pools', 'hosts': '--hosts', 'state_dir': '--state-dir',
           'vm_memory_mib': '--vm-memory-mib', 'sr_size_gib': '--sr-size-gib',
           'host_cpus': '--host-cpus', 'port': '--port',
           'plugin_python': '--plugin-python', 'guest_delay': '--guest-delay'}
+_SWITCHES = {'tls': '--tls', 'verbose': '--verbose'}
 
 
 @contextlib.contextmanager
@@ -67,7 +68,10 @@ def running(in_process=False, **kwargs):
         return
     argv = [sys.executable, '-m', 'xapisim']
     for key, value in kwargs.items():
-        if value is not None:
+        if key in _SWITCHES:
+            if value:
+                argv.append(_SWITCHES[key])
+        elif value is not None:
             argv += [_FLAGS[key], str(value)]
     env = dict(os.environ)
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

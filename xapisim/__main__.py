@@ -35,6 +35,9 @@ def parse(argv):
                    '(default: this one)')
     p.add_argument('--guest-delay', type=float, default=0.05,
                    help='seconds a simulated guest takes to boot or stop')
+    p.add_argument('--tls', action='store_true',
+                   help='serve HTTPS with a certificate signed by a CA made '
+                        'for the run (its path is "ca_file" in the JSON line)')
     p.add_argument('--verbose', action='store_true',
                    help='log every HTTP request on stderr')
     args = p.parse_args(argv)

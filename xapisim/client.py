@@ -2,6 +2,7 @@
 
 import base64
 import json
+import ssl
 import urllib.request
 
 
@@ -12,8 +13,11 @@ class ControlError(Exception):
 class Control(object):
     """Talks to ``/_xapisim/`` on one host; acts on that host's pool."""
 
-    def __init__(self, url, username='root', password='xapisim'):
+    def __init__(self, url, username='root', password='xapisim',
+                 ca_file=None):
         self.url = url.rstrip('/')
+        self._context = ssl.create_default_context(cafile=ca_file) \
+            if url.startswith('https') else None
         token = base64.b64encode(('%s:%s' % (username, password)).encode())
         self._auth = 'Basic ' + token.decode()
 
@@ -25,7 +29,8 @@ class Control(object):
         if data is not None:
             req.add_header('Content-Type', 'application/json')
         try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
+            with urllib.request.urlopen(req, timeout=60,
+                                        context=self._context) as resp:
                 return json.loads(resp.read().decode() or 'null')
         except urllib.error.HTTPError as exc:
             raise ControlError('%s %s: HTTP %d %s' % (

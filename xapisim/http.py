@@ -11,6 +11,7 @@ import http.server
 import os
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 import traceback
@@ -81,7 +82,21 @@ class HostServerMixin(object):
 
 
 class TCPServer(HostServerMixin, http.server.ThreadingHTTPServer):
-    pass
+    tls = None     # an ssl.SSLContext when the world serves HTTPS
+
+    def get_request(self):
+        conn, address = self.socket.accept()
+        if self.tls is not None:
+            # the handshake happens in the request's own thread (setup)
+            conn = self.tls.wrap_socket(conn, server_side=True,
+                                        do_handshake_on_connect=False)
+        return conn, address
+
+    def handle_error(self, request, client_address):
+        if sys.exc_info()[0] is not None and issubclass(
+                sys.exc_info()[0], (ssl.SSLError, ConnectionError)):
+            return      # a client that failed TLS or went away
+        super(TCPServer, self).handle_error(request, client_address)
 
 
 class UnixServer(HostServerMixin, socketserver.ThreadingUnixStreamServer):
@@ -152,6 +167,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         self.pool.db.destroy('session', self.basic_session)
 
     def setup(self):
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(30)
+            self.request.do_handshake()
+            self.request.settimeout(None)
         super(Handler, self).setup()
         if not self.server.is_unix:
             # headers and body leave in separate writes: without this,
@@ -331,10 +350,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                        headers=[('Access-Control-Allow-Origin', '*')])
 
 
-def serve_host(host, port):
+def serve_host(host, port, tls=None):
     """Start the TCP and Unix-socket servers of one host (in threads)."""
     tcp = TCPServer((host.address, port), Handler)
     tcp.setup_host(host, is_unix=False)
+    tcp.tls = tls
     _run(tcp)
     host.port = tcp.server_address[1]
     host.server = tcp

@@ -39,7 +39,7 @@ class Options(object):
                  state_dir=None, plugins_dir=None, latency_ms=0,
                  vm_memory_mib=16384, sr_size_gib=100, host_cpus=8,
                  port=0, first_address=2, plugin_python=None,
-                 guest_delay=0.05, verbose=False):
+                 guest_delay=0.05, verbose=False, tls=False):
         self.pools = int(pools)
         self.hosts = int(hosts)
         self.username = username
@@ -55,6 +55,7 @@ class Options(object):
         self.plugin_python = plugin_python
         self.guest_delay = float(guest_delay)
         self.verbose = verbose
+        self.tls = bool(tls)
 
 
 class Host(object):
@@ -78,7 +79,8 @@ class Host(object):
 
     @property
     def url(self):
-        return 'http://%s:%d' % (self.address, self.port)
+        scheme = 'https' if self.pool.options.tls else 'http'
+        return '%s://%s:%d' % (scheme, self.address, self.port)
 
     def describe(self):
         return {'uuid': self.uuid, 'name_label': self.name_label,
@@ -170,6 +172,7 @@ class World(object):
         else:
             self._extra_dirs = []
         self.pools = []
+        self.ca_file = None
         address = options.first_address
         for p in range(options.pools):
             addresses = []
@@ -188,19 +191,28 @@ class World(object):
         return None
 
     def describe(self):
-        return {'pools': [p.describe() for p in self.pools],
-                'username': self.options.username,
-                'password': self.options.password}
+        described = {'pools': [p.describe() for p in self.pools],
+                     'username': self.options.username,
+                     'password': self.options.password}
+        if self.ca_file:
+            described['ca_file'] = self.ca_file
+        return described
 
     def start(self):
         """Serve every host: own loopback address, one shared port."""
         from xapisim.http import serve_host, shutdown_host
+        tls = None
+        if self.options.tls:
+            from xapisim import tls as tls_mod
+            self.ca_file, cert, key = tls_mod.make_certificates(
+                self.state_dir, [h.address for h in self.all_hosts()])
+            tls = tls_mod.server_context(cert, key)
         for _ in range(20):
             port = self.options.port
             started = []
             try:
                 for host in self.all_hosts():
-                    port = serve_host(host, port)
+                    port = serve_host(host, port, tls)
                     started.append(host)
                 return
             except OSError:

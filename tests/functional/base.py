@@ -32,6 +32,7 @@ class XenAPIFunctionalTestCase(integrated_helpers._IntegratedTestBase):
         self.flags(connection_url=self.xapi.url,
                    connection_username=self.xapi.username,
                    connection_password=self.xapi.password,
+                   ca_file=self.xapi.ca_file,
                    group='xenserver')
         super(XenAPIFunctionalTestCase, self)._setup_services()
 

@@ -4,8 +4,10 @@ import contextlib
 import http.client
 import io
 import os
+import ssl
 import sys
 import urllib.parse
+import xmlrpc.client
 
 import fixtures
 import XenAPI
@@ -43,12 +45,18 @@ class XapisimFixture(fixtures.Fixture):
         self.url = self.pool['master']
         self.username = self.world['username']
         self.password = self.world['password']
-        self.session = XenAPI.Session(self.url)
+        self.ca_file = self.world.get('ca_file')
+        transport = None
+        if self.ca_file:
+            transport = xmlrpc.client.SafeTransport(
+                context=ssl.create_default_context(cafile=self.ca_file))
+        self.session = XenAPI.Session(self.url, transport=transport)
         self.session.login_with_password(self.username, self.password,
                                          '2.21', 'nova-xen-tests')
         self.addCleanup(self._logout)
         self.x = self.session.xenapi
-        self.control = Control(self.url, self.username, self.password)
+        self.control = Control(self.url, self.username, self.password,
+                               ca_file=self.ca_file)
 
     def _logout(self):
         try:
@@ -83,8 +91,13 @@ class XapisimFixture(fixtures.Fixture):
         size = int(self.x.VDI.get_virtual_size(vdi))
         data = bytearray(min(length, size))
         parts = urllib.parse.urlsplit(self.url)
-        conn = http.client.HTTPConnection(parts.hostname, parts.port,
-                                          timeout=120)
+        if self.ca_file:
+            conn = http.client.HTTPSConnection(
+                parts.hostname, parts.port, timeout=120,
+                context=ssl.create_default_context(cafile=self.ca_file))
+        else:
+            conn = http.client.HTTPConnection(parts.hostname, parts.port,
+                                              timeout=120)
         conn.request('GET', '/export_raw_vdi?session_id=%s&vdi=%s&format=vhd'
                      % (self.session._session, vdi))
         resp = conn.getresponse()

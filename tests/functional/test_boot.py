@@ -93,6 +93,23 @@ class BootTest(base.XenAPIFunctionalTestCase):
         self.assertEqual(data, self.xapi.vdi_bytes(root, len(data)))
 
 
+class BootOverTLSTest(base.XenAPIFunctionalTestCase):
+    """The pool serves HTTPS; nova-compute verifies it with ca_file."""
+    xapisim_options = dict(base.XenAPIFunctionalTestCase.xapisim_options,
+                           tls=True)
+
+    def test_boot_and_delete_over_https(self):
+        self.assertTrue(self.xapi.url.startswith('https://'))
+        data = pattern(MIB + 17, seed=b'over-tls')
+        server = self.boot(self.image_with(data))
+        vm, record = self.xapi.vm_of(server['id'])
+        self.assertEqual('Running', record['power_state'])
+        root = self.xapi.x.VBD.get_VDI(record['VBDs'][0])
+        self.assertEqual(data, self.xapi.vdi_bytes(root, len(data)))
+        self._delete_server(server)
+        self.assertIsNone(self.xapi.vm_of(server['id']))
+
+
 class SpawnFailureTest(base.XenAPIFunctionalTestCase):
 
     def test_failed_start_leaves_nothing_and_says_why(self):
