@@ -16,6 +16,11 @@ class WheelTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix='nova-xen-wheel-')
+        # setuptools builds in the tree: remove what it leaves there
+        for leftover in ('build', 'nova_xen.egg-info'):
+            path = os.path.join(ROOT, leftover)
+            if not os.path.exists(path):
+                cls.addClassCleanup(shutil.rmtree, path, True)
         subprocess.check_call(
             [sys.executable, '-m', 'pip', 'wheel', '--quiet', '--no-deps',
              '--no-build-isolation', '--wheel-dir', cls.tmp, ROOT],
@@ -42,20 +47,22 @@ class WheelTest(unittest.TestCase):
 
     def test_uninstall_removes_the_shim(self):
         venv = os.path.join(self.tmp, 'venv')
-        subprocess.check_call([sys.executable, '-m', 'venv', venv])
+        env = dict(os.environ)
+        env.pop('PYTHONPATH', None)   # only what the venv itself holds
+        subprocess.check_call([sys.executable, '-m', 'venv', venv], env=env)
         pip = os.path.join(venv, 'bin', 'pip')
         wheel = [f for f in os.listdir(self.tmp) if f.endswith('.whl')][0]
         subprocess.check_call([pip, 'install', '--quiet', '--no-deps',
                                '--no-index', os.path.join(self.tmp, wheel)],
-                              stdout=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, env=env)
         site = subprocess.check_output(
             [os.path.join(venv, 'bin', 'python'), '-c',
              'import sysconfig; print(sysconfig.get_path("purelib"))'],
-            text=True).strip()
+            text=True, env=env).strip()
         shim = os.path.join(site, 'nova', 'virt', 'xenapi', '__init__.py')
         self.assertTrue(os.path.exists(shim))
         subprocess.check_call([pip, 'uninstall', '--quiet', '--yes',
-                               'nova-xen'], stdout=subprocess.DEVNULL)
+                               'nova-xen'], stdout=subprocess.DEVNULL, env=env)
         self.assertFalse(os.path.exists(shim))
         self.assertFalse(os.path.exists(os.path.join(site, 'nova_xen')))
 
