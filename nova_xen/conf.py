@@ -57,6 +57,9 @@ HOST_OPTS = [
                     'ports join; created if it does not exist.'),
     cfg.IntOpt('running_timeout', default=60, min=1,
                help='Seconds to wait for a started VM to report Running.'),
+    cfg.IntOpt('soft_reboot_timeout', default=120, min=1,
+               help='Seconds a soft reboot waits for the guest to restart '
+                    'cleanly before xapi reboots it hard.'),
 ]
 
 IMAGE_OPTS = [

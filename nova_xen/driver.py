@@ -12,8 +12,9 @@ from oslo_log import log as logging
 from nova_xen import conf as xen_conf
 from nova_xen import host as host_mod
 from nova_xen import images
-from nova_xen import instances
+from nova_xen import events
 from nova_xen import network
+from nova_xen import power
 from nova_xen import session as session_mod
 from nova_xen import vmops
 
@@ -56,14 +57,18 @@ class XenAPIDriver(driver.ComputeDriver):
         self._host = host_mod.Host(self._session).discover()
         self._sr = self._host.instance_sr()
         network.integration_network(self._session)
-        self._index = instances.InstanceIndex(self._session, self._host.ref)
-        self._index.refresh()
+        self._index = events.VMWatcher(self._session, self._host.ref,
+                                       emit=self.emit_event)
+        self._index.start()
         self._vmops = vmops.VMOps(self._session, self._host, self._index,
                                   images.RemoteStreamHandler(self._session))
+        self._power = power.PowerOps(self._session, self._host, self._index)
         LOG.info('nova-xen ready: host %s, instance SR %s',
                  self._host.nodename, self._sr)
 
     def cleanup_host(self, host):
+        if self._index is not None:
+            self._index.stop()
         if self._session is not None:
             self._session.close()
 
@@ -125,3 +130,34 @@ class XenAPIDriver(driver.ComputeDriver):
 
     def unplug_vifs(self, instance, network_info):
         pass
+
+    # -- power -----------------------------------------------------------
+
+    def reboot(self, context, instance, network_info, reboot_type,
+               block_device_info=None, bad_volumes_callback=None,
+               accel_info=None, share_info=None):
+        self._power.reboot(instance, reboot_type)
+
+    def power_off(self, instance, timeout=0, retry_interval=0):
+        self._power.power_off(instance, timeout, retry_interval)
+
+    def power_on(self, context, instance, network_info,
+                 block_device_info=None, accel_info=None, share_info=None):
+        self._power.power_on(instance)
+
+    def pause(self, instance):
+        self._power.pause(instance)
+
+    def unpause(self, instance):
+        self._power.unpause(instance)
+
+    def suspend(self, context, instance):
+        self._power.suspend(instance)
+
+    def resume(self, context, instance, network_info, block_device_info=None,
+               share_info=None):
+        self._power.resume(instance)
+
+    def resume_state_on_host_boot(self, context, instance, network_info,
+                                  share_info, block_device_info=None):
+        self._power.power_on(instance)

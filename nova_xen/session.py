@@ -277,6 +277,10 @@ class Session(object):
                         _quiet_logout(xenapi)
                 self._cond.notify()
 
+    def dedicated(self):
+        """A logged-in XenAPI session outside the pool (the VM watcher's)."""
+        return self._login()
+
     @contextlib.contextmanager
     def http_session(self):
         """A valid session ref for xapi's HTTP handlers, held meanwhile."""

@@ -121,7 +121,7 @@ class VMOps(object):
             with step('start the VM'):
                 session.call_async('VM.start_on', vm, self.host.ref, False,
                                    False)
-        self.index.add(instance.uuid, vm, instance.name)
+        self.index.refresh_vm(vm)
 
     # -- destroy ---------------------------------------------------------
 
@@ -146,10 +146,10 @@ class VMOps(object):
             LOG.warning('VM disappeared while being destroyed',
                         instance=instance)
             vdis = []
+        self.index.forget(vm)
         if destroy_disks:
             for vdi in vdis:
                 storage.destroy_vdi(session, vdi)
-        self.index.remove(instance.uuid)
 
     # -- state -----------------------------------------------------------
 
@@ -160,14 +160,12 @@ class VMOps(object):
         return vm
 
     def get_info(self, instance):
-        vm = self.vm_ref(instance)
-        try:
-            state = self.session.call('VM.get_power_state', vm)
-        except exception.NotFound:
-            self.index.remove(instance.uuid)
+        """From the watcher's cache: no XenAPI call."""
+        vm, record = self.index.record(instance.uuid)
+        if vm is None:
             raise exception.InstanceNotFound(instance_id=instance.uuid)
         return hardware.InstanceInfo(state=POWER_STATES.get(
-            state, power_state.NOSTATE), internal_id=vm)
+            record['power_state'], power_state.NOSTATE), internal_id=vm)
 
 
 class _Step(object):

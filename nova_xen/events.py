@@ -1,0 +1,254 @@
+"""State without polling: one ``event.from`` watcher per compute.
+
+The watcher keeps, in memory, the record of every VM of the pool that is
+an instance (``other_config['nova_uuid']``) and emits Nova lifecycle
+events when one of this host's instances changes power state -- also when
+the change happened behind Nova's back (an operator in XenCenter, a guest
+shutting itself down).  ``get_info``, ``list_instances`` and Nova's power
+state sync read the cache: listing 1,000 instances costs no XenAPI call.
+
+It runs on its own session (a long ``event.from`` must not hold one of the
+pool's sessions) and survives xapi restarts, session loss and a moving
+pool master: it logs in again and resynchronises from a fresh token,
+emitting events for whatever changed meanwhile.
+"""
+
+import threading
+import time
+
+from nova.virt import event as virtevent
+from oslo_log import log as logging
+import XenAPI
+
+from nova_xen import errors
+
+LOG = logging.getLogger(__name__)
+
+NULL = 'OpaqueRef:NULL'
+WAIT = 30.0          # seconds one event.from may block
+BACKOFF_MAX = 30.0   # seconds between reconnection attempts, at most
+KEPT = ('name_label', 'power_state', 'resident_on', 'affinity', 'domid',
+        'other_config', 'is_a_template', 'is_a_snapshot',
+        'is_control_domain', 'uuid')
+
+# (old power state, new power state) -> lifecycle transition
+_TRANSITIONS = {
+    ('Halted', 'Running'): virtevent.EVENT_LIFECYCLE_STARTED,
+    ('Halted', 'Paused'): virtevent.EVENT_LIFECYCLE_PAUSED,
+    ('Paused', 'Running'): virtevent.EVENT_LIFECYCLE_RESUMED,
+    ('Suspended', 'Running'): virtevent.EVENT_LIFECYCLE_RESUMED,
+    ('Running', 'Paused'): virtevent.EVENT_LIFECYCLE_PAUSED,
+    ('Running', 'Suspended'): virtevent.EVENT_LIFECYCLE_SUSPENDED,
+    ('Paused', 'Suspended'): virtevent.EVENT_LIFECYCLE_SUSPENDED,
+    ('Running', 'Halted'): virtevent.EVENT_LIFECYCLE_STOPPED,
+    ('Paused', 'Halted'): virtevent.EVENT_LIFECYCLE_STOPPED,
+    ('Suspended', 'Halted'): virtevent.EVENT_LIFECYCLE_STOPPED,
+}
+
+
+def is_instance(record):
+    return ('nova_uuid' in record['other_config'] and
+            not record['is_a_template'] and not record['is_a_snapshot'] and
+            not record['is_control_domain'])
+
+
+def owned_by(record, host_ref):
+    """An instance VM belongs to the host it runs on, else its affinity."""
+    if not is_instance(record):
+        return False
+    if record['resident_on'] != NULL:
+        return record['resident_on'] == host_ref
+    return record['affinity'] == host_ref
+
+
+class VMWatcher(object):
+    """The VMs of this compute, kept current by ``event.from``."""
+
+    def __init__(self, session, host_ref, emit=None):
+        self.session = session
+        self.host_ref = host_ref
+        self.emit = emit or (lambda event: None)
+        self._lock = threading.Lock()
+        self._records = {}        # VM ref -> kept fields, instances only
+        self._stop = threading.Event()
+        self._thread = None
+        self._xenapi = None
+        self.resyncs = 0
+
+    # -- reading ---------------------------------------------------------
+
+    def _owned(self):
+        return {ref: rec for ref, rec in self._records.items()
+                if owned_by(rec, self.host_ref)}
+
+    def lookup(self, instance_uuid):
+        """The VM ref of an instance of this host, or None."""
+        with self._lock:
+            for ref, rec in self._owned().items():
+                if rec['other_config']['nova_uuid'] == instance_uuid:
+                    return ref
+        return None
+
+    def record(self, instance_uuid):
+        with self._lock:
+            for ref, rec in self._owned().items():
+                if rec['other_config']['nova_uuid'] == instance_uuid:
+                    return ref, dict(rec)
+        return None, None
+
+    def uuids(self):
+        with self._lock:
+            return [r['other_config']['nova_uuid']
+                    for r in self._owned().values()]
+
+    def names(self):
+        with self._lock:
+            return [r['name_label'] for r in self._owned().values()]
+
+    def all_instances(self):
+        """Every instance VM of the pool: {ref: record} (reconciliation)."""
+        with self._lock:
+            return {ref: dict(rec) for ref, rec in self._records.items()}
+
+    # -- the spawn/destroy path tells us at once -----------------------
+
+    def refresh_vm(self, vm):
+        """Read one VM now (after we changed it), without waiting."""
+        try:
+            record = self.session.call('VM.get_record', vm)
+        except Exception:
+            with self._lock:
+                self._records.pop(vm, None)
+            return
+        self._apply(vm, record, emit=False)
+
+    def forget(self, vm):
+        with self._lock:
+            self._records.pop(vm, None)
+
+    # -- the loop ----------------------------------------------------------
+
+    def start(self):
+        """Synchronise now (start-up waits for it), then watch."""
+        token = self._resync()
+        self._thread = threading.Thread(target=self._run, args=(token,),
+                                        name='nova-xen-vm-watcher',
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        xenapi, self._xenapi = self._xenapi, None
+        if xenapi is not None:
+            try:
+                xenapi.xenapi.session.logout()
+            except Exception:
+                pass
+            xenapi.transport.close()
+
+    def _connect(self):
+        if self._xenapi is None:
+            self._xenapi = self.session.dedicated()
+            self._xenapi.transport.set_timeout(WAIT +
+                                               self.session.call_timeout)
+        return self._xenapi.xenapi
+
+    def _drop_connection(self):
+        xenapi, self._xenapi = self._xenapi, None
+        if xenapi is not None:
+            xenapi.transport.close()
+
+    def _resync(self, emit=False):
+        """All VMs afresh (token ''), emitting what changed meanwhile."""
+        x = self._connect()
+        batch = getattr(x.event, 'from')(['vm'], '', 0.0)
+        seen = set()
+        for event in batch['events']:
+            if event['operation'] != 'del':
+                seen.add(event['ref'])
+                self._apply(event['ref'], event['snapshot'], emit=emit)
+        with self._lock:
+            gone = [ref for ref in self._records if ref not in seen]
+        for ref in gone:
+            self._remove(ref, emit=emit)
+        self.resyncs += 1
+        return batch['token']
+
+    def _run(self, token):
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                x = self._connect()
+                batch = getattr(x.event, 'from')(['vm'], token, WAIT)
+                token = batch['token']
+                for event in batch['events']:
+                    if event['operation'] == 'del':
+                        self._remove(event['ref'], emit=True)
+                    else:
+                        self._apply(event['ref'], event['snapshot'],
+                                    emit=True)
+                delay = 0.5
+            except Exception as exc:
+                if self._stop.is_set():
+                    return
+                LOG.warning('VM watcher lost its connection to xapi (%s); '
+                            'resynchronising in %.1f s', _why(exc), delay)
+                self._drop_connection()
+                self._stop.wait(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+                try:
+                    token = self._resync(emit=True)
+                    LOG.info('VM watcher resynchronised with xapi')
+                except Exception as again:
+                    LOG.debug('resync failed: %s', _why(again))
+                    self._drop_connection()
+                    token = None
+                if token is None:
+                    continue
+
+    def _apply(self, ref, record, emit):
+        if not is_instance(record):
+            with self._lock:
+                self._records.pop(ref, None)
+            return
+        kept = {k: record[k] for k in KEPT}
+        with self._lock:
+            old = self._records.get(ref)
+            self._records[ref] = kept
+        if emit and old is not None:
+            self._maybe_emit(old, kept)
+
+    def _remove(self, ref, emit):
+        with self._lock:
+            old = self._records.pop(ref, None)
+        if emit and old is not None and owned_by(old, self.host_ref) and \
+                old['power_state'] != 'Halted':
+            # a VM destroyed behind Nova's back is stopped, for Nova
+            self._send(old, virtevent.EVENT_LIFECYCLE_STOPPED)
+
+    def _maybe_emit(self, old, new):
+        if not (owned_by(old, self.host_ref) or owned_by(new, self.host_ref)):
+            return
+        if not owned_by(new, self.host_ref):
+            return   # it moved to another host: that compute reports it
+        transition = _TRANSITIONS.get((old['power_state'],
+                                       new['power_state']))
+        if transition is not None:
+            self._send(new, transition)
+
+    def _send(self, record, transition):
+        uuid = record['other_config']['nova_uuid']
+        LOG.debug('instance %s: %s -> event %s', uuid, record['power_state'],
+                  transition)
+        try:
+            self.emit(virtevent.LifecycleEvent(uuid, transition,
+                                               timestamp=time.time()))
+        except Exception:
+            LOG.exception('could not deliver the lifecycle event of %s',
+                          uuid)
+
+
+def _why(exc):
+    if isinstance(exc, XenAPI.Failure):
+        return errors.describe([str(d) for d in exc.details])
+    return str(exc) or exc.__class__.__name__

@@ -1,0 +1,154 @@
+"""Power operations through Nova's API, checked on the xapi side too; and
+changes made behind Nova's back reaching Nova through events."""
+
+import time
+
+from tests.functional import base
+from tests.functional.test_boot import pattern
+
+MIB = 1024 * 1024
+
+
+class PowerTest(base.XenAPIFunctionalTestCase):
+
+    def setUp(self):
+        super(PowerTest, self).setUp()
+        self.server = self.boot(self.image_with(pattern(MIB)))
+        self.vm, record = self.xapi.vm_of(self.server['id'])
+        self.x = self.xapi.x
+
+    def action(self, body, expected):
+        self.api.post_server_action(self.server['id'], body)
+        return self._wait_for_state_change(self.server, expected)
+
+    def power_state(self):
+        return self.x.VM.get_power_state(self.vm)
+
+    def test_stop_and_start(self):
+        self.action({'os-stop': None}, 'SHUTOFF')
+        self.assertEqual('Halted', self.power_state())
+        self.action({'os-start': None}, 'ACTIVE')
+        self.assertEqual('Running', self.power_state())
+        self.assertEqual(self.x.host.get_by_uuid(
+            self.xapi.pool['hosts'][0]['uuid']),
+            self.x.VM.get_resident_on(self.vm))
+
+    def test_stop_falls_back_to_hard_when_the_guest_ignores_it(self):
+        self.flags(shutdown_timeout=1)
+        self.xapi.control.guest(self.x.VM.get_uuid(self.vm),
+                                clean_shutdown='ignore')
+        self.xapi.control.reset_calls()
+        started = time.time()
+        self.action({'os-stop': None}, 'SHUTOFF')
+        self.assertLess(time.time() - started, 30)
+        self.assertEqual('Halted', self.power_state())
+        calls = self.xapi.control.calls()
+        self.assertEqual(1, calls.get('VM.clean_shutdown'))
+        self.assertEqual(1, calls.get('task.cancel'))
+        self.assertEqual(1, calls.get('VM.hard_shutdown'))
+
+    def test_soft_and_hard_reboot_give_a_new_domain(self):
+        domid = self.x.VM.get_domid(self.vm)
+        self._reboot_server(self.server, hard=False)
+        self.assertEqual('Running', self.power_state())
+        second = self.x.VM.get_domid(self.vm)
+        self.assertNotEqual(domid, second)
+        self.xapi.control.reset_calls()
+        self._reboot_server(self.server, hard=True)
+        self.assertNotEqual(second, self.x.VM.get_domid(self.vm))
+        self.assertEqual(1, self.xapi.control.calls().get('VM.hard_reboot'))
+
+    def test_soft_reboot_falls_back_to_hard(self):
+        self.flags(soft_reboot_timeout=1, group='xenserver')
+        self.xapi.control.guest(self.x.VM.get_uuid(self.vm),
+                                clean_shutdown='ignore')
+        self.xapi.control.reset_calls()
+        self._reboot_server(self.server, hard=False)
+        calls = self.xapi.control.calls()
+        self.assertEqual(1, calls.get('VM.clean_reboot'))
+        self.assertEqual(1, calls.get('VM.hard_reboot'))
+        self.assertEqual('Running', self.power_state())
+
+    def test_pause_and_unpause(self):
+        self.action({'pause': None}, 'PAUSED')
+        self.assertEqual('Paused', self.power_state())
+        self.action({'unpause': None}, 'ACTIVE')
+        self.assertEqual('Running', self.power_state())
+
+    def test_suspend_and_resume(self):
+        self.action({'suspend': None}, 'SUSPENDED')
+        self.assertEqual('Suspended', self.power_state())
+        self.assertNotEqual('OpaqueRef:NULL',
+                            self.x.VM.get_suspend_VDI(self.vm))
+        self.action({'resume': None}, 'ACTIVE')
+        self.assertEqual('Running', self.power_state())
+        self.assertEqual('OpaqueRef:NULL', self.x.VM.get_suspend_VDI(self.vm))
+
+
+class BehindNovasBackTest(base.XenAPIFunctionalTestCase):
+
+    def setUp(self):
+        super(BehindNovasBackTest, self).setUp()
+        # prove it is the event, not the periodic power sync
+        self.flags(sync_power_state_interval=-1)
+        self.server = self.boot(self.image_with(pattern(MIB)))
+        self.vm, _ = self.xapi.vm_of(self.server['id'])
+
+    def wait_for_status(self, status, seconds=15):
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            server = self.api.get_server(self.server['id'])
+            if server['status'] == status:
+                return server
+            time.sleep(0.1)
+        self.fail('server is %s, not %s, after %d s'
+                  % (server['status'], status, seconds))
+
+    def test_vm_halted_in_xapi_shows_shutoff(self):
+        started = time.time()
+        self.xapi.x.VM.hard_shutdown(self.vm)
+        server = self.wait_for_status('SHUTOFF')
+        self.assertLess(time.time() - started, 15)
+        self.assertEqual(4, server['OS-EXT-STS:power_state'])   # SHUTDOWN
+
+    def test_guest_shutting_itself_down_shows_shutoff(self):
+        self.xapi.x.VM.set_actions_after_shutdown(self.vm, 'destroy')
+        self.xapi.control.guest_action(self.xapi.x.VM.get_uuid(self.vm),
+                                       'shutdown')
+        self.wait_for_status('SHUTOFF')
+
+    def test_watcher_survives_a_xapi_restart(self):
+        self.xapi.control.restart_xapi()
+        time.sleep(1.0)
+        self.xapi.session.login_with_password(
+            self.xapi.username, self.xapi.password, '2.21', 'tests')
+        self.xapi.x.VM.hard_shutdown(self.vm)
+        self.wait_for_status('SHUTOFF', seconds=40)
+
+    def test_listing_1000_instances_costs_no_call_per_vm(self):
+        # 1,000 more instance VMs running on this host, 500 VMs nova does
+        # not own
+        self.xapi.control.create_vms(1000, running=True, memory_mib=8,
+                                     other_config={'nova_uuid': 'bulk'})
+        self.xapi.control.create_vms(500, running=True, memory_mib=8)
+        driver = self.computes[self.compute.host].manager.driver
+        deadline = time.time() + 30
+        while len(driver.list_instances()) < 1001:
+            self.assertLess(time.time(), deadline, 'the watcher lags')
+            time.sleep(0.2)
+        self.xapi.control.reset_calls()
+        names = driver.list_instances()
+        uuids = driver.list_instance_uuids()
+        instance = self._get_instance(self.server['id'])
+        for _ in range(100):
+            driver.get_info(instance)
+        self.assertEqual(1001, len(names))
+        self.assertIn(self.server['id'], uuids)
+        self.assertEqual({}, {k: v for k, v in self.xapi.control.calls()
+                              .items() if not k.startswith('event.')})
+
+    def _get_instance(self, uuid):
+        from nova import context
+        from nova import objects
+        return objects.Instance.get_by_uuid(context.get_admin_context(),
+                                            uuid)
