@@ -10,6 +10,8 @@ from nova.virt import driver
 from oslo_log import log as logging
 
 from nova_xen import conf as xen_conf
+from nova_xen import consoles
+from nova_xen import diagnostics
 from nova_xen import host as host_mod
 from nova_xen import images
 from nova_xen import events
@@ -55,6 +57,7 @@ class XenAPIDriver(driver.ComputeDriver):
             task_timeout=opts.task_timeout, ca_file=opts.ca_file,
             insecure=opts.insecure).connect()
         self._host = host_mod.Host(self._session).discover()
+        self._host.check_plugins()
         self._sr = self._host.instance_sr()
         network.integration_network(self._session)
         self._index = events.VMWatcher(self._session, self._host.ref,
@@ -63,6 +66,9 @@ class XenAPIDriver(driver.ComputeDriver):
         self._vmops = vmops.VMOps(self._session, self._host, self._index,
                                   images.RemoteStreamHandler(self._session))
         self._power = power.PowerOps(self._session, self._host, self._index)
+        self._consoles = consoles.Consoles(self._session, self._index)
+        self._diagnostics = diagnostics.Diagnostics(self._session,
+                                                    self._index)
         LOG.info('nova-xen ready: host %s, instance SR %s',
                  self._host.nodename, self._sr)
 
@@ -161,3 +167,17 @@ class XenAPIDriver(driver.ComputeDriver):
     def resume_state_on_host_boot(self, context, instance, network_info,
                                   share_info, block_device_info=None):
         self._power.power_on(instance)
+
+    # -- consoles and diagnostics ------------------------------------------
+
+    def get_console_output(self, context, instance):
+        return self._consoles.console_output(instance)
+
+    def get_vnc_console(self, context, instance):
+        return self._consoles.vnc_console(instance)
+
+    def get_diagnostics(self, instance):
+        return self._diagnostics.legacy(instance)
+
+    def get_instance_diagnostics(self, instance):
+        return self._diagnostics.instance(instance)

@@ -23,6 +23,9 @@ NOVA_CONF = nova_conf.CONF
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 DOMU_UUID_FILE = '/sys/hypervisor/uuid'
+VERSION_PLUGIN = 'nova_xen_version.py'
+# the dom0 plugin API this driver speaks (nova_xen_dom0lib.API_VERSION)
+PLUGIN_API_VERSION = '1.0'
 
 # /proc/cpuinfo flag -> os-traits HW_CPU_X86_* suffix
 CPU_FLAG_TRAITS = {
@@ -106,6 +109,28 @@ class Host(object):
         raise errors.StartupError(reason=(
             'Cannot tell which host of the pool this nova-compute manages: '
             'set [xenserver]host_uuid to one of %s.' % known))
+
+    # -- dom0 plugins ------------------------------------------------------
+
+    def check_plugins(self):
+        """The dom0 plugins are installed and speak our plugin API."""
+        hint = ('install the plugins of this nova-xen release: '
+                'dom0_plugins/install.sh root@%s' % self.address)
+        try:
+            reply = self.session.call_plugin(self.ref, VERSION_PLUGIN,
+                                             'get_version')
+        except errors.PluginError as exc:
+            raise errors.StartupError(reason=(
+                'The nova-xen dom0 plugins do not answer on host %s (%s); %s'
+                % (self.nodename, exc, hint)))
+        found = str(reply.get('api_version', '?'))
+        if found.split('.')[0] != PLUGIN_API_VERSION.split('.')[0]:
+            raise errors.StartupError(reason=(
+                'The dom0 plugins on host %s speak plugin API %s; this '
+                'nova-xen needs %s: %s' % (self.nodename, found,
+                                           PLUGIN_API_VERSION, hint)))
+        LOG.info('dom0 plugins on %s: API %s', self.nodename, found)
+        return found
 
     # -- storage ---------------------------------------------------------
 

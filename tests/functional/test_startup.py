@@ -6,7 +6,7 @@ from nova_xen import errors
 from tests.functional import base
 
 
-class StartupTest(base.XenAPIFunctionalTestCase):
+class _NoComputeYet(base.XenAPIFunctionalTestCase):
 
     def _setup_compute_service(self):
         return None     # each test starts its own, misconfigured
@@ -22,6 +22,9 @@ class StartupTest(base.XenAPIFunctionalTestCase):
         for text in expected:
             self.assertIn(text, str(e))
         return str(e)
+
+
+class StartupTest(_NoComputeYet):
 
     def test_wrong_password(self):
         secret = 'Not-The-Password-42'
@@ -45,3 +48,41 @@ class StartupTest(base.XenAPIFunctionalTestCase):
     def test_missing_url(self):
         self.flags(connection_url=None, group='xenserver')
         self.assertRefused('Set [xenserver]connection_url')
+
+
+class PluginCheckTest(_NoComputeYet):
+    """The dom0 plugins must be there and speak the driver's API."""
+
+    def _setup_services(self):
+        import os
+        import shutil
+        import tempfile
+        from xapisim.plugins import default_plugins_dir
+        self.plugins = tempfile.mkdtemp(prefix='nova-xen-plugins-')
+        self.addCleanup(shutil.rmtree, self.plugins, True)
+        for name in os.listdir(default_plugins_dir()):
+            shutil.copy2(os.path.join(default_plugins_dir(), name),
+                         self.plugins)
+        self.xapisim_options = dict(self.xapisim_options,
+                                    plugins_dir=self.plugins)
+        super(PluginCheckTest, self)._setup_services()
+
+    def test_missing_plugins(self):
+        import os
+        os.unlink(os.path.join(self.plugins, 'nova_xen_version.py'))
+        self.assertRefused('do not answer', 'XENAPI_MISSING_PLUGIN',
+                           'dom0_plugins/install.sh root@127.0.0.2')
+
+    def test_plugins_of_another_api_version(self):
+        import os
+        lib = os.path.join(self.plugins, 'nova_xen_dom0lib.py')
+        with open(lib) as fh:
+            text = fh.read()
+        with open(lib, 'w') as fh:
+            fh.write(text.replace("API_VERSION = '1.0'",
+                                  "API_VERSION = '2.0'"))
+        self.assertRefused('speak plugin API 2.0', 'needs 1.0',
+                           'dom0_plugins/install.sh')
+
+    def test_matching_plugins_start(self):
+        self.assertIsNotNone(self.start_compute())
