@@ -60,12 +60,16 @@ class XenAPIDriver(driver.ComputeDriver):
         self._host.check_plugins()
         self._sr = self._host.instance_sr()
         network.integration_network(self._session)
+        self._isolation = network.Isolation(self._session, self._host)
         self._index = events.VMWatcher(self._session, self._host.ref,
-                                       emit=self.emit_event)
+                                       emit=self.emit_event,
+                                       new_domain=self._isolation.apply)
         self._index.start()
         self._vmops = vmops.VMOps(self._session, self._host, self._index,
-                                  images.RemoteStreamHandler(self._session))
-        self._power = power.PowerOps(self._session, self._host, self._index)
+                                  images.RemoteStreamHandler(self._session),
+                                  self._isolation)
+        self._power = power.PowerOps(self._session, self._host, self._index,
+                                     vifs=self._isolation.apply)
         self._consoles = consoles.Consoles(self._session, self._index)
         self._diagnostics = diagnostics.Diagnostics(self._session,
                                                     self._index)

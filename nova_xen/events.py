@@ -64,10 +64,12 @@ def owned_by(record, host_ref):
 class VMWatcher(object):
     """The VMs of this compute, kept current by ``event.from``."""
 
-    def __init__(self, session, host_ref, emit=None):
+    def __init__(self, session, host_ref, emit=None, new_domain=None):
         self.session = session
         self.host_ref = host_ref
         self.emit = emit or (lambda event: None)
+        # called with the VM ref when one of our VMs gets a new domain
+        self.new_domain = new_domain
         self._lock = threading.Lock()
         self._records = {}        # VM ref -> kept fields, instances only
         self._stop = threading.Event()
@@ -217,6 +219,7 @@ class VMWatcher(object):
             self._records[ref] = kept
         if emit and old is not None:
             self._maybe_emit(old, kept)
+            self._maybe_new_domain(ref, old, kept)
 
     def _remove(self, ref, emit):
         with self._lock:
@@ -235,6 +238,16 @@ class VMWatcher(object):
                                        new['power_state']))
         if transition is not None:
             self._send(new, transition)
+
+    def _maybe_new_domain(self, ref, old, new):
+        if self.new_domain is None or not owned_by(new, self.host_ref):
+            return
+        if new['domid'] == old['domid'] or int(new['domid']) < 0:
+            return
+        try:
+            self.new_domain(ref)
+        except Exception:
+            LOG.exception('could not follow the new domain of VM %s', ref)
 
     def _send(self, record, transition):
         uuid = record['other_config']['nova_uuid']

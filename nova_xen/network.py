@@ -55,8 +55,19 @@ def mtu(vif):
     return str(int(value)) if value else '1500'
 
 
+def fixed_ips(vif):
+    """(IPv4 addresses, IPv6 addresses) of a Neutron port."""
+    v4, v6 = [], []
+    for subnet in vif['network'].get('subnets') or []:
+        for ip in subnet.get('ips') or []:
+            (v6 if ip.get('version') == 6 or ':' in ip['address']
+             else v4).append(ip['address'])
+    return v4, v6
+
+
 def create_vif(session, vm, instance, vif, device):
     network = network_for_vif(session, vif)
+    v4, v6 = fixed_ips(vif)
     return session.call('VIF.create', {
         'VM': vm,
         'network': network,
@@ -70,9 +81,72 @@ def create_vif(session, vm, instance, vif, device):
         'qos_algorithm_type': '',
         'qos_algorithm_params': {},
         'locking_mode': 'network_default',
+        # the addresses the isolation rules allow, kept with the VIF so
+        # that rules can be re-applied whenever its domain changes
+        'ipv4_allowed': v4,
+        'ipv6_allowed': v6,
     })
 
 
 def create_vifs(session, vm, instance, network_info):
     return [create_vif(session, vm, instance, vif, device)
             for device, vif in enumerate(network_info or [])]
+
+
+class Isolation(object):
+    """Anti-spoofing rules in dom0 for every VIF of a running VM.
+
+    The ``nova_xen_isolation.py`` plugin filters on the VIF's dom0
+    devices (vif<domid>.<n>, and tap<domid>.<n> for HVM guests), whose
+    names change with every new domain: rules are re-applied after each
+    start, reboot, resume or migration, by the driver or by the VM
+    watcher when a domain changes behind Nova's back.
+    """
+
+    PLUGIN = 'nova_xen_isolation.py'
+
+    def __init__(self, session, host):
+        self.session = session
+        self.host = host
+        self._applied = {}      # VM ref -> domid whose devices have rules
+        self._lock = threading.Lock()
+
+    def apply(self, vm, force=False):
+        record = self.session.call('VM.get_record', vm)
+        domid = int(record['domid'])
+        if record['power_state'] not in ('Running', 'Paused') or domid < 0:
+            return
+        with self._lock:
+            if not force and self._applied.get(vm) == domid:
+                return
+        hvm = bool(record['HVM_boot_policy'])
+        for vif in record['VIFs']:
+            rec = self.session.call('VIF.get_record', vif)
+            if not rec['currently_attached']:
+                continue
+            devices = ['vif%d.%s' % (domid, rec['device'])]
+            if hvm:
+                devices.append('tap%d.%s' % (domid, rec['device']))
+            self.session.call_plugin(record['resident_on'], self.PLUGIN,
+                                     'apply_rules', {
+                                         'vif_uuid': rec['uuid'],
+                                         'devices': devices,
+                                         'mac': rec['MAC'].lower(),
+                                         'ipv4': rec['ipv4_allowed'],
+                                         'ipv6': rec['ipv6_allowed']})
+        with self._lock:
+            self._applied[vm] = domid
+
+    def remove(self, vm, host_ref=None):
+        """Drop the rules of every VIF of ``vm`` (before it is destroyed)."""
+        with self._lock:
+            self._applied.pop(vm, None)
+        for vif in self.session.call('VM.get_VIFs', vm):
+            self.session.call_plugin(host_ref or self.host.ref, self.PLUGIN,
+                                     'remove_rules', {
+                                         'vif_uuid': self.session.call(
+                                             'VIF.get_uuid', vif)})
+
+    def rules(self, host_ref=None):
+        return self.session.call_plugin(host_ref or self.host.ref,
+                                        self.PLUGIN, 'list_rules')['vifs']

@@ -19,7 +19,7 @@ class PowerOps(object):
         self.session = session
         self.host = host
         self.watcher = watcher
-        self.vifs = vifs          # called with (instance, vm) after a boot
+        self.vifs = vifs          # called with the VM after its domain changed
 
     def _vm(self, instance):
         vm = self.watcher.lookup(instance.uuid)
@@ -33,8 +33,8 @@ class PowerOps(object):
     def _done(self, instance, vm):
         """After the domain changed: refresh the cache, re-plug the VIFs."""
         self.watcher.refresh_vm(vm)
-        if self.vifs is not None and self._state(vm) == 'Running':
-            self.vifs(instance, vm)
+        if self.vifs is not None:
+            self.vifs(vm)
 
     def _clean_or_hard(self, instance, vm, clean, hard, timeout):
         """Try ``clean`` for ``timeout`` seconds, then ``hard``."""

@@ -37,8 +37,9 @@ _PASS_THROUGH = (exception.ImageUnacceptable, exception.FlavorDiskTooSmall,
 class _Undo(object):
     """What a spawn created, to be removed if it fails."""
 
-    def __init__(self, session):
+    def __init__(self, session, isolation=None):
         self.session = session
+        self.isolation = isolation
         self.vm = None
         self.vdis = []
 
@@ -48,6 +49,8 @@ class _Undo(object):
             try:
                 if session.call('VM.get_power_state', self.vm) != 'Halted':
                     session.call('VM.hard_shutdown', self.vm)
+                if self.isolation is not None:
+                    self.isolation.remove(self.vm)
                 session.call('VM.destroy', self.vm)
             except Exception as exc:
                 LOG.error('could not remove VM %s of a failed spawn: %s',
@@ -57,17 +60,18 @@ class _Undo(object):
 
 
 class VMOps(object):
-    def __init__(self, session, host, index, image_handler):
+    def __init__(self, session, host, index, image_handler, isolation):
         self.session = session
         self.host = host
         self.index = index
         self.images = image_handler
+        self.isolation = isolation
 
     # -- spawn -----------------------------------------------------------
 
     def spawn(self, context, instance, image_meta, network_info, sr,
               power_on=True):
-        undo = _Undo(self.session)
+        undo = _Undo(self.session, self.isolation)
         step = _Step()
         try:
             self._spawn(context, instance, image_meta, network_info, sr,
@@ -121,6 +125,8 @@ class VMOps(object):
             with step('start the VM'):
                 session.call_async('VM.start_on', vm, self.host.ref, False,
                                    False)
+            with step('apply network isolation'):
+                self.isolation.apply(vm)
         self.index.refresh_vm(vm)
 
     # -- destroy ---------------------------------------------------------
@@ -136,8 +142,11 @@ class VMOps(object):
                     storage.destroy_vdi(session, vdi)
             return
         try:
+            resident = session.call('VM.get_resident_on', vm)
             if session.call('VM.get_power_state', vm) != 'Halted':
                 session.call('VM.hard_shutdown', vm)
+            self.isolation.remove(vm, resident if resident != 'OpaqueRef:NULL'
+                                  else None)
             vdis = [vdi for vdi in storage.vdis_of_vm(session, vm)
                     if session.call('VDI.get_other_config', vdi)
                     .get('nova_uuid') == instance.uuid]

@@ -38,6 +38,31 @@ def console_log_path(pool, host_ref, domid):
                         'console.%d' % domid)
 
 
+def vif_devices(pool, vm, host_ref, domid, devices=None, present=True):
+    """The dom0 network devices of a domain's VIFs, in the host's sysfs.
+
+    Netback names a VIF's backend device vif<domid>.<device>; an HVM guest
+    also has the emulated tap<domid>.<device>.  Plugins that filter guest
+    traffic look for them in /sys/class/net, as in a real dom0.
+    """
+    db = pool.db
+    host = pool.host_by_ref(host_ref)
+    if host is None or domid is None or domid < 0:
+        return
+    row = db.row('VM', vm)
+    if devices is None:
+        devices = [db.get('VIF', vif, 'device') for vif in row['VIFs']]
+    kinds = ('vif', 'tap') if row['HVM_boot_policy'] else ('vif',)
+    for device in devices:
+        for kind in kinds:
+            path = os.path.join(host.dom0_root, 'sys', 'class', 'net',
+                                '%s%d.%s' % (kind, domid, device))
+            if present:
+                os.makedirs(path, exist_ok=True)
+            elif os.path.isdir(path):
+                os.rmdir(path)
+
+
 def create_domain(pool, vm, host, paused=False):
     """The VM becomes a running (or paused) domain on ``host``."""
     db = pool.db
@@ -63,6 +88,7 @@ def create_domain(pool, vm, host, paused=False):
                hvm=row['HVM_boot_policy'] != '')
         _create_consoles(pool, vm, host)
         host_api.refresh_metrics(db, host)
+        vif_devices(pool, vm, host, domid)
     _write_console_log(pool, vm, host, domid)
     _report_guest_metrics(pool, vm)
 
@@ -126,6 +152,7 @@ def destroy_domain(pool, vm, power_state='Halted'):
     with db.lock:
         row = db.row('VM', vm)
         host = row['resident_on']
+        vif_devices(pool, vm, host, row['domid'], present=False)
         for vbd in row['VBDs']:
             db.set('VBD', vbd, currently_attached=False)
         for vif in row['VIFs']:
@@ -153,8 +180,10 @@ def reboot_domain(pool, vm):
         host = row['resident_on']
         domid = next_domid(pool, host)
         gm = row['guest_metrics']
+        vif_devices(pool, vm, host, row['domid'], present=False)
         db.set('VM', vm, domid=domid, power_state='Running',
                guest_metrics=NULL_REF)
+        vif_devices(pool, vm, host, domid)
         if gm != NULL_REF and db.exists('VM_guest_metrics', gm):
             db.destroy('VM_guest_metrics', gm)
         db.set('VM_metrics', row['metrics'], start_time=now_datetime(),

@@ -43,6 +43,8 @@ def call(pool, host, session, plugin, fn, args):
         'PYTHONDONTWRITEBYTECODE': '1',
         'DOM0_ROOT': host.dom0_root,
         'LANG': 'C.UTF-8',
+        # the simulated dom0's nftables: a stand-in keeping tables as text
+        'NOVA_XEN_NFT': os.path.join(DOM0_MODULES, 'nft'),
     }
     if 'COVERAGE_PROCESS_START' in os.environ:
         env['COVERAGE_PROCESS_START'] = os.environ['COVERAGE_PROCESS_START']

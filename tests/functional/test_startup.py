@@ -61,8 +61,9 @@ class PluginCheckTest(_NoComputeYet):
         self.plugins = tempfile.mkdtemp(prefix='nova-xen-plugins-')
         self.addCleanup(shutil.rmtree, self.plugins, True)
         for name in os.listdir(default_plugins_dir()):
-            shutil.copy2(os.path.join(default_plugins_dir(), name),
-                         self.plugins)
+            path = os.path.join(default_plugins_dir(), name)
+            if os.path.isfile(path):
+                shutil.copy2(path, self.plugins)
         self.xapisim_options = dict(self.xapisim_options,
                                     plugins_dir=self.plugins)
         super(PluginCheckTest, self)._setup_services()

@@ -36,8 +36,10 @@ def move_running_vm(ctx, vm, host):
             # a new domain: make the change visible even when the
             # destination's counter happens to match the source's
             domid = guest.next_domid(ctx.pool, host)
+        guest.vif_devices(ctx.pool, vm, source, old_domid, present=False)
         db.set('VM', vm, resident_on=host, domid=domid,
                scheduled_to_be_resident_on=NULL_REF)
+        guest.vif_devices(ctx.pool, vm, host, domid)
         for console in db.get('VM', vm, 'consoles'):
             location = db.get('console', console, 'location')
             target = ctx.pool.host_by_ref(host)

@@ -4,6 +4,7 @@ import hashlib
 import ipaddress
 import re
 
+from xapisim import guest
 from xapisim.api import common
 from xapisim.api.implicit import constructor_values
 from xapisim.errors import XapiError
@@ -130,6 +131,7 @@ def vif_plug(ctx, vif):
     with common.object_operation(ctx, 'VIF', vif, 'plug'):
         common.pause(ctx, ctx.pool.options.guest_delay)
         db.set('VIF', vif, currently_attached=True)
+        _devices(ctx, vif, present=True)
 
 
 def _vif_unplug(ctx, vif, force):
@@ -142,6 +144,14 @@ def _vif_unplug(ctx, vif, force):
         if not force:
             common.pause(ctx, ctx.pool.options.guest_delay)
         db.set('VIF', vif, currently_attached=False)
+        _devices(ctx, vif, present=False)
+
+
+def _devices(ctx, vif, present):
+    row = ctx.db.row('VIF', vif)
+    vm = ctx.db.row('VM', row['VM'])
+    guest.vif_devices(ctx.pool, row['VM'], vm['resident_on'], vm['domid'],
+                      [row['device']], present)
 
 
 @handler('VIF', 'unplug')

@@ -80,7 +80,6 @@ Errors: ``NOVA_XEN_INVALID_ARGUMENT [name, reason]``,
 import ipaddress
 import os
 import re
-import socket
 import subprocess
 
 import nova_xen_dom0lib as lib
@@ -347,11 +346,8 @@ def _replace(name):
 
 
 def _exists(device):
-    try:
-        socket.if_nametoindex(device)
-    except OSError:
-        return False
-    return True
+    # the kernel lists every network device in sysfs
+    return os.path.isdir(lib.dom0_path('/sys/class/net/' + device))
 
 
 # -- the plugin functions -------------------------------------------------

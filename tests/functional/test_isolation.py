@@ -1,0 +1,61 @@
+"""Isolation rules follow every VIF of an instance: applied when its domain
+starts, moved to the new devices when the domain changes (also behind
+Nova's back), removed when the instance goes."""
+
+import json
+import time
+
+from tests.functional import base
+from tests.functional.test_boot import pattern
+
+MIB = 1024 * 1024
+
+
+class IsolationTest(base.XenAPIFunctionalTestCase):
+
+    def setUp(self):
+        super(IsolationTest, self).setUp()
+        self.server = self.boot(self.image_with(pattern(MIB)))
+        self.vm, record = self.xapi.vm_of(self.server['id'])
+        self.vif = self.xapi.x.VIF.get_record(record['VIFs'][0])
+
+    def rules(self):
+        x = self.xapi.x
+        host = x.host.get_all()[0]
+        return json.loads(x.host.call_plugin(
+            host, 'nova_xen_isolation.py', 'list_rules',
+            {'params': '{}'}))['vifs']
+
+    def expected_devices(self):
+        domid = int(self.xapi.x.VM.get_domid(self.vm))
+        return sorted(['vif%d.0' % domid, 'tap%d.0' % domid])
+
+    def test_rules_for_the_vif_with_the_ports_addresses(self):
+        self.assertEqual({self.vif['uuid']: self.expected_devices()},
+                         self.rules())
+        port = self.neutron.list_ports(
+            True, device_id=self.server['id'])['ports'][0]
+        self.assertEqual([ip['ip_address'] for ip in port['fixed_ips']],
+                         self.vif['ipv4_allowed'] + self.vif['ipv6_allowed'])
+
+    def test_rules_follow_a_reboot_through_nova(self):
+        before = self.expected_devices()
+        self._reboot_server(self.server, hard=True)
+        after = self.expected_devices()
+        self.assertNotEqual(before, after)
+        self.assertEqual({self.vif['uuid']: after}, self.rules())
+
+    def test_rules_follow_a_guest_rebooting_itself(self):
+        before = self.expected_devices()
+        self.xapi.control.guest_action(self.xapi.x.VM.get_uuid(self.vm),
+                                       'reboot')
+        after = self.expected_devices()
+        self.assertNotEqual(before, after)
+        deadline = time.time() + 10
+        while self.rules() != {self.vif['uuid']: after}:
+            self.assertLess(time.time(), deadline, self.rules())
+            time.sleep(0.1)
+
+    def test_rules_go_with_the_instance(self):
+        self._delete_server(self.server)
+        self.assertEqual({}, self.rules())
