@@ -18,6 +18,7 @@ from nova_xen import events
 from nova_xen import network
 from nova_xen import power
 from nova_xen import session as session_mod
+from nova_xen import snapshot as snapshot_mod
 from nova_xen import vmops
 
 LOG = logging.getLogger(__name__)
@@ -65,9 +66,11 @@ class XenAPIDriver(driver.ComputeDriver):
                                        emit=self.emit_event,
                                        new_domain=self._isolation.apply)
         self._index.start()
+        self._images = images.RemoteStreamHandler(self._session)
         self._vmops = vmops.VMOps(self._session, self._host, self._index,
-                                  images.RemoteStreamHandler(self._session),
-                                  self._isolation)
+                                  self._images, self._isolation)
+        self._snapshots = snapshot_mod.Snapshots(self._session, self._host,
+                                                 self._index, self._images)
         self._power = power.PowerOps(self._session, self._host, self._index,
                                      vifs=self._isolation.apply)
         self._consoles = consoles.Consoles(self._session, self._index)
@@ -185,3 +188,7 @@ class XenAPIDriver(driver.ComputeDriver):
 
     def get_instance_diagnostics(self, instance):
         return self._diagnostics.instance(instance)
+
+    def snapshot(self, context, instance, image_id, update_task_state):
+        self._snapshots.snapshot(context, instance, image_id,
+                                 update_task_state)

@@ -199,3 +199,20 @@ class RemoteStreamHandler(object):
                         ['HTTP_%d' % response.status, response.reason])
             finally:
                 conn.close()
+
+    def upload(self, context, image_id, metadata, vdi, host_address):
+        """Stream a VDI, as one VHD, into the Glance image ``image_id``."""
+        with self.session.http_session() as session_id:
+            conn = self.session.http_connection(host_address)
+            try:
+                conn.request('GET', '/export_raw_vdi?session_id=%s&vdi=%s'
+                             '&format=vhd' % (session_id, vdi))
+                response = conn.getresponse()
+                if response.status != 200:
+                    raise errors.XenAPIError(
+                        'GET /export_raw_vdi', ['HTTP_%d' % response.status,
+                                                response.reason])
+                glance.API().update(context, image_id, metadata,
+                                    data=response, purge_props=False)
+            finally:
+                conn.close()

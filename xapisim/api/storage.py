@@ -86,10 +86,26 @@ def _destroy_vdi(ctx, vdi, op='destroy'):
             db.destroy('VBD', vbd)
         for vm in db.find('VM', suspend_VDI=vdi):
             db.set('VM', vm, suspend_VDI=NULL_REF)
+        parent = db.get('VDI', vdi, 'sm_config').get('vhd-parent')
         if op == 'destroy':
             ctx.pool.storage.remove_file(vdi)
         db.destroy('VDI', vdi)
+        if op == 'destroy' and parent:
+            _collect_garbage(ctx, parent)
         ctx.pool.storage.update_usage(sr)
+
+
+def _collect_garbage(ctx, parent_uuid):
+    """The SM's garbage collector: a hidden VHD parent no VDI still uses
+    (no child names it as vhd-parent) is deleted, and so on up the chain."""
+    db = ctx.db
+    parent = db.by_uuid['VDI'].get(parent_uuid)
+    if parent is None or db.get('VDI', parent, 'managed'):
+        return
+    for row in db.table('VDI').values():
+        if row['sm_config'].get('vhd-parent') == parent_uuid:
+            return
+    _destroy_vdi(ctx, parent)
 
 
 @handler('VDI', 'destroy')

@@ -1,0 +1,49 @@
+"""Instance snapshots: the root disk, as a VHD image in Glance.
+
+xapi snapshots the root VDI (a copy-on-write child on VHD-based SRs), the
+image handler streams it to Glance as ``disk_format=vhd``, and the
+snapshot VDI is removed whatever happens.
+"""
+
+from nova.compute import task_states
+from nova import exception
+from oslo_log import log as logging
+
+from nova_xen import storage
+
+LOG = logging.getLogger(__name__)
+
+
+class Snapshots(object):
+    def __init__(self, session, host, watcher, image_handler):
+        self.session = session
+        self.host = host
+        self.watcher = watcher
+        self.images = image_handler
+
+    def root_vdi(self, vm):
+        for vbd in self.session.call('VM.get_VBDs', vm):
+            if self.session.call('VBD.get_userdevice', vbd) == \
+                    storage.DEVICES['root']:
+                return self.session.call('VBD.get_VDI', vbd)
+        raise exception.NovaException('the VM has no root disk')
+
+    def snapshot(self, context, instance, image_id, update_task_state):
+        vm = self.watcher.lookup(instance.uuid)
+        if vm is None:
+            raise exception.InstanceNotFound(instance_id=instance.uuid)
+        update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
+        snap = self.session.call_async('VDI.snapshot', self.root_vdi(vm), {})
+        try:
+            self.session.call('VDI.add_to_other_config', snap,
+                              'nova_snapshot_of', instance.uuid)
+            update_task_state(task_state=task_states.IMAGE_UPLOADING,
+                              expected_state=task_states.IMAGE_PENDING_UPLOAD)
+            metadata = {'disk_format': 'vhd', 'container_format': 'bare',
+                        'properties': {'hypervisor_type': 'xen'}}
+            self.images.upload(context, image_id, metadata, snap,
+                               self.host.address)
+            LOG.info('snapshot uploaded to image %s', image_id,
+                     instance=instance)
+        finally:
+            storage.destroy_vdi(self.session, snap)
