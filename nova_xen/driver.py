@@ -125,7 +125,9 @@ class XenAPIDriver(driver.ComputeDriver):
               admin_password, allocations, network_info=None,
               block_device_info=None, power_on=True, accel_info=None):
         self._vmops.spawn(context, instance, image_meta, network_info,
-                          self._sr, power_on=power_on)
+                          self._sr, power_on=power_on,
+                          injected_files=injected_files,
+                          admin_password=admin_password)
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):

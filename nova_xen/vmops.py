@@ -13,6 +13,7 @@ from nova import exception
 from nova.virt import hardware
 from oslo_log import log as logging
 
+from nova_xen import configdrive
 from nova_xen import errors
 from nova_xen import network
 from nova_xen import storage
@@ -70,12 +71,12 @@ class VMOps(object):
     # -- spawn -----------------------------------------------------------
 
     def spawn(self, context, instance, image_meta, network_info, sr,
-              power_on=True):
+              power_on=True, injected_files=None, admin_password=None):
         undo = _Undo(self.session, self.isolation)
         step = _Step()
         try:
             self._spawn(context, instance, image_meta, network_info, sr,
-                        power_on, undo, step)
+                        power_on, undo, step, injected_files, admin_password)
         except _PASS_THROUGH:
             undo.rollback(instance)
             raise
@@ -86,7 +87,7 @@ class VMOps(object):
             raise errors.SpawnFailed(step=step.name, reason=str(exc))
 
     def _spawn(self, context, instance, image_meta, network_info, sr,
-               power_on, undo, step):
+               power_on, undo, step, injected_files, admin_password):
         session = self.session
         flavor = instance.flavor
         with step('check the image'):
@@ -112,13 +113,22 @@ class VMOps(object):
                                              size_bytes)
                     undo.vdis.append(vdi)
                     disks.append((vdi, role, False))
+        if configdrive.required(instance):
+            with step('create the config drive'):
+                vdi = configdrive.create(
+                    context, session, self.images, sr, instance,
+                    injected_files, admin_password, network_info,
+                    self.host.address)
+                undo.vdis.append(vdi)
+                disks.append((vdi, 'config-drive', False))
         with step('create the VM'):
             vm = session.call('VM.create', vm_record(instance, image_meta,
                                                      self.host.ref))
             undo.vm = vm
         with step('attach the disks'):
             for vdi, role, bootable in disks:
-                storage.create_vbd(session, vm, vdi, role, bootable=bootable)
+                storage.create_vbd(session, vm, vdi, role, bootable=bootable,
+                                   read_only=role == 'config-drive')
         with step('create the network interfaces'):
             network.create_vifs(session, vm, instance, network_info)
         if power_on:
@@ -189,6 +199,16 @@ class _Step(object):
         yield
 
 
+def xenstore_data(instance):
+    """What the guest reads under vm-data/ in its xenstore."""
+    data = {'vm-data/hostname': instance.hostname or '',
+            'vm-data/uuid': instance.uuid,
+            'vm-data/name': instance.display_name or ''}
+    for key, value in (instance.metadata or {}).items():
+        data['vm-data/meta/%s' % key] = str(value)
+    return data
+
+
 def vm_record(instance, image_meta, host_ref):
     """VM.create's record for an instance (HVM unless the image says PV)."""
     flavor = instance.flavor
@@ -224,7 +244,7 @@ def vm_record(instance, image_meta, host_ref):
         'PCI_bus': '',
         'other_config': {'nova_uuid': instance.uuid, 'nova_role': 'instance',
                          'nova_instance_name': instance.name},
-        'xenstore_data': {'vm-data/hostname': instance.hostname or ''},
+        'xenstore_data': xenstore_data(instance),
         'recommendations': '',
         'domain_type': 'pv' if pv else 'hvm',
         'tags': [],
