@@ -7,6 +7,7 @@ the logic (session, host, vmops, storage, network, images).  Load it with
 
 import os_traits
 from nova.virt import driver
+from nova.virt import hardware
 from oslo_log import log as logging
 
 from nova_xen import conf as xen_conf
@@ -17,6 +18,7 @@ from nova_xen import images
 from nova_xen import events
 from nova_xen import network
 from nova_xen import power
+from nova_xen import rescue as rescue_mod
 from nova_xen import session as session_mod
 from nova_xen import snapshot as snapshot_mod
 from nova_xen import vmops
@@ -71,6 +73,9 @@ class XenAPIDriver(driver.ComputeDriver):
                                   self._images, self._isolation)
         self._snapshots = snapshot_mod.Snapshots(self._session, self._host,
                                                  self._index, self._images)
+        self._rescue = rescue_mod.Rescue(self._session, self._host,
+                                         self._index, self._images,
+                                         self._isolation, lambda: self._sr)
         self._power = power.PowerOps(self._session, self._host, self._index,
                                      vifs=self._isolation.apply)
         self._consoles = consoles.Consoles(self._session, self._index)
@@ -119,6 +124,10 @@ class XenAPIDriver(driver.ComputeDriver):
         return self._index.lookup(instance.uuid) is not None
 
     def get_info(self, instance, use_cache=True):
+        if instance.vm_state == 'rescued':
+            state = self._rescue.power_state(instance)
+            if state is not None:
+                return hardware.InstanceInfo(state=vmops.POWER_STATES[state])
         return self._vmops.get_info(instance)
 
     def spawn(self, context, instance, image_meta, injected_files,
@@ -131,6 +140,7 @@ class XenAPIDriver(driver.ComputeDriver):
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):
+        self._rescue.discard(instance)
         self._vmops.destroy(instance, destroy_disks=destroy_disks)
 
     def cleanup(self, context, instance, network_info, block_device_info=None,
@@ -194,3 +204,41 @@ class XenAPIDriver(driver.ComputeDriver):
     def snapshot(self, context, instance, image_id, update_task_state):
         self._snapshots.snapshot(context, instance, image_id,
                                  update_task_state)
+
+    # -- rescue, password --------------------------------------------------
+
+    def rescue(self, context, instance, network_info, image_meta,
+               rescue_password, block_device_info, share_info):
+        self._rescue.rescue(context, instance, network_info, image_meta)
+
+    def unrescue(self, context, instance):
+        self._rescue.unrescue(instance)
+
+    def set_admin_password(self, instance, new_pass):
+        """The guest agent reads it from xenstore: vm-data/admin_password."""
+        vm = self._vmops.vm_ref(instance)
+        key = 'vm-data/admin_password'
+        self._session.call('VM.remove_from_xenstore_data', vm, key)
+        self._session.call('VM.add_to_xenstore_data', vm, key, new_pass)
+
+    # -- the host ------------------------------------------------------------
+
+    def get_host_uptime(self):
+        return self._session.call_plugin(self._host.ref, consoles.HOST_PLUGIN,
+                                         'host_uptime')['text']
+
+    def set_host_enabled(self, enabled):
+        self._session.call('host.enable' if enabled else 'host.disable',
+                           self._host.ref)
+        return 'enabled' if enabled else 'disabled'
+
+    def host_maintenance_mode(self, host, mode):
+        """Maintenance takes the XenServer host out of placement decisions
+        (host.disable); instances stay: live-migrate them first."""
+        self.set_host_enabled(not mode)
+        return 'on_maintenance' if mode else 'off_maintenance'
+
+    def host_power_action(self, action):
+        raise NotImplementedError(
+            'nova-xen does not %s XenServer hosts; use xe host-%s or '
+            'XCP-ng Center' % (action, action))

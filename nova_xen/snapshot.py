@@ -21,19 +21,13 @@ class Snapshots(object):
         self.watcher = watcher
         self.images = image_handler
 
-    def root_vdi(self, vm):
-        for vbd in self.session.call('VM.get_VBDs', vm):
-            if self.session.call('VBD.get_userdevice', vbd) == \
-                    storage.DEVICES['root']:
-                return self.session.call('VBD.get_VDI', vbd)
-        raise exception.NovaException('the VM has no root disk')
-
     def snapshot(self, context, instance, image_id, update_task_state):
         vm = self.watcher.lookup(instance.uuid)
         if vm is None:
             raise exception.InstanceNotFound(instance_id=instance.uuid)
         update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
-        snap = self.session.call_async('VDI.snapshot', self.root_vdi(vm), {})
+        snap = self.session.call_async('VDI.snapshot',
+                                       storage.root_vdi(self.session, vm), {})
         try:
             self.session.call('VDI.add_to_other_config', snap,
                               'nova_snapshot_of', instance.uuid)

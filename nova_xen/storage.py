@@ -6,6 +6,7 @@ config-drive, ...), so that destroy and reconciliation find them even
 when the VM record is gone.
 """
 
+from nova import exception
 from oslo_log import log as logging
 
 from nova_xen import errors
@@ -57,6 +58,14 @@ def create_vbd(session, vm, vdi, role, bootable=False, read_only=False,
         'qos_algorithm_type': '',
         'qos_algorithm_params': {},
     })
+
+
+def root_vdi(session, vm):
+    """The VDI behind a VM's first disk (xvda)."""
+    for vbd in session.call('VM.get_VBDs', vm):
+        if session.call('VBD.get_userdevice', vbd) == DEVICES['root']:
+            return session.call('VBD.get_VDI', vbd)
+    raise exception.NovaException('VM %s has no root disk' % vm)
 
 
 def vdis_of_instance(session, instance_uuid):

@@ -1,0 +1,114 @@
+"""Rescue: boot a rescue VM from the rescue image with the instance's disk.
+
+The instance's VM is shut down; a second VM (``<name>-rescue``, tagged
+``nova_rescue_of``) boots the rescue image and gets the instance's root
+disk as its second disk (xvdb), read-write, with the same interfaces.
+Unrescue removes the rescue VM and its disk and starts the instance again.
+"""
+
+from nova import exception
+from oslo_log import log as logging
+
+from nova_xen import network
+from nova_xen import storage
+from nova_xen import vmops
+
+LOG = logging.getLogger(__name__)
+TAG = 'nova_rescue_of'
+
+
+class Rescue(object):
+    def __init__(self, session, host, watcher, images, isolation, sr_of):
+        self.session = session
+        self.host = host
+        self.watcher = watcher
+        self.images = images
+        self.isolation = isolation
+        self.sr_of = sr_of       # () -> the SR for instance disks
+
+    def rescue_vm(self, instance):
+        found = self.session.call(
+            'VM.get_all_records_where',
+            'field "name__label" = "%s-rescue"' % instance.name)
+        for ref, record in found.items():
+            if record['other_config'].get(TAG) == instance.uuid:
+                return ref
+        return None
+
+    def rescue(self, context, instance, network_info, image_meta):
+        session = self.session
+        vm = self.watcher.lookup(instance.uuid)
+        if vm is None:
+            raise exception.InstanceNotFound(instance_id=instance.uuid)
+        if self.rescue_vm(instance) is not None:
+            raise exception.InstanceNotRescuable(
+                instance_id=instance.uuid, reason='already rescued')
+        root = storage.root_vdi(session, vm)
+        stream, fmt, size = self.images.open(context, instance, image_meta)
+        created = []
+        rescue = None
+        try:
+            vdi = storage.create_vdi(session, self.sr_of(), instance,
+                                     'rescue', size)
+            created.append(vdi)
+            self.images.write(stream, fmt, int(image_meta.size), vdi,
+                              self.host.address)
+            if session.call('VM.get_power_state', vm) != 'Halted':
+                session.call_async('VM.hard_shutdown', vm)
+            record = vmops.vm_record(instance, image_meta, self.host.ref)
+            record['name_label'] = '%s-rescue' % instance.name
+            record['other_config'] = {TAG: instance.uuid,
+                                      'nova_role': 'rescue'}
+            rescue = session.call('VM.create', record)
+            storage.create_vbd(session, rescue, vdi, 'root', bootable=True)
+            storage.create_vbd(session, rescue, root, 'rescue')
+            network.create_vifs(session, rescue, instance, network_info)
+            session.call_async('VM.start_on', rescue, self.host.ref, False,
+                               False)
+            self.isolation.apply(rescue)
+        except Exception:
+            LOG.exception('rescue failed; restoring the instance',
+                          instance=instance)
+            self._remove(rescue, created)
+            if session.call('VM.get_power_state', vm) == 'Halted':
+                session.call_async('VM.start_on', vm, self.host.ref, False,
+                                   False)
+            raise
+        finally:
+            stream.close()
+        self.watcher.refresh_vm(vm)
+
+    def unrescue(self, instance):
+        session = self.session
+        self.discard(instance)
+        vm = self.watcher.lookup(instance.uuid)
+        if vm is not None and \
+                session.call('VM.get_power_state', vm) == 'Halted':
+            session.call_async('VM.start_on', vm, self.host.ref, False,
+                               False)
+            self.isolation.apply(vm)
+            self.watcher.refresh_vm(vm)
+
+    def _remove(self, rescue, vdis):
+        session = self.session
+        if rescue is not None:
+            if session.call('VM.get_power_state', rescue) != 'Halted':
+                session.call_async('VM.hard_shutdown', rescue)
+            self.isolation.remove(rescue)
+            session.call('VM.destroy', rescue)
+        for vdi in vdis:
+            storage.destroy_vdi(session, vdi)
+
+    def discard(self, instance):
+        """The instance goes while rescued: its rescue VM goes too."""
+        rescue = self.rescue_vm(instance)
+        if rescue is not None:
+            own = [vdi for vdi in storage.vdis_of_vm(self.session, rescue)
+                   if self.session.call('VDI.get_other_config', vdi)
+                   .get('nova_role') == 'rescue']
+            self._remove(rescue, own)
+
+    def power_state(self, instance):
+        rescue = self.rescue_vm(instance)
+        return None if rescue is None else self.session.call(
+            'VM.get_power_state', rescue)

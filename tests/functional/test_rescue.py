@@ -1,0 +1,86 @@
+"""Rescue, unrescue, password and the host through Nova's API."""
+
+from tests.functional import base
+from tests.functional.test_boot import pattern
+
+MIB = 1024 * 1024
+
+
+class RescueTest(base.XenAPIFunctionalTestCase):
+
+    def setUp(self):
+        super(RescueTest, self).setUp()
+        self.data = pattern(MIB, seed=b'the-instance')
+        self.server = self.boot(self.image_with(self.data))
+        self.vm, record = self.xapi.vm_of(self.server['id'])
+        self.root = self.xapi.x.VBD.get_VDI(record['VBDs'][0])
+        self.x = self.xapi.x
+
+    def rescue_vms(self):
+        return [r for r in self.x.VM.get_all_records().values()
+                if r['other_config'].get('nova_rescue_of') ==
+                self.server['id']]
+
+    def test_rescue_boots_the_rescue_image_with_the_disk_attached(self):
+        rescue_data = pattern(MIB, seed=b'rescue-image')
+        rescue_image = self.image_with(rescue_data, name='rescue')
+        self.api.post_server_action(
+            self.server['id'], {'rescue': {'rescue_image_ref': rescue_image}})
+        self._wait_for_state_change(self.server, 'RESCUE')
+        self.assertEqual('Halted', self.x.VM.get_power_state(self.vm))
+        rescues = self.rescue_vms()
+        self.assertEqual(1, len(rescues))
+        rescue = rescues[0]
+        self.assertEqual('Running', rescue['power_state'])
+        disks = {self.x.VBD.get_userdevice(v): self.x.VBD.get_VDI(v)
+                 for v in rescue['VBDs']}
+        self.assertEqual(self.root, disks['1'])       # the instance's disk
+        self.assertEqual(rescue_data,
+                         self.xapi.vdi_bytes(disks['0'], len(rescue_data)))
+        server = self.api.get_server(self.server['id'])
+        self.assertEqual(1, server['OS-EXT-STS:power_state'])   # running
+
+        self.api.post_server_action(self.server['id'], {'unrescue': None})
+        self._wait_for_state_change(self.server, 'ACTIVE')
+        self.assertEqual([], self.rescue_vms())
+        self.assertEqual('Running', self.x.VM.get_power_state(self.vm))
+        self.assertEqual(self.data, self.xapi.vdi_bytes(self.root,
+                                                        len(self.data)))
+        self._delete_server(self.server)
+        self.assertEqual({'VM': [], 'VDI': [], 'VBD': [], 'VIF': []},
+                         self.xapi.objects_of(self.server['id']))
+
+    def test_deleting_a_rescued_server_removes_both_vms(self):
+        self.api.post_server_action(self.server['id'], {'rescue': {}})
+        self._wait_for_state_change(self.server, 'RESCUE')
+        self._delete_server(self.server)
+        self.assertEqual([], self.rescue_vms())
+        self.assertEqual({'VM': [], 'VDI': [], 'VBD': [], 'VIF': []},
+                         self.xapi.objects_of(self.server['id']))
+
+    def test_change_password_reaches_xenstore(self):
+        self.api.post_server_action(
+            self.server['id'], {'changePassword': {'adminPass': 's3cr3t!'}})
+        self.assertEqual('s3cr3t!', self.x.VM.get_xenstore_data(
+            self.vm)['vm-data/admin_password'])
+
+
+class HostTest(base.XenAPIFunctionalTestCase):
+
+    def test_uptime_and_enable(self):
+        driver = self.computes[self.compute.host].manager.driver
+        self.assertIn('load average', driver.get_host_uptime())
+        host = self.xapi.x.host.get_all()[0]
+        self.assertEqual('disabled', driver.set_host_enabled(False))
+        self.assertFalse(self.xapi.x.host.get_enabled(host))
+        self.assertEqual('on_maintenance',
+                         driver.host_maintenance_mode('h', True))
+        self.assertEqual('off_maintenance',
+                         driver.host_maintenance_mode('h', False))
+        self.assertTrue(self.xapi.x.host.get_enabled(host))
+
+    def test_power_actions_are_refused_clearly(self):
+        driver = self.computes[self.compute.host].manager.driver
+        e = self.assertRaises(NotImplementedError, driver.host_power_action,
+                              'reboot')
+        self.assertIn('xe host-reboot', str(e))
