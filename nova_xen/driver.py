@@ -150,6 +150,9 @@ class XenAPIDriver(driver.ComputeDriver):
         if destroy_disks:
             self._vmops.destroy(instance, destroy_disks=True)
 
+    def default_root_device_name(self, instance, image_meta, root_bdm):
+        return '/dev/xvda'
+
     def plug_vifs(self, instance, network_info):
         pass
 

@@ -152,3 +152,25 @@ class BehindNovasBackTest(base.XenAPIFunctionalTestCase):
         from nova import objects
         return objects.Instance.get_by_uuid(context.get_admin_context(),
                                             uuid)
+
+
+class RebuildTest(base.XenAPIFunctionalTestCase):
+
+    def test_rebuild_with_another_image(self):
+        server = self.boot(self.image_with(pattern(MIB, seed=b'first')))
+        second = pattern(MIB, seed=b'second-image')
+        image = self.image_with(second, name='second')
+        self.api.post_server_action(server['id'],
+                                    {'rebuild': {'imageRef': image}})
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertEqual(image, server['image']['id'])
+        self.assertEqual('/dev/xvda',
+                         server['OS-EXT-SRV-ATTR:root_device_name'])
+        vm, record = self.xapi.vm_of(server['id'])
+        self.assertEqual('Running', record['power_state'])
+        root = self.xapi.x.VBD.get_VDI(record['VBDs'][0])
+        self.assertEqual(second, self.xapi.vdi_bytes(root, len(second)))
+        # exactly one VM and the disks of one build remain
+        left = self.xapi.objects_of(server['id'])
+        self.assertEqual(1, len(left['VM']))
+        self.assertEqual(1, len(left['VDI']))
