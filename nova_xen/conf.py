@@ -57,6 +57,11 @@ HOST_OPTS = [
                     'ports join; created if it does not exist.'),
     cfg.IntOpt('running_timeout', default=60, min=1,
                help='Seconds to wait for a started VM to report Running.'),
+    cfg.BoolOpt('reap_orphans', default=True,
+                help='At start-up, remove halted VMs and unattached disks '
+                     'tagged for instances Nova has deleted or never had '
+                     '(what a crash mid-spawn or a lost delete leaves). '
+                     'When false they are only reported in the log.'),
     cfg.IntOpt('soft_reboot_timeout', default=120, min=1,
                help='Seconds a soft reboot waits for the guest to restart '
                     'cleanly before xapi reboots it hard.'),

@@ -18,6 +18,7 @@ from nova_xen import images
 from nova_xen import events
 from nova_xen import network
 from nova_xen import power
+from nova_xen import reconcile
 from nova_xen import rescue as rescue_mod
 from nova_xen import session as session_mod
 from nova_xen import snapshot as snapshot_mod
@@ -83,6 +84,12 @@ class XenAPIDriver(driver.ComputeDriver):
                                                     self._index)
         LOG.info('nova-xen ready: host %s, instance SR %s',
                  self._host.nodename, self._sr)
+
+    def process_instances_at_startup(self, context, instances):
+        reconcile.Reconciler(self._session, self._host, self._index,
+                             self._isolation).run(
+            context, {instance.uuid for instance in instances})
+        return instances
 
     def cleanup_host(self, host):
         if self._index is not None:
