@@ -68,12 +68,18 @@ HOST_OPTS = [
 ]
 
 IMAGE_OPTS = [
-    cfg.StrOpt('image_handler', default='vdi_remote_stream',
-               choices=[('vdi_remote_stream',
+    cfg.StrOpt('image_handler', default='dom0_plugin',
+               choices=[('dom0_plugin',
+                         'the nova_xen_images.py plugin in dom0 fetches the '
+                         'image from Glance, checks it, and writes it through '
+                         'xapi\'s /import_raw_vdi; snapshots are uploaded '
+                         'from dom0 too. Dom0 must reach Glance.'),
+                        ('vdi_remote_stream',
                          'nova-compute downloads the image from Glance and '
                          'streams it into the VDI through xapi\'s '
-                         '/import_raw_vdi')],
-               help='How images travel from Glance into a VDI.'),
+                         '/import_raw_vdi (raw or single-VHD images); '
+                         'snapshots are uploaded from nova-compute')],
+               help='How images travel between Glance and VDIs.'),
     cfg.IntOpt('max_image_size_gb', default=512, min=1,
                help='Largest virtual size (GiB) an image may claim; larger '
                     'images are refused before any storage is used.'),

@@ -69,7 +69,7 @@ class XenAPIDriver(driver.ComputeDriver):
                                        emit=self.emit_event,
                                        new_domain=self._isolation.apply)
         self._index.start()
-        self._images = images.RemoteStreamHandler(self._session)
+        self._images = images.handler(self._session, self._host)
         self._vmops = vmops.VMOps(self._session, self._host, self._index,
                                   self._images, self._isolation)
         self._snapshots = snapshot_mod.Snapshots(self._session, self._host,

@@ -39,6 +39,12 @@ class SpawnFailed(exception.InstanceDeployFailure):
 class PluginError(exception.NovaException):
     msg_fmt = _('dom0 plugin %(plugin)s.%(fn)s failed: %(reason)s')
 
+    def __init__(self, details=None, **kwargs):
+        self.details = [str(d) for d in (details or [])]
+        self.code = self.details[0] if self.details else None
+        self.params = self.details[1:]
+        super(PluginError, self).__init__(**kwargs)
+
 
 def describe(details):
     """``CODE [p1, p2]`` -- the form every message uses."""

@@ -1,11 +1,18 @@
-"""Images from Glance into VDIs.
+"""Images from Glance into VDIs, and snapshots back.
 
-The ``vdi_remote_stream`` handler downloads the image on nova-compute and
-streams it, as it arrives, into the VDI through xapi's ``/import_raw_vdi``
-on the host that owns the SR -- so it works on every SR type.  The image is
-checked before any storage is used: its format must be one xapi imports
-(raw, or a single VHD), and its virtual size must fit the flavor and the
-configured maximum.
+Two handlers ([xenserver]image_handler):
+
+* ``dom0_plugin`` (the default): the ``nova_xen_images.py`` plugin in
+  dom0 fetches the image from Glance itself, checks its checksum and
+  structure in a first pass that writes nothing, then writes it through
+  xapi's ``/import_raw_vdi`` -- raw, a VHD, or a tgz of a VHD chain as
+  Nova's old XenAPI driver made them; snapshots go back the same way.
+* ``vdi_remote_stream``: nova-compute downloads the image and streams it
+  into the VDI through ``/import_raw_vdi`` (raw or a single VHD).
+
+Either way the image is checked before any storage is used: a format
+xapi can take, a virtual size within the flavor and the configured
+maximum.
 """
 
 import queue
@@ -118,6 +125,21 @@ def check_size(instance, image_id, virtual_size):
             flavor_size=root_gb * GIB, image_size=virtual_size)
 
 
+def glance_record(context, image_id):
+    """The image's record as Glance stores it (checksums included)."""
+    return glance.API().get(context, image_id)
+
+
+def glance_endpoints(context):
+    servers = glance.get_api_servers(context)
+    found = []
+    for endpoint in servers:
+        if endpoint in found:
+            break
+        found.append(endpoint.rstrip('/'))
+    return found
+
+
 class RemoteStreamHandler(object):
     """nova-compute streams the image into the VDI over HTTP."""
 
@@ -216,3 +238,120 @@ class RemoteStreamHandler(object):
                                     data=response, purge_props=False)
             finally:
                 conn.close()
+
+
+class _Plan(object):
+    """What the dom0 plugin is to fetch; nothing to close."""
+
+    def __init__(self, context, image_meta, record):
+        self.context = context
+        self.image_meta = image_meta
+        self.record = record
+
+    def close(self):
+        pass
+
+
+# The plugin's verdicts on the image itself (not on the host or Glance).
+REFUSALS = frozenset('NOVA_XEN_' + code for code in (
+    'IMAGE_INVALID', 'IMAGE_TOO_LARGE', 'IMAGE_CHECKSUM_MISMATCH',
+    'IMAGE_SIZE_MISMATCH', 'IMAGE_NOT_FOUND', 'IMAGE_NO_DATA',
+    'GLANCE_FORBIDDEN', 'IMAGE_CHANGED'))
+
+PLUGIN_FORMATS = {('raw', 'bare'), ('raw', 'tgz'), ('vhd', 'bare'),
+                  ('vhd', 'ovf'), ('vhd', 'tgz')}
+
+
+class Dom0PluginHandler(object):
+    """The dom0 plugin fetches and uploads images itself."""
+
+    PLUGIN = 'nova_xen_images.py'
+
+    def __init__(self, session, host):
+        self.session = session
+        self.host = host
+
+    def open(self, context, instance, image_meta):
+        """Check the image; (plan, format, virtual size) for write()."""
+        if not context.auth_token:
+            raise exception.ImageUnacceptable(
+                image_id=image_meta.id,
+                reason='the request carries no Keystone token that dom0 '
+                       'could show Glance')
+        fmt = (image_meta.disk_format, image_meta.container_format)
+        if fmt not in PLUGIN_FORMATS:
+            raise exception.ImageUnacceptable(
+                image_id=image_meta.id,
+                reason='disk_format %s with container_format %s is not '
+                       'supported (raw: bare or tgz; vhd: bare, ovf or tgz)'
+                       % fmt)
+        record = glance_record(context, image_meta.id)
+        if not (record.get('os_hash_value') or record.get('checksum')):
+            raise exception.ImageUnacceptable(
+                image_id=image_meta.id,
+                reason='Glance holds no checksum for it: its bytes could '
+                       'not be verified')
+        size = record.get('virtual_size')
+        if not size and fmt == ('raw', 'bare'):
+            size = int(image_meta.size or 0)
+        if size:
+            check_size(instance, image_meta.id, int(size))
+        elif not instance.flavor.root_gb:
+            raise exception.ImageUnacceptable(
+                image_id=image_meta.id,
+                reason='its virtual size is unknown and the flavor has no '
+                       'root disk size: set the image\'s virtual_size, or '
+                       'use a flavor with a root disk')
+        return _Plan(context, image_meta, record), fmt[0], int(size or 0)
+
+    def write(self, plan, fmt, length, vdi, host_address):
+        record = plan.record
+        meta = plan.image_meta
+        if record.get('os_hash_algo') and record.get('os_hash_value'):
+            checksum = {'algorithm': record['os_hash_algo'],
+                        'value': record['os_hash_value']}
+        else:
+            checksum = {'algorithm': 'md5', 'value': record['checksum']}
+        size = int(self.session.call('VDI.get_virtual_size', vdi))
+        params = {'image_id': meta.id,
+                  'endpoints': glance_endpoints(plan.context),
+                  'token': plan.context.auth_token,
+                  'vdi_uuid': self.session.call('VDI.get_uuid', vdi),
+                  'disk_format': meta.disk_format,
+                  'container_format': meta.container_format,
+                  'size': int(meta.size or 0),
+                  'max_virtual_size': size,
+                  'checksum': checksum,
+                  'verify_tls': not CONF.glance.api_insecure}
+        try:
+            self.session.call_plugin(self.host.ref, self.PLUGIN,
+                                     'download_image', params)
+        except errors.PluginError as exc:
+            if exc.code in REFUSALS:
+                # the image itself is wrong: no other host would do better
+                raise exception.ImageUnacceptable(
+                    image_id=meta.id, reason='the dom0 image plugin refused '
+                    'it: %s' % errors.describe(exc.details))
+            raise
+
+    def upload(self, context, image_id, metadata, vdi, host_address):
+        glance.API().update(context, image_id, {
+            'disk_format': metadata['disk_format'],
+            'container_format': metadata['container_format']},
+            purge_props=False)
+        self.session.call_plugin(self.host.ref, self.PLUGIN, 'upload_image', {
+            'image_id': image_id,
+            'endpoints': glance_endpoints(context),
+            'token': context.auth_token,
+            'vdi_uuid': self.session.call('VDI.get_uuid', vdi),
+            'disk_format': metadata['disk_format'],
+            'container_format': metadata['container_format'],
+            'properties': metadata.get('properties', {}),
+            'verify_tls': not CONF.glance.api_insecure})
+
+
+def handler(session, host):
+    """The handler [xenserver]image_handler names."""
+    if CONF.xenserver.image_handler == 'dom0_plugin':
+        return Dom0PluginHandler(session, host)
+    return RemoteStreamHandler(session)

@@ -21,6 +21,7 @@ import time
 import urllib.parse
 import xmlrpc.client
 
+from nova import exception
 from oslo_log import log as logging
 import XenAPI
 
@@ -409,9 +410,10 @@ class Session(object):
         try:
             text = self.call('host.call_plugin', host, plugin, fn,
                              {'params': json.dumps(args or {})})
-        except errors.XenAPIError as exc:
-            raise errors.PluginError(plugin=plugin, fn=fn,
-                                     reason=errors.describe(exc.details))
+        except (errors.XenAPIError, exception.NovaException) as exc:
+            details = getattr(exc, 'details', None) or [str(exc)]
+            raise errors.PluginError(details, plugin=plugin, fn=fn,
+                                     reason=errors.describe(details))
         try:
             return json.loads(text) if text else None
         except ValueError:

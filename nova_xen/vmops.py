@@ -15,6 +15,7 @@ from oslo_log import log as logging
 
 from nova_xen import configdrive
 from nova_xen import errors
+from nova_xen import images
 from nova_xen import network
 from nova_xen import storage
 
@@ -115,8 +116,10 @@ class VMOps(object):
                     disks.append((vdi, role, False))
         if configdrive.required(instance):
             with step('create the config drive'):
+                # a local file: nova-compute streams it, whatever the handler
                 vdi = configdrive.create(
-                    context, session, self.images, sr, instance,
+                    context, session, images.RemoteStreamHandler(session),
+                    sr, instance,
                     injected_files, admin_password, network_info,
                     self.host.address)
                 undo.vdis.append(vdi)

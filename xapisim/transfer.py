@@ -84,14 +84,19 @@ def import_raw_vdi(handler, req):
     session, vdi, fmt = found
     pool = handler.pool
     task = _task_for(handler, req, session, 'VDI import')
-    handler.send_response(200)
-    handler.send_header('Connection', 'close')
-    handler.send_header('Cache-Control', 'no-cache, no-store')
-    handler.send_header('task-id', task)
-    handler.send_header('Content-Type', 'application/octet-stream')
-    handler.end_headers()
-    handler.wfile.flush()
     handler.close_connection = True
+    try:
+        handler.send_response(200)
+        handler.send_header('Connection', 'close')
+        handler.send_header('Cache-Control', 'no-cache, no-store')
+        handler.send_header('task-id', task)
+        handler.send_header('Content-Type', 'application/octet-stream')
+        handler.end_headers()
+        handler.wfile.flush()
+    except OSError:
+        # the client went away before the transfer began
+        pool.tasks.fail(task, ['VDI_IO_ERROR', 'Device I/O errors'])
+        return
     length = handler.headers.get('Content-Length')
     reader = _BodyReader(handler.rfile, int(length) if length else None,
                          pool, task)

@@ -7,6 +7,7 @@ from nova.tests.functional import integrated_helpers
 import nova_xen.conf  # noqa: F401  registers [xenserver]
 
 from tests.functional import fixtures as xen_fixtures
+from tests.functional import glance_http
 
 MIB = 1024 * 1024
 
@@ -29,12 +30,31 @@ class XenAPIFunctionalTestCase(integrated_helpers._IntegratedTestBase):
         self.flags(compute_driver=self.compute_driver)
         self.flags(api_paste_config=xen_fixtures.api_paste_config(),
                    group='wsgi')
+        # Glance's HTTP API, for the dom0 image plugin
+        self.glance_http = glance_http.GlanceHTTP(self.glance)
+        self.addCleanup(self.glance_http.stop)
+        self.flags(api_servers=[self.glance_http.url], group='glance')
         self.flags(connection_url=self.xapi.url,
                    connection_username=self.xapi.username,
                    connection_password=self.xapi.password,
                    ca_file=self.xapi.ca_file,
                    group='xenserver')
         super(XenAPIFunctionalTestCase, self)._setup_services()
+        self._give_requests_a_token()
+
+    def _give_requests_a_token(self):
+        """Requests carry a Keystone token, as behind keystonemiddleware
+        (the dom0 image plugin hands it to Glance)."""
+        import nova.api.auth
+        stub = nova.api.auth.NovaKeystoneContext._create_context
+        token = self.glance_http.token
+
+        def with_token(env, **kwargs):
+            ctx = stub(env, **kwargs)
+            ctx.auth_token = token
+            return ctx
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.api.auth.NovaKeystoneContext._create_context', with_token))
 
     def _setup_compute_service(self):
         return self._start_compute(self.xapi.pool['hosts'][0]['name_label'])

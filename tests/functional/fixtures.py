@@ -1,6 +1,7 @@
 """Fixtures that put a simulated XCP-ng pool beside an in-process Nova."""
 
 import contextlib
+import hashlib
 import http.client
 import io
 import os
@@ -118,6 +119,10 @@ def glance_image(glance, data, disk_format='raw', container_format='bare',
     meta = {'name': name, 'status': 'active', 'disk_format': disk_format,
             'container_format': container_format, 'size': len(data),
             'min_ram': 0, 'min_disk': 0, 'visibility': 'public',
-            'protected': False, 'properties': {}}
+            'protected': False, 'properties': {},
+            # what Glance computes when the data is uploaded
+            'checksum': hashlib.md5(data).hexdigest(),
+            'os_hash_algo': 'sha512',
+            'os_hash_value': hashlib.sha512(data).hexdigest()}
     meta.update(extra)
     return glance.create(None, meta, data=io.BytesIO(data))['id']

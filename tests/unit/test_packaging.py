@@ -16,17 +16,24 @@ class WheelTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix='nova-xen-wheel-')
-        # setuptools builds in the tree: remove what it leaves there
-        for leftover in ('build', 'nova_xen.egg-info'):
-            path = os.path.join(ROOT, leftover)
-            if not os.path.exists(path):
-                cls.addClassCleanup(shutil.rmtree, path, True)
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
+        # build from a copy: setuptools writes build/ and *.egg-info into
+        # its source tree, and tests may run in parallel
+        source = os.path.join(cls.tmp, 'source')
+        skip = shutil.ignore_patterns('.git', '.tox', '.stestr', '.minicloud',
+                                      '__pycache__', 'build', '*.egg-info')
+
+        def ignore(directory, names):
+            ignored = set(skip(directory, names))
+            if os.path.abspath(directory) == ROOT:
+                ignored |= {'tests', 'benchmarks'} & set(names)
+            return ignored
+        shutil.copytree(ROOT, source, ignore=ignore)
         subprocess.check_call(
             [sys.executable, '-m', 'pip', 'wheel', '--quiet', '--no-deps',
-             '--no-build-isolation', '--wheel-dir', cls.tmp, ROOT],
+             '--no-build-isolation', '--wheel-dir', cls.tmp, source],
             stdout=subprocess.DEVNULL)
         wheel = [f for f in os.listdir(cls.tmp) if f.endswith('.whl')][0]
-        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
         with zipfile.ZipFile(os.path.join(cls.tmp, wheel)) as zf:
             cls.names = set(zf.namelist())
             cls.entry_points = zf.read([n for n in cls.names if n.endswith(

@@ -1,0 +1,78 @@
+"""Images through both handlers: the dom0 plugin (the default) takes the
+legacy tgz VHD chains and refuses malicious archives before any byte
+reaches the SR; nova-compute's own stream still works when chosen."""
+
+import tarfile
+
+from tests.dom0 import image_builders as build
+from tests.functional import base
+from tests.functional.test_boot import pattern
+
+MIB = 1024 * 1024
+
+
+class Dom0PluginImagesTest(base.XenAPIFunctionalTestCase):
+
+    def test_a_legacy_vhd_chain_tgz_boots_with_the_merged_disk(self):
+        size = 4 * MIB
+        base_blocks = {0: (build.FULL, pattern(build.BLOCK, b'base')),
+                       1: (build.FULL, pattern(build.BLOCK, b'base2'))}
+        leaf_blocks = {0: (build.bitmap((0, 8)),
+                           pattern(build.BLOCK, b'leaf'))}
+        chain = [leaf_blocks, base_blocks]          # 0.vhd is the leaf
+        image = build.tarball([
+            ('0.vhd', build.make_vhd(size, leaf_blocks,
+                                     build.DIFFERENCING)),
+            ('1.vhd', build.make_vhd(size, base_blocks))])
+        expected = build.merge(bytes(size), chain)
+        image_id = self.image_with(image, disk_format='vhd',
+                                   container_format='ovf')
+        server = self.boot(image_id)
+        _, record = self.xapi.vm_of(server['id'])
+        root = self.xapi.x.VBD.get_VDI(record['VBDs'][0])
+        self.assertEqual(expected, self.xapi.vdi_bytes(root, size))
+        # the plugin fetched it with the user's token
+        self.assertEqual({self.glance_http.token},
+                         set(self.glance_http.tokens))
+
+    def test_a_malicious_archive_is_refused_and_leaves_nothing(self):
+        self.flags(max_attempts=1, group='scheduler')
+        vdis = set(self.xapi.x.VDI.get_all())
+        image = build.tarball([
+            build.special('0.vhd', tarfile.SYMTYPE, '/etc/shadow')])
+        image_id = self.image_with(image, disk_format='vhd',
+                                   container_format='ovf')
+        server = self.boot(image_id, expected_state='ERROR')
+        fault = self.api.get_server(server['id'])['fault']['message']
+        self.assertIn('is unacceptable', fault)
+        self.assertIn('dom0 image plugin refused it', fault)
+        self.assertEqual(vdis, set(self.xapi.x.VDI.get_all()))
+
+    def test_a_corrupted_download_is_refused(self):
+        self.flags(max_attempts=1, group='scheduler')
+        data = pattern(MIB)
+        image_id = self.image_with(data)
+        # the bytes Glance serves no longer match its checksum
+        self.glance._imagedata[image_id] = data[:-1] + b'!'
+        server = self.boot(image_id, expected_state='ERROR')
+        fault = self.api.get_server(server['id'])['fault']['message']
+        self.assertIn('NOVA_XEN_IMAGE_CHECKSUM_MISMATCH', fault)
+        self.assertEqual({'VM': [], 'VDI': [], 'VBD': [], 'VIF': []},
+                         self.xapi.objects_of(server['id']))
+
+
+class RemoteStreamImagesTest(base.XenAPIFunctionalTestCase):
+    """[xenserver]image_handler = vdi_remote_stream"""
+
+    def setUp(self):
+        self.flags(image_handler='vdi_remote_stream', group='xenserver')
+        super(RemoteStreamImagesTest, self).setUp()
+
+    def test_raw_image_streams_from_nova_compute(self):
+        data = pattern(2 * MIB + 7, seed=b'streamed')
+        server = self.boot(self.image_with(data))
+        _, record = self.xapi.vm_of(server['id'])
+        root = self.xapi.x.VBD.get_VDI(record['VBDs'][0])
+        self.assertEqual(data, self.xapi.vdi_bytes(root, len(data)))
+        # Glance's HTTP API was not used by dom0
+        self.assertEqual([], self.glance_http.requests)
