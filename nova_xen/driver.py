@@ -252,3 +252,45 @@ class XenAPIDriver(driver.ComputeDriver):
         raise NotImplementedError(
             'nova-xen does not %s XenServer hosts; use xe host-%s or '
             'XCP-ng Center' % (action, action))
+
+
+def _unsupported(feature, why):
+    def refuse(self, *args, **kwargs):
+        raise NotImplementedError('nova-xen: %s is not supported: %s'
+                                  % (feature, why))
+    refuse.__name__ = feature
+    refuse.unsupported = True      # devstack/tools/driver_features.py
+    return refuse
+
+
+# Calls nova makes that this driver does not serve yet; each says so in
+# one sentence (see doc/support-matrix.md) instead of a bare
+# NotImplementedError from nova's base class.
+for _name, _feature, _why in (
+        ('attach_volume', 'attaching a volume',
+         'Cinder volumes are not wired to xapi SRs yet'),
+        ('detach_volume', 'detaching a volume',
+         'Cinder volumes are not wired to xapi SRs yet'),
+        ('swap_volume', 'swapping a volume',
+         'Cinder volumes are not wired to xapi SRs yet'),
+        ('extend_volume', 'extending a volume',
+         'Cinder volumes are not wired to xapi SRs yet'),
+        ('attach_interface', 'attaching an interface to a running server',
+         'VIF hot-plug is not implemented yet'),
+        ('detach_interface', 'detaching an interface from a running server',
+         'VIF hot-plug is not implemented yet'),
+        ('migrate_disk_and_power_off', 'resize and cold migration',
+         'moving disks between hosts is not implemented yet'),
+        ('live_migration', 'live migration',
+         'pool_migrate/migrate_send are not wired to Nova yet'),
+        ('check_can_live_migrate_destination', 'live migration',
+         'pool_migrate/migrate_send are not wired to Nova yet'),
+        ('trigger_crash_dump', 'triggering a crash dump',
+         'xapi has no NMI call in its API'),
+        ('get_spice_console', 'SPICE consoles', 'xapi offers VNC (RFB) only'),
+        ('get_serial_console', 'interactive serial consoles',
+         'use the console log or the VNC console'),
+        ('get_mks_console', 'MKS consoles', 'they are VMware\'s'),
+        ('soft_delete', 'soft delete', 'not implemented'),
+        ('restore', 'restoring a soft-deleted server', 'not implemented')):
+    setattr(XenAPIDriver, _name, _unsupported(_feature, _why))

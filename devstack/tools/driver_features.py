@@ -55,7 +55,10 @@ FEATURES = {
 
 
 def overrides(cls, base, name):
-    return getattr(cls, name, None) is not getattr(base, name, None)
+    """The driver implements ``name`` (a stub that refuses does not)."""
+    method = getattr(cls, name, None)
+    return method is not getattr(base, name, None) and \
+        not getattr(method, 'unsupported', False)
 
 
 def uses(module_name):
