@@ -13,6 +13,7 @@ from nova.compute import power_state
 from nova import exception
 from nova.objects import diagnostics as diag_obj
 
+from nova_xen import configdrive
 from nova_xen import errors
 
 MIB = 1024 * 1024
@@ -65,7 +66,7 @@ class Diagnostics(object):
         diags = diag_obj.Diagnostics(
             state=state, driver='xenapi', hypervisor='xen',
             hypervisor_os='XCP-ng', uptime=max(int(time.time() - started), 0),
-            config_drive=False)
+            config_drive=configdrive.required(instance))
         cpus = sorted((int(k[3:]), v) for k, v in values.items()
                       if k.startswith('cpu') and k[3:].isdigit())
         for number, fraction in cpus:

@@ -1,0 +1,157 @@
+"""What the nova-xen tests ask xapi, behind Nova's back.
+
+No tempest import here: the functional tests (tests/functional) use the
+same helpers with the XenAPI session of their simulated pool.
+"""
+
+import base64
+import json
+import ssl
+import time
+import urllib.parse
+import xmlrpc.client
+import zlib
+
+import XenAPI
+
+HOST_PLUGIN = 'nova_xen_host.py'
+API_VERSION = ('2', '21')
+ORIGINATOR = 'nova-xen-tempest'
+
+
+def _transport(url, ca_file=None, insecure=False):
+    if urllib.parse.urlsplit(url).scheme != 'https':
+        return None
+    if insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context = ssl.create_default_context(cafile=ca_file)
+    return xmlrpc.client.SafeTransport(context=context)
+
+
+def connect(url, username, password, ca_file=None, insecure=False):
+    """A logged-in XenAPI session with the pool master of ``url``.
+
+    A pool member answers HOST_IS_SLAVE with its master's address: the
+    session then goes to the master, with the same scheme and port.
+    """
+    session = XenAPI.Session(url, transport=_transport(url, ca_file,
+                                                       insecure))
+    try:
+        session.login_with_password(username, password or '',
+                                    '.'.join(API_VERSION), ORIGINATOR)
+    except XenAPI.Failure as exc:
+        if exc.details[:1] != ['HOST_IS_SLAVE']:
+            raise
+        parts = urllib.parse.urlsplit(url)
+        netloc = exc.details[1]
+        if parts.port:
+            netloc = '%s:%d' % (netloc, parts.port)
+        return connect(urllib.parse.urlunsplit(parts._replace(
+            netloc=netloc)), username, password, ca_file, insecure)
+    return session
+
+
+class Xapi(object):
+    """Questions about the VMs of Nova's instances, as XenAPI calls.
+
+    ``x`` is a session's ``xenapi`` proxy; ``session`` (optional) is the
+    session itself, logged out by :meth:`close`.
+    """
+
+    def __init__(self, x, session=None):
+        self.x = x
+        self.session = session
+
+    @classmethod
+    def from_conf(cls, group):
+        """From tempest.conf's [xenapi] group."""
+        session = connect(group.connection_url, group.connection_username,
+                          group.connection_password, ca_file=group.ca_file,
+                          insecure=group.insecure)
+        return cls(session.xenapi, session)
+
+    def close(self):
+        if self.session is not None:
+            try:
+                self.x.session.logout()
+            except Exception:
+                pass
+
+    # -- VMs -----------------------------------------------------------------
+
+    def vms_of(self, instance_uuid):
+        """Every VM (not template, not snapshot) tagged for the instance."""
+        return [(ref, rec) for ref, rec in self.x.VM.get_all_records().items()
+                if rec['other_config'].get('nova_uuid') == instance_uuid and
+                not rec['is_a_template'] and not rec['is_a_snapshot']]
+
+    def vm_of(self, instance_uuid):
+        """(ref, record) of the instance's VM; (None, None) if it has none.
+
+        More than one VM for an instance is a driver bug: AssertionError.
+        """
+        vms = self.vms_of(instance_uuid)
+        if len(vms) > 1:
+            raise AssertionError('%d VMs are tagged nova_uuid=%s: %s' % (
+                len(vms), instance_uuid, [r['uuid'] for _, r in vms]))
+        return vms[0] if vms else (None, None)
+
+    def wait_for_power_state(self, vm, state, timeout=60, interval=0.5):
+        """Wait until VM.power_state is ``state``; return the record."""
+        deadline = time.time() + timeout
+        while True:
+            record = self.x.VM.get_record(vm)
+            if record['power_state'] == state:
+                return record
+            if time.time() > deadline:
+                raise AssertionError('VM %s is %s in xapi, not %s, after %d s'
+                                     % (record['uuid'], record['power_state'],
+                                        state, timeout))
+            time.sleep(interval)
+
+    def host_of(self, record):
+        """The host record a VM runs on (resident_on), or None."""
+        if record['resident_on'] in ('', 'OpaqueRef:NULL'):
+            return None
+        return self.x.host.get_record(record['resident_on'])
+
+    def disks(self, record):
+        """{userdevice: VDI record} of the VM's disk VBDs."""
+        disks = {}
+        for vbd in record['VBDs']:
+            vbd_rec = self.x.VBD.get_record(vbd)
+            if vbd_rec['type'] != 'Disk' or vbd_rec['empty'] or \
+                    vbd_rec['VDI'] == 'OpaqueRef:NULL':
+                continue
+            disks[vbd_rec['userdevice']] = self.x.VDI.get_record(
+                vbd_rec['VDI'])
+        return disks
+
+    def vifs(self, record):
+        """The VM's VIF records, by device number."""
+        vifs = [self.x.VIF.get_record(vif) for vif in record['VIFs']]
+        return sorted(vifs, key=lambda v: int(v['device']))
+
+    def snapshot_vdis_of(self, instance_uuid):
+        """Snapshot VDIs the driver made of the instance and left behind."""
+        return [rec['uuid'] for rec in self.x.VDI.get_all_records().values()
+                if rec['other_config'].get('nova_snapshot_of') ==
+                instance_uuid]
+
+    # -- dom0 ------------------------------------------------------------------
+
+    def dom0_console_log(self, record, max_bytes=64 * 1024):
+        """The last bytes of the guest's console log, read in dom0.
+
+        Read by nova-xen's own dom0 plugin, as the driver reads it for
+        os-getConsoleOutput.
+        """
+        text = self.x.host.call_plugin(
+            record['resident_on'], HOST_PLUGIN, 'console_log',
+            {'params': json.dumps({'domid': int(record['domid']),
+                                   'max_bytes': max_bytes})})
+        data = zlib.decompress(base64.b64decode(json.loads(text)['data']))
+        return data.decode('utf-8', 'replace')
