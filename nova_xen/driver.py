@@ -71,7 +71,7 @@ class XenAPIDriver(driver.ComputeDriver):
         self._index.start()
         self._images = images.handler(self._session, self._host)
         self._vmops = vmops.VMOps(self._session, self._host, self._index,
-                                  self._images, self._isolation)
+                                  self._images, self._isolation, self.virtapi)
         self._snapshots = snapshot_mod.Snapshots(self._session, self._host,
                                                  self._index, self._images)
         self._rescue = rescue_mod.Rescue(self._session, self._host,

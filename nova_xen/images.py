@@ -291,7 +291,12 @@ class Dom0PluginHandler(object):
                 image_id=image_meta.id,
                 reason='Glance holds no checksum for it: its bytes could '
                        'not be verified')
-        size = record.get('virtual_size')
+        # nova's image API does not pass Glance's virtual_size on: only a
+        # raw image's size is known here; the plugin checks a VHD's own
+        # virtual size against the disk it is given
+        size = record.get('virtual_size') or (
+            image_meta.virtual_size
+            if image_meta.obj_attr_is_set('virtual_size') else None)
         if not size and fmt == ('raw', 'bare'):
             size = int(image_meta.size or 0)
         if size:

@@ -15,6 +15,7 @@ from nova_xen import vmops
 
 LOG = logging.getLogger(__name__)
 TAG = 'nova_rescue_of'
+GIB = 1024 ** 3
 
 
 class Rescue(object):
@@ -48,8 +49,11 @@ class Rescue(object):
         created = []
         rescue = None
         try:
-            vdi = storage.create_vdi(session, self.sr_of(), instance,
-                                     'rescue', size)
+            # as big as the instance's own root disk when the image's
+            # virtual size is not known beforehand (a VHD)
+            vdi = storage.create_vdi(
+                session, self.sr_of(), instance, 'rescue',
+                max(size, instance.flavor.root_gb * GIB))
             created.append(vdi)
             self.images.write(stream, fmt, int(image_meta.size), vdi,
                               self.host.address)

@@ -9,6 +9,7 @@ the pool: no VM, VDI, VBD or VIF.
 import contextlib
 
 from nova.compute import power_state
+from nova import conf as nova_conf
 from nova import exception
 from nova.virt import hardware
 from oslo_log import log as logging
@@ -18,6 +19,8 @@ from nova_xen import errors
 from nova_xen import images
 from nova_xen import network
 from nova_xen import storage
+
+CONF = nova_conf.CONF
 
 LOG = logging.getLogger(__name__)
 
@@ -62,7 +65,9 @@ class _Undo(object):
 
 
 class VMOps(object):
-    def __init__(self, session, host, index, image_handler, isolation):
+    def __init__(self, session, host, index, image_handler, isolation,
+                 virtapi):
+        self.virtapi = virtapi
         self.session = session
         self.host = host
         self.index = index
@@ -135,12 +140,38 @@ class VMOps(object):
         with step('create the network interfaces'):
             network.create_vifs(session, vm, instance, network_info)
         if power_on:
-            with step('start the VM'):
-                session.call_async('VM.start_on', vm, self.host.ref, False,
-                                   False)
-            with step('apply network isolation'):
-                self.isolation.apply(vm)
+            self._start(instance, vm, network_info, step)
         self.index.refresh_vm(vm)
+
+    def _start(self, instance, vm, network_info, step):
+        """Start the VM once its ports are wired.
+
+        Ports Neutron has not reported up yet are waited for, as libvirt
+        does: the domain is created paused (its VIF devices appear in dom0,
+        where the Neutron agent wires them), isolation rules are applied,
+        and the guest runs once Neutron says network-vif-plugged.
+        """
+        session = self.session
+        events = vif_plug_events(network_info)
+        timeout = CONF.vif_plugging_timeout
+        pause = bool(events) and bool(timeout)
+        try:
+            with self.virtapi.wait_for_instance_event(
+                    instance, events if pause else [], timeout=timeout,
+                    error_callback=_neutron_failed):
+                with step('start the VM'):
+                    session.call_async('VM.start_on', vm, self.host.ref,
+                                       pause, False)
+                with step('apply network isolation'):
+                    self.isolation.apply(vm)
+        except exception.InstanceEventTimeout:
+            if CONF.vif_plugging_is_fatal:
+                raise exception.VirtualInterfaceCreateException()
+            LOG.warning('Neutron did not report every port plugged in %s s; '
+                        'starting anyway', timeout, instance=instance)
+        if pause:
+            with step('unpause the VM'):
+                session.call_async('VM.unpause', vm)
 
     # -- destroy ---------------------------------------------------------
 
@@ -188,6 +219,19 @@ class VMOps(object):
             raise exception.InstanceNotFound(instance_id=instance.uuid)
         return hardware.InstanceInfo(state=POWER_STATES.get(
             record['power_state'], power_state.NOSTATE), internal_id=vm)
+
+
+def vif_plug_events(network_info):
+    """network-vif-plugged events to wait for: ports not yet active."""
+    return [('network-vif-plugged', vif['id'])
+            for vif in network_info or [] if vif.get('active', True) is False]
+
+
+def _neutron_failed(event_name, instance):
+    LOG.error('Neutron reported a failure on event %s', event_name,
+              instance=instance)
+    if CONF.vif_plugging_is_fatal:
+        raise exception.VirtualInterfaceCreateException()
 
 
 class _Step(object):

@@ -84,3 +84,25 @@ class HostTest(base.XenAPIFunctionalTestCase):
         e = self.assertRaises(NotImplementedError, driver.host_power_action,
                               'reboot')
         self.assertIn('xe host-reboot', str(e))
+
+
+class RescueFromVHDTest(base.XenAPIFunctionalTestCase):
+    """A VHD rescue image: its virtual size is only known to dom0."""
+
+    def test_rescue_with_a_vhd_image(self):
+        from xapisim import vhd
+        server = self.boot(self.image_with(pattern(MIB)))
+        data = pattern(MIB, seed=b'vhd-rescue')
+        padded = data + b'\0' * (2 * MIB - len(data))
+        image = b''.join(vhd.write_vhd(2 * MIB, [0], lambda i: padded))
+        rescue_image = self.image_with(image, disk_format='vhd',
+                                       name='vhd-rescue')
+        self.api.post_server_action(
+            server['id'], {'rescue': {'rescue_image_ref': rescue_image}})
+        self._wait_for_state_change(server, 'RESCUE')
+        rescue = [r for r in self.xapi.x.VM.get_all_records().values()
+                  if r['other_config'].get('nova_rescue_of') ==
+                  server['id']][0]
+        disks = {self.xapi.x.VBD.get_userdevice(v): self.xapi.x.VBD.get_VDI(v)
+                 for v in rescue['VBDs']}
+        self.assertEqual(data, self.xapi.vdi_bytes(disks['0'], len(data)))
