@@ -2,7 +2,9 @@
 # Lint the devstack plugin with bashate, as devstack lints its own code
 # (devstack's tox.ini: bashate -v -iE006 -eE005,E042): the files devstack
 # sources (devstack/plugin.sh, settings, override-defaults), the plugin's
-# other shell files and the devstack stand-ins of tests/devstack.
+# other shell files, the devstack stand-ins of tests/devstack and the
+# minicloud (tools/minicloud.sh, tools/minicloud/*.sh), which sources
+# the plugin as devstack does.
 # tools/check-shell.sh runs shellcheck on the same files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +16,7 @@ files=(devstack/plugin.sh devstack/settings devstack/override-defaults)
 while IFS= read -r path; do
     [ -f "$path" ] && files+=("$path")
 done < <(git ls-files -co --exclude-standard -- 'devstack/*.sh' \
-             'tests/devstack/*.sh' | grep -v '^devstack/plugin\.sh$' || true)
+             'tests/devstack/*.sh' tools/minicloud.sh 'tools/minicloud/*.sh' \
+             | grep -v '^devstack/plugin\.sh$' || true)
 bashate -v -iE006 -eE005,E042 "${files[@]}"
 echo "bashate: ${#files[@]} files clean: ${files[*]}"

@@ -23,6 +23,9 @@ TEMPEST_CONFIG=$SHIM_ROOT/opt/stack/tempest/etc/tempest.conf
 ENABLED_SERVICES=${ENABLED_SERVICES:-}
 PYTHON=${PYTHON:-python3}
 
+# shellcheck source=tools/devstack_common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../tools/devstack_common.sh"
+
 # _shim_record NAME ARGS... - one line in $SHIM_LOG
 function _shim_record {
     {
@@ -33,115 +36,6 @@ function _shim_record {
         fi
         printf '\n'
     } >> "$SHIM_LOG"
-}
-
-# _shim_ini get|set FILE SECTION OPTION [VALUE] - devstack's ini semantics:
-# a missing file or section is created, a missing option is added right
-# after its section header, an existing one has its value replaced; all
-# other lines are kept as they are
-function _shim_ini {
-    local action=$1 file=$2 section=$3 option=$4
-    if [[ ! -f "$file" ]]; then
-        [[ $action == get ]] && return 0
-        mkdir -p "$(dirname "$file")"
-        : > "$file"
-    fi
-    SHIM_INI_VALUE=${5:-} awk -v action="$action" -v section="$section" \
-        -v option="$option" '
-        { lines[NR] = $0 }
-        END {
-            header = 0; found = 0; current = ""
-            for (i = 1; i <= NR; i++) {
-                line = lines[i]
-                if (line ~ /^\[.*\][ \t]*$/) {
-                    current = line
-                    sub(/^\[/, "", current)
-                    sub(/\][ \t]*$/, "", current)
-                    if (current == section && !header) header = i
-                    continue
-                }
-                if (current == section && !found &&
-                    substr(line, 1, length(option)) == option &&
-                    substr(line, length(option) + 1) ~ /^[ \t]*=/) found = i
-            }
-            if (action == "get") {
-                if (found) {
-                    value = lines[found]
-                    sub(/^[^=]*=[ \t]*/, "", value)
-                    sub(/[ \t]+$/, "", value)
-                    print value
-                }
-                exit
-            }
-            entry = option " = " ENVIRON["SHIM_INI_VALUE"]
-            if (found) lines[found] = entry
-            for (i = 1; i <= NR; i++) {
-                print lines[i]
-                if (i == header && !found) print entry
-            }
-            if (!header) {
-                if (NR) print ""
-                print "[" section "]"
-                print entry
-            }
-        }' "$file" > "$file.shim-new"
-    if [[ $action == get ]]; then
-        cat "$file.shim-new"
-        rm -f "$file.shim-new"
-    else
-        mv "$file.shim-new" "$file"
-    fi
-}
-
-# iniset FILE SECTION OPTION VALUE
-function iniset {
-    [[ -z "$2" || -z "$3" ]] && return
-    _shim_ini set "$1" "$2" "$3" "$4"
-}
-
-# iniget FILE SECTION OPTION
-function iniget {
-    _shim_ini get "$1" "$2" "$3"
-}
-
-# die LINENO MESSAGE... - as devstack: the message on stderr, then exit
-function die {
-    local line=$1
-    shift
-    set +o xtrace
-    echo "[ERROR] ${BASH_SOURCE[1]}:$line $*" >&2
-    exit 1
-}
-
-# warn LINENO MESSAGE...
-function warn {
-    local line=$1
-    shift
-    echo "[WARNING] ${BASH_SOURCE[1]}:$line $*" >&2
-}
-
-# is_service_enabled SERVICE... - any of them in ENABLED_SERVICES; "nova",
-# "glance" and "neutron" stand for any n-*, g-* and q-* service
-function is_service_enabled {
-    local service
-    for service in "$@"; do
-        [[ ",$ENABLED_SERVICES," == *",$service,"* ]] && return 0
-        [[ $service == nova && ",$ENABLED_SERVICES" == *",n-"* ]] && return 0
-        [[ $service == glance && ",$ENABLED_SERVICES" == *",g-"* ]] && return 0
-        [[ $service == neutron && ",$ENABLED_SERVICES" == *",q-"* ]] && return 0
-    done
-    return 1
-}
-
-# trueorfalse DEFAULT VARNAME - devstack's normalisation of a boolean
-function trueorfalse {
-    local default=$1
-    local testval=${!2:-}
-    case "$testval" in
-        1|[yY]es|YES|[tT]rue|TRUE) echo True ;;
-        0|[nN]o|NO|[fF]alse|FALSE) echo False ;;
-        *) echo "$default" ;;
-    esac
 }
 
 function echo_summary {

@@ -1,0 +1,326 @@
+#!/bin/bash
+#
+# tools/minicloud.sh - a real OpenStack on loopback whose nova-compute
+# drives a simulated XCP-ng pool (xapisim) through nova-xen
+#
+#     tools/minicloud.sh up        install (first time), start, bootstrap
+#     tools/minicloud.sh status    each service: pid, and whether it answers
+#     tools/minicloud.sh smoke     boot a server, check it in xapisim, delete
+#     tools/minicloud.sh down      stop what ``up`` started
+#
+# What devstack would do, without devstack: MariaDB, RabbitMQ and memcached
+# from Debian's packages; Keystone, Placement, Glance, Neutron (ML2 with an
+# agentless mechanism driver, tools/minicloud/neutron_noagent) and Nova from
+# PyPI into one venv; nova-xen's own devstack plugin (devstack/plugin.sh)
+# sourced phase by phase with devstack's functions supplied by
+# tools/minicloud/devstack_functions.sh, so that the plugin installs
+# nova-xen, configures nova-compute and Glance and uploads the test image.
+#
+# Everything (venv, configs, data, logs, pid files) is under MINICLOUD_DIR,
+# by default .minicloud/ in this checkout.  ``up`` starts from empty
+# databases each time, as stack.sh does; the venv stays.  Settings are in
+# tools/minicloud/common.sh (MINICLOUD_* environment variables).  Run as
+# root (apt-get, and the services run as root).
+
+set -o errexit -o nounset -o pipefail
+
+MC_MAIN_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tools/minicloud/common.sh
+source "$MC_MAIN_DIR/minicloud/common.sh"
+# shellcheck source=tools/minicloud/devstack_functions.sh
+source "$MC_MAIN_DIR/minicloud/devstack_functions.sh"
+# shellcheck source=tools/minicloud/infra.sh
+source "$MC_MAIN_DIR/minicloud/infra.sh"
+# shellcheck source=tools/minicloud/openstack.sh
+source "$MC_MAIN_DIR/minicloud/openstack.sh"
+
+# The image and network ``up`` creates, for ``smoke``
+MC_SUBNET_CIDR=${MINICLOUD_SUBNET_CIDR:-10.20.0.0/24}
+
+
+# The local.conf of this "devstack"
+# ---------------------------------
+
+# shellcheck disable=SC2034  # read by devstack/plugin.sh and settings
+function mc_localrc {
+    ENABLED_SERVICES=key,mysql,rabbit,placement-api,g-api,q-svc,n-api,n-cond,n-sch,n-cpu
+    XENAPI_CONNECTION_URL=$MC_XAPI_URL
+    XENAPI_USER=$MC_XAPI_USER
+    XENAPI_PASSWORD=$MINICLOUD_PASSWORD
+    NOVA_XEN_DIR=$MC_REPO
+    VIRT_DRIVER=${VIRT_DRIVER:-libvirt}     # stackrc's default
+    # shellcheck source=devstack/override-defaults
+    source "$MC_REPO/devstack/override-defaults"
+    # shellcheck source=devstack/settings
+    source "$MC_REPO/devstack/settings"
+}
+
+
+# Commands
+# --------
+
+# mc_running - the services whose pid is alive, one per line
+function mc_running {
+    local name
+    for name in "${MC_SERVICES[@]}"; do
+        if mc_pid "$name" >/dev/null; then
+            echo "$name"
+        fi
+    done
+}
+
+# _mc_bg NAME FUNCTION - FUNCTION in the background; its pid in MC_JOBS
+declare -A MC_JOBS=()
+function _mc_bg {
+    "$2" &
+    MC_JOBS[$1]=$!
+}
+
+# _mc_join NAME... - wait for those background steps; stop if one failed
+function _mc_join {
+    local name
+    for name in "$@"; do
+        if ! wait "${MC_JOBS[$name]}"; then
+            mc_die "$name failed (see above)"
+        fi
+        unset "MC_JOBS[$name]"
+    done
+}
+
+function mc_up {
+    local running started=$SECONDS
+    running=$(mc_running | tr '\n' ' ')
+    if [[ -n $running ]]; then
+        mc_say "already running: $running(see: $0 status; stop with: $0 down)"
+        return 0
+    fi
+    if [[ $EUID -ne 0 ]]; then
+        mc_die "run as root: up installs Debian packages, and MariaDB and RabbitMQ run as root here"
+    fi
+    mc_check_ports
+    mc_say "up: everything in $MINICLOUD_DIR"
+    # from scratch, as stack.sh: only the venv and the image cache stay
+    rm -rf "$MC_ETC" "$MC_DATA" "$MC_LOG" "$MC_RUN" "$MINICLOUD_DIR/xapisim.json"
+    mkdir -p "$MC_ETC" "$MC_DATA" "$MC_LOG" "$MC_RUN" "$MC_FILES"
+
+    mc_localrc
+    run_plugin stack pre-install
+
+    # Install
+    mc_install_apt
+    mc_install_venv
+    run_plugin stack install
+    mc_install_noagent_driver
+    mc_say "installed ($((SECONDS - started)) s)"
+
+    # The infrastructure, while the services are configured
+    mc_start_mysql
+    mc_start_rabbit
+    mc_start_memcached
+    mc_start_xapisim
+
+    mc_configure_keystone
+    mc_configure_placement
+    mc_configure_glance
+    mc_configure_neutron
+    mc_configure_nova
+    run_plugin stack post-config
+    mc_configure_nova_compute
+    mc_write_clouds_yaml
+
+    # Databases: schemas in parallel
+    mc_init_mysql
+    mc_say "MariaDB is up; creating the schemas"
+    _mc_bg keystone mc_init_keystone
+    _mc_bg placement mc_init_placement
+    _mc_bg glance mc_init_glance
+    _mc_bg neutron mc_init_neutron
+    _mc_bg nova mc_init_nova
+    _mc_join keystone
+    mc_start_keystone
+    _mc_join placement glance neutron nova
+    mc_say "schemas created ($((SECONDS - started)) s)"
+
+    mc_wait_rabbit
+    mc_wait memcached "port $MC_PORT_MEMCACHED" mc_tcp_open "$MC_PORT_MEMCACHED"
+    mc_wait_xapisim
+    mc_start_placement
+    mc_start_glance
+    mc_start_neutron
+    mc_start_nova_api
+
+    mc_wait keystone "answer" mc_http_ok "$MC_KEYSTONE_URL"
+    mc_run keystone env OS_CLIENT_CONFIG_FILE="$MINICLOUD_DIR/clouds.yaml" \
+        OS_CLOUD=devstack-admin "$MC_VENV/bin/python3" "$MC_TOOLS/bootstrap.py" \
+        identity "$MC_HOST" "$MINICLOUD_PASSWORD" \
+        "compute=$MC_PORT_NOVA,placement=$MC_PORT_PLACEMENT,image=$MC_PORT_GLANCE,network=$MC_PORT_NEUTRON"
+    mc_say "Keystone is up, catalog written"
+
+    # they check placement at start, as nova and placement users
+    mc_start_nova
+    mc_wait n-cond "conductor queue" mc_rabbit_queue conductor
+    mc_start_nova_compute
+    mc_wait n-sch "scheduler queue" mc_rabbit_queue scheduler
+    mc_wait placement "answer" mc_http_ok "http://$MC_HOST:$MC_PORT_PLACEMENT/"
+    mc_wait glance "answer" mc_http_ok "http://$MC_HOST:$MC_PORT_GLANCE/"
+    mc_wait neutron "answer" mc_http_ok "http://$MC_HOST:$MC_PORT_NEUTRON/"
+    mc_wait n-api "answer" mc_http_ok "http://$MC_HOST:$MC_PORT_NOVA/"
+    mc_say "APIs answer ($((SECONDS - started)) s)"
+
+    # (the image's details: in log/plugin.log)
+    run_plugin stack extra >> "$MC_LOG/plugin.log"
+    mc_say "image $(_nova_xen_image_name) is in Glance"
+    mc_run bootstrap env OS_CLIENT_CONFIG_FILE="$MINICLOUD_DIR/clouds.yaml" \
+        OS_CLOUD=devstack-admin "$MC_VENV/bin/python3" "$MC_TOOLS/bootstrap.py" \
+        resources "$MC_SUBNET_CIDR" "$MC_PHYSNET"
+    mc_discover_hosts
+    run_plugin stack test-config
+
+    mc_say "up in $((SECONDS - started)) s"
+    mc_status || true
+    cat <<EOF
+
+  export OS_CLIENT_CONFIG_FILE=$MINICLOUD_DIR/clouds.yaml OS_CLOUD=devstack-admin
+  $MC_VENV/bin/openstack server list
+  $0 smoke | status | down
+EOF
+}
+
+# mc_check_ports - stop if another program holds one of our ports
+function mc_check_ports {
+    local port
+    for port in "$MC_PORT_MYSQL" "$MC_PORT_EPMD" "$MC_PORT_RABBIT" \
+            "$MC_PORT_RABBIT_DIST" "$MC_PORT_MEMCACHED" "$MC_PORT_KEYSTONE" \
+            "$MC_PORT_PLACEMENT" "$MC_PORT_GLANCE" "$MC_PORT_NEUTRON" \
+            "$MC_PORT_NOVA"; do
+        if mc_tcp_open "$port"; then
+            mc_die "port $port of $MC_HOST is taken by another program: stop it, or move the minicloud's (MINICLOUD_PORT_* in tools/minicloud/common.sh)"
+        fi
+    done
+    if mc_tcp_open "$MC_PORT_XAPI" 127.0.0.2; then
+        mc_die "port $MC_PORT_XAPI of 127.0.0.2 (xapisim) is taken: set MINICLOUD_PORT_XAPI"
+    fi
+}
+
+function mc_down {
+    local started=$SECONDS running
+    running=$(mc_running | tr '\n' ' ')
+    if [[ -z $running ]]; then
+        mc_say "nothing running in $MINICLOUD_DIR"
+        rm -f "$MC_RUN"/*.pid 2>/dev/null || true
+        return 0
+    fi
+    # OpenStack and xapisim first, together; then what they used
+    mc_stop n-cpu n-sch n-cond n-api neutron glance placement keystone xapisim
+    mc_stop memcached rabbit mysql
+    mc_stop epmd
+    mc_stop "${MC_SERVICES[@]}"     # (none left: the lists above are all)
+    mc_say "stopped: $running"
+    mc_say "down in $((SECONDS - started)) s (logs stay in $MC_LOG)"
+}
+
+# _mc_answer NAME - how NAME answers: "ok (what)" or "NO (what)"
+function _mc_answer {
+    local code=""
+    case $1 in
+        mysql) mc_tcp_open "$MC_PORT_MYSQL" && echo "ok (tcp $MC_PORT_MYSQL)" \
+            || echo "NO (tcp $MC_PORT_MYSQL)" ;;
+        epmd) mc_tcp_open "$MC_PORT_EPMD" && echo "ok (tcp $MC_PORT_EPMD)" \
+            || echo "NO (tcp $MC_PORT_EPMD)" ;;
+        rabbit) mc_tcp_open "$MC_PORT_RABBIT" && echo "ok (amqp $MC_PORT_RABBIT)" \
+            || echo "NO (amqp $MC_PORT_RABBIT)" ;;
+        memcached) mc_tcp_open "$MC_PORT_MEMCACHED" \
+            && echo "ok (tcp $MC_PORT_MEMCACHED)" || echo "NO (tcp $MC_PORT_MEMCACHED)" ;;
+        xapisim)
+            code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' \
+                -u "$MC_XAPI_USER:$MINICLOUD_PASSWORD" \
+                "$MC_XAPI_URL/_xapisim/describe" 2>/dev/null || true) ;;
+        keystone) code=$(mc_http_code "$MC_KEYSTONE_URL") ;;
+        placement) code=$(mc_http_code "http://$MC_HOST:$MC_PORT_PLACEMENT/") ;;
+        glance) code=$(mc_http_code "http://$MC_HOST:$MC_PORT_GLANCE/") ;;
+        neutron) code=$(mc_http_code "http://$MC_HOST:$MC_PORT_NEUTRON/") ;;
+        n-api) code=$(mc_http_code "http://$MC_HOST:$MC_PORT_NOVA/") ;;
+        *) echo "-"; return ;;
+    esac
+    if [[ -n $code ]]; then
+        if [[ $code =~ ^(2..|3..|401)$ ]]; then
+            echo "ok (HTTP $code)"
+        else
+            echo "NO (HTTP $code)"
+        fi
+    fi
+}
+
+# _mc_where NAME - where NAME listens
+function _mc_where {
+    case $1 in
+        mysql) echo "$MC_HOST:$MC_PORT_MYSQL" ;;
+        epmd) echo "$MC_HOST:$MC_PORT_EPMD" ;;
+        rabbit) echo "$MC_HOST:$MC_PORT_RABBIT" ;;
+        memcached) echo "$MC_HOST:$MC_PORT_MEMCACHED" ;;
+        xapisim) echo "$MC_XAPI_URL (+$((MINICLOUD_XAPI_HOSTS - 1)) hosts)" ;;
+        keystone) echo "$MC_KEYSTONE_URL" ;;
+        placement) echo "http://$MC_HOST:$MC_PORT_PLACEMENT" ;;
+        glance) echo "http://$MC_HOST:$MC_PORT_GLANCE" ;;
+        neutron) echo "http://$MC_HOST:$MC_PORT_NEUTRON" ;;
+        n-api) echo "http://$MC_HOST:$MC_PORT_NOVA/v2.1" ;;
+        *) echo "(rpc)" ;;
+    esac
+}
+
+function mc_status {
+    local name pid answer bad=0 up=0
+    printf '%-10s %-8s %-42s %s\n' service pid where answers
+    for name in "${MC_SERVICES[@]}"; do
+        if pid=$(mc_pid "$name"); then
+            answer=$(_mc_answer "$name")
+            up=$((up + 1))
+            [[ $answer == NO* ]] && bad=$((bad + 1))
+        else
+            pid=-
+            answer="NOT RUNNING"
+            bad=$((bad + 1))
+        fi
+        printf '%-10s %-8s %-42s %s\n' "$name" "$pid" "$(_mc_where "$name")" "$answer"
+    done
+    if [[ $up -gt 0 ]] && mc_pid n-api >/dev/null; then
+        echo
+        openstack compute service list -f value \
+            -c Binary -c Host -c Status -c State 2>/dev/null \
+            | sed 's/^/nova: /' || echo "nova: compute service list failed"
+    fi
+    if [[ $up -eq 0 ]]; then
+        echo "minicloud: not running ($MINICLOUD_DIR)"
+        return 3
+    fi
+    [[ $bad -eq 0 ]]
+}
+
+function mc_smoke {
+    if ! mc_pid n-cpu >/dev/null; then
+        mc_die "not running: $0 up first"
+    fi
+    OS_CLIENT_CONFIG_FILE=$MINICLOUD_DIR/clouds.yaml OS_CLOUD=devstack-admin \
+        "$MC_VENV/bin/python3" "$MC_TOOLS/smoke.py" \
+        --openstack "$MC_VENV/bin/openstack" \
+        --xapi-json "$MINICLOUD_DIR/xapisim.json" \
+        --image "$(_nova_xen_image_name)" --flavor m1.tiny \
+        --network minicloud-net --compute-log "$MC_LOG/n-cpu.log"
+}
+
+function mc_usage {
+    echo "usage: $0 up|down|status|smoke   (MINICLOUD_DIR=$MINICLOUD_DIR)" >&2
+    exit 2
+}
+
+case "${1:-}" in
+    up) mc_up ;;
+    down) mc_down ;;
+    status) mc_status ;;
+    smoke)
+        mc_localrc
+        run_plugin      # its functions only: the test image's name
+        mc_smoke
+        ;;
+    *) mc_usage ;;
+esac

@@ -1,0 +1,231 @@
+#!/bin/bash
+#
+# tools/minicloud/common.sh - settings and helpers of tools/minicloud.sh
+#
+# Everything the minicloud creates lives under $MINICLOUD_DIR:
+#
+#     venv/         the services' Python (OpenStack from PyPI, nova-xen -e)
+#     etc/          one directory per service, its config files
+#     data/         databases, RabbitMQ, Glance's store, xapisim's state
+#     log/          one log per service
+#     run/          one pid file per service, sockets
+#     files/        devstack's $FILES: the plugin's test image
+#
+# Each service runs in its own session (setsid), so that ``down`` can stop
+# it with everything it forked, and nothing else.
+
+# shellcheck disable=SC2034  # the settings are read by the other files
+
+MC_TOOLS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+MC_REPO=$(cd "$MC_TOOLS/../.." && pwd)
+
+MINICLOUD_DIR=${MINICLOUD_DIR:-$MC_REPO/.minicloud}
+mkdir -p "$MINICLOUD_DIR"
+MINICLOUD_DIR=$(cd "$MINICLOUD_DIR" && pwd)
+
+MC_VENV=$MINICLOUD_DIR/venv
+MC_ETC=$MINICLOUD_DIR/etc
+MC_DATA=$MINICLOUD_DIR/data
+MC_LOG=$MINICLOUD_DIR/log
+MC_RUN=$MINICLOUD_DIR/run
+MC_FILES=$MINICLOUD_DIR/files
+
+# The Python the venv is made with (3.10 or later)
+MINICLOUD_PYTHON=${MINICLOUD_PYTHON:-python3}
+# Passwords of every account: MariaDB, Keystone's admin, service users
+MINICLOUD_PASSWORD=${MINICLOUD_PASSWORD:-minicloud}
+# Hosts in xapisim's pool (nova-compute manages the first one)
+MINICLOUD_XAPI_HOSTS=${MINICLOUD_XAPI_HOSTS:-2}
+# True: debug logging in the OpenStack services
+MINICLOUD_DEBUG=${MINICLOUD_DEBUG:-True}
+# Seconds a service may take to answer after it started
+MINICLOUD_START_TIMEOUT=${MINICLOUD_START_TIMEOUT:-120}
+
+# Ports, all on loopback (xapisim's hosts: 127.0.0.2, 127.0.0.3, ...)
+MC_HOST=127.0.0.1
+MC_PORT_MYSQL=${MINICLOUD_PORT_MYSQL:-3306}
+MC_PORT_RABBIT=${MINICLOUD_PORT_RABBIT:-5672}
+MC_PORT_RABBIT_DIST=${MINICLOUD_PORT_RABBIT_DIST:-25672}
+MC_PORT_EPMD=${MINICLOUD_PORT_EPMD:-4369}
+MC_PORT_MEMCACHED=${MINICLOUD_PORT_MEMCACHED:-11211}
+MC_PORT_KEYSTONE=${MINICLOUD_PORT_KEYSTONE:-5000}
+MC_PORT_NOVA=${MINICLOUD_PORT_NOVA:-8774}
+MC_PORT_PLACEMENT=${MINICLOUD_PORT_PLACEMENT:-8778}
+MC_PORT_GLANCE=${MINICLOUD_PORT_GLANCE:-9292}
+MC_PORT_NEUTRON=${MINICLOUD_PORT_NEUTRON:-9696}
+MC_PORT_XAPI=${MINICLOUD_PORT_XAPI:-8080}
+
+MC_KEYSTONE_URL=http://$MC_HOST:$MC_PORT_KEYSTONE/v3
+MC_DB_URL=mysql+pymysql://openstack:$MINICLOUD_PASSWORD@$MC_HOST:$MC_PORT_MYSQL
+MC_RABBIT_URL=rabbit://guest:guest@$MC_HOST:$MC_PORT_RABBIT/
+MC_MEMCACHED=$MC_HOST:$MC_PORT_MEMCACHED
+
+# Services in start order (``down`` stops the OpenStack ones and xapisim,
+# then memcached, RabbitMQ and MariaDB, then epmd)
+MC_SERVICES=(
+    mysql epmd rabbit memcached xapisim
+    keystone placement glance neutron n-api n-cond n-sch n-cpu
+)
+
+# OpenStack from PyPI, into $MC_VENV
+MC_PIP_PACKAGES=(
+    'keystone==30.*' 'openstack-placement==16.*' 'glance==33.*'
+    'neutron==29.*' 'nova==34.*' python-openstackclient gunicorn PyMySQL
+    python-memcached 'SQLAlchemy<2.1' 'setuptools>=64' wheel
+)
+# Debian packages of the infrastructure services
+MC_APT_PACKAGES=(mariadb-server mariadb-client rabbitmq-server memcached curl)
+
+
+# Messages
+# --------
+
+function mc_say {
+    printf '%s minicloud: %s\n' "$(date +%H:%M:%S)" "$*"
+}
+
+function mc_die {
+    local name running=""
+    printf 'minicloud: error: %s\n' "$*" >&2
+    for name in "${MC_SERVICES[@]}"; do
+        if mc_pid "$name" >/dev/null; then
+            running+=" $name"
+        fi
+    done
+    if [[ -n $running ]]; then
+        echo "minicloud: still running:$running (logs: $MC_LOG; stop them: $0 down)" >&2
+    fi
+    exit 1
+}
+
+
+# Processes
+# ---------
+
+# mc_alive PID - PID is a live process (not a zombie: what ``up`` started
+# is reaped by init, maybe seconds after it exited)
+function mc_alive {
+    local state
+    state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    [[ -n $state && $state != Z* ]]
+}
+
+# mc_pid NAME - the pid in NAME's pid file, if that process is alive
+function mc_pid {
+    local file=$MC_RUN/$1.pid pid
+    [[ -s $file ]] || return 1
+    pid=$(<"$file")
+    [[ $pid =~ ^[0-9]+$ ]] && mc_alive "$pid" || return 1
+    echo "$pid"
+}
+
+# mc_spawn NAME DIR COMMAND... - run COMMAND in DIR in a session of its
+# own, output appended to log/NAME.log, its pid in run/NAME.pid.  (A
+# background job of a script is no process group leader, so setsid execs
+# COMMAND in place: $! is COMMAND's pid, and its process group.)
+function mc_spawn {
+    local name=$1 dir=$2
+    shift 2
+    mkdir -p "$MC_LOG" "$MC_RUN"
+    echo "=== $(date '+%F %T') $*" >> "$MC_LOG/$name.log"
+    (cd "$dir" && exec setsid "$@") >> "$MC_LOG/$name.log" 2>&1 < /dev/null &
+    echo $! > "$MC_RUN/$name.pid"
+}
+
+# mc_stop NAME... - stop those services, each with its session: SIGTERM to
+# all at once, SIGKILL to what is left after 15 s
+function mc_stop {
+    local name pid i
+    local -A pids=() groups=()
+    for name in "$@"; do
+        if ! pid=$(mc_pid "$name"); then
+            rm -f "$MC_RUN/$name.pid"
+            continue
+        fi
+        pids[$name]=$pid
+        # the whole session only if it is the one mc_spawn started
+        if [[ "$(ps -o pgid= -p "$pid" | tr -d ' ')" == "$pid" ]]; then
+            groups[$name]=$pid
+            kill -TERM -- "-$pid" 2>/dev/null || true
+        else
+            kill -TERM "$pid" 2>/dev/null || true
+        fi
+    done
+    for ((i = 0; i < 150; i++)); do
+        for name in "${!pids[@]}"; do
+            if ! mc_alive "${pids[$name]}"; then
+                unset "pids[$name]"
+                rm -f "$MC_RUN/$name.pid"
+            fi
+        done
+        [[ ${#pids[@]} -eq 0 ]] && break
+        sleep 0.1
+    done
+    for name in "${!pids[@]}"; do
+        mc_say "$name (${pids[$name]}) ignored SIGTERM for 15 s: SIGKILL"
+        kill -KILL "${pids[$name]}" 2>/dev/null || true
+        rm -f "$MC_RUN/$name.pid"
+    done
+    # what the sessions forked and left behind (gunicorn workers, plugins)
+    for name in "${!groups[@]}"; do
+        if pgrep -g "${groups[$name]}" >/dev/null 2>&1; then
+            kill -KILL -- "-${groups[$name]}" 2>/dev/null || true
+        fi
+    done
+}
+
+# mc_log_tail NAME - the end of NAME's log, on stderr
+function mc_log_tail {
+    echo "--- last lines of $MC_LOG/$1.log:" >&2
+    tail -n 25 "$MC_LOG/$1.log" >&2 || true
+}
+
+
+# Waiting
+# -------
+
+# mc_tcp_open PORT [HOST] - something accepts connections there
+function mc_tcp_open {
+    (exec 3<>"/dev/tcp/${2:-$MC_HOST}/$1") 2>/dev/null
+}
+
+# mc_http_code URL - the HTTP status of a GET (000: no answer)
+function mc_http_code {
+    curl -s -o /dev/null -m 5 -w '%{http_code}' "$1" 2>/dev/null || true
+}
+
+# mc_http_ok URL - an HTTP service answers: 2xx, 3xx or 401
+function mc_http_ok {
+    [[ "$(mc_http_code "$1")" =~ ^(2..|3..|401)$ ]]
+}
+
+# mc_wait NAME WHAT CHECK... - wait until CHECK succeeds while NAME runs
+function mc_wait {
+    local name=$1 what=$2 i
+    shift 2
+    for ((i = 0; i < MINICLOUD_START_TIMEOUT * 5; i++)); do
+        if "$@" >/dev/null 2>&1; then
+            return 0
+        fi
+        if ! mc_pid "$name" >/dev/null; then
+            mc_log_tail "$name"
+            mc_die "$name exited before $what"
+        fi
+        sleep 0.2
+    done
+    mc_log_tail "$name"
+    mc_die "$name: no $what after $MINICLOUD_START_TIMEOUT s"
+}
+
+# mc_run LOGNAME COMMAND... - run COMMAND, output into log/LOGNAME.log;
+# on failure show its end and stop
+function mc_run {
+    local name=$1
+    shift
+    mkdir -p "$MC_LOG"
+    echo "=== $(date '+%F %T') $*" >> "$MC_LOG/$name.log"
+    if ! "$@" >> "$MC_LOG/$name.log" 2>&1; then
+        mc_log_tail "$name"
+        mc_die "$* failed (log: $MC_LOG/$name.log)"
+    fi
+}

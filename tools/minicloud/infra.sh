@@ -1,0 +1,167 @@
+#!/bin/bash
+#
+# tools/minicloud/infra.sh - MariaDB, RabbitMQ, memcached and xapisim
+#
+# Debian's packages, started without systemd, as root, with every file
+# under $MINICLOUD_DIR.  Needs common.sh.
+
+# Install
+# -------
+
+# mc_install_apt - the Debian packages of the infrastructure services
+# (their postinst does not start them: policy-rc.d, or no init system)
+function mc_install_apt {
+    local missing=() package
+    for package in "${MC_APT_PACKAGES[@]}"; do
+        if ! dpkg-query -W -f '${Status}' "$package" 2>/dev/null \
+                | grep -q 'ok installed'; then
+            missing+=("$package")
+        fi
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        return 0
+    fi
+    mc_say "apt-get install ${missing[*]}"
+    if [[ ! -d /var/lib/apt/lists ]] || \
+            [[ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit)" ]]; then
+        mc_run apt apt-get update -q
+    fi
+    DEBIAN_FRONTEND=noninteractive mc_run apt apt-get install -y -q \
+        --no-install-recommends "${missing[@]}"
+}
+
+
+# MariaDB
+# -------
+
+MC_MYSQL_SOCKET=$MC_RUN/mysqld.sock
+MC_DATABASES=(keystone placement glance neutron nova_api nova nova_cell0)
+
+function mc_mysql {
+    mariadb --no-defaults --socket="$MC_MYSQL_SOCKET" -uroot "$@"
+}
+
+function mc_start_mysql {
+    local datadir=$MC_DATA/mysql
+    if [[ ! -d $datadir/mysql ]]; then
+        mkdir -p "$datadir"
+        mc_run mysql mariadb-install-db --no-defaults --user=root \
+            --datadir="$datadir" --auth-root-authentication-method=socket \
+            --skip-test-db
+    fi
+    mc_spawn mysql "$MC_DATA" mariadbd --no-defaults --user=root \
+        --datadir="$datadir" --socket="$MC_MYSQL_SOCKET" \
+        --bind-address="$MC_HOST" --port="$MC_PORT_MYSQL" \
+        --pid-file="$datadir/mariadbd.pid" --log-error="$MC_LOG/mysql.log" \
+        --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
+        --max-connections=1024 --innodb-buffer-pool-size=256M \
+        --innodb-flush-log-at-trx-commit=0 --skip-log-bin
+}
+
+# mc_init_mysql - the service databases and their account (from scratch)
+function mc_init_mysql {
+    local db sql=""
+    mc_wait mysql "socket" test -S "$MC_MYSQL_SOCKET"
+    mc_wait mysql "answer on its socket" mc_mysql -e 'SELECT 1' --silent
+    for db in "${MC_DATABASES[@]}"; do
+        sql+="DROP DATABASE IF EXISTS $db; CREATE DATABASE $db CHARACTER SET utf8mb4;"
+    done
+    sql+="CREATE USER IF NOT EXISTS 'openstack'@'$MC_HOST' IDENTIFIED BY '$MINICLOUD_PASSWORD';"
+    sql+="CREATE USER IF NOT EXISTS 'openstack'@'localhost' IDENTIFIED BY '$MINICLOUD_PASSWORD';"
+    sql+="GRANT ALL PRIVILEGES ON *.* TO 'openstack'@'$MC_HOST';"
+    sql+="GRANT ALL PRIVILEGES ON *.* TO 'openstack'@'localhost';"
+    mc_run mysql mc_mysql -e "$sql"
+}
+
+
+# RabbitMQ
+# --------
+
+# Debian's /usr/sbin/rabbitmq-server switches to the rabbitmq user; the
+# script behind it runs as anyone, with RABBITMQ_* saying where things are
+MC_RABBIT_BIN=/usr/lib/rabbitmq/bin
+
+function _mc_rabbit_env {
+    local base=$MC_DATA/rabbitmq
+    echo "HOME=$base"
+    echo "RABBITMQ_NODENAME=minicloud@localhost"
+    echo "RABBITMQ_NODE_IP_ADDRESS=$MC_HOST"
+    echo "RABBITMQ_NODE_PORT=$MC_PORT_RABBIT"
+    echo "RABBITMQ_DIST_PORT=$MC_PORT_RABBIT_DIST"
+    echo "ERL_EPMD_ADDRESS=$MC_HOST"
+    echo "ERL_EPMD_PORT=$MC_PORT_EPMD"
+    echo "RABBITMQ_CONF_ENV_FILE=$MC_ETC/rabbitmq/rabbitmq-env.conf"
+    echo "RABBITMQ_CONFIG_FILE=$MC_ETC/rabbitmq/rabbitmq.conf"
+    echo "RABBITMQ_ADVANCED_CONFIG_FILE=$MC_ETC/rabbitmq/advanced.config"
+    echo "RABBITMQ_ENABLED_PLUGINS_FILE=$MC_ETC/rabbitmq/enabled_plugins"
+    echo "RABBITMQ_MNESIA_BASE=$base/mnesia"
+    echo "RABBITMQ_LOG_BASE=$MC_LOG/rabbitmq"
+    echo "RABBITMQ_LOGS=-"
+    echo "RABBITMQ_PID_FILE=$base/beam.pid"
+}
+
+# mc_rabbit COMMAND ARGS... - a RabbitMQ command in the minicloud's env
+function mc_rabbit {
+    local -a env
+    mapfile -t env < <(_mc_rabbit_env)
+    env "${env[@]}" "$MC_RABBIT_BIN/$1" "${@:2}"
+}
+
+function mc_start_rabbit {
+    mkdir -p "$MC_ETC/rabbitmq" "$MC_DATA/rabbitmq" "$MC_LOG/rabbitmq"
+    : > "$MC_ETC/rabbitmq/rabbitmq-env.conf"
+    echo '[].' > "$MC_ETC/rabbitmq/enabled_plugins"
+    echo '[].' > "$MC_ETC/rabbitmq/advanced.config"
+    cat > "$MC_ETC/rabbitmq/rabbitmq.conf" <<EOF
+listeners.tcp.default = $MC_HOST:$MC_PORT_RABBIT
+loopback_users.guest = true
+log.console = true
+log.file = false
+EOF
+    # epmd, the Erlang port mapper, as a service of ours: rabbit would
+    # otherwise start one that outlives it
+    mc_spawn epmd "$MC_DATA" env ERL_EPMD_ADDRESS="$MC_HOST" \
+        epmd -port "$MC_PORT_EPMD"
+    mc_wait epmd "epmd port" mc_tcp_open "$MC_PORT_EPMD"
+    local -a env
+    mapfile -t env < <(_mc_rabbit_env)
+    mc_spawn rabbit "$MC_DATA" env "${env[@]}" "$MC_RABBIT_BIN/rabbitmq-server"
+}
+
+function mc_wait_rabbit {
+    mc_wait rabbit "AMQP port $MC_PORT_RABBIT" mc_tcp_open "$MC_PORT_RABBIT"
+}
+
+
+# memcached
+# ---------
+
+function mc_start_memcached {
+    mc_spawn memcached "$MC_DATA" memcached -u root -l "$MC_HOST" \
+        -p "$MC_PORT_MEMCACHED" -U 0 -m 64
+}
+
+
+# xapisim
+# -------
+
+# The pool master's address: xapisim serves host n on 127.0.0.(n+1)
+MC_XAPI_URL=http://127.0.0.2:$MC_PORT_XAPI
+MC_XAPI_USER=root
+
+function mc_start_xapisim {
+    mkdir -p "$MC_DATA/xapisim"
+    mc_spawn xapisim "$MC_DATA/xapisim" "$MC_VENV/bin/python3" -u -m xapisim \
+        --hosts "$MINICLOUD_XAPI_HOSTS" --port "$MC_PORT_XAPI" \
+        --state-dir "$MC_DATA/xapisim" --username "$MC_XAPI_USER" \
+        --password "$MINICLOUD_PASSWORD"
+}
+
+# mc_wait_xapisim - its JSON line, kept in xapisim.json
+function mc_wait_xapisim {
+    mc_wait xapisim "JSON line" grep -q '^{"pools"' "$MC_LOG/xapisim.log"
+    grep '^{"pools"' "$MC_LOG/xapisim.log" | tail -n 1 > "$MINICLOUD_DIR/xapisim.json"
+    if ! grep -q "\"master\": \"$MC_XAPI_URL\"" "$MINICLOUD_DIR/xapisim.json"; then
+        mc_die "xapisim's pool master is not $MC_XAPI_URL: $(<"$MINICLOUD_DIR/xapisim.json")"
+    fi
+}

@@ -1,0 +1,379 @@
+#!/bin/bash
+#
+# tools/minicloud/openstack.sh - Keystone, Placement, Glance, Neutron and
+# Nova from PyPI, configured as devstack's lib/* configure them
+#
+# The APIs run under gunicorn, one process each (gthread workers), on
+# 127.0.0.1; nova-conductor, -scheduler and -compute as plain processes.
+# Needs common.sh and devstack_functions.sh.
+
+# Install
+# -------
+
+# mc_install_venv - OpenStack into $MC_VENV (skipped when the same package
+# list is there already), and the agentless ML2 mechanism driver
+function mc_install_venv {
+    local stamp=$MC_VENV/.minicloud-packages want
+    want=$(printf '%s\n' "${MC_PIP_PACKAGES[@]}")
+    if [[ -x $MC_VENV/bin/python3 && -f $stamp && "$(<"$stamp")" == "$want" ]]; then
+        return 0
+    fi
+    if [[ ! -x $MC_VENV/bin/python3 ]]; then
+        mc_say "creating $MC_VENV"
+        mc_run pip "$MINICLOUD_PYTHON" -m venv "$MC_VENV"
+        mc_run pip "$MC_VENV/bin/pip" install -q --upgrade pip setuptools wheel
+    fi
+    mc_say "pip install ${MC_PIP_PACKAGES[*]} (a few minutes the first time)"
+    mc_run pip "$MC_VENV/bin/pip" install --disable-pip-version-check \
+        "${MC_PIP_PACKAGES[@]}"
+    echo "$want" > "$stamp"
+}
+
+function mc_install_noagent_driver {
+    mc_run pip "$MC_VENV/bin/pip" install --disable-pip-version-check \
+        --no-deps --no-build-isolation "$MC_TOOLS/neutron_noagent"
+}
+
+
+# Common configuration
+# --------------------
+
+# mc_conf_authtoken FILE USER - [keystone_authtoken] for service USER
+function mc_conf_authtoken {
+    local file=$1 user=$2
+    iniset "$file" keystone_authtoken www_authenticate_uri "$MC_KEYSTONE_URL"
+    iniset "$file" keystone_authtoken auth_url "$MC_KEYSTONE_URL"
+    iniset "$file" keystone_authtoken auth_type password
+    iniset "$file" keystone_authtoken project_domain_name Default
+    iniset "$file" keystone_authtoken user_domain_name Default
+    iniset "$file" keystone_authtoken project_name service
+    iniset "$file" keystone_authtoken username "$user"
+    iniset "$file" keystone_authtoken password "$MINICLOUD_PASSWORD"
+    iniset "$file" keystone_authtoken memcached_servers "$MC_MEMCACHED"
+    iniset "$file" keystone_authtoken service_token_roles_required True
+}
+
+# mc_conf_auth FILE SECTION USER - a keystoneauth password plugin section
+function mc_conf_auth {
+    local file=$1 section=$2 user=$3
+    iniset "$file" "$section" auth_type password
+    iniset "$file" "$section" auth_url "$MC_KEYSTONE_URL"
+    iniset "$file" "$section" project_domain_name Default
+    iniset "$file" "$section" user_domain_name Default
+    iniset "$file" "$section" project_name service
+    iniset "$file" "$section" username "$user"
+    iniset "$file" "$section" password "$MINICLOUD_PASSWORD"
+    iniset "$file" "$section" region_name RegionOne
+}
+
+# mc_conf_common FILE SERVICE - logging, database, lock path
+function mc_conf_common {
+    local file=$1 service=$2
+    iniset "$file" DEFAULT debug "$MINICLOUD_DEBUG"
+    iniset "$file" DEFAULT use_stderr True
+    iniset "$file" oslo_concurrency lock_path "$MC_DATA/$service/lock"
+    mkdir -p "$MC_DATA/$service/lock"
+}
+
+# mc_gunicorn NAME DIR APP PORT - gunicorn.conf.py in DIR for APP
+# (run from DIR with no arguments: the services that read sys.argv for
+# oslo.config options then find none)
+function mc_gunicorn {
+    local name=$1 dir=$2 app=$3 port=$4
+    cat > "$dir/gunicorn.conf.py" <<EOF
+# $name, written by tools/minicloud.sh
+wsgi_app = '$app'
+bind = '$MC_HOST:$port'
+workers = 1
+worker_class = 'gthread'
+threads = 8
+timeout = 600
+graceful_timeout = 5
+proc_name = 'minicloud-$name'
+accesslog = '-'
+EOF
+}
+
+
+# Keystone
+# --------
+
+KEYSTONE_CONF=$MC_ETC/keystone/keystone.conf
+
+function mc_configure_keystone {
+    mkdir -p "$MC_ETC/keystone" "$MC_DATA/keystone"
+    mc_conf_common "$KEYSTONE_CONF" keystone
+    iniset "$KEYSTONE_CONF" database connection "$MC_DB_URL/keystone?charset=utf8"
+    iniset "$KEYSTONE_CONF" token provider fernet
+    iniset "$KEYSTONE_CONF" fernet_tokens key_repository "$MC_DATA/keystone/fernet-keys"
+    iniset "$KEYSTONE_CONF" fernet_receipts key_repository "$MC_DATA/keystone/fernet-keys"
+    iniset "$KEYSTONE_CONF" credential key_repository "$MC_DATA/keystone/credential-keys"
+    iniset "$KEYSTONE_CONF" cache enabled True
+    iniset "$KEYSTONE_CONF" cache backend oslo_cache.memcache_pool
+    iniset "$KEYSTONE_CONF" cache memcache_servers "$MC_MEMCACHED"
+    mc_gunicorn keystone "$MC_ETC/keystone" keystone.wsgi.api:application \
+        "$MC_PORT_KEYSTONE"
+}
+
+function mc_init_keystone {
+    local manage=("$MC_VENV/bin/keystone-manage" --config-file "$KEYSTONE_CONF")
+    mc_run keystone "${manage[@]}" db_sync
+    mc_run keystone "${manage[@]}" fernet_setup \
+        --keystone-user root --keystone-group root
+    mc_run keystone "${manage[@]}" credential_setup \
+        --keystone-user root --keystone-group root
+    mc_run keystone "${manage[@]}" bootstrap \
+        --bootstrap-password "$MINICLOUD_PASSWORD" \
+        --bootstrap-username admin --bootstrap-project-name admin \
+        --bootstrap-role-name admin --bootstrap-service-name keystone \
+        --bootstrap-region-id RegionOne \
+        --bootstrap-admin-url "$MC_KEYSTONE_URL" \
+        --bootstrap-public-url "$MC_KEYSTONE_URL" \
+        --bootstrap-internal-url "$MC_KEYSTONE_URL"
+}
+
+function mc_start_keystone {
+    mc_spawn keystone "$MC_ETC/keystone" env \
+        OS_KEYSTONE_CONFIG_FILES="$KEYSTONE_CONF" "$MC_VENV/bin/gunicorn"
+}
+
+# mc_write_clouds_yaml - devstack's clouds.yaml: devstack-admin, devstack
+function mc_write_clouds_yaml {
+    cat > "$MINICLOUD_DIR/clouds.yaml" <<EOF
+# written by tools/minicloud.sh: OS_CLIENT_CONFIG_FILE=$MINICLOUD_DIR/clouds.yaml
+clouds:
+  devstack-admin:
+    auth:
+      auth_url: $MC_KEYSTONE_URL
+      username: admin
+      password: $MINICLOUD_PASSWORD
+      project_name: admin
+      user_domain_id: default
+      project_domain_id: default
+    region_name: RegionOne
+    identity_api_version: 3
+  devstack-system-admin:
+    auth:
+      auth_url: $MC_KEYSTONE_URL
+      username: admin
+      password: $MINICLOUD_PASSWORD
+      system_scope: all
+      user_domain_id: default
+    region_name: RegionOne
+    identity_api_version: 3
+EOF
+    chmod 600 "$MINICLOUD_DIR/clouds.yaml"
+}
+
+
+# Placement
+# ---------
+
+PLACEMENT_CONF=$MC_ETC/placement/placement.conf
+
+function mc_configure_placement {
+    mkdir -p "$MC_ETC/placement"
+    mc_conf_common "$PLACEMENT_CONF" placement
+    iniset "$PLACEMENT_CONF" placement_database connection \
+        "$MC_DB_URL/placement?charset=utf8"
+    iniset "$PLACEMENT_CONF" api auth_strategy keystone
+    mc_conf_authtoken "$PLACEMENT_CONF" placement
+    mc_gunicorn placement "$MC_ETC/placement" placement.wsgi.api:application \
+        "$MC_PORT_PLACEMENT"
+}
+
+function mc_init_placement {
+    mc_run placement "$MC_VENV/bin/placement-manage" \
+        --config-file "$PLACEMENT_CONF" db sync
+}
+
+function mc_start_placement {
+    mc_spawn placement "$MC_ETC/placement" env \
+        OS_PLACEMENT_CONFIG_DIR="$MC_ETC/placement" "$MC_VENV/bin/gunicorn"
+}
+
+
+# Glance
+# ------
+
+function mc_configure_glance {
+    local store=$MC_DATA/glance
+    mkdir -p "$MC_ETC/glance" "$store/images" "$store/staging" "$store/tasks"
+    cp "$MC_VENV/etc/glance/glance-api-paste.ini" "$MC_ETC/glance/"
+    mc_conf_common "$GLANCE_API_CONF" glance
+    iniset "$GLANCE_API_CONF" database connection "$MC_DB_URL/glance?charset=utf8"
+    mc_conf_authtoken "$GLANCE_API_CONF" glance
+    iniset "$GLANCE_API_CONF" paste_deploy flavor keystone
+    iniset "$GLANCE_API_CONF" DEFAULT enabled_backends fs:file
+    iniset "$GLANCE_API_CONF" glance_store default_backend fs
+    iniset "$GLANCE_API_CONF" fs filesystem_store_datadir "$store/images"
+    iniset "$GLANCE_API_CONF" os_glance_staging_store filesystem_store_datadir \
+        "$store/staging"
+    iniset "$GLANCE_API_CONF" os_glance_tasks_store filesystem_store_datadir \
+        "$store/tasks"
+    iniset "$GLANCE_API_CONF" oslo_policy enforce_new_defaults True
+    mc_gunicorn glance "$MC_ETC/glance" glance.wsgi.api:application \
+        "$MC_PORT_GLANCE"
+}
+
+function mc_init_glance {
+    mc_run glance "$MC_VENV/bin/glance-manage" --config-file "$GLANCE_API_CONF" \
+        db_sync
+}
+
+function mc_start_glance {
+    mc_spawn glance "$MC_ETC/glance" env \
+        OS_GLANCE_CONFIG_DIR="$MC_ETC/glance" "$MC_VENV/bin/gunicorn"
+}
+
+
+# Neutron
+# -------
+
+NEUTRON_CONF=$MC_ETC/neutron/neutron.conf
+NEUTRON_ML2_CONF=$MC_ETC/neutron/plugins/ml2/ml2_conf.ini
+MC_PHYSNET=physnet1
+
+function mc_configure_neutron {
+    mkdir -p "$MC_ETC/neutron/plugins/ml2"
+    cp "$MC_VENV/etc/neutron/api-paste.ini" "$MC_ETC/neutron/"
+    mc_conf_common "$NEUTRON_CONF" neutron
+    iniset "$NEUTRON_CONF" DEFAULT state_path "$MC_DATA/neutron"
+    iniset "$NEUTRON_CONF" DEFAULT transport_url "$MC_RABBIT_URL"
+    iniset "$NEUTRON_CONF" DEFAULT core_plugin ml2
+    iniset "$NEUTRON_CONF" DEFAULT service_plugins ""
+    iniset "$NEUTRON_CONF" DEFAULT auth_strategy keystone
+    # no DHCP agent: nothing to schedule networks on, nothing to notify
+    iniset "$NEUTRON_CONF" DEFAULT dhcp_agent_notification False
+    iniset "$NEUTRON_CONF" DEFAULT dhcp_agents_per_network 0
+    iniset "$NEUTRON_CONF" DEFAULT notify_nova_on_port_status_changes True
+    iniset "$NEUTRON_CONF" DEFAULT notify_nova_on_port_data_changes True
+    iniset "$NEUTRON_CONF" database connection "$MC_DB_URL/neutron?charset=utf8"
+    mc_conf_authtoken "$NEUTRON_CONF" neutron
+    mc_conf_auth "$NEUTRON_CONF" nova nova
+    iniset "$NEUTRON_CONF" oslo_policy enforce_new_defaults True
+
+    iniset "$NEUTRON_ML2_CONF" ml2 type_drivers flat,local
+    iniset "$NEUTRON_ML2_CONF" ml2 tenant_network_types local
+    iniset "$NEUTRON_ML2_CONF" ml2 mechanism_drivers nova_xen_noagent
+    iniset "$NEUTRON_ML2_CONF" ml2 extension_drivers port_security
+    iniset "$NEUTRON_ML2_CONF" ml2_type_flat flat_networks "$MC_PHYSNET"
+    iniset "$NEUTRON_ML2_CONF" securitygroup enable_security_group True
+    # nova-xen plugs ovs ports into the xapi network of this bridge
+    iniset "$NEUTRON_ML2_CONF" nova_xen_noagent integration_bridge br-int
+    mc_gunicorn neutron "$MC_ETC/neutron" neutron.wsgi.api:application \
+        "$MC_PORT_NEUTRON"
+}
+
+function mc_init_neutron {
+    mc_run neutron "$MC_VENV/bin/neutron-db-manage" \
+        --config-file "$NEUTRON_CONF" --config-file "$NEUTRON_ML2_CONF" \
+        upgrade heads
+}
+
+function mc_start_neutron {
+    mc_spawn neutron "$MC_ETC/neutron" env \
+        OS_NEUTRON_CONFIG_DIR="$MC_ETC/neutron" \
+        OS_NEUTRON_CONFIG_FILES="neutron.conf;plugins/ml2/ml2_conf.ini" \
+        "$MC_VENV/bin/gunicorn"
+}
+
+
+# Nova
+# ----
+
+function mc_configure_nova {
+    mkdir -p "$MC_ETC/nova" "$MC_DATA/nova/instances"
+    cp "$MC_VENV/etc/nova/api-paste.ini" "$MC_ETC/nova/"
+    mc_conf_common "$NOVA_CONF" nova
+    iniset "$NOVA_CONF" DEFAULT state_path "$MC_DATA/nova"
+    iniset "$NOVA_CONF" DEFAULT instances_path "$MC_DATA/nova/instances"
+    iniset "$NOVA_CONF" DEFAULT transport_url "$MC_RABBIT_URL"
+    iniset "$NOVA_CONF" DEFAULT my_ip "$MC_HOST"
+    iniset "$NOVA_CONF" wsgi api_paste_config "$MC_ETC/nova/api-paste.ini"
+    iniset "$NOVA_CONF" api_database connection "$MC_DB_URL/nova_api?charset=utf8"
+    iniset "$NOVA_CONF" database connection "$MC_DB_URL/nova?charset=utf8"
+    iniset "$NOVA_CONF" api auth_strategy keystone
+    mc_conf_authtoken "$NOVA_CONF" nova
+    mc_conf_auth "$NOVA_CONF" service_user nova
+    iniset "$NOVA_CONF" service_user send_service_user_token True
+    mc_conf_auth "$NOVA_CONF" placement placement
+    mc_conf_auth "$NOVA_CONF" neutron neutron
+    iniset "$NOVA_CONF" glance region_name RegionOne
+    iniset "$NOVA_CONF" vnc enabled False
+    iniset "$NOVA_CONF" conductor workers 1
+    iniset "$NOVA_CONF" scheduler workers 1
+    iniset "$NOVA_CONF" oslo_policy enforce_new_defaults True
+    mc_gunicorn n-api "$MC_ETC/nova" nova.wsgi.osapi_compute:application \
+        "$MC_PORT_NOVA"
+}
+
+# mc_configure_nova_compute - as lib/nova's start_nova_compute: a copy of
+# nova.conf (which the plugin's post-config has completed)
+function mc_configure_nova_compute {
+    cp "$NOVA_CONF" "$NOVA_CPU_CONF"
+    # nova-compute reaches the databases through the conductor only
+    inidelete "$NOVA_CPU_CONF" database connection
+    inidelete "$NOVA_CPU_CONF" api_database connection
+    # one compute, one xapisim host: a failed build is the fault itself
+    iniset "$NOVA_CPU_CONF" scheduler max_attempts 1
+}
+
+function mc_init_nova {
+    local manage=("$MC_VENV/bin/nova-manage" --config-file "$NOVA_CONF")
+    mc_run nova-manage "${manage[@]}" api_db sync
+    mc_run nova-manage "${manage[@]}" cell_v2 map_cell0 \
+        --database_connection "$MC_DB_URL/nova_cell0?charset=utf8"
+    mc_run nova-manage "${manage[@]}" cell_v2 create_cell --name cell1 \
+        --transport-url "$MC_RABBIT_URL" \
+        --database_connection "$MC_DB_URL/nova?charset=utf8"
+    mc_run nova-manage "${manage[@]}" db sync
+}
+
+function mc_start_nova_api {
+    mc_spawn n-api "$MC_ETC/nova" env OS_NOVA_CONFIG_DIR="$MC_ETC/nova" \
+        "$MC_VENV/bin/gunicorn"
+}
+
+# mc_start_nova - conductor and scheduler
+function mc_start_nova {
+    mc_spawn n-cond "$MC_DATA/nova" "$MC_VENV/bin/nova-conductor" \
+        --config-file "$NOVA_CONF"
+    mc_spawn n-sch "$MC_DATA/nova" "$MC_VENV/bin/nova-scheduler" \
+        --config-file "$NOVA_CONF"
+}
+
+# mc_rabbit_queue NAME - RabbitMQ has queue NAME: its RPC server listens
+# (a message sent before that is lost, and nova-compute would wait a
+# minute for the conductor's answer before it asks again)
+function mc_rabbit_queue {
+    "$MC_VENV/bin/python3" -c 'import sys, kombu
+with kombu.Connection(sys.argv[1], connect_timeout=2) as conn:
+    conn.default_channel.queue_declare(sys.argv[2], passive=True)' \
+        "amqp://${MC_RABBIT_URL#rabbit://}" "$1"
+}
+
+function mc_start_nova_compute {
+    mc_spawn n-cpu "$MC_DATA/nova" "$MC_VENV/bin/nova-compute" \
+        --config-file "$NOVA_CPU_CONF"
+}
+
+# mc_discover_hosts - map the compute host into cell1, once it registered
+function mc_discover_hosts {
+    local i out
+    for ((i = 0; i < MINICLOUD_START_TIMEOUT; i++)); do
+        out=$("$MC_VENV/bin/nova-manage" --config-file "$NOVA_CONF" \
+            cell_v2 discover_hosts --verbose 2>&1) || true
+        echo "$out" >> "$MC_LOG/nova-manage.log"
+        if [[ $out == *"Creating host mapping"* ]]; then
+            return 0
+        fi
+        if ! mc_pid n-cpu >/dev/null; then
+            mc_log_tail n-cpu
+            mc_die "nova-compute exited before it registered"
+        fi
+        sleep 1
+    done
+    mc_log_tail n-cpu
+    mc_die "nova-compute did not register in $MINICLOUD_START_TIMEOUT s"
+}
