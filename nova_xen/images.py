@@ -330,7 +330,8 @@ class Dom0PluginHandler(object):
                   'verify_tls': not CONF.glance.api_insecure}
         try:
             self.session.call_plugin(self.host.ref, self.PLUGIN,
-                                     'download_image', params)
+                                     'download_image', params,
+                                     long_running=True)
         except errors.PluginError as exc:
             if exc.code in REFUSALS:
                 # the image itself is wrong: no other host would do better
@@ -352,7 +353,7 @@ class Dom0PluginHandler(object):
             'disk_format': metadata['disk_format'],
             'container_format': metadata['container_format'],
             'properties': metadata.get('properties', {}),
-            'verify_tls': not CONF.glance.api_insecure})
+            'verify_tls': not CONF.glance.api_insecure}, long_running=True)
 
 
 def handler(session, host):

@@ -14,6 +14,12 @@ from nova_xen.conf import CONF
 LOG = logging.getLogger(__name__)
 
 
+def start(session, vm, host_ref, paused=False):
+    """VM.start_on the compute's host, within [xenserver]running_timeout."""
+    session.call_async('VM.start_on', vm, host_ref, paused, False,
+                       timeout=CONF.xenserver.running_timeout)
+
+
 class PowerOps(object):
     def __init__(self, session, host, watcher, vifs=None):
         self.session = session
@@ -66,8 +72,7 @@ class PowerOps(object):
             # a reboot ends with the instance running, whatever it was
             if state == 'Suspended':
                 self.session.call_async('VM.hard_shutdown', vm)
-            self.session.call_async('VM.start_on', vm, self.host.ref, False,
-                                    False)
+            start(self.session, vm, self.host.ref)
         self._done(instance, vm)
 
     def power_off(self, instance, timeout=0, retry_interval=0):
@@ -86,8 +91,7 @@ class PowerOps(object):
         vm = self._vm(instance)
         state = self._state(vm)
         if state == 'Halted':
-            self.session.call_async('VM.start_on', vm, self.host.ref, False,
-                                    False)
+            start(self.session, vm, self.host.ref)
         elif state == 'Suspended':
             self.session.call_async('VM.resume_on', vm, self.host.ref, False,
                                     False)

@@ -10,6 +10,7 @@ from nova import exception
 from oslo_log import log as logging
 
 from nova_xen import network
+from nova_xen import power
 from nova_xen import storage
 from nova_xen import vmops
 
@@ -67,16 +68,14 @@ class Rescue(object):
             storage.create_vbd(session, rescue, vdi, 'root', bootable=True)
             storage.create_vbd(session, rescue, root, 'rescue')
             network.create_vifs(session, rescue, instance, network_info)
-            session.call_async('VM.start_on', rescue, self.host.ref, False,
-                               False)
+            power.start(session, rescue, self.host.ref)
             self.isolation.apply(rescue)
         except Exception:
             LOG.exception('rescue failed; restoring the instance',
                           instance=instance)
             self._remove(rescue, created)
             if session.call('VM.get_power_state', vm) == 'Halted':
-                session.call_async('VM.start_on', vm, self.host.ref, False,
-                                   False)
+                power.start(session, vm, self.host.ref)
             raise
         finally:
             stream.close()
@@ -88,8 +87,7 @@ class Rescue(object):
         vm = self.watcher.lookup(instance.uuid)
         if vm is not None and \
                 session.call('VM.get_power_state', vm) == 'Halted':
-            session.call_async('VM.start_on', vm, self.host.ref, False,
-                               False)
+            power.start(session, vm, self.host.ref)
             self.isolation.apply(vm)
             self.watcher.refresh_vm(vm)
 

@@ -405,11 +405,19 @@ class Session(object):
                         'status'] not in ('pending', 'cancelling'):
                     return
 
-    def call_plugin(self, host, plugin, fn, args=None):
-        """A dom0 plugin function: JSON arguments in, JSON result out."""
+    def call_plugin(self, host, plugin, fn, args=None, long_running=False):
+        """A dom0 plugin function: JSON arguments in, JSON result out.
+
+        ``long_running`` calls (image transfers) run as a task, bounded by
+        task_timeout rather than call_timeout.
+        """
+        params = {'params': json.dumps(args or {})}
         try:
-            text = self.call('host.call_plugin', host, plugin, fn,
-                             {'params': json.dumps(args or {})})
+            if long_running:
+                text = self.call_async('host.call_plugin', host, plugin, fn,
+                                       params)
+            else:
+                text = self.call('host.call_plugin', host, plugin, fn, params)
         except (errors.XenAPIError, exception.NovaException) as exc:
             details = getattr(exc, 'details', None) or [str(exc)]
             raise errors.PluginError(details, plugin=plugin, fn=fn,

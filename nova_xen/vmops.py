@@ -18,6 +18,7 @@ from nova_xen import configdrive
 from nova_xen import errors
 from nova_xen import images
 from nova_xen import network
+from nova_xen import power
 from nova_xen import storage
 
 CONF = nova_conf.CONF
@@ -160,8 +161,7 @@ class VMOps(object):
                     instance, events if pause else [], timeout=timeout,
                     error_callback=_neutron_failed):
                 with step('start the VM'):
-                    session.call_async('VM.start_on', vm, self.host.ref,
-                                       pause, False)
+                    power.start(session, vm, self.host.ref, pause)
                 with step('apply network isolation'):
                     self.isolation.apply(vm)
         except exception.InstanceEventTimeout:
