@@ -6,6 +6,7 @@ the logic (session, host, vmops, storage, network, images).  Load it with
 """
 
 import os_traits
+from nova import exception
 from nova.virt import driver
 from nova.virt import hardware
 from oslo_log import log as logging
@@ -35,7 +36,7 @@ class XenAPIDriver(driver.ComputeDriver):
         'has_imagecache': False,
         'supports_evacuate': False,
         'supports_migrate_to_same_host': False,
-        'supports_attach_interface': False,
+        'supports_attach_interface': True,
         'supports_device_tagging': False,
         'supports_multiattach': False,
         'supports_image_type_raw': True,
@@ -215,6 +216,39 @@ class XenAPIDriver(driver.ComputeDriver):
         self._snapshots.snapshot(context, instance, image_id,
                                  update_task_state)
 
+    # -- network interfaces ------------------------------------------------
+
+    def attach_interface(self, context, instance, image_meta, vif):
+        vm = self._vmops.vm_ref(instance)
+        session = self._session
+        device = network.free_device(session, vm)
+        ref = network.create_vif(session, vm, instance, vif, device)
+        try:
+            if session.call('VM.get_power_state', vm) == 'Running':
+                session.call_async('VIF.plug', ref)
+                self._isolation.apply(vm, force=True)
+        except Exception:
+            LOG.exception('could not plug the new VIF', instance=instance)
+            if session.call('VIF.get_currently_attached', ref):
+                session.call_async('VIF.unplug_force', ref)
+            session.call('VIF.destroy', ref)
+            raise exception.InterfaceAttachFailed(instance_uuid=instance.uuid)
+
+    def detach_interface(self, context, instance, vif):
+        vm = self._vmops.vm_ref(instance)
+        session = self._session
+        ref = network.vif_of_port(session, vm, vif['id'])
+        if ref is None:
+            raise exception.NotFound('no VIF for port %s' % vif['id'])
+        host = session.call('VM.get_resident_on', vm)
+        self._session.call_plugin(
+            self._host.ref if host == 'OpaqueRef:NULL' else host,
+            network.Isolation.PLUGIN, 'remove_rules',
+            {'vif_uuid': session.call('VIF.get_uuid', ref)})
+        if session.call('VIF.get_currently_attached', ref):
+            session.call_async('VIF.unplug', ref)
+        session.call('VIF.destroy', ref)
+
     # -- rescue, password --------------------------------------------------
 
     def rescue(self, context, instance, network_info, image_meta,
@@ -275,10 +309,6 @@ for _name, _feature, _why in (
          'Cinder volumes are not wired to xapi SRs yet'),
         ('extend_volume', 'extending a volume',
          'Cinder volumes are not wired to xapi SRs yet'),
-        ('attach_interface', 'attaching an interface to a running server',
-         'VIF hot-plug is not implemented yet'),
-        ('detach_interface', 'detaching an interface from a running server',
-         'VIF hot-plug is not implemented yet'),
         ('migrate_disk_and_power_off', 'resize and cold migration',
          'moving disks between hosts is not implemented yet'),
         ('live_migration', 'live migration',

@@ -88,6 +88,23 @@ def create_vif(session, vm, instance, vif, device):
     })
 
 
+def vif_of_port(session, vm, port_id):
+    """The VIF of ``vm`` for a Neutron port, or None."""
+    for vif in session.call('VM.get_VIFs', vm):
+        other = session.call('VIF.get_other_config', vif)
+        if other.get('neutron-port-id') == port_id:
+            return vif
+    return None
+
+
+def free_device(session, vm):
+    allowed = session.call('VM.get_allowed_VIF_devices', vm)
+    if not allowed:
+        raise exception.InterfaceAttachFailed(
+            instance_uuid=session.call('VM.get_uuid', vm))
+    return allowed[0]
+
+
 def create_vifs(session, vm, instance, network_info):
     return [create_vif(session, vm, instance, vif, device)
             for device, vif in enumerate(network_info or [])]
