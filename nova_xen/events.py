@@ -179,6 +179,18 @@ class VMWatcher(object):
     def _run(self, token):
         delay = 0.5
         while not self._stop.is_set():
+            if token is None:
+                # after a lost connection: everything afresh, then watch
+                try:
+                    token = self._resync(emit=True)
+                    LOG.info('VM watcher resynchronised with xapi')
+                    delay = 0.5
+                except Exception as exc:
+                    LOG.debug('resync failed: %s', _why(exc))
+                    self._drop_connection()
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, BACKOFF_MAX)
+                    continue
             try:
                 x = self._connect()
                 batch = getattr(x.event, 'from')(['vm'], token, WAIT)
@@ -189,7 +201,6 @@ class VMWatcher(object):
                     else:
                         self._apply(event['ref'], event['snapshot'],
                                     emit=True)
-                delay = 0.5
             except Exception as exc:
                 if self._stop.is_set():
                     return
@@ -198,15 +209,7 @@ class VMWatcher(object):
                 self._drop_connection()
                 self._stop.wait(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
-                try:
-                    token = self._resync(emit=True)
-                    LOG.info('VM watcher resynchronised with xapi')
-                except Exception as again:
-                    LOG.debug('resync failed: %s', _why(again))
-                    self._drop_connection()
-                    token = None
-                if token is None:
-                    continue
+                token = None
 
     def _apply(self, ref, record, emit):
         if not is_instance(record):

@@ -1,0 +1,107 @@
+"""The VM watcher against a live simulated pool: lifecycle events, and
+recovery when xapi restarts and refuses logins for a while."""
+
+import threading
+import time
+import unittest
+
+from nova.virt import event as virtevent
+
+import xapisim
+from xapisim.client import Control
+
+from nova_xen import events
+from nova_xen import session as session_mod
+
+MIB = 1024 * 1024
+
+
+def vm_record(nova_uuid, host):
+    mem = str(128 * MIB)
+    return {'name_label': 'watched', 'user_version': '1',
+            'is_a_template': False, 'affinity': host,
+            'memory_static_max': mem, 'memory_dynamic_max': mem,
+            'memory_dynamic_min': mem, 'memory_static_min': mem,
+            'VCPUs_params': {}, 'VCPUs_max': '1', 'VCPUs_at_startup': '1',
+            'actions_after_shutdown': 'destroy',
+            'actions_after_reboot': 'restart',
+            'actions_after_crash': 'destroy', 'PV_bootloader': '',
+            'PV_kernel': '', 'PV_ramdisk': '', 'PV_args': '',
+            'PV_bootloader_args': '', 'PV_legacy_args': '',
+            'HVM_boot_policy': 'BIOS order', 'HVM_boot_params': {},
+            'platform': {}, 'PCI_bus': '',
+            'other_config': {'nova_uuid': nova_uuid},
+            'recommendations': ''}
+
+
+class WatcherTest(unittest.TestCase):
+    def setUp(self):
+        self.sim = xapisim.Simulator(hosts=2, guest_delay=0.01)
+        self.addCleanup(self.sim.stop)
+        pool = self.sim.describe()['pools'][0]
+        self.control = Control(pool['master'])
+        self.session = session_mod.Session(pool['master'], 'root',
+                                           'xapisim').connect()
+        self.addCleanup(self.session.close)
+        self.host = self.session.call('host.get_by_uuid',
+                                      pool['hosts'][0]['uuid'])
+        self.other_host = self.session.call('host.get_by_uuid',
+                                            pool['hosts'][1]['uuid'])
+        self.events = []
+        self.cond = threading.Condition()
+        self.watcher = events.VMWatcher(self.session, self.host,
+                                        emit=self._emit)
+        self.watcher.start()
+        self.addCleanup(self.watcher.stop)
+
+    def _emit(self, event):
+        with self.cond:
+            self.events.append((event.get_instance_uuid(),
+                                event.get_transition()))
+            self.cond.notify_all()
+
+    def wait_for(self, item, seconds=15):
+        deadline = time.time() + seconds
+        with self.cond:
+            while item not in self.events:
+                left = deadline - time.time()
+                if left <= 0:
+                    self.fail('no %s in %s' % (item, self.events))
+                self.cond.wait(left)
+
+    def test_events_for_our_instances_only(self):
+        ours = self.session.call('VM.create', vm_record('ours', self.host))
+        # an instance of another compute: it runs on the other host
+        other = self.session.call('VM.create',
+                                  vm_record('other', self.other_host))
+        self.session.call('VM.start_on', ours, self.host, False, False)
+        self.session.call('VM.start_on', other, self.other_host, False,
+                          False)
+        self.wait_for(('ours', virtevent.EVENT_LIFECYCLE_STARTED))
+        self.session.call('VM.pause', ours)
+        self.wait_for(('ours', virtevent.EVENT_LIFECYCLE_PAUSED))
+        self.assertEqual(['ours'], self.watcher.uuids())
+        self.assertNotIn('other', [u for u, _ in self.events])
+
+    def test_recovers_when_xapi_restarts_and_refuses_logins(self):
+        vm = self.session.call('VM.create', vm_record('ours', self.host))
+        self.session.call('VM.start_on', vm, self.host, False, False)
+        self.wait_for(('ours', virtevent.EVENT_LIFECYCLE_STARTED))
+        resyncs = self.watcher.resyncs
+        self.control.fail('session.login_with_password',
+                          ['SESSION_AUTHENTICATION_FAILED', 'root', 'busy'],
+                          times=2)
+        self.control.restart_xapi()
+        # the change happens while the watcher is away
+        admin = session_mod.Session(self.sim.describe()['pools'][0][
+            'master'], 'root', 'xapisim')
+        for _ in range(20):
+            try:
+                admin.connect()
+                break
+            except Exception:
+                time.sleep(0.1)
+        self.addCleanup(admin.close)
+        admin.call('VM.hard_shutdown', vm)
+        self.wait_for(('ours', virtevent.EVENT_LIFECYCLE_STOPPED), 30)
+        self.assertGreater(self.watcher.resyncs, resyncs)
