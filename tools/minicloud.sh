@@ -6,6 +6,8 @@
 #     tools/minicloud.sh up        install (first time), start, bootstrap
 #     tools/minicloud.sh status    each service: pid, and whether it answers
 #     tools/minicloud.sh smoke     boot a server, check it in xapisim, delete
+#     tools/minicloud.sh tempest   up, then Tempest's compute API tests and
+#                                  nova_xen_tempest (tools/minicloud/tempest.sh)
 #     tools/minicloud.sh down      stop what ``up`` started
 #
 # What devstack would do, without devstack: MariaDB, RabbitMQ and memcached
@@ -33,6 +35,8 @@ source "$MC_MAIN_DIR/minicloud/devstack_functions.sh"
 source "$MC_MAIN_DIR/minicloud/infra.sh"
 # shellcheck source=tools/minicloud/openstack.sh
 source "$MC_MAIN_DIR/minicloud/openstack.sh"
+# shellcheck source=tools/minicloud/tempest.sh
+source "$MC_MAIN_DIR/minicloud/tempest.sh"
 
 # The image and network ``up`` creates, for ``smoke``
 MC_SUBNET_CIDR=${MINICLOUD_SUBNET_CIDR:-10.20.0.0/24}
@@ -309,7 +313,7 @@ function mc_smoke {
 }
 
 function mc_usage {
-    echo "usage: $0 up|down|status|smoke   (MINICLOUD_DIR=$MINICLOUD_DIR)" >&2
+    echo "usage: $0 up|down|status|smoke|tempest [--down] [--concurrency N] [--regex REGEX]   (MINICLOUD_DIR=$MINICLOUD_DIR)" >&2
     exit 2
 }
 
@@ -321,6 +325,12 @@ case "${1:-}" in
         mc_localrc
         run_plugin      # its functions only: the test image's name
         mc_smoke
+        ;;
+    tempest)
+        shift
+        mc_localrc
+        run_plugin      # its functions only: the test image
+        mc_tempest "$@"
         ;;
     *) mc_usage ;;
 esac

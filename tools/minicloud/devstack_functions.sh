@@ -20,7 +20,9 @@ FILES=$MC_FILES
 NOVA_CONF=$MC_ETC/nova/nova.conf
 NOVA_CPU_CONF=$MC_ETC/nova/nova-cpu.conf
 GLANCE_API_CONF=$MC_ETC/glance/glance-api.conf
-TEMPEST_CONFIG=$MC_ETC/tempest/tempest.conf
+# in the Tempest workspace (tools/minicloud/tempest.sh), as devstack's is in
+# $TEMPEST_DIR/etc
+TEMPEST_CONFIG=$MINICLOUD_DIR/tempest/etc/tempest.conf
 PYTHON=$MC_VENV/bin/python3
 
 # shellcheck source=tools/devstack_common.sh

@@ -1,0 +1,234 @@
+#!/bin/bash
+#
+# tools/minicloud/tempest.sh - real Tempest against the minicloud
+#
+#     tools/minicloud.sh tempest [--down] [--concurrency N] [--regex REGEX]
+#     tox -e tempest [-- the same options]
+#
+# 1. ``up`` (or the minicloud already running);
+# 2. Tempest 47.0.0 and this checkout (the nova_xen_tempest plugin) in a venv
+#    of their own, $MINICLOUD_DIR/tempest-venv (Tempest's requirements must
+#    not move the services' libraries), and a workspace made by ``tempest
+#    init`` in $MINICLOUD_DIR/tempest;
+# 3. its etc/tempest.conf written as devstack's lib/tempest writes it
+#    (identity v3, the admin of clouds.yaml, dynamic credentials, images,
+#    flavors, the shared network, the services there are), then the
+#    devstack plugin's ``stack test-config`` phase (the compute features the
+#    driver implements, [xenapi] for nova_xen_tempest), then what a
+#    local.conf [[test-config]] section would override;
+# 4. ``tempest run`` of tempest.api.compute and nova_xen_tempest, minus
+#    tools/minicloud/tempest-exclude.txt (one reason per line);
+# 5. the counts: passed, failed, skipped, excluded, and the wall time.
+#
+# Needs common.sh, devstack_functions.sh and the localrc of minicloud.sh.
+
+MC_TEMPEST_VENV=$MINICLOUD_DIR/tempest-venv
+MC_TEMPEST_DIR=$MINICLOUD_DIR/tempest
+MC_TEMPEST_EXCLUDE=$MC_TOOLS/tempest-exclude.txt
+# What runs: Nova's API tests of Tempest and nova-xen's plugin
+MC_TEMPEST_REGEX='^(tempest\.api\.compute|nova_xen_tempest)\.'
+MC_TEMPEST_PACKAGES=('tempest==47.0.0' 'XenAPI>=24.0.0')
+# tempest.conf [compute] build_timeout, as devstack's BUILD_TIMEOUT
+MC_TEMPEST_BUILD_TIMEOUT=${MINICLOUD_TEMPEST_BUILD_TIMEOUT:-196}
+# The second image ([compute] image_ref_alt): rebuilds change the image
+MC_TEMPEST_IMAGE_ALT=nova-xen-blank-alt
+
+
+# Install
+# -------
+
+# mc_tempest_install - Tempest and nova-xen into $MC_TEMPEST_VENV (once per
+# package list); the workspace
+function mc_tempest_install {
+    local stamp=$MC_TEMPEST_VENV/.minicloud-packages want
+    want=$(printf '%s\n' "${MC_TEMPEST_PACKAGES[@]}")
+    if [[ ! -x $MC_TEMPEST_VENV/bin/tempest || ! -f $stamp || "$(<"$stamp")" != "$want" ]]; then
+        mc_say "installing ${MC_TEMPEST_PACKAGES[*]} into $MC_TEMPEST_VENV"
+        if [[ ! -x $MC_TEMPEST_VENV/bin/python3 ]]; then
+            mc_run tempest-pip "$MINICLOUD_PYTHON" -m venv "$MC_TEMPEST_VENV"
+        fi
+        mc_run tempest-pip "$MC_TEMPEST_VENV/bin/pip" install \
+            --disable-pip-version-check "${MC_TEMPEST_PACKAGES[@]}"
+        echo "$want" > "$stamp"
+    fi
+    # nova_xen_tempest's entry point (tempest.test_plugins), without Nova:
+    # the plugin needs Tempest and XenAPI only
+    if ! "$MC_TEMPEST_VENV/bin/python3" -c 'import nova_xen_tempest.plugin' \
+            >/dev/null 2>&1; then
+        mc_run tempest-pip "$MC_TEMPEST_VENV/bin/pip" install \
+            --disable-pip-version-check --no-deps -e "$MC_REPO"
+    fi
+    if [[ ! -f $MC_TEMPEST_DIR/.stestr.conf ]]; then
+        # (its own workspace registry: ~/.tempest stays untouched)
+        mc_run tempest "$MC_TEMPEST_VENV/bin/tempest" init \
+            --workspace-path "$MINICLOUD_DIR/tempest-workspace.yaml" \
+            "$MC_TEMPEST_DIR"
+    fi
+}
+
+
+# Configure
+# ---------
+
+# _mc_tempest_value ARGS... - what the admin's openstack client answers,
+# -f value
+function _mc_tempest_value {
+    openstack "$@" -f value
+}
+
+# mc_tempest_configure - $TEMPEST_CONFIG from scratch, as devstack:
+# lib/tempest's configure_tempest, the plugins' test-config phase, then
+# local.conf's [[test-config]]
+function mc_tempest_configure {
+    local conf=$TEMPEST_CONFIG image alt flavor flavor_alt domain extensions
+    local filters service
+    local clouds=$MINICLOUD_DIR/clouds.yaml
+    mkdir -p "$(dirname "$conf")" "$MC_DATA/tempest"
+    rm -f "$conf"
+
+    image=$(_mc_tempest_value image show "$(_nova_xen_image_name)" -c id)
+    flavor=$(_mc_tempest_value flavor show m1.nano -c id)
+    flavor_alt=$(_mc_tempest_value flavor show m1.tiny -c id)
+    domain=$(_mc_tempest_value domain show default -c name)
+    extensions=$(_mc_tempest_value extension list --network -c Alias \
+        | sort | paste -sd, -)
+
+    # lib/tempest: logging, lock path
+    iniset "$conf" DEFAULT debug True
+    iniset "$conf" DEFAULT use_stderr False
+    iniset "$conf" DEFAULT log_file tempest.log
+    iniset "$conf" oslo_concurrency lock_path "$MC_DATA/tempest"
+
+    # Identity v3 only; the admin of clouds.yaml (devstack-admin)
+    iniset "$conf" identity uri_v3 "$(_mc_cloud_auth "$clouds" auth_url)"
+    iniset "$conf" identity auth_version v3
+    iniset "$conf" identity region RegionOne
+    iniset "$conf" identity-feature-enabled api_v2 False
+    iniset "$conf" auth admin_username "$(_mc_cloud_auth "$clouds" username)"
+    iniset "$conf" auth admin_project_name "$(_mc_cloud_auth "$clouds" project_name)"
+    iniset "$conf" auth admin_password "$(_mc_cloud_auth "$clouds" password)"
+    iniset "$conf" auth admin_domain_name "$domain"
+    iniset "$conf" auth use_dynamic_credentials True
+    iniset "$conf" auth tempest_roles member
+    # Tempest's per-project networks need a router (no L3 here): servers
+    # get the shared provider network instead
+    iniset "$conf" auth create_isolated_networks False
+
+    # Compute
+    iniset "$conf" compute build_timeout "$MC_TEMPEST_BUILD_TIMEOUT"
+    iniset "$conf" compute image_ref "$image"
+    iniset "$conf" compute image_ref_alt "$image"
+    iniset "$conf" compute flavor_ref "$flavor"
+    iniset "$conf" compute flavor_ref_alt "$flavor_alt"
+    # the shared network tools/minicloud/bootstrap.py creates
+    iniset "$conf" compute fixed_network_name minicloud-net
+    iniset "$conf" compute min_compute_nodes 1
+    iniset "$conf" compute max_microversion latest
+    iniset "$conf" compute-feature-enabled hostname_fqdn_sanitization True
+    # nova.conf's [filter_scheduler]enabled_filters (Nova's defaults here)
+    filters=$(iniget "$NOVA_CONF" filter_scheduler enabled_filters)
+    iniset "$conf" compute-feature-enabled scheduler_enabled_filters \
+        "${filters:-ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter}"
+
+    # Network: one shared flat network, no router, no floating IPs, no
+    # DHCP or metadata agent
+    iniset "$conf" network project_networks_reachable False
+    iniset "$conf" network shared_physical_network True
+    iniset "$conf" network-feature-enabled api_extensions "$extensions"
+    iniset "$conf" network-feature-enabled floating_ips False
+    iniset "$conf" network-feature-enabled port_security True
+
+    # Volumes: no Cinder
+    iniset "$conf" volume-feature-enabled backup False
+    iniset "$conf" volume-feature-enabled snapshot False
+    iniset "$conf" volume-feature-enabled clone False
+
+    # What runs here (TEMPEST_SERVICES)
+    for service in nova glance neutron; do
+        iniset "$conf" service_available "$service" True
+    done
+    for service in cinder swift; do
+        iniset "$conf" service_available "$service" False
+    done
+
+    # The plugins' phase: the driver's features, the test image, [xenapi]
+    local ENABLED_SERVICES=$ENABLED_SERVICES,tempest
+    if ! (run_plugin stack test-config) >> "$MC_LOG/plugin.log" 2>&1; then
+        mc_log_tail plugin
+        mc_die "the devstack plugin's test-config phase failed"
+    fi
+
+    # local.conf's [[test-config|$TEMPEST_CONFIG]]: a second image, so that
+    # rebuilds change the image
+    if ! alt=$(_mc_tempest_value image show "$MC_TEMPEST_IMAGE_ALT" -c id \
+            2>/dev/null); then
+        alt=$(_mc_tempest_value image create "$MC_TEMPEST_IMAGE_ALT" --public \
+            --disk-format "$NOVA_XEN_IMAGE_DISK_FORMAT" --container-format bare \
+            --file "$(_nova_xen_image_file)" -c id)
+    fi
+    iniset "$conf" compute image_ref_alt "$alt"
+    mc_say "tempest.conf: $conf"
+}
+
+# _mc_cloud_auth CLOUDS_YAML KEY - auth KEY of cloud devstack-admin
+function _mc_cloud_auth {
+    "$MC_VENV/bin/python3" -c 'import sys, yaml
+with open(sys.argv[1]) as f:
+    print(yaml.safe_load(f)["clouds"]["devstack-admin"]["auth"][sys.argv[2]])' \
+        "$1" "$2"
+}
+
+
+# Run
+# ---
+
+# mc_tempest_summary LISTED SECONDS - the counts of the last run (LISTED:
+# the selection before the exclude list, one test id a line)
+function mc_tempest_summary {
+    (cd "$MC_TEMPEST_DIR" && "$MC_TEMPEST_VENV/bin/stestr" last --subunit) \
+        | "$MC_TEMPEST_VENV/bin/subunit2csv" --no-passthrough \
+        | "$MC_TEMPEST_VENV/bin/python3" "$MC_TOOLS/tempest_summary.py" \
+        "$1" "$MC_TEMPEST_EXCLUDE" "$2"
+}
+
+# mc_tempest [--down] [--concurrency N] [--regex REGEX] - the whole thing
+function mc_tempest {
+    local down=False concurrency=${MINICLOUD_TEMPEST_CONCURRENCY:-2}
+    local regex=$MC_TEMPEST_REGEX started=$SECONDS run_started rc=0
+    local listed
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            --down) down=True ;;
+            --concurrency) concurrency=$2; shift ;;
+            --regex) regex=$2; shift ;;
+            *) mc_die "tempest: unknown option $1 (--down, --concurrency N, --regex REGEX)" ;;
+        esac
+        shift
+    done
+
+    if ! mc_pid n-cpu >/dev/null; then
+        "$MC_MAIN_DIR/minicloud.sh" up
+    fi
+    mc_status > /dev/null || mc_die "the minicloud is not healthy: $0 status; $0 down; $0 up"
+    mc_tempest_install
+    mc_tempest_configure
+
+    listed=$MC_TEMPEST_DIR/selected.txt
+    (cd "$MC_TEMPEST_DIR" && "$MC_TEMPEST_VENV/bin/tempest" run \
+        --config-file "$TEMPEST_CONFIG" --list-tests --regex "$regex") \
+        > "$listed" 2>> "$MC_LOG/tempest.log" \
+        || mc_die "tempest run --list-tests failed (log: $MC_LOG/tempest.log)"
+    mc_say "tempest run: $regex minus $MC_TEMPEST_EXCLUDE, concurrency $concurrency"
+    run_started=$SECONDS
+    (cd "$MC_TEMPEST_DIR" && "$MC_TEMPEST_VENV/bin/tempest" run \
+        --config-file "$TEMPEST_CONFIG" --regex "$regex" \
+        --exclude-list "$MC_TEMPEST_EXCLUDE" --concurrency "$concurrency") \
+        || rc=$?
+    mc_tempest_summary "$listed" "$((SECONDS - run_started))"
+    mc_say "tempest.log: $MC_TEMPEST_DIR/tempest.log; services' logs: $MC_LOG"
+    if [[ $down == True ]]; then
+        "$MC_MAIN_DIR/minicloud.sh" down
+    fi
+    mc_say "tempest done in $((SECONDS - started)) s, exit status $rc"
+    return $rc
+}
