@@ -12,26 +12,12 @@ from xapisim.client import Control
 
 from nova_xen import events
 from nova_xen import session as session_mod
-
-MIB = 1024 * 1024
+from tests import records
 
 
 def vm_record(nova_uuid, host):
-    mem = str(128 * MIB)
-    return {'name_label': 'watched', 'user_version': '1',
-            'is_a_template': False, 'affinity': host,
-            'memory_static_max': mem, 'memory_dynamic_max': mem,
-            'memory_dynamic_min': mem, 'memory_static_min': mem,
-            'VCPUs_params': {}, 'VCPUs_max': '1', 'VCPUs_at_startup': '1',
-            'actions_after_shutdown': 'destroy',
-            'actions_after_reboot': 'restart',
-            'actions_after_crash': 'destroy', 'PV_bootloader': '',
-            'PV_kernel': '', 'PV_ramdisk': '', 'PV_args': '',
-            'PV_bootloader_args': '', 'PV_legacy_args': '',
-            'HVM_boot_policy': 'BIOS order', 'HVM_boot_params': {},
-            'platform': {}, 'PCI_bus': '',
-            'other_config': {'nova_uuid': nova_uuid},
-            'recommendations': ''}
+    return records.vm_record('watched', affinity=host,
+                             other_config={'nova_uuid': nova_uuid})
 
 
 class WatcherTest(unittest.TestCase):

@@ -13,6 +13,7 @@ from nova_xen import conf as xen_conf
 from nova_xen import errors
 from nova_xen import host as host_mod
 from nova_xen import session as session_mod
+from tests import records
 
 NOVA_CONF = nova_conf.CONF
 
@@ -196,17 +197,5 @@ class ResourcesTest(HostTestCase):
 
 
 def _vm_record(name, memory_mib=256, nova=False):
-    mem = str(memory_mib * 1024 * 1024)
-    return {'name_label': name, 'user_version': '1', 'is_a_template': False,
-            'affinity': 'OpaqueRef:NULL', 'memory_static_max': mem,
-            'memory_dynamic_max': mem, 'memory_dynamic_min': mem,
-            'memory_static_min': mem, 'VCPUs_params': {}, 'VCPUs_max': '1',
-            'VCPUs_at_startup': '1', 'actions_after_shutdown': 'destroy',
-            'actions_after_reboot': 'restart',
-            'actions_after_crash': 'destroy', 'PV_bootloader': '',
-            'PV_kernel': '', 'PV_ramdisk': '', 'PV_args': '',
-            'PV_bootloader_args': '', 'PV_legacy_args': '',
-            'HVM_boot_policy': 'BIOS order', 'HVM_boot_params': {},
-            'platform': {}, 'PCI_bus': '',
-            'other_config': {'nova_uuid': 'x'} if nova else {},
-            'recommendations': ''}
+    return records.vm_record(name, memory_mib, other_config={
+        'nova_uuid': 'x'} if nova else {})

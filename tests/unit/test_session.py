@@ -14,6 +14,7 @@ from xapisim.client import Control
 from nova import exception
 from nova_xen import errors
 from nova_xen import session as session_mod
+from tests import records
 
 PASSWORD = 's3cret-Pa55'
 
@@ -233,21 +234,8 @@ class CallsTest(SessionTestCase):
 class TasksTest(SessionTestCase):
 
     def _vm(self, sess, memory_mib=128):
-        mem = str(memory_mib * 1024 * 1024)
-        vm = sess.call('VM.create', {
-            'name_label': 'task-test', 'user_version': '1',
-            'is_a_template': False, 'affinity': 'OpaqueRef:NULL',
-            'memory_static_max': mem, 'memory_dynamic_max': mem,
-            'memory_dynamic_min': mem, 'memory_static_min': mem,
-            'VCPUs_params': {}, 'VCPUs_max': '1', 'VCPUs_at_startup': '1',
-            'actions_after_shutdown': 'destroy',
-            'actions_after_reboot': 'restart',
-            'actions_after_crash': 'destroy', 'PV_bootloader': '',
-            'PV_kernel': '', 'PV_ramdisk': '', 'PV_args': '',
-            'PV_bootloader_args': '', 'PV_legacy_args': '',
-            'HVM_boot_policy': 'BIOS order', 'HVM_boot_params': {},
-            'platform': {}, 'PCI_bus': '', 'other_config': {},
-            'recommendations': ''})
+        vm = sess.call('VM.create', records.vm_record('task-test',
+                                                      memory_mib))
 
         def remove():
             if sess.call('VM.get_power_state', vm) != 'Halted':

@@ -17,6 +17,8 @@ import XenAPI
 import xapisim
 from xapisim.client import Control
 
+from tests import records
+
 MIB = 1024 * 1024
 
 
@@ -93,22 +95,7 @@ class SimTestCase(unittest.TestCase):
         raise AssertionError('no xenbr0 network')
 
     def new_vm(self, name='test-vm', memory_mib=256, vcpus=1, **extra):
-        mem = str(memory_mib * MIB)
-        record = {
-            'name_label': name, 'user_version': '1', 'is_a_template': False,
-            'affinity': 'OpaqueRef:NULL', 'memory_static_max': mem,
-            'memory_dynamic_max': mem, 'memory_dynamic_min': mem,
-            'memory_static_min': mem, 'VCPUs_params': {},
-            'VCPUs_max': str(vcpus), 'VCPUs_at_startup': str(vcpus),
-            'actions_after_shutdown': 'destroy',
-            'actions_after_reboot': 'restart',
-            'actions_after_crash': 'destroy', 'PV_bootloader': '',
-            'PV_kernel': '', 'PV_ramdisk': '', 'PV_args': '',
-            'PV_bootloader_args': '', 'PV_legacy_args': '',
-            'HVM_boot_policy': 'BIOS order',
-            'HVM_boot_params': {'order': 'dc'}, 'platform': {},
-            'PCI_bus': '', 'other_config': {}, 'recommendations': ''}
-        record.update(extra)
+        record = records.vm_record(name, memory_mib, vcpus, **extra)
         vm = self.x.VM.create(record)
         self.addCleanup(self._remove_vm, vm)
         return vm
@@ -174,6 +161,20 @@ class SimTestCase(unittest.TestCase):
         else:
             self.assertEqual(list(expected), details)
         return details
+
+
+def read_until_close(sock):
+    """Everything a server sends on ``sock`` until it closes."""
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b''.join(chunks)
 
 
 def _quiet_logout(session):

@@ -11,6 +11,7 @@ import time
 import urllib.parse
 import xmlrpc.client
 
+from tests.xapisim import base
 from tests.xapisim.base import SimTestCase
 
 
@@ -57,16 +58,7 @@ class BadInput(SimTestCase):
                     sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
-            chunks = []
-            while True:
-                try:
-                    chunk = sock.recv(65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            return b''.join(chunks)
+            return base.read_until_close(sock)
         finally:
             sock.close()
 

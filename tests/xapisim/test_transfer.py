@@ -12,6 +12,7 @@ import struct
 import time
 import urllib.parse
 
+from tests.xapisim import base
 from tests.xapisim.base import MIB, SimTestCase
 from tests.xapisim.test_vhd import (BLOCK, build_vhd, full_bitmap, pattern,
                                     sector_bitmap)
@@ -63,7 +64,7 @@ class TransferTestCase(SimTestCase):
                 return b''
             if end == 'half-close':
                 sock.shutdown(socket.SHUT_WR)
-            return _read_until_close(sock)
+            return base.read_until_close(sock)
         finally:
             sock.close()
 
@@ -110,19 +111,6 @@ class TransferTestCase(SimTestCase):
         vdi = self.new_vdi(2 * MIB)
         self.import_ok(vdi, b'still alive')
         self.assertEqual(b'still alive', self.read_vdi(vdi)[:11])
-
-
-def _read_until_close(sock):
-    chunks = []
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b''.join(chunks)
 
 
 def disk_with(size, regions):
