@@ -66,6 +66,7 @@ class XenAPIDriver(driver.ComputeDriver):
         self._sr = self._host.instance_sr()
         network.integration_network(self._session)
         self._isolation = network.Isolation(self._session, self._host)
+        self._isolation.check()
         self._index = events.VMWatcher(self._session, self._host.ref,
                                        emit=self.emit_event,
                                        new_domain=self._isolation.apply)

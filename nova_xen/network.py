@@ -12,6 +12,7 @@ from nova import exception
 from oslo_log import log as logging
 
 from nova_xen.conf import CONF
+from nova_xen import errors
 
 LOG = logging.getLogger(__name__)
 
@@ -163,6 +164,19 @@ class Isolation(object):
                                      'remove_rules', {
                                          'vif_uuid': self.session.call(
                                              'VIF.get_uuid', vif)})
+
+    def check(self):
+        """At start-up: dom0 of this host can filter (nft is installed)."""
+        try:
+            self.rules()
+        except errors.PluginError as exc:
+            if exc.code != 'NOVA_XEN_ISOLATION_UNAVAILABLE':
+                raise
+            raise errors.StartupError(reason=(
+                'Network isolation cannot work on host %s: %s. Install the '
+                'nftables package in its dom0 (see the nova-xen dom0 plugins '
+                'README).' % (self.host.nodename,
+                              exc.params[0] if exc.params else exc.code)))
 
     def rules(self, host_ref=None):
         return self.session.call_plugin(host_ref or self.host.ref,

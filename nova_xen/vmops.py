@@ -50,19 +50,36 @@ class _Undo(object):
         self.vdis = []
 
     def rollback(self, instance):
+        """Remove everything, each piece on its own: one failure (xapi
+        refusing, the isolation plugin unusable) never leaves the rest."""
         session = self.session
-        if self.vm is not None:
-            try:
-                if session.call('VM.get_power_state', self.vm) != 'Halted':
-                    session.call('VM.hard_shutdown', self.vm)
-                if self.isolation is not None:
-                    self.isolation.remove(self.vm)
-                session.call('VM.destroy', self.vm)
-            except Exception as exc:
-                LOG.error('could not remove VM %s of a failed spawn: %s',
-                          self.vm, exc, instance=instance)
+        vm = self.vm
+        if vm is not None:
+            _attempt(instance, 'stop the VM', lambda: _halt(session, vm))
+            if self.isolation is not None:
+                _attempt(instance, 'remove its isolation rules',
+                         lambda: self.isolation.remove(vm))
+            _attempt(instance, 'destroy the VM',
+                     lambda: session.call('VM.destroy', vm))
         for vdi in reversed(self.vdis):
-            storage.destroy_vdi(session, vdi)
+            _attempt(instance, 'destroy VDI %s' % vdi,
+                     lambda vdi=vdi: storage.destroy_vdi(session, vdi))
+
+
+def _halt(session, vm):
+    if session.call('VM.get_power_state', vm) != 'Halted':
+        session.call('VM.hard_shutdown', vm)
+
+
+def _attempt(instance, what, action):
+    """Run one clean-up action; a failure is logged, never raised."""
+    try:
+        action()
+    except exception.NotFound:
+        pass
+    except Exception as exc:
+        LOG.error('cleaning up a failed spawn: could not %s: %s', what, exc,
+                  instance=instance)
 
 
 class VMOps(object):
@@ -189,8 +206,7 @@ class VMOps(object):
             resident = session.call('VM.get_resident_on', vm)
             if session.call('VM.get_power_state', vm) != 'Halted':
                 session.call('VM.hard_shutdown', vm)
-            self.isolation.remove(vm, resident if resident != 'OpaqueRef:NULL'
-                                  else None)
+            self._remove_rules(instance, vm, resident)
             vdis = [vdi for vdi in storage.vdis_of_vm(session, vm)
                     if session.call('VDI.get_other_config', vdi)
                     .get('nova_uuid') == instance.uuid]
@@ -203,6 +219,19 @@ class VMOps(object):
         if destroy_disks:
             for vdi in vdis:
                 storage.destroy_vdi(session, vdi)
+
+    def _remove_rules(self, instance, vm, resident):
+        """The VM is halted: its dom0 devices, and so its rules' hooks,
+        are gone; what is left is bookkeeping, which must not keep the
+        instance from being deleted."""
+        try:
+            self.isolation.remove(
+                vm, resident if resident != storage.NULL else None)
+        except exception.NotFound:
+            raise
+        except Exception as exc:
+            LOG.warning('could not remove the isolation rules of its VIFs: '
+                        '%s', exc, instance=instance)
 
     # -- state -----------------------------------------------------------
 

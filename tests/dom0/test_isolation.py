@@ -363,9 +363,17 @@ class LifecycleTest(IsolationLabTestCase):
         self.assertEqual({VIF2: ['vif6.0']}, self.listed())
 
     def test_without_nft(self):
+        no_nft = {'NOVA_XEN_NFT': '/nonexistent/nft'}
         self.assertPluginFails(
-            ['NOVA_XEN_ISOLATION_UNAVAILABLE'], 'list_rules', {},
-            env={'NOVA_XEN_NFT': '/nonexistent/nft'})
+            ['NOVA_XEN_ISOLATION_UNAVAILABLE'], 'list_rules', {}, env=no_nft)
+        self.assertPluginFails(
+            ['NOVA_XEN_ISOLATION_UNAVAILABLE'], 'apply_rules',
+            {'vif_uuid': VIF1, 'devices': ['vif5.0'], 'mac': MAC1,
+             'ipv4': [IP1], 'ipv6': []}, env=no_nft)
+        # no nft, no rules: removing them (a destroy) succeeds
+        self.assertEqual({'vif_uuid': VIF1, 'removed': False},
+                         self.lab.plugin('remove_rules', {'vif_uuid': VIF1},
+                                         env=no_nft))
 
     def test_dom0_python(self):
         version = subprocess.run([netlab.PLUGIN_PYTHON, '--version'],

@@ -4,6 +4,7 @@ import contextlib
 import hashlib
 import http.client
 import io
+import json
 import os
 import ssl
 import sys
@@ -29,6 +30,32 @@ def api_paste_config():
         if os.path.exists(path):
             return path
     raise RuntimeError('nova api-paste.ini not found in %s' % candidates)
+
+
+class PluginsCopy(fixtures.Fixture):
+    """A copy of the dom0 plugins directory that a test may alter (modes
+    kept), for xapisim's ``plugins_dir``."""
+
+    def _setUp(self):
+        import shutil
+        import tempfile
+        from xapisim.plugins import default_plugins_dir
+        self.path = tempfile.mkdtemp(prefix='nova-xen-plugins-')
+        self.addCleanup(shutil.rmtree, self.path, True)
+        source = default_plugins_dir()
+        for name in os.listdir(source):
+            if os.path.isfile(os.path.join(source, name)):
+                shutil.copy2(os.path.join(source, name), self.path)
+
+    def edit(self, plugin, old, new):
+        """Replace ``old`` (which must be there) by ``new`` in a plugin."""
+        path = os.path.join(self.path, plugin)
+        with open(path) as fh:
+            text = fh.read()
+        if old not in text:
+            raise AssertionError('%r not in %s' % (old, plugin))
+        with open(path, 'w') as fh:
+            fh.write(text.replace(old, new))
 
 
 class XapisimFixture(fixtures.Fixture):
@@ -86,6 +113,13 @@ class XapisimFixture(fixtures.Fixture):
         left['VBD'] = [ref for ref, r in self.x.VBD.get_all_records().items()
                        if r['VM'] in vms or r['VDI'] in left['VDI']]
         return left
+
+    def isolation_rules(self, host=None):
+        """{VIF uuid: [dom0 device, ...]} with isolation rules on a host."""
+        host = host or self.x.host.get_all()[0]
+        reply = self.x.host.call_plugin(host, 'nova_xen_isolation.py',
+                                        'list_rules', {'params': '{}'})
+        return json.loads(reply)['vifs']
 
     def vdi_bytes(self, vdi, length):
         """The first ``length`` bytes of a VDI (exported as VHD)."""

@@ -1,9 +1,12 @@
 """nova-compute refuses to start, with one clear sentence, when it cannot
 use the pool -- and never shows the password."""
 
+import os
+
 from nova_xen import errors
 
 from tests.functional import base
+from tests.functional import fixtures
 
 
 class _NoComputeYet(base.XenAPIFunctionalTestCase):
@@ -51,39 +54,34 @@ class StartupTest(_NoComputeYet):
 
 
 class PluginCheckTest(_NoComputeYet):
-    """The dom0 plugins must be there and speak the driver's API."""
+    """The dom0 plugins must be there, speak the driver's API, and be able
+    to do their work."""
 
     def _setup_services(self):
-        import os
-        import shutil
-        import tempfile
-        from xapisim.plugins import default_plugins_dir
-        self.plugins = tempfile.mkdtemp(prefix='nova-xen-plugins-')
-        self.addCleanup(shutil.rmtree, self.plugins, True)
-        for name in os.listdir(default_plugins_dir()):
-            path = os.path.join(default_plugins_dir(), name)
-            if os.path.isfile(path):
-                shutil.copy2(path, self.plugins)
+        self.plugins = self.useFixture(fixtures.PluginsCopy())
         self.xapisim_options = dict(self.xapisim_options,
-                                    plugins_dir=self.plugins)
+                                    plugins_dir=self.plugins.path)
         super(PluginCheckTest, self)._setup_services()
 
     def test_missing_plugins(self):
-        import os
-        os.unlink(os.path.join(self.plugins, 'nova_xen_version.py'))
+        os.unlink(os.path.join(self.plugins.path, 'nova_xen_version.py'))
         self.assertRefused('do not answer', 'XENAPI_MISSING_PLUGIN',
                            'dom0_plugins/install.sh root@127.0.0.2')
 
     def test_plugins_of_another_api_version(self):
-        import os
-        lib = os.path.join(self.plugins, 'nova_xen_dom0lib.py')
-        with open(lib) as fh:
-            text = fh.read()
-        with open(lib, 'w') as fh:
-            fh.write(text.replace("API_VERSION = '1.0'",
-                                  "API_VERSION = '2.0'"))
+        self.plugins.edit('nova_xen_dom0lib.py', "API_VERSION = '1.0'",
+                          "API_VERSION = '2.0'")
         self.assertRefused('speak plugin API 2.0', 'needs 1.0',
                            'dom0_plugins/install.sh')
+
+    def test_dom0_without_nft(self):
+        # XCP-ng's dom0 does not ship nftables: say so before any spawn
+        self.plugins.edit('nova_xen_isolation.py',
+                          "os.environ.get('NOVA_XEN_NFT')",
+                          "'/nonexistent/nft'")
+        self.assertRefused('Network isolation cannot work on host',
+                           'nft command is not installed',
+                           'Install the nftables package in its dom0')
 
     def test_matching_plugins_start(self):
         self.assertIsNotNone(self.start_compute())

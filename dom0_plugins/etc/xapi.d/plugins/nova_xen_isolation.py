@@ -44,7 +44,9 @@ The XCP-ng 8.x dom0 kernel (4.19) has everything this needs
 (NF_TABLES, NF_TABLES_NETDEV, NETFILTER_INGRESS), but XCP-ng's dom0
 package set pulls in iptables and ipset, not nftables: install the
 ``nftables`` package in dom0 where ``nft`` is missing.  Without ``nft``
-every call fails with ``NOVA_XEN_ISOLATION_UNAVAILABLE``: there is
+``apply_rules`` and ``list_rules`` fail with
+``NOVA_XEN_ISOLATION_UNAVAILABLE`` (nova-compute checks this at start-up
+and refuses to start), ``remove_rules`` has nothing to remove: there is
 deliberately no ebtables fallback, because on the default Open vSwitch
 backend it would report success while filtering nothing.
 
@@ -274,7 +276,7 @@ def ruleset(vif_uuid, devices, mac, ipv4, ipv6, allow_dhcp):
 
 # -- running nft ----------------------------------------------------------
 
-def _nft_path():
+def _nft_path(required=True):
     override = os.environ.get('NOVA_XEN_NFT')
     if override:
         candidates = [override]
@@ -285,6 +287,8 @@ def _nft_path():
     for path in candidates:
         if os.path.isfile(path) and os.access(path, os.X_OK):
             return path
+    if not required:
+        return None
     lib.fail('NOVA_XEN_ISOLATION_UNAVAILABLE',
              'the nft command is not installed in dom0 '
              '(install the nftables package)')
@@ -385,7 +389,10 @@ def apply_rules(session, params):
 def remove_rules(session, params):
     _only(params, ('vif_uuid',))
     vif_uuid = lib.arg(params, 'vif_uuid', 'uuid')
-    nft = _nft_path()
+    nft = _nft_path(required=False)
+    if nft is None:
+        # without nft there can be no rules: nothing to remove
+        return {'vif_uuid': vif_uuid, 'removed': False}
     name = table_name(vif_uuid)
     existed = name in _hooked(nft)
     _apply(nft, _replace(name))
