@@ -15,6 +15,7 @@ xapi can take, a virtual size within the flavor and the configured
 maximum.
 """
 
+import itertools
 import queue
 import struct
 import threading
@@ -131,12 +132,22 @@ def glance_record(context, image_id):
 
 
 def glance_endpoints(context):
-    servers = glance.get_api_servers(context)
+    """Glance's endpoints for dom0, each once, without a trailing slash.
+
+    nova's ``get_api_servers`` cycles for ever over ``[glance]api_servers``
+    (shuffled) or the catalog's one endpoint, the catalog's trimmed of its
+    ``/v2`` to end in ``/``: it is read for as many entries as there are.
+    """
+    count = len(CONF.glance.api_servers or []) or 1
     found = []
-    for endpoint in servers:
-        if endpoint in found:
-            break
-        found.append(endpoint.rstrip('/'))
+    for endpoint in itertools.islice(glance.get_api_servers(context), count):
+        if not endpoint:
+            raise exception.GlanceConnectionFailed(
+                server='(none)', reason='Glance has no endpoint in the '
+                'service catalog and [glance]api_servers is not set')
+        endpoint = str(endpoint).rstrip('/')
+        if endpoint not in found:
+            found.append(endpoint)
     return found
 
 

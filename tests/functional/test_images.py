@@ -61,6 +61,49 @@ class Dom0PluginImagesTest(base.XenAPIFunctionalTestCase):
                          self.xapi.objects_of(server['id']))
 
 
+class ImageSizeTest(base.XenAPIFunctionalTestCase):
+    """A VHD bigger than the flavor's root disk, or than the configured
+    limit, is refused before any disk is created; the dom0 plugin refuses
+    it when Glance does not know its virtual size."""
+
+    def setUp(self):
+        super(ImageSizeTest, self).setUp()
+        self.flags(max_attempts=1, group='scheduler')
+        # 2 GiB virtual, a few KiB of bytes
+        self.big = build.make_vhd(2048 * MIB, {})
+
+    def assertRefused(self, image_id, flavor, *expected):
+        vdis = set(self.xapi.x.VDI.get_all())
+        server = self.boot(image_id, flavor=flavor, expected_state='ERROR')
+        fault = self.api.get_server(server['id'])['fault']['message']
+        for text in expected:
+            self.assertIn(text, fault)
+        self.assertEqual(vdis, set(self.xapi.x.VDI.get_all()))
+        self.assertEqual({'VM': [], 'VDI': [], 'VBD': [], 'VIF': []},
+                         self.xapi.objects_of(server['id']))
+
+    def test_larger_than_the_flavor_disk(self):
+        image_id = self.image_with(self.big, disk_format='vhd',
+                                   virtual_size=2048 * MIB)
+        # m1.tiny: a 1 GiB root disk
+        self.assertRefused(image_id, 'm1.tiny', 'Flavor\'s disk is too small',
+                           str(2048 * MIB))
+
+    def test_larger_than_max_image_size(self):
+        self.flags(max_image_size_gb=1, group='xenserver')
+        image_id = self.image_with(self.big, disk_format='vhd',
+                                   virtual_size=2048 * MIB)
+        self.assertRefused(image_id, 'm1.small',
+                           '[xenserver]max_image_size_gb (1 GiB)')
+
+    def test_virtual_size_unknown_to_glance(self):
+        # the plugin reads the VHD's own footer and refuses to write it
+        # into a 1 GiB disk
+        image_id = self.image_with(self.big, disk_format='vhd')
+        self.assertRefused(image_id, 'm1.tiny', 'dom0 image plugin refused it',
+                           'NOVA_XEN_IMAGE_TOO_LARGE')
+
+
 class RemoteStreamImagesTest(base.XenAPIFunctionalTestCase):
     """[xenserver]image_handler = vdi_remote_stream"""
 

@@ -12,21 +12,6 @@ MIB = 1024 * 1024
 
 class SnapshotTest(base.XenAPIFunctionalTestCase):
 
-    def setUp(self):
-        super(SnapshotTest, self).setUp()
-        # GlanceFixture.update keeps no bytes: keep them, as Glance would
-        real_update = self.glance.update
-
-        def update(context, image_id, metadata, data=None,
-                   purge_props=False):
-            if data is not None:
-                self.glance._imagedata[image_id] = data.read()
-                metadata = dict(metadata, size=len(
-                    self.glance._imagedata[image_id]))
-            return real_update(context, image_id, metadata,
-                               purge_props=purge_props)
-        self.glance.update = update
-
     def test_snapshot_is_a_vhd_of_the_root_disk_and_boots(self):
         data = pattern(2 * MIB + 3, seed=b'snapshot-me')
         server = self.boot(self.image_with(data))
@@ -35,6 +20,11 @@ class SnapshotTest(base.XenAPIFunctionalTestCase):
         self.assertEqual('vhd', image['disk_format'])
         self.assertEqual('bare', image['container_format'])
         self.assertEqual('active', image['status'])
+        # dom0 uploaded the bytes to Glance's API, with the user's token
+        self.assertIn(('PUT', '/v2/images/%s/file' % image_id),
+                      self.glance_http.requests)
+        self.assertEqual({self.glance_http.token},
+                         set(self.glance_http.tokens))
         # the image holds the root disk's bytes, as a VHD
         got = bytearray(len(data))
 
