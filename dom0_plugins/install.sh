@@ -151,6 +151,17 @@ names = sys.argv[1:]
         "$(python3 -V 2>&1)"
 }
 
+# The isolation plugin needs nft in dom0 (XCP-ng does not ship it): warn.
+check_nft() {
+    local root=${1%/} dir
+    for dir in /usr/sbin /sbin /usr/bin /bin; do
+        [ -x "$root$dir/nft" ] && return 0
+    done
+    echo "warning: no nft in ${root:-/}: network isolation needs the" \
+        "nftables package in dom0 (nova-compute refuses to start" \
+        "without it)" >&2
+}
+
 install_local() {
     local root=$1 check=$2 dest changes action name mode
     dest=${root%/}/$PLUGINS_DIR
@@ -190,6 +201,7 @@ install_local() {
         echo "unchanged: $dest"
     fi
     verify "$dest" || die "verification failed in $dest"
+    check_nft "$root"
 }
 
 install_remote() {

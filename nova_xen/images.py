@@ -151,6 +151,23 @@ def glance_endpoints(context):
     return found
 
 
+def glance_tls():
+    """How dom0 verifies Glance: nova's own [glance] TLS options, the CA
+    bundle (``cafile``, a file on the compute) passed as PEM text."""
+    if CONF.glance.api_insecure or CONF.glance.insecure:
+        return {'verify_tls': False}
+    params = {'verify_tls': True}
+    if CONF.glance.cafile:
+        try:
+            with open(CONF.glance.cafile) as fh:
+                params['ca_bundle'] = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise exception.GlanceConnectionFailed(
+                server='(all)', reason='cannot read [glance]cafile %s: %s'
+                % (CONF.glance.cafile, getattr(exc, 'strerror', None) or exc))
+    return params
+
+
 class RemoteStreamHandler(object):
     """nova-compute streams the image into the VDI over HTTP."""
 
@@ -337,8 +354,8 @@ class Dom0PluginHandler(object):
                   'container_format': meta.container_format,
                   'size': int(meta.size or 0),
                   'max_virtual_size': size,
-                  'checksum': checksum,
-                  'verify_tls': not CONF.glance.api_insecure}
+                  'checksum': checksum}
+        params.update(glance_tls())
         try:
             self.session.call_plugin(self.host.ref, self.PLUGIN,
                                      'download_image', params,
@@ -364,7 +381,7 @@ class Dom0PluginHandler(object):
             'disk_format': metadata['disk_format'],
             'container_format': metadata['container_format'],
             'properties': metadata.get('properties', {}),
-            'verify_tls': not CONF.glance.api_insecure}, long_running=True)
+            **glance_tls()}, long_running=True)
 
 
 def handler(session, host):

@@ -99,6 +99,20 @@ class LocalInstallTest(InstallTestCase):
             self.assertIn('installed %s' % self.dest_file(name), out)
         self.assertIn('verified: %d files' % len(source_names()), out)
 
+    def test_warns_when_dom0_has_no_nft(self):
+        rc, _, err = self.run_install('--local', '--root', self.root)
+        self.assertEqual(0, rc)
+        self.assertIn('warning: no nft in %s: network isolation needs the '
+                      'nftables package in dom0' % self.root, err)
+        sbin = os.path.join(self.root, 'usr', 'sbin')
+        os.makedirs(sbin)
+        with open(os.path.join(sbin, 'nft'), 'w') as fh:
+            fh.write('#!/bin/sh\n')
+        os.chmod(os.path.join(sbin, 'nft'), 0o755)
+        rc, _, err = self.run_install('--local', '--root', self.root)
+        self.assertEqual(0, rc)
+        self.assertNotIn('nft', err)
+
     def test_modes_plugins_executable_library_not(self):
         self.install()
         lib = os.stat(self.dest_file('nova_xen_dom0lib.py')).st_mode

@@ -20,6 +20,8 @@ class XenAPIFunctionalTestCase(integrated_helpers._IntegratedTestBase):
 
     #: options for the simulated pool (see python -m xapisim --help)
     xapisim_options = {'guest_delay': 0.01}
+    #: Glance's API (for the dom0 plugins) over HTTPS with its own CA
+    glance_tls = False
 
     def _setup_services(self):
         # the test process is no Xen domU: nothing to read in /sys/hypervisor
@@ -31,7 +33,10 @@ class XenAPIFunctionalTestCase(integrated_helpers._IntegratedTestBase):
         self.flags(api_paste_config=xen_fixtures.api_paste_config(),
                    group='wsgi')
         # Glance's HTTP API, for the dom0 image plugin
-        self.glance_http = glance_http.GlanceHTTP(self.glance)
+        tls_dir = None
+        if self.glance_tls:
+            tls_dir = self.useFixture(fixtures.TempDir()).path
+        self.glance_http = glance_http.GlanceHTTP(self.glance, tls_dir)
         self.addCleanup(self.glance_http.stop)
         self.flags(api_servers=[self.glance_http.url], group='glance')
         self.flags(connection_url=self.xapi.url,

@@ -16,6 +16,8 @@ import secrets
 import socketserver
 import threading
 
+from xapisim import tls
+
 _PATH = re.compile(r'^/v2/images/([0-9a-f-]{36})(/file)?$')
 
 
@@ -25,12 +27,21 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 class GlanceHTTP(object):
-    def __init__(self, fixture):
+    """``tls_dir``: serve HTTPS with a certificate signed by a CA made
+    there (its certificate: ``ca_file``)."""
+
+    def __init__(self, fixture, tls_dir=None):
         self.fixture = fixture
         self.token = 'keystone-token-' + secrets.token_hex(8)
         self.tokens = []
         self.requests = []
+        self.ca_file = None
         self.server = _Server(('127.0.0.1', 0), _Handler)
+        if tls_dir is not None:
+            self.ca_file, cert, key = tls.make_certificates(tls_dir,
+                                                            ['127.0.0.1'])
+            self.server.socket = tls.server_context(cert, key).wrap_socket(
+                self.server.socket, server_side=True)
         self.server.glance = self
         self.thread = threading.Thread(target=self.server.serve_forever,
                                        daemon=True)
@@ -38,7 +49,8 @@ class GlanceHTTP(object):
 
     @property
     def url(self):
-        return 'http://127.0.0.1:%d' % self.server.server_address[1]
+        return '%s://127.0.0.1:%d' % ('https' if self.ca_file else 'http',
+                                      self.server.server_address[1])
 
     def stop(self):
         self.server.shutdown()

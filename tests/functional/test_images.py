@@ -104,6 +104,29 @@ class ImageSizeTest(base.XenAPIFunctionalTestCase):
                            'NOVA_XEN_IMAGE_TOO_LARGE')
 
 
+class GlanceOverTLSTest(base.XenAPIFunctionalTestCase):
+    """dom0 verifies Glance's certificate with nova's [glance]cafile."""
+    glance_tls = True
+
+    def test_private_ca_from_glance_cafile(self):
+        self.assertTrue(self.glance_http.url.startswith('https://'))
+        self.flags(cafile=self.glance_http.ca_file, group='glance')
+        data = pattern(MIB + 5, seed=b'over-tls')
+        server = self.boot(self.image_with(data))
+        _, record = self.xapi.vm_of(server['id'])
+        root = self.xapi.x.VBD.get_VDI(record['VBDs'][0])
+        self.assertEqual(data, self.xapi.vdi_bytes(root, len(data)))
+
+    def test_unknown_ca_is_refused(self):
+        self.flags(max_attempts=1, group='scheduler')
+        server = self.boot(self.image_with(pattern(MIB)),
+                           expected_state='ERROR')
+        fault = self.api.get_server(server['id'])['fault']['message']
+        self.assertIn('CERTIFICATE_VERIFY_FAILED', fault)
+        self.assertEqual({'VM': [], 'VDI': [], 'VBD': [], 'VIF': []},
+                         self.xapi.objects_of(server['id']))
+
+
 class RemoteStreamImagesTest(base.XenAPIFunctionalTestCase):
     """[xenserver]image_handler = vdi_remote_stream"""
 
