@@ -1,9 +1,15 @@
 """Power operations: reboot, stop/start, pause, suspend.
 
-Clean operations ask the guest (through xapi) and fall back to the hard
-ones when the guest does not answer in time: the task is cancelled and
-the hard operation follows, as Nova's timeouts ask.
+Clean operations ask the guest (through xapi), again every retry
+interval, and fall back to the hard ones when the guest does not answer
+in time: the task is cancelled and the hard operation follows, as Nova's
+timeouts ask.  Every new domain the driver starts (start, resume, hard
+reboot) starts paused and runs only once its VIFs have their isolation
+rules; a guest rebooting itself (or a soft reboot) gets a new domain from
+xapi directly, whose rules follow within moments (the VM watcher).
 """
+
+import time
 
 from nova import exception
 from oslo_log import log as logging
@@ -18,6 +24,18 @@ def start(session, vm, host_ref, paused=False):
     """VM.start_on the compute's host, within [xenserver]running_timeout."""
     session.call_async('VM.start_on', vm, host_ref, paused, False,
                        timeout=CONF.xenserver.running_timeout)
+
+
+def start_filtered(session, vm, host_ref, apply_rules, resume=False):
+    """Start (or resume) ``vm`` paused, put the isolation rules on the new
+    domain's VIFs (``apply_rules(vm)``), then let the guest run: it never
+    sends a frame without them."""
+    if resume:
+        session.call_async('VM.resume_on', vm, host_ref, True, False)
+    else:
+        start(session, vm, host_ref, paused=True)
+    apply_rules(vm)
+    session.call_async('VM.unpause', vm)
 
 
 class PowerOps(object):
@@ -42,59 +60,73 @@ class PowerOps(object):
         if self.vifs is not None:
             self.vifs(vm)
 
-    def _clean_or_hard(self, instance, vm, clean, hard, timeout):
-        """Try ``clean`` for ``timeout`` seconds, then ``hard``."""
-        if timeout and timeout > 0:
+    def _ask(self, instance, vm, clean, timeout, retry_interval=0):
+        """Ask the guest (``clean``) for up to ``timeout`` seconds, asking
+        again every ``retry_interval`` seconds; True once it complied."""
+        deadline = time.monotonic() + (timeout or 0)
+        asked = 0
+        while timeout and timeout > 0:
+            left = deadline - time.monotonic()
+            if asked and left < 1:
+                break
+            wait = min(retry_interval, left) if retry_interval else left
+            asked += 1
             try:
-                self.session.call_async(clean, vm, timeout=timeout)
-                return
+                self.session.call_async(clean, vm, timeout=max(wait, 1))
+                return True
             except errors.XenAPIError as exc:
-                LOG.warning('%s did not complete (%s); using %s', clean, exc,
-                            hard, instance=instance)
+                if exc.code != 'TIMEOUT':
+                    LOG.warning('%s failed (%s)', clean, exc,
+                                instance=instance)
+                    return False
+                LOG.info('the guest did not answer %s within %d s (request '
+                         '%d)', clean, max(wait, 1), asked, instance=instance)
             except exception.InstanceInvalidState as exc:
-                LOG.warning('%s refused (%s); using %s', clean, exc, hard,
-                            instance=instance)
-        self.session.call_async(hard, vm)
+                LOG.warning('%s refused (%s)', clean, exc, instance=instance)
+                return False
+        return False
+
+    def _start(self, instance, vm, resume=False):
+        start_filtered(self.session, vm, self.host.ref,
+                       lambda vm: self._done(instance, vm), resume=resume)
+        self.watcher.refresh_vm(vm)
 
     # -- Nova's calls ------------------------------------------------------
 
     def reboot(self, instance, reboot_type):
         vm = self._vm(instance)
         state = self._state(vm)
-        if state == 'Running':
-            timeout = CONF.xenserver.soft_reboot_timeout \
-                if reboot_type == 'SOFT' else 0
-            self._clean_or_hard(instance, vm, 'VM.clean_reboot',
-                                'VM.hard_reboot', timeout)
-        elif state == 'Paused':
-            self.session.call_async('VM.hard_reboot', vm)
-        else:
-            # a reboot ends with the instance running, whatever it was
-            if state == 'Suspended':
-                self.session.call_async('VM.hard_shutdown', vm)
-            start(self.session, vm, self.host.ref)
-        self._done(instance, vm)
+        if state == 'Running' and reboot_type == 'SOFT' and self._ask(
+                instance, vm, 'VM.clean_reboot',
+                CONF.xenserver.soft_reboot_timeout):
+            self._done(instance, vm)
+            return
+        # hard: the domain goes and a new one starts paused, so that its
+        # VIFs have their isolation rules before the guest runs; a reboot
+        # ends with the instance running, whatever it was
+        if state != 'Halted':
+            LOG.info('hard reboot: stopping the domain', instance=instance)
+            self.session.call_async('VM.hard_shutdown', vm)
+        self._start(instance, vm)
 
     def power_off(self, instance, timeout=0, retry_interval=0):
         vm = self._vm(instance)
         state = self._state(vm)
         if state == 'Halted':
             return
-        if state == 'Running':
-            self._clean_or_hard(instance, vm, 'VM.clean_shutdown',
-                                'VM.hard_shutdown', timeout)
-        else:
-            self.session.call_async('VM.hard_shutdown', vm)
+        if not (state == 'Running' and self._ask(
+                instance, vm, 'VM.clean_shutdown', timeout, retry_interval)):
+            if self._state(vm) != 'Halted':
+                self.session.call_async('VM.hard_shutdown', vm)
         self._done(instance, vm)
 
     def power_on(self, instance):
         vm = self._vm(instance)
         state = self._state(vm)
         if state == 'Halted':
-            start(self.session, vm, self.host.ref)
+            self._start(instance, vm)
         elif state == 'Suspended':
-            self.session.call_async('VM.resume_on', vm, self.host.ref, False,
-                                    False)
+            self._start(instance, vm, resume=True)
         elif state == 'Paused':
             self.session.call_async('VM.unpause', vm)
         self._done(instance, vm)
@@ -116,6 +148,5 @@ class PowerOps(object):
 
     def resume(self, instance):
         vm = self._vm(instance)
-        self.session.call_async('VM.resume_on', vm, self.host.ref, False,
-                                False)
+        self._start(instance, vm, resume=True)
         self._done(instance, vm)

@@ -68,14 +68,15 @@ class Rescue(object):
             storage.create_vbd(session, rescue, vdi, 'root', bootable=True)
             storage.create_vbd(session, rescue, root, 'rescue')
             network.create_vifs(session, rescue, instance, network_info)
-            power.start(session, rescue, self.host.ref)
-            self.isolation.apply(rescue)
+            power.start_filtered(session, rescue, self.host.ref,
+                                 self.isolation.apply)
         except Exception:
             LOG.exception('rescue failed; restoring the instance',
                           instance=instance)
             self._remove(rescue, created)
             if session.call('VM.get_power_state', vm) == 'Halted':
-                power.start(session, vm, self.host.ref)
+                power.start_filtered(session, vm, self.host.ref,
+                                     self.isolation.apply)
             raise
         finally:
             stream.close()
@@ -87,8 +88,8 @@ class Rescue(object):
         vm = self.watcher.lookup(instance.uuid)
         if vm is not None and \
                 session.call('VM.get_power_state', vm) == 'Halted':
-            power.start(session, vm, self.host.ref)
-            self.isolation.apply(vm)
+            power.start_filtered(session, vm, self.host.ref,
+                                 self.isolation.apply)
             self.watcher.refresh_vm(vm)
 
     def _remove(self, rescue, vdis):

@@ -162,23 +162,23 @@ class VMOps(object):
         self.index.refresh_vm(vm)
 
     def _start(self, instance, vm, network_info, step):
-        """Start the VM once its ports are wired.
+        """Start the VM once its ports are wired and filtered.
 
-        Ports Neutron has not reported up yet are waited for, as libvirt
-        does: the domain is created paused (its VIF devices appear in dom0,
-        where the Neutron agent wires them), isolation rules are applied,
-        and the guest runs once Neutron says network-vif-plugged.
+        The domain is created paused: its VIF devices appear in dom0, where
+        the isolation rules go on them (and where Neutron wires them); the
+        guest runs only then, and, for ports Neutron has not reported up
+        yet, once it says network-vif-plugged (as libvirt waits).
         """
         session = self.session
         events = vif_plug_events(network_info)
         timeout = CONF.vif_plugging_timeout
-        pause = bool(events) and bool(timeout)
+        wait = bool(events) and bool(timeout)
         try:
             with self.virtapi.wait_for_instance_event(
-                    instance, events if pause else [], timeout=timeout,
+                    instance, events if wait else [], timeout=timeout,
                     error_callback=_neutron_failed):
                 with step('start the VM'):
-                    power.start(session, vm, self.host.ref, pause)
+                    power.start(session, vm, self.host.ref, paused=True)
                 with step('apply network isolation'):
                     self.isolation.apply(vm)
         except exception.InstanceEventTimeout:
@@ -186,9 +186,8 @@ class VMOps(object):
                 raise exception.VirtualInterfaceCreateException()
             LOG.warning('Neutron did not report every port plugged in %s s; '
                         'starting anyway', timeout, instance=instance)
-        if pause:
-            with step('unpause the VM'):
-                session.call_async('VM.unpause', vm)
+        with step('unpause the VM'):
+            session.call_async('VM.unpause', vm)
 
     # -- destroy ---------------------------------------------------------
 

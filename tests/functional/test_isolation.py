@@ -3,9 +3,11 @@ starts, moved to the new devices when the domain changes (also behind
 Nova's back), removed when the instance goes."""
 
 import json
+import os
 import time
 
 from tests.functional import base
+from tests.functional import fixtures
 from tests.functional.test_boot import pattern
 
 MIB = 1024 * 1024
@@ -59,3 +61,51 @@ class IsolationTest(base.XenAPIFunctionalTestCase):
     def test_rules_go_with_the_instance(self):
         self._delete_server(self.server)
         self.assertEqual({}, self.rules())
+
+
+class RulesBeforeTheGuestRunsTest(base.XenAPIFunctionalTestCase):
+    """Every domain the driver starts is paused while its VIFs get their
+    rules: the isolation plugin, asked to apply them, sees the VM Paused."""
+
+    def _setup_services(self):
+        self.plugins = self.useFixture(fixtures.PluginsCopy())
+        self.seen = os.path.join(self.plugins.path, 'seen')
+        self.plugins.edit(
+            'nova_xen_isolation.py', 'def apply_rules(session, params):\n',
+            'def apply_rules(session, params):\n'
+            '    _x = session.xenapi\n'
+            "    _vm = _x.VIF.get_VM(_x.VIF.get_by_uuid(params['vif_uuid']))\n"
+            '    with open(%r, "a") as _fh:\n'
+            '        _fh.write(_x.VM.get_power_state(_vm) + "\\n")\n'
+            % self.seen)
+        self.xapisim_options = dict(self.xapisim_options,
+                                    plugins_dir=self.plugins.path)
+        super(RulesBeforeTheGuestRunsTest, self)._setup_services()
+
+    def assertOnlyPaused(self):
+        """Rules were applied (maybe twice: the driver and the VM watcher
+        may both see the new domain), each time to a paused domain."""
+        with open(self.seen) as fh:
+            states = fh.read().split()
+        os.unlink(self.seen)
+        self.assertEqual({'Paused'}, set(states))
+
+    def test_spawn_start_resume_reboot_rescue(self):
+        server = self.boot(self.image_with(pattern(MIB)))
+        self.assertOnlyPaused()
+        for body, state in (({'os-stop': None}, 'SHUTOFF'),
+                            ({'os-start': None}, 'ACTIVE'),
+                            ({'suspend': None}, 'SUSPENDED'),
+                            ({'resume': None}, 'ACTIVE')):
+            self.api.post_server_action(server['id'], body)
+            self._wait_for_state_change(server, state)
+            if state == 'ACTIVE':
+                self.assertOnlyPaused()
+        self._reboot_server(server, hard=True)
+        self.assertOnlyPaused()
+        self._rescue_server(server)
+        self.assertOnlyPaused()
+        self._unrescue_server(server)
+        self.assertOnlyPaused()
+        vm, _ = self.xapi.vm_of(server['id'])
+        self.assertEqual('Running', self.xapi.x.VM.get_power_state(vm))

@@ -47,6 +47,20 @@ class PowerTest(base.XenAPIFunctionalTestCase):
         self.assertEqual(1, calls.get('task.cancel'))
         self.assertEqual(1, calls.get('VM.hard_shutdown'))
 
+    def test_stop_asks_again_every_retry_interval(self):
+        self.flags(shutdown_timeout=4)
+        self.flags(shutdown_retry_interval=1, group='compute')
+        self.xapi.control.guest(self.x.VM.get_uuid(self.vm),
+                                clean_shutdown='ignore')
+        self.xapi.control.reset_calls()
+        self.action({'os-stop': None}, 'SHUTOFF')
+        self.assertEqual('Halted', self.power_state())
+        calls = self.xapi.control.calls()
+        self.assertGreaterEqual(calls.get('VM.clean_shutdown'), 3)
+        self.assertEqual(calls.get('VM.clean_shutdown'),
+                         calls.get('task.cancel'))
+        self.assertEqual(1, calls.get('VM.hard_shutdown'))
+
     def test_soft_and_hard_reboot_give_a_new_domain(self):
         domid = self.x.VM.get_domid(self.vm)
         self._reboot_server(self.server, hard=False)
@@ -56,7 +70,11 @@ class PowerTest(base.XenAPIFunctionalTestCase):
         self.xapi.control.reset_calls()
         self._reboot_server(self.server, hard=True)
         self.assertNotEqual(second, self.x.VM.get_domid(self.vm))
-        self.assertEqual(1, self.xapi.control.calls().get('VM.hard_reboot'))
+        # a hard reboot is a new domain started paused (rules first)
+        calls = self.xapi.control.calls()
+        self.assertEqual(1, calls.get('VM.hard_shutdown'))
+        self.assertEqual(1, calls.get('VM.unpause'))
+        self.assertEqual('Running', self.power_state())
 
     def test_soft_reboot_falls_back_to_hard(self):
         self.flags(soft_reboot_timeout=1, group='xenserver')
@@ -66,7 +84,9 @@ class PowerTest(base.XenAPIFunctionalTestCase):
         self._reboot_server(self.server, hard=False)
         calls = self.xapi.control.calls()
         self.assertEqual(1, calls.get('VM.clean_reboot'))
-        self.assertEqual(1, calls.get('VM.hard_reboot'))
+        self.assertEqual(1, calls.get('task.cancel'))
+        self.assertEqual(1, calls.get('VM.hard_shutdown'))
+        self.assertEqual(1, calls.get('VM.start_on'))
         self.assertEqual('Running', self.power_state())
 
     def test_pause_and_unpause(self):
