@@ -104,6 +104,11 @@ class XenAPIDriver(driver.ComputeDriver):
     def get_available_nodes(self, refresh=False):
         return [self._host.nodename]
 
+    def get_nodenames_by_uuid(self, refresh=False):
+        """The compute node is the XenServer host, named by its uuid (not
+        by a compute_id file of the domU nova-compute happens to run in)."""
+        return {self._host.uuid: self._host.nodename}
+
     def get_available_resource(self, nodename):
         return self._host.available_resource(self._sr)
 
@@ -302,6 +307,8 @@ def _unsupported(feature, why):
 # one sentence (see doc/support-matrix.md) instead of a bare
 # NotImplementedError from nova's base class.
 for _name, _feature, _why in (
+        ('get_volume_connector', 'Cinder volumes (boot from volume, '
+         'attach)', 'Cinder volumes are not wired to xapi SRs yet'),
         ('attach_volume', 'attaching a volume',
          'Cinder volumes are not wired to xapi SRs yet'),
         ('detach_volume', 'detaching a volume',
@@ -322,6 +329,10 @@ for _name, _feature, _why in (
         ('get_serial_console', 'interactive serial consoles',
          'use the console log or the VNC console'),
         ('get_mks_console', 'MKS consoles', 'they are VMware\'s'),
+        ('quiesce', 'quiescing the guest for a snapshot',
+         'XenServer 8 and XCP-ng 8.3 have no quiesced snapshots'),
+        ('unquiesce', 'quiescing the guest for a snapshot',
+         'XenServer 8 and XCP-ng 8.3 have no quiesced snapshots'),
         ('soft_delete', 'soft delete', 'not implemented'),
         ('restore', 'restoring a soft-deleted server', 'not implemented')):
     setattr(XenAPIDriver, _name, _unsupported(_feature, _why))

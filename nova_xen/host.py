@@ -213,6 +213,9 @@ class Host(object):
             'hypervisor_version': versionutils.convert_version_to_int(
                 version.split('-')[0]),
             'hypervisor_hostname': self.nodename,
+            # the compute node (and placement provider) is the XenServer
+            # host: its uuid, whichever domU runs nova-compute for it
+            'uuid': self.uuid,
             'cpu_info': json.dumps({
                 'arch': obj_fields.Architecture.X86_64,
                 'vendor': cpu.get('vendor', ''),

@@ -66,24 +66,47 @@ class RescueTest(base.XenAPIFunctionalTestCase):
 
 
 class HostTest(base.XenAPIFunctionalTestCase):
+    """The host actions of Nova's API (os-hosts, before 2.43; the
+    hypervisor uptime) reach the XenServer host."""
 
-    def test_uptime_and_enable(self):
-        driver = self.computes[self.compute.host].manager.driver
-        self.assertIn('load average', driver.get_host_uptime())
-        host = self.xapi.x.host.get_all()[0]
-        self.assertEqual('disabled', driver.set_host_enabled(False))
-        self.assertFalse(self.xapi.x.host.get_enabled(host))
-        self.assertEqual('on_maintenance',
-                         driver.host_maintenance_mode('h', True))
-        self.assertEqual('off_maintenance',
-                         driver.host_maintenance_mode('h', False))
-        self.assertTrue(self.xapi.x.host.get_enabled(host))
+    def setUp(self):
+        super(HostTest, self).setUp()
+        self.host = self.xapi.x.host.get_by_uuid(
+            self.xapi.pool['hosts'][0]['uuid'])
+        self.api.microversion = '2.42'
+
+    def put(self, body):
+        return self.api.api_put('/os-hosts/%s' % self.compute.host,
+                                body).body
+
+    def test_enable_disable_and_maintenance(self):
+        self.assertEqual('disabled', self.put({'status': 'disable'})['status'])
+        self.assertFalse(self.xapi.x.host.get_enabled(self.host))
+        self.assertEqual('enabled', self.put({'status': 'enable'})['status'])
+        self.assertTrue(self.xapi.x.host.get_enabled(self.host))
+        self.assertEqual('on_maintenance', self.put(
+            {'maintenance_mode': 'enable'})['maintenance_mode'])
+        self.assertFalse(self.xapi.x.host.get_enabled(self.host))
+        self.assertEqual('off_maintenance', self.put(
+            {'maintenance_mode': 'disable'})['maintenance_mode'])
+        self.assertTrue(self.xapi.x.host.get_enabled(self.host))
+
+    def test_uptime(self):
+        self.api.microversion = '2.87'
+        hypervisor = self.api.api_get('/os-hypervisors').body[
+            'hypervisors'][0]
+        uptime = self.api.api_get('/os-hypervisors/%s/uptime'
+                                  % hypervisor['id']).body['hypervisor']
+        self.assertIn('load average', uptime['uptime'])
 
     def test_power_actions_are_refused_clearly(self):
-        driver = self.computes[self.compute.host].manager.driver
-        e = self.assertRaises(NotImplementedError, driver.host_power_action,
-                              'reboot')
-        self.assertIn('xe host-reboot', str(e))
+        resp = self.api.api_get('/os-hosts/%s/reboot' % self.compute.host,
+                                check_response_status=[501])
+        self.assertEqual(501, resp.status)
+        # the driver's own sentence, for the operator in the compute log
+        self.assertIn('nova-xen does not reboot XenServer hosts; use xe '
+                      'host-reboot', self.stdlog.logger.output)
+        self.assertTrue(self.xapi.x.host.get_enabled(self.host))
 
 
 class RescueFromVHDTest(base.XenAPIFunctionalTestCase):
