@@ -9,7 +9,9 @@ objects the pool holds:
   with ``[xenserver]reap_orphans`` (the default), removed;
 * a running VM whose instance is gone is only reported (Nova's own
   ``running_deleted_instance_action`` decides what to do with it);
-* anything whose instance lives on another host is left alone.
+* anything whose instance lives on another host is left alone;
+* a rescue VM of this host whose instance is not (or no longer) rescued
+  is removed with its rescue disk (the instance's own disk stays).
 """
 
 from nova import context as nova_context
@@ -19,6 +21,7 @@ from oslo_log import log as logging
 
 from nova_xen.conf import CONF
 from nova_xen import events
+from nova_xen import rescue
 from nova_xen import storage
 
 LOG = logging.getLogger(__name__)
@@ -66,6 +69,7 @@ class Reconciler(object):
             if reap:
                 self._remove_vm(vm, uuid)
                 found['removed'].append(vm)
+        self._rescues(found, reap)
         for vdi, record in self.session.call('VDI.get_all_records').items():
             uuid = record['other_config'].get('nova_uuid')
             if not uuid or record['VBDs'] or uuid in known_uuids or \
@@ -79,6 +83,35 @@ class Reconciler(object):
                 storage.destroy_vdi(self.session, vdi)
                 found['removed'].append(vdi)
         return found
+
+    def _rescues(self, found, reap):
+        """Rescue VMs whose instance is no longer rescued (an unrescue or a
+        delete lost in a crash): they hold the instance's disk."""
+        for vm, record in rescue.rescue_vms(self.session).items():
+            where = record['resident_on']
+            if where == storage.NULL:
+                where = record['affinity']
+            if where != self.host.ref:
+                continue
+            uuid = record['other_config'][rescue.TAG]
+            state = self._vm_state(uuid)
+            if state == 'rescued':
+                continue
+            found['vms'].append(vm)
+            LOG.warning('rescue VM %s of instance %s is left over (the '
+                        'instance is %s)%s', record['name_label'], uuid,
+                        state, ': removing it' if reap else '')
+            if reap:
+                rescue.remove(self.session, self.isolation, vm)
+                found['removed'].append(vm)
+
+    def _vm_state(self, uuid):
+        try:
+            instance = objects.Instance.get_by_uuid(
+                nova_context.get_admin_context(read_deleted='yes'), uuid)
+        except exception.InstanceNotFound:
+            return 'unknown to Nova'
+        return 'deleted' if instance.deleted else instance.vm_state
 
     def _remove_vm(self, vm, uuid):
         disks = [vdi for vdi in storage.vdis_of_vm(self.session, vm)

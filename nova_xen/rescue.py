@@ -19,6 +19,27 @@ TAG = 'nova_rescue_of'
 GIB = 1024 ** 3
 
 
+def remove(session, isolation, rescue):
+    """A rescue VM goes, with the disk it booted from (never the
+    instance's own disk, attached to it as xvdb)."""
+    own = [vdi for vdi in storage.vdis_of_vm(session, rescue)
+           if session.call('VDI.get_other_config', vdi)
+           .get('nova_role') == 'rescue']
+    if session.call('VM.get_power_state', rescue) != 'Halted':
+        session.call_async('VM.hard_shutdown', rescue)
+    isolation.remove(rescue)
+    session.call('VM.destroy', rescue)
+    for vdi in own:
+        storage.destroy_vdi(session, vdi)
+
+
+def rescue_vms(session):
+    """{ref: record} of every rescue VM of the pool."""
+    return {ref: record for ref, record
+            in session.call('VM.get_all_records').items()
+            if record['other_config'].get(TAG)}
+
+
 class Rescue(object):
     def __init__(self, session, host, watcher, images, isolation, sr_of):
         self.session = session
@@ -106,10 +127,7 @@ class Rescue(object):
         """The instance goes while rescued: its rescue VM goes too."""
         rescue = self.rescue_vm(instance)
         if rescue is not None:
-            own = [vdi for vdi in storage.vdis_of_vm(self.session, rescue)
-                   if self.session.call('VDI.get_other_config', vdi)
-                   .get('nova_role') == 'rescue']
-            self._remove(rescue, own)
+            remove(self.session, self.isolation, rescue)
 
     def power_state(self, instance):
         rescue = self.rescue_vm(instance)

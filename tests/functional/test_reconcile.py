@@ -2,6 +2,9 @@
 
 import uuid
 
+from nova import context
+from nova import objects
+
 from tests.functional import base
 from tests.functional.test_boot import pattern
 
@@ -76,3 +79,47 @@ class ReconcileTest(base.XenAPIFunctionalTestCase):
         self.assertIn('orphaned root disk %s of deleted instance %s'
                       % (self.x.VDI.get_uuid(vdi), ghost),
                       self.stdlog.logger.output)
+
+
+class RescueLeftOverTest(base.XenAPIFunctionalTestCase):
+    """A rescue VM whose instance is not rescued (an unrescue lost in a
+    crash) goes at start-up with its rescue disk; the instance's disk and
+    a rescued instance's rescue VM stay."""
+
+    def rescue_vm(self, server):
+        for ref, record in self.xapi.x.VM.get_all_records().items():
+            if record['other_config'].get('nova_rescue_of') == server['id']:
+                return ref
+        return None
+
+    def test_left_over_rescue_vm_goes_a_live_one_stays(self):
+        x = self.xapi.x
+        image = self.image_with(pattern(MIB))
+        lost = self.boot(image)
+        rescued = self.boot(image)
+        for server in (lost, rescued):
+            self._rescue_server(server)
+        # lost's unrescue happened in Nova, but the compute died before
+        # removing the rescue VM: what the pool holds after such a crash
+        lost_rescue = self.rescue_vm(lost)
+        rescue_disks = [x.VBD.get_VDI(vbd) for vbd in x.VM.get_VBDs(
+            lost_rescue) if x.VBD.get_userdevice(vbd) == '0']
+        lost_vm, record = self.xapi.vm_of(lost['id'])
+        root = x.VBD.get_VDI(record['VBDs'][0])
+        inst = objects.Instance.get_by_uuid(context.get_admin_context(),
+                                            lost['id'])
+        inst.vm_state = 'active'
+        inst.save()
+        self.compute = self.restart_compute_service(self.compute)
+        self.assertIsNone(self.rescue_vm(lost))
+        vdis = set(x.VDI.get_all())
+        self.assertFalse(set(rescue_disks) & vdis)
+        self.assertIn(root, vdis)
+        self.assertIn('rescue VM %s-rescue of instance %s is left over (the '
+                      'instance is active): removing it'
+                      % (record['name_label'], lost['id']),
+                      self.stdlog.logger.output)
+        # the rescued server keeps its rescue VM, running
+        keep = self.rescue_vm(rescued)
+        self.assertIsNotNone(keep)
+        self.assertEqual('Running', x.VM.get_power_state(keep))
