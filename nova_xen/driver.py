@@ -14,6 +14,7 @@ from oslo_log import log as logging
 from nova_xen import conf as xen_conf
 from nova_xen import consoles
 from nova_xen import diagnostics
+from nova_xen import errors
 from nova_xen import host as host_mod
 from nova_xen import images
 from nova_xen import events
@@ -265,11 +266,25 @@ class XenAPIDriver(driver.ComputeDriver):
         self._rescue.unrescue(instance)
 
     def set_admin_password(self, instance, new_pass):
-        """The guest agent reads it from xenstore: vm-data/admin_password."""
+        """The guest agent reads it from the running domain's xenstore
+        (vm-data/admin_password), written there by dom0: never into the
+        VM's xenstore_data, which xapi keeps in its database and copies
+        to the guest only when a domain is created."""
         vm = self._vmops.vm_ref(instance)
-        key = 'vm-data/admin_password'
-        self._session.call('VM.remove_from_xenstore_data', vm, key)
-        self._session.call('VM.add_to_xenstore_data', vm, key, new_pass)
+        record = self._session.call('VM.get_record', vm)
+        domid = int(record['domid'])
+        if record['power_state'] != 'Running' or domid < 1:
+            raise exception.InstancePasswordSetFailed(
+                instance=instance.uuid,
+                reason='the server is %s, not running'
+                % record['power_state'].lower())
+        try:
+            self._session.call_plugin(
+                record['resident_on'], consoles.HOST_PLUGIN, 'vm_data_write',
+                {'domid': domid, 'key': 'admin_password', 'value': new_pass})
+        except errors.PluginError as exc:
+            raise exception.InstancePasswordSetFailed(
+                instance=instance.uuid, reason=errors.describe(exc.details))
 
     # -- the host ------------------------------------------------------------
 

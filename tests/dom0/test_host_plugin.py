@@ -211,6 +211,43 @@ class HostFactsTest(HostPluginTestCase):
         self.assertEqual({'api_version': '1.0'}, self.call('plugin_api_version'))
 
 
+class VmDataTest(HostPluginTestCase):
+    """vm_data_write: into the running domain's xenstore (the simulated
+    dom0 keeps nodes as files), with its arguments checked first."""
+
+    def node(self, domid, key, host=0):
+        path = os.path.join(self.dom0_root(host), 'var', 'lib', 'xapisim',
+                            'xenstore', 'local', 'domain', str(domid),
+                            'vm-data', *key.split('/'))
+        with open(path) as fh:
+            return fh.read()
+
+    def test_writes_the_node(self):
+        self.assertEqual({'path': '/local/domain/7/vm-data/admin_password'},
+                         self.call('vm_data_write', {
+                             'domid': 7, 'key': 'admin_password',
+                             'value': 'pa ss "word"; $(x)'}))
+        self.assertEqual('pa ss "word"; $(x)', self.node(7, 'admin_password'))
+        self.call('vm_data_write', {'domid': 7, 'key': 'agent/a-b_c',
+                                    'value': ''}, host=1)
+        self.assertEqual('', self.node(7, 'agent/a-b_c', host=1))
+
+    def test_bad_arguments(self):
+        for key in ('../escape', '/abs', 'a//b', 'a/b/c/d/e', 'sp ace', '',
+                    'a/..'):
+            self.invalid('vm_data_write', {'domid': 7, 'key': key,
+                                           'value': 'v'}, 'key',
+                         'must be names of letters, digits, _ and - joined '
+                         'by /, at most 4')
+        self.invalid('vm_data_write', {'domid': 0, 'key': 'k', 'value': 'v'},
+                     'domid', 'must be at least 1')
+        self.invalid('vm_data_write', {'domid': 7, 'key': 'k',
+                                       'value': 'v' * 4097},
+                     'value', 'is too long')
+        self.invalid('vm_data_write', {'domid': 7, 'key': 'k'},
+                     'value', 'is required')
+
+
 class Dom0ProcTest(HostPluginTestCase):
     """A dom0 with its own /proc (a real one) is read, not the machine's."""
 
@@ -285,8 +322,10 @@ class Python36Test(HostPluginTestCase):
         for name in os.listdir(PLUGINS_DIR):
             if name.endswith('.py'):
                 shutil.copy2(os.path.join(PLUGINS_DIR, name), cls.plugins)
-        with open(os.path.join(cls.plugins, 'python_probe.py'), 'w') as fh:
+        probe = os.path.join(cls.plugins, 'python_probe.py')
+        with open(probe, 'w') as fh:
             fh.write(cls.PROBE)
+        os.chmod(probe, 0o755)      # xapi execs plugins
         cls.sim_options = dict(HostPluginTestCase.sim_options, plugins_dir=cls.plugins)
         super(Python36Test, cls).setUpClass()
 

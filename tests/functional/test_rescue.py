@@ -1,5 +1,7 @@
 """Rescue, unrescue, password and the host through Nova's API."""
 
+import os
+
 from tests.functional import base
 from tests.functional.test_boot import pattern
 
@@ -58,11 +60,22 @@ class RescueTest(base.XenAPIFunctionalTestCase):
         self.assertEqual({'VM': [], 'VDI': [], 'VBD': [], 'VIF': []},
                          self.xapi.objects_of(self.server['id']))
 
-    def test_change_password_reaches_xenstore(self):
+    def test_change_password_reaches_the_domains_xenstore_only(self):
+        secret = 's3cr3t!-' + self.server['id'][:8]
         self.api.post_server_action(
-            self.server['id'], {'changePassword': {'adminPass': 's3cr3t!'}})
-        self.assertEqual('s3cr3t!', self.x.VM.get_xenstore_data(
-            self.vm)['vm-data/admin_password'])
+            self.server['id'], {'changePassword': {'adminPass': secret}})
+        # in the running domain's xenstore, where its guest agent reads it
+        host = self.x.VM.get_resident_on(self.vm)
+        dom0 = self.x.host.get_other_config(host)['xapisim_dom0_root']
+        node = os.path.join(dom0, 'var', 'lib', 'xapisim', 'xenstore',
+                            'local', 'domain', self.x.VM.get_domid(self.vm),
+                            'vm-data', 'admin_password')
+        with open(node) as fh:
+            self.assertEqual(secret, fh.read())
+        # not in xapi's database, nor in any log line
+        record = self.x.VM.get_record(self.vm)
+        self.assertNotIn(secret, str(record))
+        self.assertNotIn(secret, self.stdlog.logger.output)
 
 
 class HostTest(base.XenAPIFunctionalTestCase):

@@ -16,6 +16,15 @@ host_facts {}
 host_uptime {}
     -> {"uptime": s, "text": " 10:01:02 up 3 days,  4:05,  load average:
        0.10, 0.20, 0.30"}, what Nova's get_host_uptime reports.
+vm_data_write {"domid": int, "key": "admin_password" (letters, digits, _,
+    -, up to 4 levels split by /), "value": str up to 4096}
+    -> {"path": "/local/domain/<domid>/vm-data/<key>"}: writes into the
+       running domain's xenstore, where its guest agent reads it.  xapi
+       copies a VM's xenstore_data there only when the domain is created,
+       and keeps it in its database: a secret (a new admin password) goes
+       this way instead, to the domain only.  The value never appears in
+       a failure.  Fails NOVA_XEN_XENSTORE_FAILED [path, exit status,
+       message].
 
 Bad or unknown parameters fail NOVA_XEN_INVALID_ARGUMENT [name, reason];
 anything unexpected NOVA_XEN_PLUGIN_ERROR [exception class, message].
@@ -29,6 +38,8 @@ up), and os.uname() is that machine's kernel.
 
 import base64
 import os
+import re
+import subprocess
 import time
 import zlib
 
@@ -39,6 +50,8 @@ CONSOLE_LOG = '/var/log/xen/guest/console.%d'
 MAX_DOMID = 0x7ff0 - 1
 DEFAULT_CONSOLE_BYTES = 100 * 1024
 MAX_CONSOLE_BYTES = 1024 * 1024
+VM_DATA_KEY = re.compile(r'^[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64}){0,3}$')
+XENSTORE_TIMEOUT = 30
 
 
 def _only(params, *names):
@@ -140,6 +153,47 @@ def host_uptime(session, params):
             'text': uptime_text(time.localtime(), seconds, _loadavg())}
 
 
+# -- xenstore ---------------------------------------------------------------
+
+def _xenstore_write():
+    # NOVA_XEN_XENSTORE_WRITE: tests only (xapi never sets it)
+    override = os.environ.get('NOVA_XEN_XENSTORE_WRITE')
+    candidates = [override] if override else [
+        os.path.join(d, 'xenstore-write')
+        for d in os.environ.get('PATH', '').split(os.pathsep) +
+        ['/usr/bin', '/usr/sbin', '/bin', '/sbin'] if d]
+    for path in candidates:
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    lib.fail('NOVA_XEN_XENSTORE_FAILED', '-', '-',
+             'xenstore-write is not installed in dom0')
+
+
+def vm_data_write(session, params):
+    _only(params, 'domid', 'key', 'value')
+    domid = lib.arg(params, 'domid', 'int', min=1, max=MAX_DOMID)
+    key = lib.arg(params, 'key', 'str', max_len=260)
+    if not VM_DATA_KEY.match(key):
+        raise lib.InvalidArgument('key', 'must be names of letters, digits, '
+                                  '_ and - joined by /, at most 4')
+    value = lib.arg(params, 'value', 'str', max_len=4096)
+    path = '/local/domain/%d/vm-data/%s' % (domid, key)
+    proc = subprocess.Popen([_xenstore_write(), path, value],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        _, err = proc.communicate(timeout=XENSTORE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        lib.fail('NOVA_XEN_XENSTORE_FAILED', path, 'timeout', 'no answer')
+    if proc.returncode != 0:
+        message = err.decode('utf-8', 'replace').replace(value, '***')
+        lib.fail('NOVA_XEN_XENSTORE_FAILED', path, proc.returncode,
+                 message.strip()[:500])
+    return {'path': path}
+
+
 if __name__ == '__main__':
     lib.main({'console_log': console_log, 'host_facts': host_facts,
-              'host_uptime': host_uptime})
+              'host_uptime': host_uptime, 'vm_data_write': vm_data_write})
