@@ -110,26 +110,42 @@ function mc_alive {
     [[ -n $state && $state != Z* ]]
 }
 
-# mc_pid NAME - the pid in NAME's pid file, if that process is alive
+# mc_started PID - when PID started (clock ticks since boot, field 22 of
+# /proc/PID/stat): a pid and its start time name one process for good,
+# whatever reuses the pid later
+function mc_started {
+    local stat fields
+    stat=$(<"/proc/$1/stat") 2>/dev/null || return 1
+    # the command name (field 2) may hold spaces and parentheses
+    read -ra fields <<< "${stat##*) }"
+    echo "${fields[19]}"
+}
+
+# mc_pid NAME - the pid in NAME's pid file, if that very process is alive
+# (same pid, same start time: a stale file never names another process)
 function mc_pid {
-    local file=$MC_RUN/$1.pid pid
+    local file=$MC_RUN/$1.pid pid started
     [[ -s $file ]] || return 1
-    pid=$(<"$file")
-    [[ $pid =~ ^[0-9]+$ ]] && mc_alive "$pid" || return 1
+    read -r pid started < "$file"
+    [[ $pid =~ ^[0-9]+$ && $started =~ ^[0-9]+$ ]] || return 1
+    mc_alive "$pid" || return 1
+    [[ "$(mc_started "$pid")" == "$started" ]] || return 1
     echo "$pid"
 }
 
 # mc_spawn NAME DIR COMMAND... - run COMMAND in DIR in a session of its
-# own, output appended to log/NAME.log, its pid in run/NAME.pid.  (A
-# background job of a script is no process group leader, so setsid execs
-# COMMAND in place: $! is COMMAND's pid, and its process group.)
+# own, output appended to log/NAME.log, its pid and start time in
+# run/NAME.pid.  (A background job of a script is no process group
+# leader, so setsid execs COMMAND in place: $! is COMMAND's pid, and its
+# process group; exec keeps the start time.)
 function mc_spawn {
-    local name=$1 dir=$2
+    local name=$1 dir=$2 pid
     shift 2
     mkdir -p "$MC_LOG" "$MC_RUN"
     echo "=== $(date '+%F %T') $*" >> "$MC_LOG/$name.log"
     (cd "$dir" && exec setsid "$@") >> "$MC_LOG/$name.log" 2>&1 < /dev/null &
-    echo $! > "$MC_RUN/$name.pid"
+    pid=$!
+    echo "$pid $(mc_started "$pid")" > "$MC_RUN/$name.pid"
 }
 
 # mc_stop NAME... - stop those services, each with its session: SIGTERM to
