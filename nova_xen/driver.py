@@ -14,7 +14,6 @@ from oslo_log import log as logging
 from nova_xen import conf as xen_conf
 from nova_xen import consoles
 from nova_xen import diagnostics
-from nova_xen import errors
 from nova_xen import host as host_mod
 from nova_xen import images
 from nova_xen import events
@@ -25,6 +24,7 @@ from nova_xen import rescue as rescue_mod
 from nova_xen import session as session_mod
 from nova_xen import snapshot as snapshot_mod
 from nova_xen import vmops
+from nova_xen import xenstore
 
 LOG = logging.getLogger(__name__)
 CONF = xen_conf.CONF
@@ -260,31 +260,16 @@ class XenAPIDriver(driver.ComputeDriver):
 
     def rescue(self, context, instance, network_info, image_meta,
                rescue_password, block_device_info, share_info):
-        self._rescue.rescue(context, instance, network_info, image_meta)
+        self._rescue.rescue(context, instance, network_info, image_meta,
+                            rescue_password)
 
     def unrescue(self, context, instance):
         self._rescue.unrescue(instance)
 
     def set_admin_password(self, instance, new_pass):
-        """The guest agent reads it from the running domain's xenstore
-        (vm-data/admin_password), written there by dom0: never into the
-        VM's xenstore_data, which xapi keeps in its database and copies
-        to the guest only when a domain is created."""
-        vm = self._vmops.vm_ref(instance)
-        record = self._session.call('VM.get_record', vm)
-        domid = int(record['domid'])
-        if record['power_state'] != 'Running' or domid < 1:
-            raise exception.InstancePasswordSetFailed(
-                instance=instance.uuid,
-                reason='the server is %s, not running'
-                % record['power_state'].lower())
-        try:
-            self._session.call_plugin(
-                record['resident_on'], consoles.HOST_PLUGIN, 'vm_data_write',
-                {'domid': domid, 'key': 'admin_password', 'value': new_pass})
-        except errors.PluginError as exc:
-            raise exception.InstancePasswordSetFailed(
-                instance=instance.uuid, reason=errors.describe(exc.details))
+        """The guest agent reads it from its xenstore: see xenstore.py."""
+        xenstore.write_password(self._session, instance,
+                                self._vmops.vm_ref(instance), new_pass)
 
     # -- the host ------------------------------------------------------------
 

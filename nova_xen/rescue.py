@@ -13,6 +13,7 @@ from nova_xen import network
 from nova_xen import power
 from nova_xen import storage
 from nova_xen import vmops
+from nova_xen import xenstore
 
 LOG = logging.getLogger(__name__)
 TAG = 'nova_rescue_of'
@@ -58,7 +59,8 @@ class Rescue(object):
                 return ref
         return None
 
-    def rescue(self, context, instance, network_info, image_meta):
+    def rescue(self, context, instance, network_info, image_meta,
+               password=None):
         session = self.session
         vm = self.watcher.lookup(instance.uuid)
         if vm is None:
@@ -91,6 +93,9 @@ class Rescue(object):
             network.create_vifs(session, rescue, instance, network_info)
             power.start_filtered(session, rescue, self.host.ref,
                                  self.isolation.apply)
+            if password:
+                # for the rescue image's guest agent, as at boot
+                xenstore.write_password(session, instance, rescue, password)
         except Exception:
             LOG.exception('rescue failed; restoring the instance',
                           instance=instance)

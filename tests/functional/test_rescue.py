@@ -18,6 +18,14 @@ class RescueTest(base.XenAPIFunctionalTestCase):
         self.root = self.xapi.x.VBD.get_VDI(record['VBDs'][0])
         self.x = self.xapi.x
 
+    def xenstore_node(self, host, domid, key):
+        """vm-data/<key> of a domain, as the simulated dom0 keeps it."""
+        dom0 = self.x.host.get_other_config(host)['xapisim_dom0_root']
+        with open(os.path.join(dom0, 'var', 'lib', 'xapisim', 'xenstore',
+                               'local', 'domain', str(domid), 'vm-data',
+                               key)) as fh:
+            return fh.read()
+
     def rescue_vms(self):
         return [r for r in self.x.VM.get_all_records().values()
                 if r['other_config'].get('nova_rescue_of') ==
@@ -27,13 +35,17 @@ class RescueTest(base.XenAPIFunctionalTestCase):
         rescue_data = pattern(MIB, seed=b'rescue-image')
         rescue_image = self.image_with(rescue_data, name='rescue')
         self.api.post_server_action(
-            self.server['id'], {'rescue': {'rescue_image_ref': rescue_image}})
+            self.server['id'], {'rescue': {'rescue_image_ref': rescue_image,
+                                           'adminPass': 'rescue-me-42'}})
         self._wait_for_state_change(self.server, 'RESCUE')
         self.assertEqual('Halted', self.x.VM.get_power_state(self.vm))
         rescues = self.rescue_vms()
         self.assertEqual(1, len(rescues))
         rescue = rescues[0]
         self.assertEqual('Running', rescue['power_state'])
+        # the rescue password, for the rescue guest's agent
+        self.assertEqual('rescue-me-42', self.xenstore_node(
+            rescue['resident_on'], rescue['domid'], 'admin_password'))
         disks = {self.x.VBD.get_userdevice(v): self.x.VBD.get_VDI(v)
                  for v in rescue['VBDs']}
         self.assertEqual(self.root, disks['1'])       # the instance's disk
@@ -65,13 +77,9 @@ class RescueTest(base.XenAPIFunctionalTestCase):
         self.api.post_server_action(
             self.server['id'], {'changePassword': {'adminPass': secret}})
         # in the running domain's xenstore, where its guest agent reads it
-        host = self.x.VM.get_resident_on(self.vm)
-        dom0 = self.x.host.get_other_config(host)['xapisim_dom0_root']
-        node = os.path.join(dom0, 'var', 'lib', 'xapisim', 'xenstore',
-                            'local', 'domain', self.x.VM.get_domid(self.vm),
-                            'vm-data', 'admin_password')
-        with open(node) as fh:
-            self.assertEqual(secret, fh.read())
+        self.assertEqual(secret, self.xenstore_node(
+            self.x.VM.get_resident_on(self.vm), self.x.VM.get_domid(self.vm),
+            'admin_password'))
         # not in xapi's database, nor in any log line
         record = self.x.VM.get_record(self.vm)
         self.assertNotIn(secret, str(record))
