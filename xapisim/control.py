@@ -29,6 +29,8 @@ def _authorised(handler):
 
 
 def serve(handler, req):
+    # the control interface is no part of xapi: a restart does not kill it
+    handler.pool.db.local.epoch = None
     if not _authorised(handler):
         return handler.send_error_page(
             401, 'Unauthorised', headers=[('WWW-Authenticate',

@@ -46,6 +46,17 @@ RELATIONS = (
 TOMBSTONES_KEPT = 100000
 
 
+class Killed(Exception):
+    """The work of a call or task that a xapi restart killed.
+
+    A restart kills xapi's process with every call and task in progress.
+    The simulator's threads cannot be killed, so each remembers the
+    database's epoch it started in; once a restart has moved the epoch on,
+    any change it tries to make raises this instead, and it unwinds
+    without touching the pool.
+    """
+
+
 def new_uuid():
     return str(uuidlib.uuid4())
 
@@ -63,6 +74,10 @@ class Database(object):
         self.schema = schema
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
+        # bumped by each xapi restart; a thread's calls and tasks belong to
+        # the epoch in local.epoch (None: the simulator's own work)
+        self.epoch = 0
+        self.local = threading.local()
         self.tables = {c: {} for c in schema.classes}
         self.by_uuid = {c: {} for c in schema.classes}
         self.generation = 0
@@ -118,6 +133,16 @@ class Database(object):
 
     # -- writing -------------------------------------------------------
 
+    def assert_alive(self):
+        """Raise Killed in a thread whose xapi has restarted since."""
+        epoch = getattr(self.local, 'epoch', None)
+        if epoch is not None and epoch != self.epoch:
+            raise Killed()
+
+    def enter_epoch(self, epoch=None):
+        """This thread's work now belongs to ``epoch`` (default: now)."""
+        self.local.epoch = self.epoch if epoch is None else epoch
+
     def _bump(self, cls, ref):
         self.generation += 1
         key = (cls, ref)
@@ -131,6 +156,7 @@ class Database(object):
         """Insert a record; missing fields take their datamodel defaults."""
         schema = self.schema.classes[cls]
         with self.lock:
+            self.assert_alive()
             ref = ref or new_ref()
             record = {}
             for name, field in schema.fields.items():
@@ -152,6 +178,7 @@ class Database(object):
     def set(self, cls, ref, **fields):
         """Change fields of one object: one change, one event."""
         with self.lock:
+            self.assert_alive()
             row = self.row(cls, ref)
             unknown = set(fields) - set(self.schema.classes[cls].fields)
             if unknown:   # a simulator bug, never a client's mistake
@@ -165,12 +192,14 @@ class Database(object):
 
     def touch(self, cls, ref):
         with self.lock:
+            self.assert_alive()
             self.row(cls, ref)
             self._bump(cls, ref)
             self._notify()
 
     def destroy(self, cls, ref):
         with self.lock:
+            self.assert_alive()
             row = self.row(cls, ref)
             for rel in self._forward[cls]:
                 self._link(rel, ref, row.get(rel[1]), None)

@@ -9,6 +9,7 @@ shutdowns unless the control interface tells it otherwise.
 import os
 import threading
 
+from xapisim.api import common
 from xapisim.api import host as host_api
 from xapisim.api.storage import attach_vbd
 from xapisim.db import now_datetime
@@ -68,6 +69,10 @@ def create_domain(pool, vm, host, paused=False):
     db = pool.db
     domid = next_domid(pool, host)
     row = db.row('VM', vm)
+    # as xenopsd decides: an unspecified type follows HVM_boot_policy
+    domain_type = row['domain_type']
+    if domain_type == 'unspecified':
+        domain_type = 'hvm' if row['HVM_boot_policy'] else 'pv'
     with db.lock:
         db.set('VM', vm, power_state='Paused' if paused else 'Running',
                domid=domid, resident_on=host,
@@ -83,9 +88,8 @@ def create_domain(pool, vm, host, paused=False):
                VCPUs_utilisation={i: 0.0 for i in
                                   range(row['VCPUs_at_startup'])},
                state=['running'], last_updated=now_datetime(),
-               current_domain_type=row['domain_type']
-               if row['domain_type'] != 'unspecified' else 'hvm',
-               hvm=row['HVM_boot_policy'] != '')
+               current_domain_type=domain_type,
+               hvm=domain_type != 'pv')
         _create_consoles(pool, vm, host)
         host_api.refresh_metrics(db, host)
         vif_devices(pool, vm, host, domid)
@@ -119,8 +123,11 @@ def _write_console_log(pool, vm, host, domid):
 
 
 def _report_guest_metrics(pool, vm):
+    """The guest agent reports (or, without PV drivers, nothing does);
+    what the VM may do follows (xapi's check_op_for_feature)."""
     db = pool.db
     if not behaviour(pool, vm)['pv_drivers']:
+        common.refresh_vm_allowed(db, vm)
         return
     networks = {}
     for vif in db.get('VM', vm, 'VIFs'):
@@ -144,6 +151,7 @@ def _report_guest_metrics(pool, vm):
         'last_updated': now_datetime(), 'other_config': {}, 'live': True,
         'can_use_hotplug_vbd': 'yes', 'can_use_hotplug_vif': 'yes'})
     db.set('VM', vm, guest_metrics=gm)
+    common.refresh_vm_allowed(db, vm)
 
 
 def destroy_domain(pool, vm, power_state='Halted'):
@@ -170,6 +178,7 @@ def destroy_domain(pool, vm, power_state='Halted'):
                    VCPUs_utilisation={}, last_updated=now_datetime())
         if host != NULL_REF and db.exists('host', host):
             host_api.refresh_metrics(db, host)
+        common.refresh_vm_allowed(db, vm)
 
 
 def reboot_domain(pool, vm):

@@ -18,6 +18,7 @@ import traceback
 from urllib.parse import parse_qs, urlsplit
 
 from xapisim import wire
+from xapisim.db import Killed
 from xapisim.errors import XapiError
 
 
@@ -94,7 +95,7 @@ class TCPServer(HostServerMixin, http.server.ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         if sys.exc_info()[0] is not None and issubclass(
-                sys.exc_info()[0], (ssl.SSLError, ConnectionError)):
+                sys.exc_info()[0], (ssl.SSLError, ConnectionError, Killed)):
             return      # a client that failed TLS or went away
         super(TCPServer, self).handle_error(request, client_address)
 
@@ -154,17 +155,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def handle_one_request(self):
         self.basic_session = None
+        # what this request does dies with the xapi serving it now
+        self.pool.db.enter_epoch()
         try:
             super(Handler, self).handle_one_request()
-        except (ConnectionError, socket.timeout):
-            # the client went away: nothing to answer, nothing to report
+        except (ConnectionError, socket.timeout, Killed):
+            # the client went away, or xapi restarted under the request:
+            # nothing to answer, nothing to report
             self.close_connection = True
         finally:
             # xapi logs out the session it opened for HTTP Basic auth
             if self.basic_session is not None:
                 with self.pool.db.lock:
                     if self.pool.db.exists('session', self.basic_session):
-                        self.pool.db.destroy('session', self.basic_session)
+                        try:
+                            self.pool.db.destroy('session',
+                                                 self.basic_session)
+                        except Killed:
+                            pass
 
     def setup(self):
         if isinstance(self.request, ssl.SSLSocket):
@@ -343,6 +351,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             payload = wire.success(value)
         except XapiError as exc:
             payload = wire.failure(exc.description)
+        except Killed:
+            # a xapi restart killed the call: its connection is gone
+            self.close_connection = True
+            return
         except Exception as exc:  # a simulator bug: say so, keep serving
             traceback.print_exc()
             payload = wire.failure(['INTERNAL_ERROR', repr(exc)])

@@ -2,7 +2,8 @@
 
 xapi executes ``/etc/xapi.d/plugins/<name>`` with the XML-RPC call as its
 only argument and reads an XML-RPC response from its stdout.  The
-simulator runs the files of its plugins directory the same way, with
+simulator runs the files of its plugins directory the same way (a file
+without an execute bit fails, as execve fails for xapi), with
 stand-ins for dom0's ``XenAPI`` and ``XenAPIPlugin`` modules on the
 path, and ``DOM0_ROOT`` pointing at the simulated host's dom0 directory
 (where ``var/lib/xcp/xapi`` is the host's xapi socket).
@@ -10,6 +11,7 @@ path, and ``DOM0_ROOT`` pointing at the simulated host's dom0 directory
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import xmlrpc.client
@@ -29,12 +31,26 @@ def default_plugins_dir():
     return candidate if os.path.isdir(candidate) else None
 
 
+def _executable(path):
+    """execve would run it: a regular file this process may execute (for
+    root: any of its execute bits is set)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and os.access(path, os.X_OK)
+
+
 def call(pool, host, session, plugin, fn, args):
     plugins_dir = pool.options.plugins_dir
     if not plugins_dir or not os.path.isdir(plugins_dir) or \
             plugin not in os.listdir(plugins_dir):
         raise XapiError('XENAPI_MISSING_PLUGIN', plugin)
     path = os.path.join(plugins_dir, plugin)
+    if not _executable(path):
+        # xapi execs the file: forkexecd's child gets EACCES from execve
+        # and exits 126 (127 for ENOENT), printing nothing
+        raise XapiError('XENAPI_PLUGIN_FAILURE', 'non-zero exit', '', '')
     request = xmlrpc.client.dumps((session, args), fn)
     python = pool.options.plugin_python or sys.executable
     env = {
@@ -45,6 +61,9 @@ def call(pool, host, session, plugin, fn, args):
         'LANG': 'C.UTF-8',
         # the simulated dom0's nftables: a stand-in keeping tables as text
         'NOVA_XEN_NFT': os.path.join(DOM0_MODULES, 'nft'),
+        # and its xenstore: one file per node
+        'NOVA_XEN_XENSTORE_WRITE': os.path.join(DOM0_MODULES,
+                                                'xenstore-write'),
     }
     if 'COVERAGE_PROCESS_START' in os.environ:
         env['COVERAGE_PROCESS_START'] = os.environ['COVERAGE_PROCESS_START']

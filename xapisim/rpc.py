@@ -39,10 +39,14 @@ class Context(object):
         self.method = method
 
     def progress(self, fraction):
+        self.db.assert_alive()
         if self.task and self.db.exists('task', self.task):
             self.db.set('task', self.task, progress=float(fraction))
 
     def check_cancelled(self):
+        """Stop here if a xapi restart killed this work or the client
+        cancelled its task."""
+        self.db.assert_alive()
         if self.task and self.pool.tasks.cancel_requested(self.task):
             raise XapiError('TASK_CANCELLED', self.task)
 
@@ -121,6 +125,8 @@ class Api(object):
 
     def handle_xmlrpc(self, host, method, params, local=False):
         """Serve one call; the wire value or an XapiError."""
+        # the call dies with the xapi that is serving it now
+        self.pool.db.enter_epoch()
         if self.pool.latency:
             time.sleep(self.pool.latency)
         return self.invoke(host, method, params, local=local)

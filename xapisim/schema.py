@@ -242,8 +242,11 @@ class OptionType(Type):
 
 
 class AnyType(Type):
-    """Results the datamodel describes in words (event batches)."""
-    name = 'any'
+    """Types the datamodel describes in words: ``void`` results, event
+    batches, event snapshots.  The name is the datamodel's own text."""
+
+    def __init__(self, text):
+        self.name = text
 
     def decode(self, value, field):
         return value
@@ -322,6 +325,9 @@ class ClassSchema(object):
         return out
 
 
+# The only type strings of the datamodel that are words, not types.
+DESCRIBED_TYPES = ('void', 'an event batch', '<class> record')
+
 # Trailing parameters that xapi lets a caller omit, with the value it
 # assumes.  The published datamodel JSON does not carry xapi's
 # versioned-parameter defaults, so the few that clients rely on are listed.
@@ -368,8 +374,9 @@ class Schema(object):
     def _add_where_messages(self, cls):
         # xapi serves get_all_records_where / get_all_where on every class
         # that has get_all_records, although the published datamodel omits
-        # them.
-        if 'get_all_records' not in cls.messages:
+        # them; a class that declares its own (message) has only that one.
+        if 'get_all_records' not in cls.messages or \
+                'get_all_records_where' in cls.messages:
             return
         sess = ('session_id', self.type('session ref'))
         expr = ('expr', StringType())
@@ -392,8 +399,8 @@ class Schema(object):
                   'bool': BoolType, 'datetime': DateTimeType}
         if text in simple:
             return simple[text]()
-        if text == 'void':
-            return AnyType()
+        if text in DESCRIBED_TYPES:
+            return AnyType(text)
         if text.endswith(' map') and text.startswith('('):
             inner = text[1:-len(' map')].rstrip()
             assert inner.endswith(')'), text
@@ -413,7 +420,8 @@ class Schema(object):
             cname = text[:-len(' record')]
             if cname in self.classes:
                 return RecordType(self, cname)
-        return AnyType()
+        # a type string read wrongly must not pass for an untyped value
+        raise ValueError('unknown datamodel type %r' % text)
 
     def error_arity(self, code):
         params = self.errors.get(code)

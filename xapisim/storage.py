@@ -133,6 +133,7 @@ class Storage(object):
 def copy_file_data(src, dst, progress=None):
     """Copy the data regions of sparse file ``src`` into ``dst``."""
     size = min(os.path.getsize(src), os.path.getsize(dst))
+    reported = 0.0
     with open(src, 'rb') as fin, open(dst, 'r+b') as fout:
         for offset, length in data_extents(fin, size):
             done = 0
@@ -143,8 +144,12 @@ def copy_file_data(src, dst, progress=None):
                 fout.seek(offset + done)
                 fout.write(chunk)
                 done += n
-            if progress:
-                progress(float(offset + length) / max(size, 1))
+                # how far through the disk, in steps of 1% at least; 1.0
+                # is for the task's end
+                at = min(float(offset + done) / max(size, 1), 0.99)
+                if progress and at - reported >= 0.01:
+                    reported = at
+                    progress(at)
 
 
 def data_extents(fh, size):

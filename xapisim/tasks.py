@@ -4,7 +4,7 @@ import threading
 import traceback
 
 from xapisim import wire
-from xapisim.db import new_ref, now_datetime
+from xapisim.db import Killed, new_ref, now_datetime
 from xapisim.errors import XapiError
 from xapisim.rpc import Context
 
@@ -35,15 +35,22 @@ class Tasks(object):
     def run_async(self, host, session, msg, fn, values):
         task = self.create(host, session, 'Async.' + msg.wire_name)
         ctx = Context(self.pool, host, session, task=task, method=msg.wire_name)
+        epoch = getattr(self.db.local, 'epoch', None)
+        if epoch is None:
+            epoch = self.db.epoch
         thread = threading.Thread(
-            target=self._run, args=(ctx, msg, fn, values),
+            target=self._run, args=(ctx, msg, fn, values, epoch),
             name='task-%s' % msg.wire_name, daemon=True)
         thread.start()
         return task
 
-    def _run(self, ctx, msg, fn, values):
+    def _run(self, ctx, msg, fn, values, epoch):
+        # the task dies with the xapi that created it
+        self.db.enter_epoch(epoch)
         try:
             value = self.pool.api.run(ctx, msg, fn, values)
+        except Killed:
+            return          # a xapi restart: the task is gone already
         except XapiError as exc:
             self.fail(ctx.task, exc.description)
         except Exception as exc:  # a simulator bug must still end the task
@@ -113,12 +120,12 @@ class Tasks(object):
                 return
             self.db.destroy('task', task)
 
-    def kill_pending(self):
-        """A xapi restart: pending tasks vanish."""
+    def kill_all(self):
+        """A xapi restart: every task vanishes, pending or not (xapi keeps
+        tasks in memory only: its datamodel does not persist them)."""
         with self.db.lock:
             for ref in self.db.refs('task'):
-                if self.db.get('task', ref, 'status') == PENDING:
-                    self.db.destroy('task', ref)
+                self.db.destroy('task', ref)
         with self._lock:
             self._cancel.clear()
             self._destroy_when_done.clear()

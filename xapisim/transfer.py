@@ -97,6 +97,12 @@ def import_raw_vdi(handler, req):
         # the client went away before the transfer began
         pool.tasks.fail(task, ['VDI_IO_ERROR', 'Device I/O errors'])
         return
+    refusal = _import_refusal(pool.db, vdi)
+    if refusal is not None:
+        # as xapi, which attaches the VDI read-write to dom0 after the
+        # 200 OK: the task fails and not a byte is read or written
+        pool.tasks.fail(task, refusal.description)
+        return
     length = handler.headers.get('Content-Length')
     reader = _BodyReader(handler.rfile, int(length) if length else None,
                          pool, task)
@@ -133,16 +139,64 @@ def import_raw_vdi(handler, req):
     pool.tasks.succeed(task, vdi)
 
 
+def _import_refusal(db, vdi):
+    """Why xapi cannot attach ``vdi`` read-write to dom0 for an import.
+
+    xapi (Sm_fs_ops.with_block_attached_device) creates a read-write VBD
+    in dom0 and plugs it: VBD.create refuses a read-only VDI
+    (VDI_READONLY), and the sharing check of VBD.plug
+    (xapi_vbd_helpers) refuses a VDI that is not sharable while another
+    VBD has it attached, unless that VBD's VM is suspended (VDI_IN_USE).
+    """
+    with db.lock:
+        row = db.row('VDI', vdi)
+        if row['read_only']:
+            return XapiError('VDI_READONLY', vdi)
+        if row['sharable']:
+            return None
+        for vbd in row['VBDs']:
+            other = db.row('VBD', vbd)
+            if not (other['currently_attached'] or
+                    other['current_operations']):
+                continue
+            vm = db.table('VM').get(other['VM'])
+            if vm is not None and vm['power_state'] == 'Suspended':
+                continue
+            return XapiError('VDI_IN_USE', vdi)
+    return None
+
+
 class _BodyReader(object):
-    """The request body, bounded by Content-Length, honouring task.cancel."""
+    """The request body, bounded by Content-Length, honouring task.cancel
+    and reporting the share of it read as the task's progress."""
+
+    # the task's progress moves in steps of at least this much
+    PROGRESS_STEP = 0.01
 
     def __init__(self, rfile, length, pool, task):
         self.rfile = rfile
+        self.length = length
         self.left = length
         self.pool = pool
         self.task = task
+        self.reported = 0.0
+
+    def _progress(self):
+        if not self.length:
+            return
+        # 1.0 is for the task's end, once the bytes are safely written
+        done = min((self.length - self.left) / float(self.length), 0.99)
+        if done - self.reported < self.PROGRESS_STEP:
+            return
+        self.reported = done
+        db = self.pool.db
+        with db.lock:
+            if db.exists('task', self.task) and \
+                    db.get('task', self.task, 'status') == 'pending':
+                db.set('task', self.task, progress=done)
 
     def read(self, n):
+        self.pool.db.assert_alive()      # a xapi restart stops the transfer
         if self.pool.tasks.cancel_requested(self.task):
             raise XapiError('TASK_CANCELLED', self.task)
         if self.left is not None:
@@ -156,6 +210,7 @@ class _BodyReader(object):
                 raise TransferError('truncated upload: %d bytes missing'
                                     % self.left)
             self.left -= len(data)
+            self._progress()
         return data
 
     def finish(self):

@@ -9,13 +9,23 @@ xapi's database filter (``db_filter_lex.mll`` / ``db_filter_parse.mly``)::
 Keywords are lower case; a quoted string has no escapes; there is no
 ``<>``.  ``and`` and ``or`` share one precedence and group from the left,
 and ``not`` binds more loosely than both: ``not a and b`` is
-``not (a and b)``.  Field names use the database's column spelling, where
-a nested name is joined with a double underscore (``name__label``); the
-API spelling (``name_label``) is accepted too.  Values compare as the
-strings xapi stores: booleans ``true``/``false``, numbers in decimal.
+``not (a and b)``.
+
+A field is named as the database names its column, not as the API names
+the field: a field inside one of the datamodel's namespaces is the
+namespace and the field joined by a double underscore (``name__label``,
+``memory__static_max``, ``VCPUs__max``, ``qos__algorithm_type``), any
+other field keeps its name (``power_state``, ``resident_on``), and the
+row's reference is ``_ref``.  Values compare as the strings xapi stores:
+booleans ``true``/``false``, numbers in decimal, sets and maps as
+S-expressions (``('a' 'b')``, ``(('k' 'v'))``).
 
 A malformed expression fails with ``INVALID_VALUE [expr, exception]``,
-the exception printed as OCaml prints it.
+the exception printed as OCaml prints it.  A field the table has no
+column for fails as xapi's database fails when it looks the column up
+in a row (``Db_exn.DBCache_NotFound ("missing field", name, "")``, which
+reaches the client as ``INTERNAL_ERROR``): only when a row is evaluated,
+and not where ``and``/``or`` never reach it.
 """
 
 import re
@@ -124,40 +134,97 @@ def parse(text):
     return _Parser(text).parse()
 
 
+# The datamodel's namespaces (datamodel.ml ``namespace ~name:...``) whose
+# fields become database columns "<namespace>__<field>".  Every class's
+# name_label / name_description are the "name" namespace.
+NAMESPACES = {
+    'VM': ('memory', 'VCPUs', 'actions', 'PV', 'HVM'),
+    'host': ('memory', 'API_version'),
+    'host_metrics': ('memory',),
+    'VM_metrics': ('memory', 'VCPUs'),
+    'VBD': ('qos',),
+    'VIF': ('qos',),
+    'VBD_metrics': ('io',),
+    'VIF_metrics': ('io',),
+    'PIF_metrics': ('io',),
+}
+REF_COLUMN = '_ref'
+
+_COLUMNS = {}
+
+
+def column_name(cls, field):
+    """The database column of an API field of class ``cls``."""
+    for ns in ('name',) + NAMESPACES.get(cls, ()):
+        prefix = ns + '_'
+        if field.startswith(prefix) and len(field) > len(prefix):
+            if ns == 'name' and field not in ('name_label',
+                                              'name_description'):
+                continue
+            return ns + '__' + field[len(prefix):]
+    return field
+
+
+def columns(cls, fields):
+    """{column name: API field name} for a class (computed once)."""
+    found = _COLUMNS.get(cls)
+    if found is None:
+        found = _COLUMNS[cls] = {column_name(cls, f): f for f in fields}
+    return found
+
+
+def missing_field(name):
+    return XapiError('INTERNAL_ERROR', 'missing field', name, '')
+
+
+def _sexpr_atom(text):
+    for char in ('\\', "'", '"'):
+        text = text.replace(char, '\\' + char)
+    return "'%s'" % text
+
+
 def _as_text(value):
+    """A value as xapi's database stores it."""
     if isinstance(value, bool):
         return 'true' if value else 'false'
-    if isinstance(value, (list, dict)):
-        return repr(value)
+    if isinstance(value, float):
+        return '%.16g' % value
+    if isinstance(value, dict):
+        return '(%s)' % ' '.join('(%s %s)' % (_sexpr_atom(_as_text(k)),
+                                              _sexpr_atom(_as_text(v)))
+                                 for k, v in value.items())
+    if isinstance(value, list):
+        return '(%s)' % ' '.join(_sexpr_atom(_as_text(v)) for v in value)
     return str(value)
 
 
-def _column(record, name):
-    if name in record:
-        return record[name]
-    api = name.replace('__', '_')
-    if api in record:
-        return record[api]
-    return None
+def predicate(tree, cls, fields):
+    """A predicate (ref, record) -> bool for a parsed expression."""
+    cols = columns(cls, fields)
 
+    def value(node, ref, record):
+        if node[0] == 'lit':
+            return node[1]
+        name = node[1]
+        if name == REF_COLUMN:
+            return ref
+        field = cols.get(name)
+        if field is None:
+            raise missing_field(name)
+        return _as_text(record[field])
 
-def evaluate(node, record):
-    kind = node[0]
-    if kind == 'const':
-        return node[1]
-    if kind == 'not':
-        return not evaluate(node[1], record)
-    if kind == 'and':
-        return evaluate(node[1], record) and evaluate(node[2], record)
-    if kind == 'or':
-        return evaluate(node[1], record) or evaluate(node[2], record)
-    left = _value(node[1], record)
-    right = _value(node[2], record)
-    return left is not None and left == right
+    def evaluate(node, ref, record):
+        kind = node[0]
+        if kind == 'const':
+            return node[1]
+        if kind == 'not':
+            return not evaluate(node[1], ref, record)
+        if kind == 'and':
+            return evaluate(node[1], ref, record) and \
+                evaluate(node[2], ref, record)
+        if kind == 'or':
+            return evaluate(node[1], ref, record) or \
+                evaluate(node[2], ref, record)
+        return value(node[1], ref, record) == value(node[2], ref, record)
 
-
-def _value(node, record):
-    if node[0] == 'lit':
-        return node[1]
-    value = _column(record, node[1])
-    return None if value is None else _as_text(value)
+    return lambda ref, record: evaluate(tree, ref, record)

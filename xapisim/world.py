@@ -17,6 +17,7 @@ from xapisim import inventory
 from xapisim.db import Database, new_uuid
 from xapisim.faults import Faults
 from xapisim.rpc import Api
+from xapisim.schema import NULL_REF
 from xapisim.schema import load as load_schema
 from xapisim.storage import Storage
 from xapisim.tasks import Tasks
@@ -24,6 +25,7 @@ from xapisim.tasks import Tasks
 # Importing the handler modules registers them.
 import xapisim.api.event  # noqa: F401
 import xapisim.api.host  # noqa: F401
+import xapisim.api.message  # noqa: F401
 import xapisim.api.migration  # noqa: F401
 import xapisim.api.network  # noqa: F401
 import xapisim.api.session  # noqa: F401
@@ -107,6 +109,7 @@ class Pool(object):
         self.master = self.hosts[0]
         self.guest = {}     # VM uuid -> guest behaviour overrides
         self.domids = {}    # host ref -> last domid given out
+        self.message_times = {}   # message ref -> creation time (s)
         self.lock = threading.RLock()
         inventory.populate(self)
 
@@ -128,7 +131,10 @@ class Pool(object):
     # -- what the control interface does -------------------------------
 
     def restart_xapi(self, keep=None):
-        """All sessions and pending tasks die; clients must log in again.
+        """All sessions and tasks die; clients must log in again.
+
+        The work of the calls and tasks in progress dies too: from now on
+        it can change nothing (``Database.epoch``).
 
         Every connection to the pool's hosts is dropped, except ``keep``
         (the control request asking for the restart, so it gets a reply).
@@ -136,7 +142,11 @@ class Pool(object):
         with self.db.lock:
             for ref in self.db.refs('session'):
                 self.db.destroy('session', ref)
-            self.tasks.kill_pending()
+            self.tasks.kill_all()
+            # calls and tasks in progress die with the process: their
+            # threads may change nothing from now on
+            self.db.epoch += 1
+            self._forget_operations()
         for h in self.hosts:
             for server in (h.server, h.unix_server):
                 if server is None:
@@ -148,6 +158,26 @@ class Pool(object):
                         conn.shutdown(socket.SHUT_RDWR)
                     except OSError:
                         pass
+
+    def _forget_operations(self):
+        """What a restarted xapi finds: no operation in progress anywhere
+        and no memory reserved for a VM being started or moved."""
+        from xapisim.api import common
+        from xapisim.api import host as host_api
+        db = self.db
+        for cls, schema in self.schema.classes.items():
+            if 'current_operations' not in schema.fields or cls == 'task':
+                continue
+            for ref, row in list(db.table(cls).items()):
+                if row['current_operations']:
+                    db.set(cls, ref, current_operations={})
+        for vm, row in list(db.table('VM').items()):
+            if row['scheduled_to_be_resident_on'] != NULL_REF:
+                db.set('VM', vm, scheduled_to_be_resident_on=NULL_REF)
+            common.refresh_vm_allowed(db, vm)
+        for h in self.hosts:
+            host_api.refresh_metrics(db, h.ref)
+        common.forget_cancellations()
 
     def move_master(self, host, keep=None):
         with self.db.lock:

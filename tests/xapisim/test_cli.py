@@ -174,6 +174,57 @@ class DescriptionTest(CliTestCase):
         self.assertIn(b'usage', proc.stderr)
 
 
+class OptionsTest(CliTestCase):
+
+    def timed(self, fn, *args):
+        start = time.monotonic()
+        fn(*args)
+        return time.monotonic() - start
+
+    def test_latency_ms_delays_every_call(self):
+        proc, world = self.start('--latency-ms', '200')
+        x = self.login(world['pools'][0]['master'])
+        for fn, args in ((x.pool.get_all, ()), (x.VM.get_all, ()),
+                         (x.host.get_all, ())):
+            self.assertGreaterEqual(self.timed(fn, *args), 0.2)
+        self.assertEqual(0, self.stop(proc)[0])
+
+    def test_no_latency_by_default(self):
+        proc, world = self.start()
+        x = self.login(world['pools'][0]['master'])
+        self.assertLess(min(self.timed(x.pool.get_all) for _ in range(5)),
+                        0.2)
+        self.assertEqual(0, self.stop(proc)[0])
+
+    def test_plugins_dir_defaults_to_the_checkouts(self):
+        plugins = os.path.join(ROOT, 'dom0_plugins', 'etc', 'xapi.d',
+                               'plugins')
+        if not os.path.isdir(plugins):
+            self.skipTest('not run from a checkout')
+        executable = sorted(
+            name for name in os.listdir(plugins)
+            if os.path.isfile(os.path.join(plugins, name)) and
+            os.stat(os.path.join(plugins, name)).st_mode & 0o111)
+        self.assertTrue(executable)
+        # run from elsewhere (start() uses the temporary directory)
+        proc, world = self.start()
+        x = self.login(world['pools'][0]['master'])
+        host = x.host.get_all()[0]
+        # each plugin of the checkout runs: XenAPIPlugin's dispatch says
+        # it has no such function
+        for name in executable:
+            with self.assertRaises(XenAPI.Failure) as ctx:
+                x.host.call_plugin(host, name, 'no_such_function', {})
+            self.assertEqual(['UNKNOWN_XENAPI_PLUGIN_FUNCTION',
+                              'no_such_function'], ctx.exception.details,
+                             name)
+        with self.assertRaises(XenAPI.Failure) as ctx:
+            x.host.call_plugin(host, 'not_in_the_checkout.py', 'f', {})
+        self.assertEqual(['XENAPI_MISSING_PLUGIN', 'not_in_the_checkout.py'],
+                         ctx.exception.details)
+        self.assertEqual(0, self.stop(proc)[0])
+
+
 class LifetimeTest(CliTestCase):
 
     def test_sigint_exits_zero_and_removes_temp_state(self):

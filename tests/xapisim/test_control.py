@@ -177,6 +177,101 @@ class RestartTest(ControlTestCase):
         self.assertFailure(['HANDLE_INVALID', 'task', task],
                            x.task.get_status, task)
 
+    def test_restart_kills_the_work_of_an_async_start(self):
+        vm = self.new_vm(name='start-killed')
+        self.control().delay('VM.start', 0.5)
+        task = self.x.Async.VM.start(vm, False, False)
+        time.sleep(0.1)
+        self.assertEqual('pending', self.x.task.get_status(task))
+        self.control().restart_xapi()
+        time.sleep(1.0)         # long after the work would have finished
+        x = self.login().xenapi
+        self.assertFailure(['HANDLE_INVALID', 'task', task],
+                           x.task.get_record, task)
+        record = x.VM.get_record(vm)
+        self.assertEqual('Halted', record['power_state'])
+        self.assertEqual('-1', record['domid'])
+        self.assertEqual('OpaqueRef:NULL', record['resident_on'])
+        self.assertEqual({}, record['current_operations'])
+        self.assertIn('start', record['allowed_operations'])
+        x.VM.start(vm, False, False)        # nothing is left half done
+        self.assertEqual('Running', x.VM.get_power_state(vm))
+
+    def test_restart_kills_a_slow_async_clean_shutdown(self):
+        vm = self.new_vm(name='slow-shutdown')
+        self.x.VM.start(vm, False, False)
+        domid = self.x.VM.get_domid(vm)
+        self.control().delay('VM.clean_shutdown', 0.5)
+        task = self.x.Async.VM.clean_shutdown(vm)
+        time.sleep(0.1)
+        self.control().restart_xapi()
+        time.sleep(1.0)
+        x = self.login().xenapi
+        self.assertFailure(['HANDLE_INVALID', 'task', task],
+                           x.task.get_status, task)
+        self.assertEqual('Running', x.VM.get_power_state(vm))
+        self.assertEqual(domid, x.VM.get_domid(vm))
+        x.VM.hard_shutdown(vm)
+
+    def test_restart_kills_a_stuck_async_clean_shutdown(self):
+        vm = self.new_vm(name='shutdown-killed')
+        self.control().guest(self.x.VM.get_uuid(vm), clean_shutdown='ignore')
+        self.x.VM.start(vm, False, False)
+        domid = self.x.VM.get_domid(vm)
+        task = self.x.Async.VM.clean_shutdown(vm)
+        deadline = time.time() + 5
+        while self.x.VM.get_current_operations(vm) != {task: 'clean_shutdown'}:
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.02)
+        self.control().restart_xapi()
+        x = self.login().xenapi
+        self.assertFailure(['HANDLE_INVALID', 'task', task],
+                           x.task.get_status, task)
+        # the restarted xapi has no operation in progress
+        record = x.VM.get_record(vm)
+        self.assertEqual({}, record['current_operations'])
+        self.assertIn('clean_shutdown', record['allowed_operations'])
+        time.sleep(0.5)
+        record = x.VM.get_record(vm)
+        self.assertEqual('Running', record['power_state'])
+        self.assertEqual(domid, record['domid'])
+        self.assertEqual({}, record['current_operations'])
+        x.VM.hard_shutdown(vm)
+
+    def test_restart_kills_a_synchronous_call_in_progress(self):
+        vm = self.new_vm(name='sync-killed')
+        self.control().guest(self.x.VM.get_uuid(vm), clean_shutdown='ignore')
+        self.x.VM.start(vm, False, False)
+        # raw HTTP: the XenAPI client would log in again and retry
+        parts = urllib.parse.urlsplit(self.master_url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port,
+                                          timeout=10)
+        self.addCleanup(conn.close)
+        conn.request('POST', '/', xmlrpc.client.dumps(
+            (self.session._session, vm), 'VM.clean_shutdown'))
+        deadline = time.time() + 5
+        while not self.x.VM.get_current_operations(vm):
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.02)
+        self.control().restart_xapi()
+        with self.assertRaises((ConnectionError, http.client.HTTPException)):
+            conn.getresponse().read()      # no answer: the call died
+        x = self.login().xenapi
+        self.assertEqual({}, x.VM.get_current_operations(vm))
+        time.sleep(0.3)
+        self.assertEqual('Running', x.VM.get_power_state(vm))
+        self.assertEqual({}, x.VM.get_current_operations(vm))
+        x.VM.hard_shutdown(vm)
+
+    def test_restart_forgets_finished_tasks_too(self):
+        # xapi keeps tasks in memory only
+        vm = self.new_vm(name='finished-task')
+        task = self.x.Async.VM.clone(vm, 'a clone')
+        record = self.wait_task(task)
+        self.addCleanup(self._remove_vm, record['result'][7:-8])
+        self.control().restart_xapi()
+        self.assertEqual([], self.login().xenapi.task.get_all())
+
     def test_move_master(self):
         hosts = self.world['pools'][0]['hosts']
         new_master = self.host(1)

@@ -312,6 +312,54 @@ class ImplicitMessagesTest(SimTestCase):
         self.assertEqual(mine, w('not false and false'))
         self.assertEqual(set(), w('(not false) and false'))
 
+    def test_where_names_database_columns(self):
+        vm = self.new_vm(name='columns', memory_mib=300, vcpus=2)
+        mib = str(300 * 1024 * 1024)
+        # namespaced fields: "<namespace>__<field>"
+        for expr in ('field "name__label" = "columns"',
+                     'field "memory__static_max" = "%s"' % mib,
+                     'field "VCPUs__max" = "2"',
+                     'field "actions__after_crash" = "destroy"',
+                     'field "HVM__boot_policy" = "BIOS order"',
+                     'field "PV__bootloader" = ""',
+                     'field "_ref" = "%s"' % vm):
+            self.assertIn(vm, self.where(expr), expr)
+        # sets and maps compare as the S-expressions xapi stores
+        self.x.VM.set_tags(vm, ['a', "it's"])
+        self.x.VM.set_other_config(vm, {'k': 'v'})
+        self.assertIn(vm, self.where(r'''field "tags" = "('a' 'it\'s')"'''))
+        self.assertIn(vm, self.where('field "other_config" = "((\'k\' \'v\'))"'))
+        self.assertIn(vm, self.where('field "blocked_operations" = "()"'))
+
+    def test_where_fields_the_driver_uses(self):
+        # nova_xen: rescue.py, host.py, network.py
+        vm = self.new_vm(name='inst-1-rescue')
+        self.x.VM.start(vm, False, False)
+        self.addCleanup(self.x.VM.hard_shutdown, vm)
+        host = self.x.VM.get_resident_on(vm)
+        self.assertEqual([vm], list(self.x.VM.get_all_records_where(
+            'field "name__label" = "inst-1-rescue"')))
+        self.assertIn(vm, self.x.VM.get_all_records_where(
+            'field "resident_on" = "%s"' % host))
+        self.assertEqual([self.pool_network()],
+                         list(self.x.network.get_all_records_where(
+                             'field "bridge" = "xenbr0"')))
+
+    def test_where_an_unknown_field_fails_as_xapis_database(self):
+        self.new_vm()
+        for name in ('name_label', 'memory_static_max', 'no_such_field',
+                     'ref'):
+            for fn in (self.x.VM.get_all_records_where,
+                       self.x.VM.get_all_where):
+                self.assertFailure(
+                    ['INTERNAL_ERROR', 'missing field', name, ''], fn,
+                    'field "%s" = "x"' % name)
+        # a field looked up in no row is never missed
+        self.assertEqual(set(), self.where('false and field "nope" = "x"'))
+        self.assertTrue(self.where('true or field "nope" = "x"'))
+        self.assertEqual({}, self.x.Bond.get_all_records_where(
+            'field "nope" = "x"'))
+
     def test_where_malformed_expressions(self):
         for expr in ('field "name__label" =', 'field name__label = "x"',
                      'field "a" != "b"', 'field "a" <> "b"', '(true',

@@ -2,13 +2,18 @@
 
 import json
 import os
+import re
+import shutil
+import tempfile
 import unittest
 
 import XenAPI
 
 from tests.xapisim.base import SimTestCase
 
-PLUGINS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'plugins')
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+PLUGINS = os.path.join(HERE, 'plugins')
 PLUGIN = 'xapisim_probe.py'
 # dom0's Python (XCP-ng 8.x runs plugins with 3.6)
 PY36 = os.environ.get('XAPISIM_PY36',
@@ -84,6 +89,73 @@ class PluginResultTest(PluginTestCase):
         self.assertFailure(['HANDLE_INVALID', 'host', 'OpaqueRef:NULL'],
                            self.x.host.call_plugin, 'OpaqueRef:NULL', PLUGIN,
                            'echo', {})
+
+
+class PluginModeTest(PluginTestCase):
+    """xapi execs the plugin file: one without an execute bit cannot run
+    (forkexecd's execve fails, its child exits 126 and says nothing)."""
+
+    hosts = 1
+
+    @classmethod
+    def setUpClass(cls):
+        cls.plugins = tempfile.mkdtemp(prefix='xapisim-plugin-modes-')
+        source = os.path.join(PLUGINS, PLUGIN)
+        # copy2 keeps the mode (0755), as a test copying plugins must
+        shutil.copy2(source, os.path.join(cls.plugins, 'runs.py'))
+        shutil.copy2(source, os.path.join(cls.plugins, 'library.py'))
+        os.chmod(os.path.join(cls.plugins, 'library.py'), 0o644)
+        os.mkdir(os.path.join(cls.plugins, 'a_directory'))
+        cls.sim_options = dict(PluginTestCase.sim_options,
+                               plugins_dir=cls.plugins)
+        super(PluginModeTest, cls).setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        super(PluginModeTest, cls).tearDownClass()
+        shutil.rmtree(cls.plugins, ignore_errors=True)
+
+    def test_an_executable_plugin_runs(self):
+        self.assertEqual({'x': '1'}, json.loads(
+            self.call('echo', {'x': '1'}, plugin='runs.py'))['args'])
+
+    def test_a_file_without_execute_bit_fails(self):
+        for name in ('library.py', 'a_directory'):
+            self.assertFailure(['XENAPI_PLUGIN_FAILURE', 'non-zero exit', '',
+                                ''], self.call, 'echo', {}, 0, name)
+
+    def test_it_runs_once_made_executable(self):
+        path = os.path.join(self.plugins, 'later.py')
+        shutil.copy(os.path.join(PLUGINS, PLUGIN), path)
+        os.chmod(path, 0o600)
+        self.assertFailure('XENAPI_PLUGIN_FAILURE', self.call, 'echo', {}, 0,
+                           'later.py')
+        os.chmod(path, 0o700)
+        json.loads(self.call('echo', {}, plugin='later.py'))
+
+
+class CheckoutPluginModesTest(unittest.TestCase):
+    """The checkout's plugins the driver calls are executable files."""
+
+    def test_the_drivers_plugins_are_executable(self):
+        from xapisim.plugins import default_plugins_dir
+        plugins = default_plugins_dir()
+        driver = os.path.join(ROOT, 'nova_xen')
+        if plugins is None or not os.path.isdir(driver):
+            self.skipTest('not a checkout with the driver')
+        called = set()
+        for name in os.listdir(driver):
+            if name.endswith('.py'):
+                with open(os.path.join(driver, name)) as fh:
+                    called.update(re.findall(
+                        r"PLUGIN\s*=\s*'([A-Za-z0-9_.]+)'", fh.read()))
+        self.assertTrue(called)
+        for name in sorted(called):
+            path = os.path.join(plugins, name)
+            self.assertTrue(os.path.isfile(path), path)
+            self.assertTrue(os.stat(path).st_mode & 0o111,
+                            '%s is called as a plugin but is not '
+                            'executable' % path)
 
 
 class PluginCallbackTest(PluginTestCase):

@@ -3,6 +3,7 @@
 import os
 import shutil
 import tempfile
+import unittest
 import urllib.parse
 import uuid as uuidlib
 
@@ -498,3 +499,30 @@ class GarbageCollectionTest(SimTestCase):
         self.x.VDI.destroy(vdi)
         self.assertFailure(['UUID_INVALID', 'VDI', parent_uuid],
                            self.x.VDI.get_by_uuid, parent_uuid)
+
+
+class CopyProgressTest(unittest.TestCase):
+    """A copy reports how far it is, chunk by chunk (VDI.copy's task)."""
+
+    def test_progress_moves_between_0_and_1(self):
+        from xapisim import storage
+        tmp = tempfile.mkdtemp(prefix='xapisim-copy-')
+        self.addCleanup(shutil.rmtree, tmp)
+        src, dst = os.path.join(tmp, 'src'), os.path.join(tmp, 'dst')
+        size = 64 * MIB
+        with open(src, 'wb') as fh:
+            fh.truncate(size)
+            fh.write(pattern('start', 40 * MIB))     # one long data extent
+            fh.seek(60 * MIB)
+            fh.write(pattern('end', MIB))
+        with open(dst, 'wb') as fh:
+            fh.truncate(size)
+        seen = []
+        storage.copy_file_data(src, dst, seen.append)
+        self.assertGreater(len(seen), 5, seen)
+        self.assertEqual(sorted(seen), seen)
+        self.assertTrue(all(0.0 < p < 1.0 for p in seen), seen)
+        # within the first extent already, not only at its end
+        self.assertLess(seen[0], 40.0 / 64)
+        with open(src, 'rb') as a, open(dst, 'rb') as b:
+            self.assertEqual(a.read(), b.read())

@@ -268,6 +268,94 @@ class ImportRaw(TransferTestCase):
         self.assertServing()
 
 
+class ImportProgress(TransferTestCase):
+
+    def test_progress_is_reported_while_the_body_arrives(self):
+        size = 16 * MIB
+        vdi = self.new_vdi(size)
+        task = self.new_task()
+        data = pattern(size, 4)
+        path = '/import_raw_vdi?' + self.query(
+            vdi=vdi, task_id=task, session_id=self.session._session)
+        sock = socket.create_connection(self.address(), timeout=30)
+        self.addCleanup(sock.close)
+        sock.sendall(('PUT %s HTTP/1.1\r\nHost: xapi\r\nContent-Length: %d'
+                      '\r\n\r\n' % (path, size)).encode())
+        sock.sendall(data[:size // 2])
+        # half the body is in: the task says so, and is still pending
+        deadline = time.time() + 10
+        progress = 0.0
+        while progress < 0.4:
+            self.assertLess(time.time(), deadline, progress)
+            time.sleep(0.02)
+            record = self.x.task.get_record(task)
+            progress = record['progress']
+        self.assertEqual('pending', record['status'])
+        self.assertGreater(progress, 0.0)
+        self.assertLess(progress, 1.0)
+        self.assertLessEqual(progress, 0.51)
+        sock.sendall(data[size // 2:])
+        sock.shutdown(socket.SHUT_WR)
+        reply = base.read_until_close(sock)
+        self.assertTrue(reply.startswith(b'HTTP/1.1 200'), reply[:100])
+        record = self.wait_task(task)
+        self.assertEqual('success', record['status'], record['error_info'])
+        self.assertEqual(1.0, record['progress'])
+        self.assertEqual(data, self.read_vdi(vdi))
+
+
+class ImportRefused(TransferTestCase):
+    """xapi attaches the VDI read-write to dom0 before it reads a byte."""
+
+    def refused(self, vdi, expected):
+        before = self.read_vdi(vdi)
+        task = self.new_task()
+        reply = self.put_raw(vdi, task, pattern(MIB, 5))
+        self.assertTrue(reply.startswith(b'HTTP/1.1 200'), reply[:100])
+        record = self.wait_task(task)
+        self.assertEqual('failure', record['status'])
+        self.assertEqual(expected, record['error_info'])
+        self.assertEqual(before, self.read_vdi(vdi))     # nothing written
+        self.assertServing()
+
+    def test_a_read_only_vdi(self):
+        vdi = self.new_vdi(2 * MIB, read_only=True)
+        self.refused(vdi, ['VDI_READONLY', vdi])
+
+    def test_a_vdi_a_running_vm_has_attached(self):
+        vdi = self.new_vdi(2 * MIB)
+        vm = self.new_vm(name='disk-in-use')
+        self.new_vbd(vm, vdi, mode='RW')
+        self.x.VM.start(vm, False, False)
+        self.refused(vdi, ['VDI_IN_USE', vdi])
+        # attached read-only, it is still in use for a read-write attach
+        self.x.VM.hard_shutdown(vm)
+        ro = self.new_vdi(2 * MIB)
+        other = self.new_vm(name='disk-read-only')
+        self.new_vbd(other, ro, mode='RO')
+        self.x.VM.start(other, False, False)
+        self.refused(ro, ['VDI_IN_USE', ro])
+
+    def test_a_vdi_whose_vm_is_halted_or_suspended_takes_bytes(self):
+        vdi = self.new_vdi(2 * MIB)
+        vm = self.new_vm(name='disk-idle')
+        self.new_vbd(vm, vdi, mode='RW')
+        self.import_ok(vdi, b'halted')
+        self.x.VM.start(vm, False, False)
+        self.x.VM.suspend(vm)
+        self.import_ok(vdi, b'suspended')
+        self.assertEqual(b'suspended', self.read_vdi(vdi)[:9])
+        self.x.VM.hard_shutdown(vm)
+
+    def test_a_sharable_vdi_takes_bytes_while_attached(self):
+        vdi = self.new_vdi(2 * MIB, sharable=True)
+        vm = self.new_vm(name='disk-shared')
+        self.new_vbd(vm, vdi, mode='RW')
+        self.x.VM.start(vm, False, False)
+        self.import_ok(vdi, b'shared')
+        self.x.VM.hard_shutdown(vm)
+
+
 class ImportVhd(TransferTestCase):
     def test_dynamic_vhd_from_the_writer(self):
         vdi = self.new_vdi(8 * MIB)

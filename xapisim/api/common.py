@@ -6,6 +6,7 @@ import time
 
 from xapisim.db import new_ref
 from xapisim.errors import XapiError
+from xapisim.schema import NULL_REF
 
 HALTED = 'Halted'
 RUNNING = 'Running'
@@ -102,7 +103,103 @@ def allowed_concurrently(op, current_ops):
     return False
 
 
-def vm_operation_error(row, vm, op):
+def has_pv_drivers(gm):
+    """xapi's Xapi_pv_driver_version.has_pv_drivers: the guest agent
+    reported a driver version with a numeric major and minor."""
+    if gm is None:
+        return False
+    version = gm['PV_drivers_version']
+    try:
+        int(version['major'])
+        int(version['minor'])
+    except (KeyError, ValueError):
+        return False
+    return True
+
+
+def guest_metrics_of(db, row):
+    gm = row['guest_metrics']
+    return db.table('VM_guest_metrics').get(gm) if gm != NULL_REF else None
+
+
+def booted_hvm(db, row):
+    """The running domain is HVM (VM_metrics), as xapi's has_booted_hvm."""
+    metrics = db.table('VM_metrics').get(row['metrics'])
+    if metrics is None:
+        return bool(row['HVM_boot_policy'])
+    return metrics['current_domain_type'] == 'hvm'
+
+
+def _feature_error(db, row, vm, op, strict):
+    """xapi_vm_lifecycle.check_op_for_feature: a running HVM guest without
+    PV drivers can do only what its guest agent says it can.
+
+    ``strict`` is true for allowed_operations and for the calls that
+    need the guest's help (clean shutdown and reboot, suspend,
+    migration); VM.pool_migrate and VM.migrate_send pass false when the
+    caller forces them.
+    """
+    if row['power_state'] != RUNNING:
+        return None
+    metrics = db.table('VM_metrics').get(row['metrics'])
+    if metrics is not None and not metrics['hvm']:
+        return None          # it booted PV: PV guests support everything
+    gm = guest_metrics_of(db, row)
+    if has_pv_drivers(gm):
+        return None          # full PV drivers imply every feature
+    other = gm['other'] if gm is not None else {}
+
+    def lacks(feature):
+        return other.get(feature) != '1'
+    if op == 'clean_shutdown':
+        missing = strict and lacks('feature-shutdown') and \
+            lacks('feature-poweroff')
+    elif op == 'clean_reboot':
+        missing = strict and lacks('feature-shutdown') and \
+            lacks('feature-reboot')
+    elif op == 'changing_VCPUs_live':
+        missing = lacks('feature-vcpu-hotplug')
+    elif op in ('suspend', 'checkpoint', 'pool_migrate', 'migrate_send'):
+        missing = strict and lacks('feature-suspend')
+    else:
+        missing = False
+    return XapiError('VM_LACKS_FEATURE', vm) if missing else None
+
+
+# VM operations during which xapi refuses to plug or unplug its devices.
+_DEVICE_BLOCKING_VM_OPERATIONS = ('clean_shutdown', 'hard_shutdown', 'suspend',
+                                  'pause')
+
+
+def assert_hotplug(db, cls, device, vm, op):
+    """What xapi_vif_helpers / xapi_vbd_helpers add, for plug and unplug
+    of a device of a running VM, to the power state and attachment checks:
+    no shutdown, suspend or pause in progress, and an HVM guest must have
+    the PV drivers that do hotplug (unless its agent says otherwise)."""
+    row = db.row('VM', vm)
+    if not (cls == 'VBD' and op == 'unplug_force'):
+        for _, vm_op in row['current_operations'].items():
+            if vm_op in _DEVICE_BLOCKING_VM_OPERATIONS:
+                raise XapiError('OPERATION_NOT_ALLOWED',
+                                'Current operation on VM:%s is %s'
+                                % (vm, vm_op))
+    if not booted_hvm(db, row):
+        return
+    gm = guest_metrics_of(db, row)
+    claim = gm['can_use_hotplug_' + cls.lower()] if gm is not None else None
+    if claim == 'no':
+        raise XapiError('OPERATION_NOT_ALLOWED',
+                        'VM states it does not support %s hotplug.' % cls)
+    if claim != 'yes' and not (cls == 'VBD' and gm is not None and
+                               gm['PV_drivers_detected']):
+        if not has_pv_drivers(gm):
+            raise XapiError('VM_MISSING_PV_DRIVERS', vm)
+    if cls == 'VBD' and db.get('VBD', device, 'type') == 'CD':
+        raise XapiError('OPERATION_NOT_ALLOWED', 'HVM CDROMs cannot be '
+                        'hotplugged/unplugged, only inserted or ejected')
+
+
+def vm_operation_error(row, vm, op, db=None, strict=True):
     """The error xapi gives for ``op`` on this VM now, or None."""
     if op in row['blocked_operations']:
         return XapiError('OPERATION_BLOCKED', vm,
@@ -127,12 +224,15 @@ def vm_operation_error(row, vm, op):
     if row['is_control_domain'] and op not in CONTROL_DOMAIN_OPERATIONS:
         return XapiError('OPERATION_NOT_ALLOWED',
                          'This operation is not allowed on a control domain')
+    if db is not None:
+        return _feature_error(db, row, vm, op, strict)
     return None
 
 
-def check_vm_operation(db, vm, op):
-    """xapi's order: blocked, power state, other operation, template."""
-    error = vm_operation_error(db.row('VM', vm), vm, op)
+def check_vm_operation(db, vm, op, strict=True):
+    """xapi's order: blocked, power state, other operation, template,
+    control domain, guest features."""
+    error = vm_operation_error(db.row('VM', vm), vm, op, db, strict)
     if error is not None:
         raise error
 
@@ -143,27 +243,27 @@ def busy(db, cls, ref):
         raise XapiError('OTHER_OPERATION_IN_PROGRESS', cls, ref, op, op_ref)
 
 
-def vm_allowed_operations(row, vm=''):
+def vm_allowed_operations(row, vm='', db=None):
     ops = []
     for op in VM_CANDIDATE_OPERATIONS:
-        if vm_operation_error(row, vm, op) is None:
+        if vm_operation_error(row, vm, op, db) is None:
             ops.insert(0, op)    # xapi folds the list: last candidate first
     return ops
 
 
 def refresh_vm_allowed(db, vm):
     row = db.row('VM', vm)
-    ops = vm_allowed_operations(row, vm)
+    ops = vm_allowed_operations(row, vm, db)
     if ops != row['allowed_operations']:
         db.set('VM', vm, allowed_operations=ops)
 
 
 @contextlib.contextmanager
-def vm_operation(ctx, vm, op):
+def vm_operation(ctx, vm, op, strict=True):
     """Mark ``op`` in progress on ``vm`` for the duration of the block."""
     db = ctx.db
     with db.lock:
-        check_vm_operation(db, vm, op)
+        check_vm_operation(db, vm, op, strict)
         op_ref = ctx.task or new_ref()
         current = dict(db.get('VM', vm, 'current_operations'))
         current[op_ref] = op
@@ -218,6 +318,12 @@ def object_operation(ctx, cls, ref, op):
         with db.lock:
             if db.exists(cls, ref):
                 db.set(cls, ref, current_operations={})
+
+
+def forget_cancellations():
+    """A xapi restart: no operation is in progress any more."""
+    with _cancelled_lock:
+        _cancelled.clear()
 
 
 def check_cancelled(ctx):

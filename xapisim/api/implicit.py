@@ -113,7 +113,7 @@ def _records(ctx, cls, predicate=None):
     with ctx.db.lock:
         table = ctx.db.table(cls)
         return {ref: ctx.db.record(cls, ref) for ref, row in table.items()
-                if predicate is None or predicate(row)}
+                if predicate is None or predicate(ref, row)}
 
 
 _CACHE = {}
@@ -138,8 +138,8 @@ def _make_handler(msg):
         return lambda ctx: _records(ctx, cls)
     if name in ('get_all_records_where', 'get_all_where'):
         def where_(ctx, expr):
-            tree = where.parse(expr)
-            found = _records(ctx, cls, lambda row: where.evaluate(tree, row))
+            test = where.predicate(where.parse(expr), cls, schema_fields)
+            found = _records(ctx, cls, test)
             return found if name == 'get_all_records_where' else list(found)
         return where_
     if name == 'get_by_uuid':

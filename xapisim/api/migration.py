@@ -65,10 +65,17 @@ def _move_console_log(pool, source, old_domid, host, domid):
     os.unlink(old)
 
 
+def _forced(options):
+    """options:force=true: xapi drops the checks that need the guest's
+    help (check_op_for_feature with strict = not force)."""
+    return options.get('force', '').lower() == 'true'
+
+
 @handler('VM', 'pool_migrate')
 def vm_pool_migrate(ctx, vm, host, options):
     db = ctx.db
-    with common.vm_operation(ctx, vm, 'pool_migrate'):
+    with common.vm_operation(ctx, vm, 'pool_migrate',
+                             strict=not _forced(options)):
         with db.lock:
             if db.get('VM', vm, 'resident_on') != host:
                 assert_can_boot_here(ctx, vm, host)
@@ -119,9 +126,10 @@ def _destination(ctx, dest):
     return pool, host, session
 
 
-def _check_migrate(ctx, vm, dest, live, vdi_map, vif_map):
+def _check_migrate(ctx, vm, dest, live, vdi_map, vif_map, options):
     db = ctx.db
-    common.check_vm_operation(db, vm, 'migrate_send')
+    common.check_vm_operation(db, vm, 'migrate_send',
+                              strict=not _forced(options))
     state = db.get('VM', vm, 'power_state')
     if live and state != common.RUNNING:
         raise common.power_error(vm, (common.RUNNING,), state)
@@ -154,7 +162,7 @@ def _check_migrate(ctx, vm, dest, live, vdi_map, vif_map):
 @handler('VM', 'assert_can_migrate')
 def vm_assert_can_migrate(ctx, vm, dest, live, vdi_map, vif_map, options,
                           vgpu_map):
-    _check_migrate(ctx, vm, dest, live, vdi_map, vif_map)
+    _check_migrate(ctx, vm, dest, live, vdi_map, vif_map, options)
 
 
 @handler('VM', 'migrate_send')
@@ -163,8 +171,9 @@ def vm_migrate_send(ctx, vm, dest, live, vdi_map, vif_map, options,
     db = ctx.db
     with db.lock:
         pool, host, session = _check_migrate(ctx, vm, dest, live, vdi_map,
-                                             vif_map)
-    with common.vm_operation(ctx, vm, 'migrate_send'):
+                                             vif_map, options)
+    with common.vm_operation(ctx, vm, 'migrate_send',
+                             strict=not _forced(options)):
         dctx = Context(pool, host, session)
         new_vm = _recreate(ctx, dctx, vm, vdi_map, vif_map)
         was_running = db.get('VM', vm, 'power_state') == common.RUNNING

@@ -125,9 +125,11 @@ def vif_create(ctx, args):
 def vif_plug(ctx, vif):
     db = ctx.db
     with db.lock:
-        common.assert_power(db, db.get('VIF', vif, 'VM'), (common.RUNNING,))
+        vm = db.get('VIF', vif, 'VM')
+        common.assert_power(db, vm, (common.RUNNING,))
         if db.get('VIF', vif, 'currently_attached'):
             raise XapiError('DEVICE_ALREADY_ATTACHED', vif)
+        common.assert_hotplug(db, 'VIF', vif, vm, 'plug')
     with common.object_operation(ctx, 'VIF', vif, 'plug'):
         common.pause(ctx, ctx.pool.options.guest_delay)
         db.set('VIF', vif, currently_attached=True)
@@ -137,9 +139,11 @@ def vif_plug(ctx, vif):
 def _vif_unplug(ctx, vif, force):
     db = ctx.db
     with db.lock:
-        common.assert_power(db, db.get('VIF', vif, 'VM'), (common.RUNNING,))
+        vm = db.get('VIF', vif, 'VM')
+        common.assert_power(db, vm, (common.RUNNING,))
         if not db.get('VIF', vif, 'currently_attached'):
             raise XapiError('DEVICE_ALREADY_DETACHED', vif)
+        common.assert_hotplug(db, 'VIF', vif, vm, 'unplug')
     with common.object_operation(ctx, 'VIF', vif, 'unplug'):
         if not force:
             common.pause(ctx, ctx.pool.options.guest_delay)

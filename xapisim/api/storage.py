@@ -441,10 +441,11 @@ def _assert_vm_running_for(db, cls, ref):
 def vbd_plug(ctx, vbd):
     db = ctx.db
     with db.lock:
-        _assert_vm_running_for(db, 'VBD', vbd)
+        vm = _assert_vm_running_for(db, 'VBD', vbd)
         row = db.row('VBD', vbd)
         if row['currently_attached']:
             raise XapiError('DEVICE_ALREADY_ATTACHED', vbd)
+        common.assert_hotplug(db, 'VBD', vbd, vm, 'plug')
         assert_vdi_attachable(db, vbd)
     with common.object_operation(ctx, 'VBD', vbd, 'plug'):
         common.pause(ctx, ctx.pool.options.guest_delay)
@@ -485,12 +486,14 @@ def vbd_unplug_force(ctx, vbd):
 def _unplug(ctx, vbd, force):
     db = ctx.db
     with db.lock:
-        _assert_vm_running_for(db, 'VBD', vbd)
+        vm = _assert_vm_running_for(db, 'VBD', vbd)
         row = db.row('VBD', vbd)
         if not row['currently_attached']:
             raise XapiError('DEVICE_ALREADY_DETACHED', vbd)
         if not force and not row['unpluggable']:
             raise XapiError('VBD_NOT_UNPLUGGABLE', vbd)
+        common.assert_hotplug(db, 'VBD', vbd, vm,
+                              'unplug_force' if force else 'unplug')
     with common.object_operation(ctx, 'VBD', vbd, 'unplug'):
         if not force:
             common.pause(ctx, ctx.pool.options.guest_delay)

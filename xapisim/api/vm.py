@@ -228,7 +228,8 @@ def vm_shutdown(ctx, vm):
             return vm_clean_shutdown(ctx, vm)
         except XapiError as exc:
             if exc.code not in ('VM_SHUTDOWN_TIMEOUT',
-                                'VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT'):
+                                'VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT',
+                                'VM_LACKS_FEATURE'):
                 raise
     vm_hard_shutdown(ctx, vm)
 
@@ -282,8 +283,6 @@ def _suspend_sr(ctx, vm):
 def vm_suspend(ctx, vm):
     db = ctx.db
     with common.vm_operation(ctx, vm, 'suspend'):
-        if not guest.behaviour(ctx.pool, vm)['pv_drivers']:
-            raise XapiError('VM_LACKS_FEATURE', vm)
         row = db.row('VM', vm)
         image = new_vdi(ctx, _suspend_sr(ctx, vm), row['memory_static_max'],
                         {'name_label': 'Suspend image',
@@ -508,7 +507,9 @@ def vm_set_vcpus_at_startup(ctx, vm, value):
 def vm_set_vcpus_number_live(ctx, vm, nvcpu):
     db = ctx.db
     with db.lock:
-        common.assert_power(db, vm, (RUNNING,))
+        # xapi marks it changing_VCPUs_live: a running HVM guest without
+        # PV drivers needs feature-vcpu-hotplug
+        common.check_vm_operation(db, vm, 'changing_VCPUs_live')
         _check_vcpus(vm, nvcpu, db.get('VM', vm, 'VCPUs_max'))
         db.set('VM_metrics', db.get('VM', vm, 'metrics'), VCPUs_number=nvcpu)
 
