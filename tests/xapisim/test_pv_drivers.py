@@ -39,6 +39,15 @@ class PvDriversCase(SimTestCase):
 
 class LifecycleWithoutDriversTest(PvDriversCase):
 
+    def assertGuestAnswers(self, vm):
+        """Every guest operation is allowed, and clean ones succeed."""
+        allowed = self.x.VM.get_allowed_operations(vm)
+        for op in GUEST_OPERATIONS:
+            self.assertIn(op, allowed)
+        self.x.VM.clean_reboot(vm)
+        self.x.VM.clean_shutdown(vm)
+        self.assertEqual('Halted', self.x.VM.get_power_state(vm))
+
     def test_a_started_guest_has_pv_drivers_by_default(self):
         vm = self.started()
         gm = self.x.VM.get_guest_metrics(vm)
@@ -46,12 +55,7 @@ class LifecycleWithoutDriversTest(PvDriversCase):
         record = self.x.VM_guest_metrics.get_record(gm)
         self.assertTrue(record['PV_drivers_detected'])
         self.assertEqual('9', record['PV_drivers_version']['major'])
-        allowed = self.x.VM.get_allowed_operations(vm)
-        for op in GUEST_OPERATIONS:
-            self.assertIn(op, allowed)
-        self.x.VM.clean_reboot(vm)
-        self.x.VM.clean_shutdown(vm)
-        self.assertEqual('Halted', self.x.VM.get_power_state(vm))
+        self.assertGuestAnswers(vm)
 
     def test_allowed_operations_leave_out_what_needs_the_guest(self):
         vm = self.started(pv_drivers=False)
@@ -106,12 +110,7 @@ class LifecycleWithoutDriversTest(PvDriversCase):
         self.assertFalse(self.x.VM_metrics.get_hvm(metrics))
         self.assertEqual('pv',
                          self.x.VM_metrics.get_current_domain_type(metrics))
-        allowed = self.x.VM.get_allowed_operations(vm)
-        for op in GUEST_OPERATIONS:
-            self.assertIn(op, allowed)
-        self.x.VM.clean_reboot(vm)
-        self.x.VM.clean_shutdown(vm)
-        self.assertEqual('Halted', self.x.VM.get_power_state(vm))
+        self.assertGuestAnswers(vm)
 
     def test_live_vcpu_changes_need_vcpu_hotplug(self):
         vm = self.started(pv_drivers=False, vcpus=1)
