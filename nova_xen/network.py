@@ -128,8 +128,19 @@ class Isolation(object):
         self.host = host
         self._applied = {}      # VM ref -> domid whose devices have rules
         self._lock = threading.Lock()
+        self._vm_locks = {}     # VM ref -> lock: one apply at a time
+
+    def _vm_lock(self, vm):
+        with self._lock:
+            return self._vm_locks.setdefault(vm, threading.Lock())
 
     def apply(self, vm, force=False):
+        """The driver (after starting a domain) and the VM watcher (seeing
+        a new domain) may both ask: one applies, the other finds it done."""
+        with self._vm_lock(vm):
+            self._apply(vm, force)
+
+    def _apply(self, vm, force):
         record = self.session.call('VM.get_record', vm)
         domid = int(record['domid'])
         if record['power_state'] not in ('Running', 'Paused') or domid < 0:
@@ -159,6 +170,7 @@ class Isolation(object):
         """Drop the rules of every VIF of ``vm`` (before it is destroyed)."""
         with self._lock:
             self._applied.pop(vm, None)
+            self._vm_locks.pop(vm, None)
         for vif in self.session.call('VM.get_VIFs', vm):
             self.session.call_plugin(host_ref or self.host.ref, self.PLUGIN,
                                      'remove_rules', {

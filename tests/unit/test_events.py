@@ -73,7 +73,6 @@ class WatcherTest(unittest.TestCase):
         vm = self.session.call('VM.create', vm_record('ours', self.host))
         self.session.call('VM.start_on', vm, self.host, False, False)
         self.wait_for(('ours', virtevent.EVENT_LIFECYCLE_STARTED))
-        resyncs = self.watcher.resyncs
         self.control.fail('session.login_with_password',
                           ['SESSION_AUTHENTICATION_FAILED', 'root', 'busy'],
                           times=2)
@@ -89,5 +88,26 @@ class WatcherTest(unittest.TestCase):
                 time.sleep(0.1)
         self.addCleanup(admin.close)
         admin.call('VM.hard_shutdown', vm)
+        # whether the watcher resynchronised or (xapi's tokens outlive a
+        # restart) carried on from its token once logged in again, the
+        # change reaches Nova
         self.wait_for(('ours', virtevent.EVENT_LIFECYCLE_STOPPED), 30)
-        self.assertGreater(self.watcher.resyncs, resyncs)
+        self.assertEqual(['ours'], self.watcher.uuids())
+
+    def test_lost_events_resynchronise_even_when_the_resync_fails(self):
+        vm = self.session.call('VM.create', vm_record('ours', self.host))
+        self.session.call('VM.start_on', vm, self.host, False, False)
+        self.wait_for(('ours', virtevent.EVENT_LIFECYCLE_STARTED))
+        resyncs = self.watcher.resyncs
+        # the watcher's next event.from fails (its token is too old), and
+        # so does the first resynchronisation's
+        self.control.fail('event.from', ['EVENTS_LOST'], times=2)
+        self.session.call('VM.pause', vm)
+        self.wait_for(('ours', virtevent.EVENT_LIFECYCLE_PAUSED))
+        deadline = time.time() + 15
+        while self.watcher.resyncs == resyncs:
+            self.assertLess(time.time(), deadline, 'no resynchronisation')
+            time.sleep(0.05)
+        self.assertEqual(resyncs + 1, self.watcher.resyncs)
+        self.session.call('VM.hard_shutdown', vm)
+        self.wait_for(('ours', virtevent.EVENT_LIFECYCLE_STOPPED))
