@@ -52,13 +52,16 @@ def is_instance(record):
             not record['is_control_domain'])
 
 
-def owned_by(record, host_ref):
-    """An instance VM belongs to the host it runs on, else its affinity."""
-    if not is_instance(record):
-        return False
+def host_of(record):
+    """The host a VM belongs to: the one it runs on, else its affinity."""
     if record['resident_on'] != NULL:
-        return record['resident_on'] == host_ref
-    return record['affinity'] == host_ref
+        return record['resident_on']
+    return record['affinity']
+
+
+def owned_by(record, host_ref):
+    """An instance VM of ``host_ref`` (see host_of)."""
+    return is_instance(record) and host_of(record) == host_ref
 
 
 class VMWatcher(object):

@@ -26,6 +26,12 @@ def start(session, vm, host_ref, paused=False):
                        timeout=CONF.xenserver.running_timeout)
 
 
+def halt(session, vm):
+    """Hard shutdown, unless the VM is halted already."""
+    if session.call('VM.get_power_state', vm) != 'Halted':
+        session.call_async('VM.hard_shutdown', vm)
+
+
 def start_filtered(session, vm, host_ref, apply_rules, resume=False):
     """Start (or resume) ``vm`` paused, put the isolation rules on the new
     domain's VIFs (``apply_rules(vm)``), then let the guest run: it never
@@ -116,8 +122,7 @@ class PowerOps(object):
             return
         if not (state == 'Running' and self._ask(
                 instance, vm, 'VM.clean_shutdown', timeout, retry_interval)):
-            if self._state(vm) != 'Halted':
-                self.session.call_async('VM.hard_shutdown', vm)
+            halt(self.session, vm)
         self._done(instance, vm)
 
     def power_on(self, instance):
@@ -129,7 +134,7 @@ class PowerOps(object):
             self._start(instance, vm, resume=True)
         elif state == 'Paused':
             self.session.call_async('VM.unpause', vm)
-        self._done(instance, vm)
+            self._done(instance, vm)
 
     def pause(self, instance):
         vm = self._vm(instance)
@@ -147,6 +152,4 @@ class PowerOps(object):
         self._done(instance, vm)
 
     def resume(self, instance):
-        vm = self._vm(instance)
-        self._start(instance, vm, resume=True)
-        self._done(instance, vm)
+        self._start(instance, self._vm(instance), resume=True)

@@ -25,6 +25,9 @@ from nova_xen import rescue
 from nova_xen import storage
 
 LOG = logging.getLogger(__name__)
+# what _vm_state says of an instance Nova deleted, or never had
+DELETED = 'deleted'
+UNKNOWN = 'unknown to Nova'
 
 
 class Reconciler(object):
@@ -36,12 +39,7 @@ class Reconciler(object):
 
     def _gone(self, context, uuid):
         """True when Nova has deleted (or never had) the instance."""
-        try:
-            instance = objects.Instance.get_by_uuid(
-                nova_context.get_admin_context(read_deleted='yes'), uuid)
-        except exception.InstanceNotFound:
-            return True
-        return bool(instance.deleted)
+        return self._vm_state(uuid) in (DELETED, UNKNOWN)
 
     def run(self, context, known_uuids):
         """Report and (maybe) remove orphans; returns what was found."""
@@ -88,10 +86,7 @@ class Reconciler(object):
         """Rescue VMs whose instance is no longer rescued (an unrescue or a
         delete lost in a crash): they hold the instance's disk."""
         for vm, record in rescue.rescue_vms(self.session).items():
-            where = record['resident_on']
-            if where == storage.NULL:
-                where = record['affinity']
-            if where != self.host.ref:
+            if events.host_of(record) != self.host.ref:
                 continue
             uuid = record['other_config'][rescue.TAG]
             state = self._vm_state(uuid)
@@ -110,8 +105,8 @@ class Reconciler(object):
             instance = objects.Instance.get_by_uuid(
                 nova_context.get_admin_context(read_deleted='yes'), uuid)
         except exception.InstanceNotFound:
-            return 'unknown to Nova'
-        return 'deleted' if instance.deleted else instance.vm_state
+            return UNKNOWN
+        return DELETED if instance.deleted else instance.vm_state
 
     def _remove_vm(self, vm, uuid):
         disks = [vdi for vdi in storage.vdis_of_vm(self.session, vm)

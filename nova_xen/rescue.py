@@ -26,12 +26,15 @@ def remove(session, isolation, rescue):
     own = [vdi for vdi in storage.vdis_of_vm(session, rescue)
            if session.call('VDI.get_other_config', vdi)
            .get('nova_role') == 'rescue']
-    if session.call('VM.get_power_state', rescue) != 'Halted':
-        session.call_async('VM.hard_shutdown', rescue)
-    isolation.remove(rescue)
-    session.call('VM.destroy', rescue)
+    _destroy_vm(session, isolation, rescue)
     for vdi in own:
         storage.destroy_vdi(session, vdi)
+
+
+def _destroy_vm(session, isolation, vm):
+    power.halt(session, vm)
+    isolation.remove(vm)
+    session.call('VM.destroy', vm)
 
 
 def rescue_vms(session):
@@ -81,8 +84,7 @@ class Rescue(object):
             created.append(vdi)
             self.images.write(stream, fmt, int(image_meta.size), vdi,
                               self.host.address)
-            if session.call('VM.get_power_state', vm) != 'Halted':
-                session.call_async('VM.hard_shutdown', vm)
+            power.halt(session, vm)
             record = vmops.vm_record(instance, image_meta, self.host.ref)
             record['name_label'] = '%s-rescue' % instance.name
             record['other_config'] = {TAG: instance.uuid,
@@ -121,10 +123,7 @@ class Rescue(object):
     def _remove(self, rescue, vdis):
         session = self.session
         if rescue is not None:
-            if session.call('VM.get_power_state', rescue) != 'Halted':
-                session.call_async('VM.hard_shutdown', rescue)
-            self.isolation.remove(rescue)
-            session.call('VM.destroy', rescue)
+            _destroy_vm(session, self.isolation, rescue)
         for vdi in vdis:
             storage.destroy_vdi(session, vdi)
 

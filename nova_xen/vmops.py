@@ -55,7 +55,7 @@ class _Undo(object):
         session = self.session
         vm = self.vm
         if vm is not None:
-            _attempt(instance, 'stop the VM', lambda: _halt(session, vm))
+            _attempt(instance, 'stop the VM', lambda: power.halt(session, vm))
             if self.isolation is not None:
                 _attempt(instance, 'remove its isolation rules',
                          lambda: self.isolation.remove(vm))
@@ -64,11 +64,6 @@ class _Undo(object):
         for vdi in reversed(self.vdis):
             _attempt(instance, 'destroy VDI %s' % vdi,
                      lambda vdi=vdi: storage.destroy_vdi(session, vdi))
-
-
-def _halt(session, vm):
-    if session.call('VM.get_power_state', vm) != 'Halted':
-        session.call('VM.hard_shutdown', vm)
 
 
 def _attempt(instance, what, action):
@@ -203,8 +198,7 @@ class VMOps(object):
             return
         try:
             resident = session.call('VM.get_resident_on', vm)
-            if session.call('VM.get_power_state', vm) != 'Halted':
-                session.call('VM.hard_shutdown', vm)
+            power.halt(session, vm)
             self._remove_rules(instance, vm, resident)
             vdis = [vdi for vdi in storage.vdis_of_vm(session, vm)
                     if session.call('VDI.get_other_config', vdi)

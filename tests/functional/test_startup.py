@@ -77,8 +77,7 @@ class PluginCheckTest(_NoComputeYet):
     def test_dom0_without_nft(self):
         # XCP-ng's dom0 does not ship nftables: say so before any spawn
         self.plugins.edit('nova_xen_isolation.py',
-                          "os.environ.get('NOVA_XEN_NFT')",
-                          "'/nonexistent/nft'")
+                          "lib.find_command('nft', 'NOVA_XEN_NFT')", "None")
         self.assertRefused('Network isolation cannot work on host',
                            'nft command is not installed',
                            'Install the nftables package in its dom0')

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 import sys
 import syslog
 
@@ -58,6 +59,39 @@ def dom0_path(path):
     if not root:
         return path
     return os.path.join(root, path.lstrip('/'))
+
+
+# -- dom0 commands ------------------------------------------------------
+
+def find_command(name, override_env):
+    """The path of dom0's ``name`` command, or None.  ``override_env``
+    names an environment variable that replaces the search (tests only;
+    xapi never sets it)."""
+    override = os.environ.get(override_env)
+    if override:
+        candidates = [override]
+    else:
+        dirs = os.environ.get('PATH', '').split(os.pathsep)
+        candidates = [os.path.join(d, name) for d in
+                      dirs + ['/usr/sbin', '/usr/bin', '/sbin', '/bin'] if d]
+    for path in candidates:
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def run(argv, data=None, timeout=30):
+    """Run a command: (exit status, stdout, stderr) as bytes; the status
+    is None when it took more than ``timeout`` seconds (it is killed)."""
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(data, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return None, b'', b''
+    return proc.returncode, out, err
 
 
 # -- argument validation ------------------------------------------------

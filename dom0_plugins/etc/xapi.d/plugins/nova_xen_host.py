@@ -39,7 +39,6 @@ up), and os.uname() is that machine's kernel.
 import base64
 import os
 import re
-import subprocess
 import time
 import zlib
 
@@ -155,20 +154,6 @@ def host_uptime(session, params):
 
 # -- xenstore ---------------------------------------------------------------
 
-def _xenstore_write():
-    # NOVA_XEN_XENSTORE_WRITE: tests only (xapi never sets it)
-    override = os.environ.get('NOVA_XEN_XENSTORE_WRITE')
-    candidates = [override] if override else [
-        os.path.join(d, 'xenstore-write')
-        for d in os.environ.get('PATH', '').split(os.pathsep) +
-        ['/usr/bin', '/usr/sbin', '/bin', '/sbin'] if d]
-    for path in candidates:
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    lib.fail('NOVA_XEN_XENSTORE_FAILED', '-', '-',
-             'xenstore-write is not installed in dom0')
-
-
 def vm_data_write(session, params):
     _only(params, 'domid', 'key', 'value')
     domid = lib.arg(params, 'domid', 'int', min=1, max=MAX_DOMID)
@@ -178,18 +163,17 @@ def vm_data_write(session, params):
                                   '_ and - joined by /, at most 4')
     value = lib.arg(params, 'value', 'str', max_len=4096)
     path = '/local/domain/%d/vm-data/%s' % (domid, key)
-    proc = subprocess.Popen([_xenstore_write(), path, value],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    try:
-        _, err = proc.communicate(timeout=XENSTORE_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
+    command = lib.find_command('xenstore-write', 'NOVA_XEN_XENSTORE_WRITE')
+    if command is None:
+        lib.fail('NOVA_XEN_XENSTORE_FAILED', '-', '-',
+                 'xenstore-write is not installed in dom0')
+    status, _, err = lib.run([command, path, value],
+                             timeout=XENSTORE_TIMEOUT)
+    if status is None:
         lib.fail('NOVA_XEN_XENSTORE_FAILED', path, 'timeout', 'no answer')
-    if proc.returncode != 0:
+    if status != 0:
         message = err.decode('utf-8', 'replace').replace(value, '***')
-        lib.fail('NOVA_XEN_XENSTORE_FAILED', path, proc.returncode,
+        lib.fail('NOVA_XEN_XENSTORE_FAILED', path, status,
                  message.strip()[:500])
     return {'path': path}
 

@@ -82,7 +82,6 @@ Errors: ``NOVA_XEN_INVALID_ARGUMENT [name, reason]``,
 import ipaddress
 import os
 import re
-import subprocess
 
 import nova_xen_dom0lib as lib
 
@@ -277,38 +276,24 @@ def ruleset(vif_uuid, devices, mac, ipv4, ipv6, allow_dhcp):
 # -- running nft ----------------------------------------------------------
 
 def _nft_path(required=True):
-    override = os.environ.get('NOVA_XEN_NFT')
-    if override:
-        candidates = [override]
-    else:
-        dirs = os.environ.get('PATH', '').split(os.pathsep)
-        candidates = [os.path.join(d, 'nft')
-                      for d in dirs + ['/usr/sbin', '/sbin'] if d]
-    for path in candidates:
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    if not required:
-        return None
-    lib.fail('NOVA_XEN_ISOLATION_UNAVAILABLE',
-             'the nft command is not installed in dom0 '
-             '(install the nftables package)')
+    path = lib.find_command('nft', 'NOVA_XEN_NFT')
+    if path is None and required:
+        lib.fail('NOVA_XEN_ISOLATION_UNAVAILABLE',
+                 'the nft command is not installed in dom0 '
+                 '(install the nftables package)')
+    return path
 
 
 def _nft(nft, args, script=None):
     """Run nft; its stdout, or NOVA_XEN_NFT_FAILED."""
-    proc = subprocess.Popen([nft] + args, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        out, err = proc.communicate(
-            script.encode('ascii') if script is not None else None,
-            timeout=NFT_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
+    status, out, err = lib.run(
+        [nft] + args, script.encode('ascii') if script is not None else None,
+        timeout=NFT_TIMEOUT)
+    if status is None:
         lib.fail('NOVA_XEN_NFT_FAILED', 'timeout',
                  'nft took more than %d seconds' % NFT_TIMEOUT)
-    if proc.returncode != 0:
-        lib.fail('NOVA_XEN_NFT_FAILED', proc.returncode,
+    if status != 0:
+        lib.fail('NOVA_XEN_NFT_FAILED', status,
                  err.decode('utf-8', 'replace').strip()[-2000:])
     return out.decode('utf-8', 'replace')
 
