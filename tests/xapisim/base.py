@@ -109,20 +109,23 @@ class SimTestCase(unittest.TestCase):
         except XenAPI.Failure:
             pass
 
+    def destroy_later(self, cls, ref):
+        """At clean-up, ``<cls>.destroy(ref)`` on a fresh session (the
+        test may have restarted xapi); an object already gone is fine."""
+        def destroy():
+            try:
+                getattr(self.login().xenapi, cls).destroy(ref)
+            except Exception:
+                pass
+        self.addCleanup(destroy)
+        return ref
+
     def new_vdi(self, size=8 * MIB, sr=None, **extra):
         record = {'SR': sr or self.default_sr(), 'virtual_size': str(size),
                   'type': 'user', 'sharable': False, 'read_only': False,
                   'other_config': {}, 'name_label': 'test-vdi'}
         record.update(extra)
-        vdi = self.x.VDI.create(record)
-        self.addCleanup(self._remove_vdi, vdi)
-        return vdi
-
-    def _remove_vdi(self, vdi):
-        try:
-            self.login().xenapi.VDI.destroy(vdi)
-        except XenAPI.Failure:
-            pass
+        return self.destroy_later('VDI', self.x.VDI.create(record))
 
     def new_vbd(self, vm, vdi, userdevice='0', **extra):
         record = {'VM': vm, 'VDI': vdi, 'userdevice': userdevice,

@@ -20,16 +20,8 @@ class MessageTest(SimTestCase):
 
     def create(self, name='TEST_ALERT', priority=3, cls='VM', uuid=None,
                body='something happened'):
-        message = self.x.message.create(name, str(priority), cls,
-                                        uuid or self.vm_uuid(), body)
-        self.addCleanup(self._destroy, message)
-        return message
-
-    def _destroy(self, message):
-        try:
-            self.login().xenapi.message.destroy(message)
-        except Exception:
-            pass
+        return self.destroy_later('message', self.x.message.create(
+            name, str(priority), cls, uuid or self.vm_uuid(), body))
 
     def test_create_and_read(self):
         uuid = self.vm_uuid()

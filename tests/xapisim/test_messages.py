@@ -64,7 +64,7 @@ class DispatchTest(SimTestCase):
                                       'pw', '1.0', 'o', 'extra'))
         vdi = self.new_vdi(size=4 * MIB)
         copy = self.x.VDI.copy(vdi, self.default_sr())
-        self.addCleanup(self._remove_vdi, copy)
+        self.destroy_later('VDI', copy)
         self.assertNotEqual(vdi, copy)
         self.assertEqual(str(4 * MIB), self.x.VDI.get_virtual_size(copy))
         self.assertFailure(['MESSAGE_PARAMETER_COUNT_MISMATCH', 'VDI.copy',

@@ -13,15 +13,7 @@ class NetworkTests(SimTestCase):
         record = {'name_label': 'test-net', 'name_description': '',
                   'MTU': '1500', 'other_config': {}}
         record.update(extra)
-        net = self.x.network.create(record)
-        self.addCleanup(self._remove_network, net)
-        return net
-
-    def _remove_network(self, net):
-        try:
-            self.login().xenapi.network.destroy(net)
-        except Exception:
-            pass
+        return self.destroy_later('network', self.x.network.create(record))
 
     def test_create_assigns_a_free_bridge(self):
         used = {self.x.network.get_bridge(n) for n in self.x.network.get_all()}

@@ -14,15 +14,7 @@ class TaskTest(SimTestCase):
         """Async.<method>(*args) through the XenAPI client: a task ref."""
         cls, name = method.split('.')
         fn = getattr(getattr(self.x.Async, cls), name)
-        task = fn(*args)
-        self.addCleanup(self._destroy_task, task)
-        return task
-
-    def _destroy_task(self, task):
-        try:
-            self.login().xenapi.task.destroy(task)
-        except Exception:
-            pass
+        return self.destroy_later('task', fn(*args))
 
     def test_async_returns_a_task_that_ends_in_success(self):
         vm = self.new_vm()
@@ -146,7 +138,7 @@ class TaskTest(SimTestCase):
         task = self.async_call('VDI.copy', vdi, self.default_sr())
         record = self.wait_task(task)
         self.assertEqual('success', record['status'], record)
-        self.addCleanup(self._remove_vdi, record['result'][7:-8])
+        self.destroy_later('VDI', record['result'][7:-8])
         self.x.task.destroy(task)
         self.assertNotIn(task, self.x.task.get_all())
         self.assertFailure(['HANDLE_INVALID', 'task', task],

@@ -77,15 +77,7 @@ class TransferTestCase(SimTestCase):
         return self.raw_exchange(head, body)
 
     def new_task(self, label='transfer'):
-        task = self.x.task.create(label, '')
-        self.addCleanup(self._destroy_task, task)
-        return task
-
-    def _destroy_task(self, task):
-        try:
-            self.x.task.destroy(task)
-        except Exception:
-            pass
+        return self.destroy_later('task', self.x.task.create(label, ''))
 
     def import_ok(self, vdi, data, **params):
         task = self.new_task()
@@ -480,7 +472,7 @@ class Export(TransferTestCase):
 
     def test_differencing_export_against_a_base(self):
         base = self.x.VDI.snapshot(self.vdi, {})
-        self.addCleanup(self._remove_vdi, base)
+        self.destroy_later('VDI', base)
         changed = bytearray(self.disk)
         changed[0:1000] = bytes(1000)                  # block 0 back to zero
         changed[3 * BLOCK + 5:3 * BLOCK + 9] = b'new!'  # block 3 now used

@@ -400,7 +400,7 @@ class CopyTests(VdiBytes, LifecycleCase):
         vbds = self.x.VM.get_VBDs(vm)
         self.assertEqual(1, len(vbds))
         vdi = self.x.VBD.get_VDI(vbds[0])
-        self.addCleanup(self._remove_vdi, vdi)
+        self.destroy_later('VDI', vdi)
         return vdi
 
     def assertOwnCopy(self, new, vdi, data):
