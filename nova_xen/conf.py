@@ -62,6 +62,11 @@ HOST_OPTS = [
                      'tagged for instances Nova has deleted or never had '
                      '(what a crash mid-spawn or a lost delete leaves). '
                      'When false they are only reported in the log.'),
+    cfg.IntOpt('reclaim_interval', default=60, min=1,
+               help='Seconds between two passes of the reclaimer, which '
+                    'removes what a failed clean-up left (a disk or VM xapi '
+                    'would not destroy, a task, isolation rules of VIFs '
+                    'that no longer exist) while nova-compute runs.'),
     cfg.IntOpt('soft_reboot_timeout', default=120, min=1,
                help='Seconds a soft reboot waits for the guest to restart '
                     'cleanly before xapi reboots it hard.'),

@@ -1,11 +1,16 @@
-"""Instance diagnostics from xapi's round-robin databases (RRDs).
+"""Instance diagnostics and host CPU times from xapi's round-robin
+databases (RRDs).
 
 The host that runs the VM serves ``/rrd_updates``: its latest row gives
 the CPU use of each vCPU, the memory, and the byte rates of each disk
-(``vbd_<device>_read/write``) and interface (``vif_<n>_rx/tx``).
+(``vbd_<device>_read/write``) and interface (``vif_<n>_rx/tx``).  With
+``host=true`` it gives the busy fraction of each physical CPU
+(``cpu<n>``), which ``HostCPU`` integrates into the cumulative times
+Nova's CPU monitor wants.
 """
 
 import calendar
+import threading
 import time
 import xml.etree.ElementTree as ElementTree
 
@@ -35,20 +40,9 @@ class Diagnostics(object):
                 state=record['power_state'], method='get_diagnostics')
         address = self.session.call('host.get_address',
                                     record['resident_on'])
-        with self.session.http_session() as session_id:
-            conn = self.session.http_connection(address)
-            try:
-                conn.request('GET', '/rrd_updates?session_id=%s&start=%d'
-                             '&cf=AVERAGE&vm_uuid=%s' % (
-                                 session_id, int(time.time()) - WINDOW,
-                                 record['uuid']))
-                resp = conn.getresponse()
-                body = resp.read()
-            finally:
-                conn.close()
-        if resp.status != 200:
-            raise errors.XenAPIError('GET /rrd_updates',
-                                     ['HTTP_%d' % resp.status])
+        body = rrd_updates(self.session, address, 'start=%d&cf=AVERAGE'
+                           '&vm_uuid=%s' % (int(time.time()) - WINDOW,
+                                            record['uuid']))
         return vm, record, latest(body, record['uuid'])
 
     def legacy(self, instance):
@@ -92,6 +86,96 @@ class Diagnostics(object):
                 write_bytes=int(values.get('vbd_%s_write' % device, 0)))
         diags.num_cpus = len(cpus)
         return diags
+
+
+def rrd_updates(session, address, query):
+    """The body of ``GET /rrd_updates?<query>`` from xapi at ``address``."""
+    with session.http_session() as session_id:
+        conn = session.http_connection(address)
+        try:
+            conn.request('GET', '/rrd_updates?session_id=%s&%s'
+                         % (session_id, query))
+            resp = conn.getresponse()
+            body = resp.read()
+        finally:
+            conn.close()
+    if resp.status != 200:
+        raise errors.XenAPIError('GET /rrd_updates',
+                                 ['HTTP_%d' % resp.status])
+    return body
+
+
+class HostCPU(object):
+    """Cumulative CPU times of the host (``get_host_cpu_stats``).
+
+    xapi's RRDs keep, per physical CPU, the fraction of each 5-second step
+    it was busy, over all domains; they do not split user from kernel
+    time, nor count I/O wait.  Each call integrates the rows that came
+    since the previous one: busy time is reported as ``user``, the rest as
+    ``idle``, ``kernel`` and ``iowait`` stay 0 -- so Nova's CPU monitor
+    gets the host's real utilisation.  The first call integrates the last
+    minute.  Time since the newest row counts at that row's rate (so that
+    two readings within one step still differ, as Nova's monitor needs),
+    and no counter ever goes back.
+    """
+
+    def __init__(self, session, host):
+        self.session = session
+        self.host = host
+        self._lock = threading.Lock()
+        self._newest = None       # time of the last row integrated
+        self._busy = 0.0          # CPU-seconds
+        self._idle = 0.0
+        self._rate = (0.0, 0.0)   # (busy, idle) CPUs in the newest row
+        self._reported = (0, 0)   # (user, idle) ns last returned
+        self._mhz = None
+
+    def stats(self):
+        with self._lock:
+            self._integrate()
+            if self._mhz is None:
+                info = self.session.call('host.get_cpu_info', self.host.ref)
+                self._mhz = int(float(info.get('speed') or 0))
+            since = max(time.time() - self._newest, 0.0) \
+                if self._newest is not None else 0.0
+            user = max(int((self._busy + since * self._rate[0]) * 1e9),
+                       self._reported[0])
+            idle = max(int((self._idle + since * self._rate[1]) * 1e9),
+                       self._reported[1])
+            self._reported = (user, idle)
+            return {'kernel': 0, 'iowait': 0, 'user': user, 'idle': idle,
+                    'frequency': self._mhz}
+
+    def _integrate(self):
+        start = self._newest if self._newest is not None else \
+            int(time.time()) - WINDOW
+        root = ElementTree.fromstring(rrd_updates(
+            self.session, self.host.address,
+            'start=%d&cf=AVERAGE&host=true' % start))
+        step = int(root.find('meta/step').text)
+        prefix = 'AVERAGE:host:%s:cpu' % self.host.uuid
+        columns = [i for i, e in enumerate(root.find('meta/legend'))
+                   if e.text.startswith(prefix) and
+                   e.text[len(prefix):].isdigit()]
+        newest = self._newest
+        for row in root.find('data').findall('row'):    # newest first
+            t = int(row.find('t').text)
+            if self._newest is not None and t <= self._newest:
+                continue
+            values = [v.text for v in row.findall('v')]
+            busy_cpus = idle_cpus = 0.0
+            for i in columns:
+                try:
+                    busy = min(max(float(values[i]), 0.0), 1.0)
+                except ValueError:      # NaN: no data for that step
+                    continue
+                busy_cpus += busy
+                idle_cpus += 1.0 - busy
+            self._busy += busy_cpus * step
+            self._idle += idle_cpus * step
+            if newest is None or t > newest:
+                newest, self._rate = t, (busy_cpus, idle_cpus)
+        self._newest = newest
 
 
 def latest(xport, vm_uuid):

@@ -5,7 +5,10 @@ the logic (session, host, vmops, storage, network, images).  Load it with
 ``compute_driver = xenapi.XenAPIDriver``.
 """
 
+import json
+
 import os_traits
+from nova import context as nova_context
 from nova import exception
 from nova.virt import driver
 from nova.virt import hardware
@@ -19,10 +22,12 @@ from nova_xen import images
 from nova_xen import events
 from nova_xen import network
 from nova_xen import power
+from nova_xen import reclaim
 from nova_xen import reconcile
 from nova_xen import rescue as rescue_mod
 from nova_xen import session as session_mod
 from nova_xen import snapshot as snapshot_mod
+from nova_xen import storage
 from nova_xen import vmops
 from nova_xen import xenstore
 
@@ -51,6 +56,7 @@ class XenAPIDriver(driver.ComputeDriver):
         self._sr = None
         self._index = None
         self._vmops = None
+        self._reclaimer = None
 
     # -- start and stop --------------------------------------------------
 
@@ -72,6 +78,8 @@ class XenAPIDriver(driver.ComputeDriver):
                                        emit=self.emit_event,
                                        new_domain=self._isolation.apply)
         self._index.start()
+        self._reclaimer = reclaim.Reclaimer(self._session, self._isolation)
+        self._reclaimer.start()
         self._images = images.handler(self._session, self._host)
         self._vmops = vmops.VMOps(self._session, self._host, self._index,
                                   self._images, self._isolation, self.virtapi)
@@ -85,6 +93,7 @@ class XenAPIDriver(driver.ComputeDriver):
         self._consoles = consoles.Consoles(self._session, self._index)
         self._diagnostics = diagnostics.Diagnostics(self._session,
                                                     self._index)
+        self._host_cpu = diagnostics.HostCPU(self._session, self._host)
         LOG.info('nova-xen ready: host %s, instance SR %s',
                  self._host.nodename, self._sr)
 
@@ -95,6 +104,8 @@ class XenAPIDriver(driver.ComputeDriver):
         return instances
 
     def cleanup_host(self, host):
+        if self._reclaimer is not None:
+            self._reclaimer.stop()
         if self._index is not None:
             self._index.stop()
         if self._session is not None:
@@ -126,6 +137,11 @@ class XenAPIDriver(driver.ComputeDriver):
 
     def get_host_ip_addr(self):
         return self._host.address
+
+    def get_host_cpu_stats(self):
+        """For Nova's ``cpu.virt_driver`` monitor: see diagnostics.HostCPU
+        (busy time is ``user``; xapi does not split kernel or I/O wait)."""
+        return self._host_cpu.stats()
 
     # -- instances -------------------------------------------------------
 
@@ -168,6 +184,21 @@ class XenAPIDriver(driver.ComputeDriver):
     def default_root_device_name(self, instance, image_meta, root_bdm):
         return '/dev/xvda'
 
+    def get_device_name_for_instance(self, instance, bdms, block_device_obj):
+        """The name the guest will see: /dev/xvd<letter> of the first
+        userdevice xapi allows that no block device mapping claims."""
+        vm = self._index.lookup(instance.uuid)
+        return storage.device_name_for(
+            self._session, vm, [bdm.device_name for bdm in bdms],
+            block_device_obj.get('device_name'))
+
+    def get_instance_disk_info(self, instance, block_device_info=None):
+        """The instance's disks as JSON (what nova hands to the destination
+        of a block migration): one entry per VDI it owns."""
+        return json.dumps(storage.disk_info(self._session,
+                                            self._vmops.vm_ref(instance),
+                                            instance.uuid))
+
     def plug_vifs(self, instance, network_info):
         pass
 
@@ -200,6 +231,25 @@ class XenAPIDriver(driver.ComputeDriver):
     def resume(self, context, instance, network_info, block_device_info=None,
                share_info=None):
         self._power.resume(instance)
+
+    def poll_rebooting_instances(self, timeout, instances):
+        """Instances stuck rebooting for ``[DEFAULT]reboot_timeout``
+        seconds get a hard reboot through Nova's API (so that their task
+        state is Nova's again), as a hypervisor that lost the request
+        would need."""
+        if not instances:
+            return
+        from nova.compute import api as compute_api   # nova's, at run time
+        api = compute_api.API()
+        context = nova_context.get_admin_context()
+        for instance in instances:
+            LOG.warning('the reboot has not finished in %d s: rebooting '
+                        'hard', timeout, instance=instance)
+            try:
+                api.reboot(context, instance, 'HARD')
+            except Exception as exc:
+                LOG.error('hard reboot of a stuck reboot failed: %s', exc,
+                          instance=instance)
 
     def resume_state_on_host_boot(self, context, instance, network_info,
                                   share_info, block_device_info=None):
@@ -323,6 +373,11 @@ for _name, _feature, _why in (
          'pool_migrate/migrate_send are not wired to Nova yet'),
         ('check_can_live_migrate_destination', 'live migration',
          'pool_migrate/migrate_send are not wired to Nova yet'),
+        ('live_migration_abort', 'aborting a live migration',
+         'live migration is not wired to Nova yet, so none can run'),
+        ('block_stats', 'per-volume I/O counters',
+         'Nova asks them only of Cinder volumes, which are not wired to '
+         'xapi SRs yet'),
         ('trigger_crash_dump', 'triggering a crash dump',
          'xapi has no NMI call in its API'),
         ('get_spice_console', 'SPICE consoles', 'xapi offers VNC (RFB) only'),
@@ -333,6 +388,43 @@ for _name, _feature, _why in (
          'XenServer 8 and XCP-ng 8.3 have no quiesced snapshots'),
         ('unquiesce', 'quiescing the guest for a snapshot',
          'XenServer 8 and XCP-ng 8.3 have no quiesced snapshots'),
+        ('get_all_volume_usage', 'volume usage counters',
+         'Cinder volumes are not wired to xapi SRs yet'),
+        ('volume_snapshot_create', 'snapshots of attached volumes',
+         'Cinder volumes are not wired to xapi SRs yet'),
+        ('volume_snapshot_delete', 'snapshots of attached volumes',
+         'Cinder volumes are not wired to xapi SRs yet'),
+        ('finish_migration', 'resize and cold migration',
+         'moving disks between hosts is not implemented yet'),
+        ('confirm_migration', 'resize and cold migration',
+         'moving disks between hosts is not implemented yet'),
+        ('finish_revert_migration', 'resize and cold migration',
+         'moving disks between hosts is not implemented yet'),
+        ('check_instance_shared_storage_local', 'probing shared instance '
+         'storage', 'disks live in xapi SRs, not in a directory of the '
+         'compute'),
+        ('check_instance_shared_storage_remote', 'probing shared instance '
+         'storage', 'disks live in xapi SRs, not in a directory of the '
+         'compute'),
+        ('check_can_live_migrate_source', 'live migration',
+         'pool_migrate/migrate_send are not wired to Nova yet'),
+        ('cleanup_live_migration_destination_check', 'live migration',
+         'pool_migrate/migrate_send are not wired to Nova yet'),
+        ('pre_live_migration', 'live migration',
+         'pool_migrate/migrate_send are not wired to Nova yet'),
+        ('live_migration_force_complete', 'live migration',
+         'pool_migrate/migrate_send are not wired to Nova yet'),
+        ('post_live_migration_at_source', 'live migration',
+         'pool_migrate/migrate_send are not wired to Nova yet'),
+        ('post_live_migration_at_destination', 'live migration',
+         'pool_migrate/migrate_send are not wired to Nova yet'),
+        ('rollback_live_migration_at_destination', 'live migration',
+         'pool_migrate/migrate_send are not wired to Nova yet'),
+        ('mount_share', 'Manila shares', 'xapi has no virtiofs'),
+        ('umount_share', 'Manila shares', 'xapi has no virtiofs'),
+        ('is_share_mounted', 'Manila shares', 'xapi has no virtiofs'),
+        ('power_update_event', 'power update events',
+         'Nova sends them only to the Ironic driver'),
         ('soft_delete', 'soft delete', 'not implemented'),
         ('restore', 'restoring a soft-deleted server', 'not implemented')):
     setattr(XenAPIDriver, _name, _unsupported(_feature, _why))

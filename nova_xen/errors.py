@@ -4,6 +4,11 @@ A xapi failure travels as ``['CODE', 'param', ...]``.  ``translate`` turns
 it into the Nova exception that means the same thing, with a message that
 still carries the code and its parameters, so the instance fault and the
 log say exactly what xapi said.
+
+xapi's code is kept in ``xapi_code`` (and its parameters in ``params``):
+``code`` stays Nova's, an HTTP status, which Nova stores as an integer in
+the instance fault (a string there makes Nova drop the fault and answer
+500).
 """
 
 from nova import exception
@@ -17,7 +22,7 @@ class XenAPIError(exception.NovaException):
     def __init__(self, method, details, message=None):
         self.method = method
         self.details = [str(d) for d in details] or ['UNKNOWN']
-        self.code = self.details[0]
+        self.xapi_code = self.details[0]
         self.params = self.details[1:]
         super(XenAPIError, self).__init__(
             message=message, method=method, details=describe(self.details))
@@ -41,7 +46,7 @@ class PluginError(exception.NovaException):
 
     def __init__(self, details=None, **kwargs):
         self.details = [str(d) for d in (details or [])]
-        self.code = self.details[0] if self.details else None
+        self.xapi_code = self.details[0] if self.details else None
         self.params = self.details[1:]
         super(PluginError, self).__init__(**kwargs)
 
@@ -99,7 +104,7 @@ def translate(method, details):
     except (KeyError, TypeError, ValueError):
         pass
     exc = cls(message='%s (%s)' % (text, sentence))
-    exc.code = details[0]
+    exc.xapi_code = details[0]
     exc.params = details[1:]
     exc.details = details
     return exc

@@ -208,10 +208,7 @@ class RemoteStreamHandler(object):
                     [record['status']])
         finally:
             stream.close()
-            try:
-                session.call('task.destroy', task)
-            except Exception:
-                LOG.debug('could not destroy import task %s', task)
+            session.destroy_task(task)
 
     def _put(self, stream, fmt, length, vdi, host_address, task):
         session = self.session
@@ -361,7 +358,7 @@ class Dom0PluginHandler(object):
                                      'download_image', params,
                                      long_running=True)
         except errors.PluginError as exc:
-            if exc.code in REFUSALS:
+            if exc.xapi_code in REFUSALS:
                 # the image itself is wrong: no other host would do better
                 raise exception.ImageUnacceptable(
                     image_id=meta.id, reason='the dom0 image plugin refused '

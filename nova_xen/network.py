@@ -177,18 +177,23 @@ class Isolation(object):
                                          'vif_uuid': self.session.call(
                                              'VIF.get_uuid', vif)})
 
+    def remove_table(self, vif_uuid, host_ref=None):
+        """Drop the rule table of one VIF (the reclaimer's sweep)."""
+        self.session.call_plugin(host_ref or self.host.ref, self.PLUGIN,
+                                 'remove_rules', {'vif_uuid': vif_uuid})
+
     def check(self):
         """At start-up: dom0 of this host can filter (nft is installed)."""
         try:
             self.rules()
         except errors.PluginError as exc:
-            if exc.code != 'NOVA_XEN_ISOLATION_UNAVAILABLE':
+            if exc.xapi_code != 'NOVA_XEN_ISOLATION_UNAVAILABLE':
                 raise
             raise errors.StartupError(reason=(
                 'Network isolation cannot work on host %s: %s. Install the '
                 'nftables package in its dom0 (see the nova-xen dom0 plugins '
-                'README).' % (self.host.nodename,
-                              exc.params[0] if exc.params else exc.code)))
+                'README).' % (self.host.nodename, exc.params[0]
+                              if exc.params else exc.xapi_code)))
 
     def rules(self, host_ref=None):
         return self.session.call_plugin(host_ref or self.host.ref,

@@ -81,7 +81,7 @@ class PowerOps(object):
                 self.session.call_async(clean, vm, timeout=max(wait, 1))
                 return True
             except errors.XenAPIError as exc:
-                if exc.code != 'TIMEOUT':
+                if exc.xapi_code != 'TIMEOUT':
                     LOG.warning('%s failed (%s)', clean, exc,
                                 instance=instance)
                     return False
@@ -136,20 +136,39 @@ class PowerOps(object):
             self.session.call_async('VM.unpause', vm)
             self._done(instance, vm)
 
+    # pause, unpause, suspend and resume look at xapi's power state first:
+    # Nova's view may be stale (a change behind its back), and asking xapi
+    # for a transition from the wrong state fails with VM_BAD_POWER_STATE
+    # where the user only wants the server in the state asked for
+
     def pause(self, instance):
         vm = self._vm(instance)
-        self.session.call_async('VM.pause', vm)
+        if self._state(vm) != 'Paused':
+            self.session.call_async('VM.pause', vm)
         self._done(instance, vm)
 
     def unpause(self, instance):
         vm = self._vm(instance)
-        self.session.call_async('VM.unpause', vm)
+        if self._state(vm) == 'Running':
+            LOG.info('unpause: the VM runs already', instance=instance)
+        else:
+            self.session.call_async('VM.unpause', vm)
         self._done(instance, vm)
 
     def suspend(self, instance):
         vm = self._vm(instance)
-        self.session.call_async('VM.suspend', vm)
+        if self._state(vm) != 'Suspended':
+            self.session.call_async('VM.suspend', vm)
         self._done(instance, vm)
 
     def resume(self, instance):
-        self._start(instance, self._vm(instance), resume=True)
+        vm = self._vm(instance)
+        state = self._state(vm)
+        if state == 'Running':
+            LOG.info('resume: the VM runs already', instance=instance)
+            self._done(instance, vm)
+        elif state == 'Paused':
+            self.session.call_async('VM.unpause', vm)
+            self._done(instance, vm)
+        else:
+            self._start(instance, vm, resume=state == 'Suspended')

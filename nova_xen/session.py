@@ -26,6 +26,7 @@ from oslo_log import log as logging
 import XenAPI
 
 from nova_xen import errors
+from nova_xen import reclaim
 
 LOG = logging.getLogger(__name__)
 
@@ -67,12 +68,44 @@ class _SafeTransport(_TimeoutMixin, xmlrpc.client.SafeTransport):
 
 
 def tls_context(ca_file=None, insecure=False):
+    """The TLS context for xapi; a bad ``ca_file`` is a StartupError that
+    names the option, not a bare OSError or SSLError."""
     if insecure:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         return ctx
-    return ssl.create_default_context(cafile=ca_file)
+    try:
+        return ssl.create_default_context(cafile=ca_file or None)
+    except ssl.SSLError as exc:
+        raise errors.StartupError(reason=(
+            '[xenserver]ca_file %s holds no usable CA certificate (%s): '
+            'set it to the PEM file of the CA that signed the pool\'s '
+            'certificate' % (ca_file, getattr(exc, 'reason', None) or exc)))
+    except OSError as exc:
+        raise errors.StartupError(reason=(
+            'Cannot read [xenserver]ca_file %s: %s. Set it to the PEM file '
+            'of the CA that signed the pool\'s certificate.'
+            % (ca_file, exc.strerror or exc)))
+
+
+class SessionRenewed(Exception):
+    """xapi no longer knew the session (it restarted) and the client logged
+    in again, in the middle of a call whose arguments meant something only
+    to the old session (an ``event.from`` token)."""
+
+
+class _Client(XenAPI.Session):
+    """XenAPI's client, which can be told not to replay a call on the new
+    session it logs in when xapi says SESSION_INVALID."""
+
+    abort_on_renewal = False
+
+    def _login(self, method, params):
+        renewing = self._session is not None
+        super(_Client, self)._login(method, params)
+        if renewing and self.abort_on_renewal:
+            raise SessionRenewed()
 
 
 def check_url(url):
@@ -140,6 +173,8 @@ class Session(object):
         self._closed = False
         self._cond = threading.Condition()
         self._generation = 0     # bumped when the master moves
+        # what could not be removed, for the reclaimer (reclaim.py)
+        self.leftovers = reclaim.Leftovers()
 
     # -- addresses -----------------------------------------------------
 
@@ -171,7 +206,7 @@ class Session(object):
         transport = _SafeTransport(context=self._tls) if self._tls \
             else _Transport()
         transport.set_timeout(self._login_timeout)
-        return XenAPI.Session(self._url, transport=transport)
+        return _Client(self._url, transport=transport)
 
     def _login(self):
         """A new logged-in XenAPI session, following HOST_IS_SLAVE."""
@@ -309,10 +344,14 @@ class Session(object):
     def call(self, method, *args, **kwargs):
         """Call a XenAPI message (``'VM.get_record'``); returns its value."""
         timeout = kwargs.pop('timeout', None) or self.call_timeout
+        # a call that means nothing after a xapi restart (event.from with
+        # a token) raises SessionRenewed instead of being replayed
+        strict = kwargs.pop('abort_on_renewal', False)
         for attempt in range(CONNECT_RETRIES + 1):
             try:
                 with self._borrow() as xenapi:
                     xenapi.transport.set_timeout(timeout)
+                    xenapi.abort_on_renewal = strict
                     try:
                         return _resolve(xenapi.xenapi, method)(*args)
                     except socket.timeout:
@@ -328,15 +367,22 @@ class Session(object):
                 raise errors.translate(method, details)
             except errors.StartupError as exc:
                 # a re-login failed (xapi restarting): retry, then give up
+                if strict:
+                    raise SessionRenewed()
                 if attempt >= CONNECT_RETRIES:
                     raise errors.XenAPIConnectionError(url=self._url,
                                                        reason=str(exc))
             except ConnectionRefusedError as exc:
                 # xapi is restarting: the request never reached it
+                if strict:
+                    raise SessionRenewed()
                 if attempt >= CONNECT_RETRIES:
                     raise errors.XenAPIConnectionError(url=self._url,
                                                        reason=_reason(exc))
             except (OSError, http.client.HTTPException) as exc:
+                if strict:
+                    # the connection broke under the call (xapi restarted?)
+                    raise SessionRenewed()
                 raise errors.XenAPIConnectionError(url=self._url,
                                                    reason=_reason(exc))
             time.sleep(min(2 ** attempt * 0.2, 5))
@@ -348,14 +394,21 @@ class Session(object):
         try:
             record = self._wait_task(task, timeout, method)
         finally:
-            try:
-                self.call('task.destroy', task)
-            except Exception:   # the task may be gone with a xapi restart
-                LOG.debug('could not destroy task %s', task)
+            self.destroy_task(task)
         if record['status'] == 'success':
             return parse_task_result(record['result'])
         raise errors.translate(method, record['error_info'] or
                                ['TASK_FAILED', record['status']])
+
+    def destroy_task(self, task):
+        """Destroy a task we created; one xapi will not destroy now is left
+        to the reclaimer (a task gone with a xapi restart is fine)."""
+        try:
+            self.call('task.destroy', task)
+        except exception.NotFound:
+            pass
+        except Exception as exc:
+            self.leftovers.add(reclaim.TASK, task, exc)
 
     def _wait_task(self, task, timeout, method):
         deadline = time.time() + timeout
@@ -369,23 +422,35 @@ class Session(object):
                                          'within %s s; cancelled' % (method,
                                                                      timeout))
             wait = min(left, EVENT_WAIT)
-            batch = self.call('event.from', ['task/%s' % task], token, wait,
-                              timeout=wait + self.call_timeout)
+            try:
+                batch = self.call('event.from', ['task/%s' % task], token,
+                                  wait, timeout=wait + self.call_timeout,
+                                  abort_on_renewal=True)
+            except SessionRenewed:
+                # xapi restarted, or dropped our session: a task lives no
+                # longer than the xapi that runs it
+                self._task_alive(task, method)
+                token = ''
+                continue
             token = batch['token']
             for event in batch['events']:
                 if event['ref'] != task:
                     continue
                 if event['operation'] == 'del':
-                    raise errors.XenAPIError(method, ['TASK_LOST', task],
-                                             message='XenAPI %s: its task '
-                                             'vanished (xapi restarted?)'
-                                             % method)
+                    raise _task_lost(method, task)
                 snapshot = event['snapshot']
                 if snapshot['status'] not in ('pending', 'cancelling'):
                     return snapshot
             if not batch['events']:
-                # after a xapi restart the task is gone and sends nothing
-                self.call('task.get_status', task)
+                # a task that is gone sends nothing
+                self._task_alive(task, method)
+
+    def _task_alive(self, task, method):
+        """Raise TASK_LOST if xapi no longer knows ``task``."""
+        try:
+            self.call('task.get_status', task)
+        except exception.NotFound:
+            raise _task_lost(method, task)
 
     def _cancel(self, task, token):
         """Cancel a task and give it a moment to wind down."""
@@ -428,6 +493,13 @@ class Session(object):
             raise errors.PluginError(plugin=plugin, fn=fn,
                                      reason='result is not JSON: %r'
                                      % text[:200])
+
+
+def _task_lost(method, task):
+    return errors.XenAPIError(
+        method, ['TASK_LOST', task],
+        message='XenAPI %s did not finish: xapi restarted while it ran, and '
+        'its task %s is gone' % (method, task))
 
 
 def _reason(exc):

@@ -24,7 +24,8 @@ class Snapshots(object):
     def snapshot(self, context, instance, image_id, update_task_state):
         vm = self.watcher.lookup(instance.uuid)
         if vm is None:
-            raise exception.InstanceNotFound(instance_id=instance.uuid)
+            # as nova's other drivers say of an instance without a domain
+            raise exception.InstanceNotRunning(instance_id=instance.uuid)
         update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
         snap = self.session.call_async('VDI.snapshot',
                                        storage.root_vdi(self.session, vm), {})

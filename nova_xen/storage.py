@@ -9,8 +9,6 @@ when the VM record is gone.
 from nova import exception
 from oslo_log import log as logging
 
-from nova_xen import errors
-
 LOG = logging.getLogger(__name__)
 
 GIB = 1024 ** 3
@@ -87,13 +85,62 @@ def vdis_of_vm(session, vm):
 
 
 def destroy_vdi(session, vdi):
+    """Remove a VDI.  One that xapi will not remove now (in use, xapi
+    restarting) is written down in the session's leftovers: the reclaimer
+    (reclaim.py) tries again while nova-compute runs."""
     try:
         session.call('VDI.destroy', vdi)
-    except errors.XenAPIError as exc:
-        LOG.warning('could not destroy VDI %s: %s', vdi, exc)
+    except exception.NotFound:
+        pass
     except Exception as exc:
-        if getattr(exc, 'code', None) != 'HANDLE_INVALID':
-            raise
+        session.leftovers.add('VDI', vdi, exc)
+
+
+def device_name_for(session, vm, claimed, wanted=None):
+    """/dev/xvd<letter> for a new disk of ``vm`` (None: no VM yet): the
+    ``wanted`` name if free, else the first userdevice xapi allows (or,
+    without a VM, after the root disk) that no name in ``claimed`` has."""
+    taken = {_letter(name) for name in claimed if name}
+    if vm is not None:
+        free = [int(n) for n in session.call('VM.get_allowed_VBD_devices',
+                                             vm)]
+    else:
+        free = list(range(1, 16))
+    letters = [chr(ord('a') + n) for n in sorted(free) if n < 26]
+    wanted = _letter(wanted) if wanted else None
+    if wanted in letters and wanted not in taken:
+        return '/dev/xvd' + wanted
+    for letter in letters:
+        if letter not in taken:
+            return '/dev/xvd' + letter
+    raise exception.TooManyDiskDevices(maximum=len(letters))
+
+
+def _letter(device_name):
+    """'/dev/xvdc', 'xvdc', 'vdc', 'sdc' -> 'c'."""
+    return device_name.rstrip('0123456789')[-1:]
+
+
+def disk_info(session, vm, instance_uuid):
+    """The disks of ``vm`` that belong to the instance, as plain data:
+    [{'device', 'vdi_uuid', 'role', 'virt_disk_size', 'disk_size',
+    'type'}] (type 'vhd': what xapi's SRs hold)."""
+    disks = []
+    for vbd in session.call('VM.get_VBDs', vm):
+        vbd_rec = session.call('VBD.get_record', vbd)
+        if vbd_rec['VDI'] == NULL:
+            continue
+        vdi = session.call('VDI.get_record', vbd_rec['VDI'])
+        if vdi['other_config'].get('nova_uuid') != instance_uuid:
+            continue
+        disks.append({'device': 'xvd' + chr(ord('a') +
+                                            int(vbd_rec['userdevice'])),
+                      'vdi_uuid': vdi['uuid'],
+                      'role': vdi['other_config'].get('nova_role', ''),
+                      'type': 'vhd',
+                      'virt_disk_size': int(vdi['virtual_size']),
+                      'disk_size': int(vdi['physical_utilisation'])})
+    return sorted(disks, key=lambda d: d['device'])
 
 
 def gib(size_bytes):

@@ -60,14 +60,16 @@ class _Undo(object):
                 _attempt(instance, 'remove its isolation rules',
                          lambda: self.isolation.remove(vm))
             _attempt(instance, 'destroy the VM',
-                     lambda: session.call('VM.destroy', vm))
+                     lambda: session.call('VM.destroy', vm),
+                     leftover=(session, 'VM', vm))
         for vdi in reversed(self.vdis):
             _attempt(instance, 'destroy VDI %s' % vdi,
                      lambda vdi=vdi: storage.destroy_vdi(session, vdi))
 
 
-def _attempt(instance, what, action):
-    """Run one clean-up action; a failure is logged, never raised."""
+def _attempt(instance, what, action, leftover=None):
+    """Run one clean-up action; a failure is logged, never raised, and
+    what it leaves (``leftover``: session, kind, ref) is reclaimed later."""
     try:
         action()
     except exception.NotFound:
@@ -75,6 +77,9 @@ def _attempt(instance, what, action):
     except Exception as exc:
         LOG.error('cleaning up a failed spawn: could not %s: %s', what, exc,
                   instance=instance)
+        if leftover is not None:
+            session, kind, ref = leftover
+            session.leftovers.add(kind, ref, exc)
 
 
 class VMOps(object):

@@ -104,6 +104,53 @@ class PowerTest(base.XenAPIFunctionalTestCase):
         self.assertEqual('Running', self.power_state())
         self.assertEqual('OpaqueRef:NULL', self.x.VM.get_suspend_VDI(self.vm))
 
+    def _settle(self, xapi_state):
+        """Wait until Nova has heard (event) of what xapi did."""
+        wanted = {'Running': 1, 'Paused': 3, 'Suspended': 7}[xapi_state]
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            server = self.api.get_server(self.server['id'])
+            if server['OS-EXT-STS:power_state'] == wanted:
+                return server
+            time.sleep(0.1)
+        self.fail('Nova never saw the VM %s' % xapi_state)
+
+    def test_unpause_of_a_vm_xapi_already_runs(self):
+        # paused through Nova, unpaused behind its back: Nova still shows
+        # PAUSED, and its unpause must bring the server back, not fail
+        self.action({'pause': None}, 'PAUSED')
+        self.x.VM.unpause(self.vm)
+        server = self._settle('Running')
+        self.assertEqual('PAUSED', server['status'])
+        self.action({'unpause': None}, 'ACTIVE')
+        self.assertEqual('Running', self.power_state())
+        self.assertNotIn('fault', self.api.get_server(self.server['id']))
+
+    def test_resume_of_a_vm_xapi_already_runs(self):
+        self.action({'suspend': None}, 'SUSPENDED')
+        self.x.VM.resume(self.vm, False, False)
+        server = self._settle('Running')
+        self.assertEqual('SUSPENDED', server['status'])
+        self.action({'resume': None}, 'ACTIVE')
+        self.assertEqual('Running', self.power_state())
+
+    def test_snapshot_of_an_instance_without_a_vm_is_not_running(self):
+        from nova import context
+        from nova import exception
+        from nova import objects
+        instance = objects.Instance.get_by_uuid(
+            context.get_admin_context(), self.server['id'])
+        self.x.VM.hard_shutdown(self.vm)
+        self.x.VM.destroy(self.vm)
+        driver = self.computes[self.compute.host].manager.driver
+        deadline = time.time() + 15
+        while driver.instance_exists(instance):
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.1)
+        self.assertRaises(exception.InstanceNotRunning, driver.snapshot,
+                          context.get_admin_context(), instance,
+                          'an-image-id', lambda **kwargs: None)
+
 
 class BehindNovasBackTest(base.XenAPIFunctionalTestCase):
 

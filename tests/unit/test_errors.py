@@ -17,7 +17,7 @@ class TranslateTest(unittest.TestCase):
             'XenAPI VM.start failed: HOST_NOT_ENOUGH_FREE_MEMORY '
             '[1073741824, 536870912] (the host has not enough free memory '
             '(needed 1073741824 bytes, available 536870912))', str(exc))
-        self.assertEqual('HOST_NOT_ENOUGH_FREE_MEMORY', exc.code)
+        self.assertEqual('HOST_NOT_ENOUGH_FREE_MEMORY', exc.xapi_code)
         self.assertEqual(['1073741824', '536870912'], exc.params)
 
     def test_bad_power_state_is_invalid_state(self):
@@ -36,7 +36,7 @@ class TranslateTest(unittest.TestCase):
         exc = errors.translate('SR.scan', ['SR_BACKEND_FAILURE_47', '',
                                            'The SR is not available', ''])
         self.assertIsInstance(exc, errors.XenAPIError)
-        self.assertEqual('SR_BACKEND_FAILURE_47', exc.code)
+        self.assertEqual('SR_BACKEND_FAILURE_47', exc.xapi_code)
         self.assertEqual('XenAPI SR.scan failed: SR_BACKEND_FAILURE_47 '
                          '[, The SR is not available, ]', str(exc))
 
@@ -46,4 +46,4 @@ class TranslateTest(unittest.TestCase):
 
     def test_empty_details(self):
         exc = errors.translate('VM.start', [])
-        self.assertEqual('UNKNOWN', exc.code)
+        self.assertEqual('UNKNOWN', exc.xapi_code)

@@ -274,6 +274,37 @@ class TasksTest(SessionTestCase):
         self.assertIn('HOST_NOT_ENOUGH_FREE_MEMORY', str(ctx.exception))
         self.assertIn('not enough free memory', str(ctx.exception))
 
+    def _start_during_a_restart(self, *delays):
+        """VM.start (25 s long) while xapi restarts 1 s into it: the
+        TASK_LOST error, within 8 s; ``delays``: more (message, seconds)."""
+        sess = self.session().connect()
+        vm = self._vm(sess)
+        self.control.delay('VM.start', 25)
+        for message, seconds in delays:
+            self.control.delay(message, seconds)
+        timer = threading.Timer(1.0, self.control.restart_xapi)
+        timer.start()
+        self.addCleanup(timer.cancel)
+        start = time.time()
+        with self.assertRaises(errors.XenAPIError) as ctx:
+            sess.call_async('VM.start', vm, False, False)
+        self.assertLess(time.time() - start, 8)
+        self.assertEqual('TASK_LOST', ctx.exception.xapi_code)
+        self.assertIn('XenAPI VM.start did not finish: xapi restarted while '
+                      'it ran', str(ctx.exception))
+        self.assertNotIn('HANDLE_INVALID', str(ctx.exception))
+        # the session pool is still usable
+        self.assertEqual('Halted', sess.call('VM.get_power_state', vm))
+
+    def test_a_task_killed_by_a_xapi_restart_fails_at_once(self):
+        self._start_during_a_restart()
+
+    def test_a_restart_before_the_first_event_from_fails_at_once(self):
+        # xapi restarts while the first event.from is on its way: the
+        # task is gone before it sent anything (a blocking event.from
+        # would wait 30 s for it)
+        self._start_during_a_restart(('event.from', 3))
+
     def test_async_timeout_cancels_the_task(self):
         sess = self.session(task_timeout=1).connect()
         vm = self._vm(sess)

@@ -1,5 +1,7 @@
 """TLS to xapi: verified by default, with the pool's CA, or explicitly not."""
 
+import os
+import tempfile
 import unittest
 
 import xapisim
@@ -55,3 +57,30 @@ class TLSTest(unittest.TestCase):
             conn.close()
         self.assertEqual(200, resp.status)
         self.assertIn(b'<xport>', body)
+
+    def _bad_ca_file(self, path, *expected):
+        with self.assertRaises(errors.StartupError) as ctx:
+            self.session(ca_file=path)
+        message = str(ctx.exception)
+        self.assertIn('[xenserver]ca_file %s' % path, message)
+        for text in expected:
+            self.assertIn(text, message)
+
+    def test_a_missing_ca_file_is_a_startup_error_naming_the_option(self):
+        self._bad_ca_file('/nonexistent/pool-ca.pem',
+                          'No such file or directory')
+
+    def test_a_ca_file_that_holds_no_certificate_is_a_startup_error(self):
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(os.rmdir, tmp)
+        path = os.path.join(tmp, 'not-a-cert.pem')
+        with open(path, 'w') as fh:
+            fh.write('this is not a certificate\n')
+        self.addCleanup(os.unlink, path)
+        self._bad_ca_file(path, 'holds no usable CA certificate',
+                          'NO_CERTIFICATE_OR_CRL_FOUND')
+
+    def test_a_directory_as_ca_file_is_a_startup_error(self):
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(os.rmdir, tmp)
+        self._bad_ca_file(tmp, 'Is a directory')

@@ -17,8 +17,10 @@
 #    driver implements, [xenapi] for nova_xen_tempest), then what a
 #    local.conf [[test-config]] section would override;
 # 4. ``tempest run`` of tempest.api.compute and nova_xen_tempest, minus
-#    tools/minicloud/tempest-exclude.txt (one reason per line);
-# 5. the counts: passed, failed, skipped, excluded, and the wall time.
+#    tools/minicloud/tempest-exclude.txt (one reason per line), only if
+#    each of the two (each alternative of --regex) has tests to run;
+# 5. the counts: passed, failed, skipped, excluded, per suite too, and the
+#    wall time; a suite without results fails the run.
 #
 # Needs common.sh, devstack_functions.sh and the localrc of minicloud.sh.
 
@@ -52,11 +54,15 @@ function mc_tempest_install {
         echo "$want" > "$stamp"
     fi
     # nova_xen_tempest's entry point (tempest.test_plugins), without Nova:
-    # the plugin needs Tempest and XenAPI only
-    if ! "$MC_TEMPEST_VENV/bin/python3" -c 'import nova_xen_tempest.plugin' \
-            >/dev/null 2>&1; then
+    # the plugin needs Tempest and XenAPI only.  Editable: Tempest runs the
+    # tests of this checkout as it is now, not a copy of an older one.
+    local why
+    if ! why=$(_mc_tempest_plugin_registered 2>&1); then
+        mc_say "registering the nova_xen_tempest plugin with Tempest ($why)"
         mc_run tempest-pip "$MC_TEMPEST_VENV/bin/pip" install \
             --disable-pip-version-check --no-deps -e "$MC_REPO"
+        why=$(_mc_tempest_plugin_registered 2>&1) \
+            || mc_die "pip install -e $MC_REPO left nova_xen_tempest unregistered in $MC_TEMPEST_VENV: $why"
     fi
     if [[ ! -f $MC_TEMPEST_DIR/.stestr.conf ]]; then
         # (its own workspace registry: ~/.tempest stays untouched)
@@ -64,6 +70,32 @@ function mc_tempest_install {
             --workspace-path "$MINICLOUD_DIR/tempest-workspace.yaml" \
             "$MC_TEMPEST_DIR"
     fi
+}
+
+
+# _mc_tempest_plugin_registered - Tempest's venv has the nova_xen_tempest
+# plugin of this checkout: the entry point setup.cfg declares
+# (tempest.test_plugins: nova_xen), which is how Tempest finds plugins, and
+# the package it names in $MC_REPO.  From / and with -I (no current
+# directory, no PYTHONPATH on sys.path): in the checkout, nova_xen_tempest
+# imports whether or not Tempest would see it.  If not, why, on stderr.
+function _mc_tempest_plugin_registered {
+    (cd / && "$MC_TEMPEST_VENV/bin/python3" -I -c '
+import importlib.metadata
+import importlib.util
+import os
+import sys
+
+repo = os.path.realpath(sys.argv[1])
+values = [ep.value for ep in importlib.metadata.entry_points(
+    group="tempest.test_plugins") if ep.name == "nova_xen"]
+if values != ["nova_xen_tempest.plugin:NovaXenTempestPlugin"]:
+    sys.exit("entry points nova_xen of tempest.test_plugins: %s" % values)
+spec = importlib.util.find_spec("nova_xen_tempest")
+where = os.path.realpath(spec.origin) if spec and spec.origin else None
+if not where or os.path.commonpath([where, repo]) != repo:
+    sys.exit("nova_xen_tempest is %s, not in %s" % (where, repo))
+' "$MC_REPO")
 }
 
 
@@ -182,13 +214,28 @@ with open(sys.argv[1]) as f:
 # Run
 # ---
 
-# mc_tempest_summary LISTED SECONDS - the counts of the last run (LISTED:
-# the selection before the exclude list, one test id a line)
+# mc_tempest_list REGEX LISTED - the tests of REGEX into LISTED (the
+# selection before the exclude list, one test id a line), as Tempest sees
+# them; stops if a suite of REGEX (each of its alternatives:
+# tempest.api.compute, nova_xen_tempest) has none left to run
+function mc_tempest_list {
+    (cd "$MC_TEMPEST_DIR" && "$MC_TEMPEST_VENV/bin/tempest" run \
+        --config-file "$TEMPEST_CONFIG" --list-tests --regex "$1") \
+        > "$2" 2>> "$MC_LOG/tempest.log" \
+        || mc_die "tempest run --list-tests failed (log: $MC_LOG/tempest.log)"
+    "$MC_TEMPEST_VENV/bin/python3" "$MC_TOOLS/tempest_summary.py" --check \
+        --regex "$1" "$2" "$MC_TEMPEST_EXCLUDE" \
+        || mc_die "tempest run not started: a part of --regex $1 has no test to run (above); a run without it would look like a pass"
+}
+
+# mc_tempest_summary REGEX LISTED SECONDS - the counts of the last run
+# (LISTED: as mc_tempest_list wrote it); fails if a suite of REGEX has no
+# result
 function mc_tempest_summary {
     (cd "$MC_TEMPEST_DIR" && "$MC_TEMPEST_VENV/bin/stestr" last --subunit) \
         | "$MC_TEMPEST_VENV/bin/subunit2csv" --no-passthrough \
         | "$MC_TEMPEST_VENV/bin/python3" "$MC_TOOLS/tempest_summary.py" \
-        "$1" "$MC_TEMPEST_EXCLUDE" "$2"
+        --regex "$1" "$2" "$MC_TEMPEST_EXCLUDE" "$3"
 }
 
 # mc_tempest [--down] [--concurrency N] [--regex REGEX] - the whole thing
@@ -214,17 +261,18 @@ function mc_tempest {
     mc_tempest_configure
 
     listed=$MC_TEMPEST_DIR/selected.txt
-    (cd "$MC_TEMPEST_DIR" && "$MC_TEMPEST_VENV/bin/tempest" run \
-        --config-file "$TEMPEST_CONFIG" --list-tests --regex "$regex") \
-        > "$listed" 2>> "$MC_LOG/tempest.log" \
-        || mc_die "tempest run --list-tests failed (log: $MC_LOG/tempest.log)"
+    mc_tempest_list "$regex" "$listed"
     mc_say "tempest run: $regex minus $MC_TEMPEST_EXCLUDE, concurrency $concurrency"
     run_started=$SECONDS
     (cd "$MC_TEMPEST_DIR" && "$MC_TEMPEST_VENV/bin/tempest" run \
         --config-file "$TEMPEST_CONFIG" --regex "$regex" \
         --exclude-list "$MC_TEMPEST_EXCLUDE" --concurrency "$concurrency") \
         || rc=$?
-    mc_tempest_summary "$listed" "$((SECONDS - run_started))"
+    # a suite without results fails the run, whatever Tempest answered
+    if ! mc_tempest_summary "$regex" "$listed" "$((SECONDS - run_started))" \
+            && [[ $rc -eq 0 ]]; then
+        rc=1
+    fi
     mc_say "tempest.log: $MC_TEMPEST_DIR/tempest.log; services' logs: $MC_LOG"
     if [[ $down == True ]]; then
         "$MC_MAIN_DIR/minicloud.sh" down

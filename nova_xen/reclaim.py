@@ -1,0 +1,156 @@
+"""Leftovers of failed clean-ups, reclaimed while nova-compute runs.
+
+A delete, a failed spawn or a rescue removes each object on its own; when
+xapi or dom0 refuses one (a disk still in use, xapi restarting, a plugin
+failing), the object is written down in ``Leftovers`` (the session's) and
+the ``Reclaimer`` tries again every ``[xenserver]reclaim_interval``
+seconds until it is gone: no leftover waits for the next start of
+nova-compute.  Each pass also looks for what no failure reported:
+isolation rule tables in this host's dom0 whose VIF no longer exists.
+
+Each object is logged once when it is left over and once when it is
+reclaimed (or found gone); failed retries in between log at debug level.
+"""
+
+import threading
+
+from nova import exception
+from oslo_log import log as logging
+
+from nova_xen.conf import CONF
+from nova_xen import errors
+from nova_xen import power
+
+LOG = logging.getLogger(__name__)
+
+# kinds of leftovers, in the order a pass retries them: a VM first (its
+# destruction frees its disks), then disks, then tasks
+VM, VDI, TASK = 'VM', 'VDI', 'task'
+_ORDER = (VM, VDI, TASK)
+
+
+class Leftovers(object):
+    """What could not be removed: {(kind, ref): why}.  Thread-safe."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._items = {}
+
+    def add(self, kind, ref, why):
+        with self._lock:
+            new = (kind, ref) not in self._items
+            self._items[(kind, ref)] = str(why)
+        if new:
+            LOG.warning('could not remove %s %s (%s); nova-xen tries again '
+                        'every %d s', kind, ref, why,
+                        CONF.xenserver.reclaim_interval)
+
+    def items(self):
+        with self._lock:
+            return sorted(self._items.items(),
+                          key=lambda item: _ORDER.index(item[0][0]))
+
+    def discard(self, kind, ref):
+        with self._lock:
+            self._items.pop((kind, ref), None)
+
+    def __len__(self):
+        with self._lock:
+            return len(self._items)
+
+
+class Reclaimer(object):
+    """Retries the session's leftovers and sweeps orphaned rule tables,
+    from a thread of its own, every ``[xenserver]reclaim_interval`` s."""
+
+    def __init__(self, session, isolation):
+        self.session = session
+        self.isolation = isolation
+        self._stop = threading.Event()
+        self._thread = None
+        self.passes = 0
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run,
+                                        name='nova-xen-reclaimer',
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+
+    def _run(self):
+        while not self._stop.wait(CONF.xenserver.reclaim_interval):
+            try:
+                self.run_once()
+            except Exception:   # never let the thread die
+                LOG.exception('reclaiming leftovers failed')
+
+    def run_once(self):
+        """One pass; returns what it reclaimed: [(kind, ref)]."""
+        done = []
+        for (kind, ref), why in self.session.leftovers.items():
+            try:
+                _REMOVE[kind](self, ref)
+            except exception.NotFound:
+                LOG.info('%s %s left over earlier (%s) is gone', kind, ref,
+                         why)
+            except Exception as exc:
+                LOG.debug('%s %s still cannot be removed: %s', kind, ref,
+                          exc)
+                continue
+            else:
+                LOG.info('reclaimed %s %s, left over earlier (%s)', kind,
+                         ref, why)
+            self.session.leftovers.discard(kind, ref)
+            done.append((kind, ref))
+        done.extend(self._orphaned_rules())
+        self.passes += 1
+        return done
+
+    def _remove_vm(self, vm):
+        power.halt(self.session, vm)
+        self.session.call('VM.destroy', vm)
+
+    def _remove_vdi(self, vdi):
+        self.session.call('VDI.destroy', vdi)
+
+    def _remove_task(self, task):
+        self.session.call('task.destroy', task)
+
+    def _orphaned_rules(self):
+        """Rule tables in this host's dom0 whose VIF no longer exists (its
+        removal failed, or dom0 was unreachable when the VIF went)."""
+        removed = []
+        try:
+            tables = self.isolation.rules()
+        except Exception as exc:
+            LOG.debug('cannot list the isolation rules: %s', exc)
+            return removed
+        for vif_uuid in tables:
+            try:
+                self.session.call('VIF.get_by_uuid', vif_uuid)
+                continue
+            except exception.NotFound:
+                pass
+            except errors.XenAPIError as exc:
+                if exc.xapi_code != 'UUID_INVALID':
+                    LOG.debug('VIF %s: %s', vif_uuid, exc)
+                    continue
+            except Exception as exc:
+                LOG.debug('VIF %s: %s', vif_uuid, exc)
+                continue
+            try:
+                self.isolation.remove_table(vif_uuid)
+            except Exception as exc:
+                LOG.debug('cannot remove the rules of VIF %s yet: %s',
+                          vif_uuid, exc)
+                continue
+            LOG.info('removed the isolation rules of VIF %s, which no longer '
+                     'exists', vif_uuid)
+            removed.append(('rules', vif_uuid))
+        return removed
+
+
+_REMOVE = {VM: Reclaimer._remove_vm, VDI: Reclaimer._remove_vdi,
+           TASK: Reclaimer._remove_task}
