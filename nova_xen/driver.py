@@ -18,8 +18,9 @@ from nova_xen import conf as xen_conf
 from nova_xen import consoles
 from nova_xen import diagnostics
 from nova_xen import host as host_mod
-from nova_xen import images
 from nova_xen import events
+from nova_xen import images
+from nova_xen import migration
 from nova_xen import network
 from nova_xen import power
 from nova_xen import reclaim
@@ -94,6 +95,8 @@ class XenAPIDriver(driver.ComputeDriver):
         self._diagnostics = diagnostics.Diagnostics(self._session,
                                                     self._index)
         self._host_cpu = diagnostics.HostCPU(self._session, self._host)
+        self._migration = migration.LiveMigration(
+            self._session, self._host, self._index, self._isolation)
         LOG.info('nova-xen ready: host %s, instance SR %s',
                  self._host.nodename, self._sr)
 
@@ -134,6 +137,9 @@ class XenAPIDriver(driver.ComputeDriver):
         absent = [t for t, on in traits.items() if not on]
         provider_tree.add_traits(nodename, *present)
         provider_tree.remove_traits(nodename, *absent)
+        # the XenAPI pool, as a placement aggregate of its own uuid (added
+        # to, never replacing, the aggregates nova-api mirrors there)
+        provider_tree.add_aggregates(nodename, self._host.pool_uuid)
 
     def get_host_ip_addr(self):
         return self._host.address
@@ -306,6 +312,55 @@ class XenAPIDriver(driver.ComputeDriver):
             session.call_async('VIF.unplug', ref)
         session.call('VIF.destroy', ref)
 
+    # -- live migration (migration.py) -------------------------------------
+
+    def check_can_live_migrate_destination(self, context, instance,
+                                           src_compute_info, dst_compute_info,
+                                           block_migration=False,
+                                           disk_over_commit=False):
+        return self._migration.check_destination(
+            instance, src_compute_info['uuid'], block_migration,
+            disk_over_commit)
+
+    def cleanup_live_migration_destination_check(self, context,
+                                                 dest_check_data):
+        """The destination check holds nothing (no receive token)."""
+
+    def check_can_live_migrate_source(self, context, instance,
+                                      dest_check_data, block_device_info=None):
+        return self._migration.check_source(instance, dest_check_data)
+
+    def pre_live_migration(self, context, instance, block_device_info,
+                           network_info, disk_info, migrate_data):
+        return self._migration.pre(migrate_data)
+
+    def live_migration(self, context, instance, dest, post_method,
+                       recover_method, block_migration=False,
+                       migrate_data=None):
+        self._migration.migrate(context, instance, dest, post_method,
+                                recover_method, block_migration,
+                                migrate_data)
+
+    def live_migration_abort(self, instance):
+        self._migration.abort(instance)
+
+    def post_live_migration_at_source(self, context, instance, network_info):
+        self._migration.remove_source_rules(instance)
+
+    def post_live_migration_at_destination(self, context, instance,
+                                           network_info,
+                                           block_migration=False,
+                                           block_device_info=None):
+        self._migration.post_at_destination(instance)
+
+    def rollback_live_migration_at_destination(self, context, instance,
+                                               network_info,
+                                               block_device_info,
+                                               destroy_disks=True,
+                                               migrate_data=None):
+        """Nothing was made on the destination (inside a pool xapi moves
+        the VM itself)."""
+
     # -- rescue, password --------------------------------------------------
 
     def rescue(self, context, instance, network_info, image_meta,
@@ -369,12 +424,6 @@ for _name, _feature, _why in (
          'Cinder volumes are not wired to xapi SRs yet'),
         ('migrate_disk_and_power_off', 'resize and cold migration',
          'moving disks between hosts is not implemented yet'),
-        ('live_migration', 'live migration',
-         'pool_migrate/migrate_send are not wired to Nova yet'),
-        ('check_can_live_migrate_destination', 'live migration',
-         'pool_migrate/migrate_send are not wired to Nova yet'),
-        ('live_migration_abort', 'aborting a live migration',
-         'live migration is not wired to Nova yet, so none can run'),
         ('block_stats', 'per-volume I/O counters',
          'Nova asks them only of Cinder volumes, which are not wired to '
          'xapi SRs yet'),
@@ -406,20 +455,9 @@ for _name, _feature, _why in (
         ('check_instance_shared_storage_remote', 'probing shared instance '
          'storage', 'disks live in xapi SRs, not in a directory of the '
          'compute'),
-        ('check_can_live_migrate_source', 'live migration',
-         'pool_migrate/migrate_send are not wired to Nova yet'),
-        ('cleanup_live_migration_destination_check', 'live migration',
-         'pool_migrate/migrate_send are not wired to Nova yet'),
-        ('pre_live_migration', 'live migration',
-         'pool_migrate/migrate_send are not wired to Nova yet'),
-        ('live_migration_force_complete', 'live migration',
-         'pool_migrate/migrate_send are not wired to Nova yet'),
-        ('post_live_migration_at_source', 'live migration',
-         'pool_migrate/migrate_send are not wired to Nova yet'),
-        ('post_live_migration_at_destination', 'live migration',
-         'pool_migrate/migrate_send are not wired to Nova yet'),
-        ('rollback_live_migration_at_destination', 'live migration',
-         'pool_migrate/migrate_send are not wired to Nova yet'),
+        ('live_migration_force_complete', 'forcing a live migration to '
+         'complete', 'xapi\'s VM.pool_migrate has no post-copy or '
+         'pause-and-copy switch; abort it instead'),
         ('mount_share', 'Manila shares', 'xapi has no virtiofs'),
         ('umount_share', 'Manila shares', 'xapi has no virtiofs'),
         ('is_share_mounted', 'Manila shares', 'xapi has no virtiofs'),

@@ -101,6 +101,15 @@ class VMWatcher(object):
                     return ref, dict(rec)
         return None, None
 
+    def anywhere(self, instance_uuid):
+        """(VM ref, record) of an instance on any host of the pool (a
+        migration's other side), or (None, None)."""
+        with self._lock:
+            for ref, rec in self._records.items():
+                if rec['other_config']['nova_uuid'] == instance_uuid:
+                    return ref, dict(rec)
+        return None, None
+
     def uuids(self):
         with self._lock:
             return [r['other_config']['nova_uuid']

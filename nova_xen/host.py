@@ -63,6 +63,7 @@ class Host(object):
         self.uuid = None
         self.address = None
         self.nodename = None
+        self.pool_uuid = None
 
     # -- finding ourselves ---------------------------------------------
 
@@ -74,8 +75,12 @@ class Host(object):
         self.uuid = record['uuid']
         self.address = record['address']
         self.nodename = record['hostname'] or record['name_label']
-        LOG.info('Managing XenServer host %s (%s, %s)', self.nodename,
-                 self.uuid, self.address)
+        # one pool per xapi: its uuid is the placement aggregate of its
+        # hosts' resource providers
+        self.pool_uuid = self.session.call('pool.get_uuid', self.session.call(
+            'pool.get_all')[0])
+        LOG.info('Managing XenServer host %s (%s, %s) of pool %s',
+                 self.nodename, self.uuid, self.address, self.pool_uuid)
         return self
 
     def _pick(self, hosts):

@@ -390,7 +390,11 @@ class Session(object):
     def call_async(self, method, *args, **kwargs):
         """Run ``method`` as a task, wait for it (event.from), destroy it."""
         timeout = kwargs.pop('timeout', None) or self.task_timeout
+        # told the task's ref, for a caller that may cancel it (an abort)
+        on_task = kwargs.pop('on_task', None)
         task = self.call('Async.' + method, *args)
+        if on_task is not None:
+            on_task(task)
         try:
             record = self._wait_task(task, timeout, method)
         finally:
