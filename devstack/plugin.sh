@@ -19,7 +19,10 @@
 # - ``post-config``: nova-compute's driver and ``[xenserver]`` options;
 #   Glance's image formats
 # - ``extra``: uploads the test image to Glance
-# - ``test-config``: tempest.conf (features the driver has, the test image)
+# - ``test-config``: on the node with Nova's API, one Nova host aggregate
+#   per XenAPI pool (``nova-xen-manage pools sync``: this is the first phase
+#   after stack.sh discovered the compute hosts); tempest.conf (features
+#   the driver has, the test image)
 # - ``unstack``: nothing (nova-compute is devstack's n-cpu service)
 # - ``clean``: removes the generated test image
 
@@ -315,6 +318,24 @@ function upload_nova_xen_image {
 }
 
 
+# Pools
+# -----
+
+# sync_nova_xen_pools - one Nova host aggregate per XenAPI pool, holding the
+# compute hosts of that pool (nova-xen-manage pools sync, as devstack's admin)
+function sync_nova_xen_pools {
+    local python
+    python=$(_nova_xen_python)
+    # stack.sh exports OS_CLOUD (devstack-admin) and writes its clouds.yaml;
+    # a nova-compute that has just started may not have reported its pool
+    if ! "$python" -m nova_xen.cmd.manage pools sync \
+            --os-cloud "${OS_CLOUD:-devstack-admin}" --wait 60; then
+        # the cloud works without them: they group hosts for operators
+        warn $LINENO "nova-xen-manage pools sync failed (reason above): the XenAPI pools have no host aggregates; run it again once the cloud is up"
+    fi
+}
+
+
 # Tempest
 # -------
 
@@ -455,6 +476,10 @@ if [[ "${1:-}" == "stack" ]]; then
             fi
             ;;
         test-config)
+            if is_service_enabled n-api; then
+                echo_summary "Syncing Nova host aggregates with XenAPI pools"
+                sync_nova_xen_pools
+            fi
             if is_service_enabled tempest; then
                 echo_summary "Configuring Tempest for nova-xen"
                 configure_nova_xen_tempest

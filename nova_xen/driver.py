@@ -96,7 +96,8 @@ class XenAPIDriver(driver.ComputeDriver):
                                                     self._index)
         self._host_cpu = diagnostics.HostCPU(self._session, self._host)
         self._migration = migration.LiveMigration(
-            self._session, self._host, self._index, self._isolation)
+            self._session, self._host, self._index, self._isolation,
+            lambda: self._sr)
         LOG.info('nova-xen ready: host %s, instance SR %s',
                  self._host.nodename, self._sr)
 
@@ -183,8 +184,10 @@ class XenAPIDriver(driver.ComputeDriver):
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
                 destroy_secrets=True):
-        # destroy() already removed the VM; this catches disks left over
-        if destroy_disks:
+        # destroy() already removed the VM; this catches disks left over.
+        # After a live migration (migrate_data) xapi has moved or removed
+        # the VM and its disks itself: nothing of the instance is ours.
+        if destroy_disks and migrate_data is None:
             self._vmops.destroy(instance, destroy_disks=True)
 
     def default_root_device_name(self, instance, image_meta, root_bdm):
@@ -319,12 +322,16 @@ class XenAPIDriver(driver.ComputeDriver):
                                            block_migration=False,
                                            disk_over_commit=False):
         return self._migration.check_destination(
-            instance, src_compute_info['uuid'], block_migration,
-            disk_over_commit)
+            instance, src_compute_info, block_migration, disk_over_commit)
+
+    def check_source_migrate_data_at_dest(self, ctxt, instance, migrate_data,
+                                          migration, limits, allocs):
+        """What goes back to nova-conductor: nova's own class only."""
+        return self._migration.check_data_for_conductor(migrate_data)
 
     def cleanup_live_migration_destination_check(self, context,
                                                  dest_check_data):
-        """The destination check holds nothing (no receive token)."""
+        self._migration.end_check(dest_check_data)
 
     def check_can_live_migrate_source(self, context, instance,
                                       dest_check_data, block_device_info=None):
@@ -332,7 +339,7 @@ class XenAPIDriver(driver.ComputeDriver):
 
     def pre_live_migration(self, context, instance, block_device_info,
                            network_info, disk_info, migrate_data):
-        return self._migration.pre(migrate_data)
+        return self._migration.pre(instance, network_info, migrate_data)
 
     def live_migration(self, context, instance, dest, post_method,
                        recover_method, block_migration=False,
@@ -345,7 +352,7 @@ class XenAPIDriver(driver.ComputeDriver):
         self._migration.abort(instance)
 
     def post_live_migration_at_source(self, context, instance, network_info):
-        self._migration.remove_source_rules(instance)
+        self._migration.post_at_source(instance)
 
     def post_live_migration_at_destination(self, context, instance,
                                            network_info,
@@ -358,8 +365,7 @@ class XenAPIDriver(driver.ComputeDriver):
                                                block_device_info,
                                                destroy_disks=True,
                                                migrate_data=None):
-        """Nothing was made on the destination (inside a pool xapi moves
-        the VM itself)."""
+        self._migration.rollback_at_destination(instance)
 
     # -- rescue, password --------------------------------------------------
 

@@ -79,6 +79,7 @@ class VMWatcher(object):
         self._thread = None
         self._xenapi = None
         self.resyncs = 0
+        self._leaving = set()     # instance uuids moving to another pool
 
     # -- reading ---------------------------------------------------------
 
@@ -135,6 +136,15 @@ class VMWatcher(object):
                 self._records.pop(vm, None)
             return
         self._apply(vm, record, emit=False)
+
+    def leaving(self, instance_uuid, leaving=True):
+        """An instance is moving to another pool: its VM vanishing from
+        this pool is no stop, for Nova."""
+        with self._lock:
+            if leaving:
+                self._leaving.add(instance_uuid)
+            else:
+                self._leaving.discard(instance_uuid)
 
     def forget(self, vm):
         with self._lock:
@@ -235,10 +245,20 @@ class VMWatcher(object):
         if emit and old is not None:
             self._maybe_emit(old, kept)
             self._maybe_new_domain(ref, old, kept)
+        elif emit and owned_by(kept, self.host_ref) and \
+                int(kept['domid']) >= 0:
+            # a VM that arrives here running (a storage migration from
+            # another pool made it): its domain needs its rules at once
+            self._new_domain(ref)
 
     def _remove(self, ref, emit):
         with self._lock:
             old = self._records.pop(ref, None)
+        if old is not None and old['other_config']['nova_uuid'] in \
+                self._leaving:
+            # it left for another pool: no stop, for Nova (mark consumed)
+            self.leaving(old['other_config']['nova_uuid'], False)
+            return
         if emit and old is not None and owned_by(old, self.host_ref) and \
                 old['power_state'] != 'Halted':
             # a VM destroyed behind Nova's back is stopped, for Nova
@@ -258,6 +278,11 @@ class VMWatcher(object):
         if self.new_domain is None or not owned_by(new, self.host_ref):
             return
         if new['domid'] == old['domid'] or int(new['domid']) < 0:
+            return
+        self._new_domain(ref)
+
+    def _new_domain(self, ref):
+        if self.new_domain is None:
             return
         try:
             self.new_domain(ref)

@@ -154,10 +154,12 @@ class Host(object):
                     'other-config:KEY=VALUE'))
         elif kind == 'other-config' and '=' in value:
             key, _, wanted = value.partition('=')
-            for ref, record in self.session.call('SR.get_all_records').items():
-                if record['other_config'].get(key) == wanted:
-                    sr = ref
-                    break
+            matching = [ref for ref, record in self.session.call(
+                'SR.get_all_records').items()
+                if record['other_config'].get(key) == wanted]
+            # with local SRs, one matches on every host: this host's own
+            attached = [ref for ref in matching if self._attached(ref)]
+            sr = (attached or matching or [None])[0]
             if sr is None:
                 raise errors.StartupError(reason=(
                     'No SR has other_config %s=%s ([xenserver]'
@@ -169,11 +171,16 @@ class Host(object):
         self._assert_attached(sr)
         return sr
 
-    def _assert_attached(self, sr):
+    def _attached(self, sr):
         for pbd in self.session.call('SR.get_PBDs', sr):
             record = self.session.call('PBD.get_record', pbd)
             if record['host'] == self.ref and record['currently_attached']:
-                return
+                return True
+        return False
+
+    def _assert_attached(self, sr):
+        if self._attached(sr):
+            return
         name = self.session.call('SR.get_name_label', sr)
         raise errors.StartupError(reason=(
             'SR %s is not attached to host %s; attach it or change '

@@ -1,36 +1,43 @@
-"""Live migration inside a XenAPI pool: XenMotion (``VM.pool_migrate``).
+"""Live migration: XenMotion inside a pool, storage XenMotion otherwise.
 
-A pool is the domain where a running VM moves without its disks: both
-hosts see the SR that holds them.  Nova's calls, by side:
+* **pool**: both hosts are in one pool and the destination sees the SR of
+  every disk: ``VM.pool_migrate`` moves the running VM, no disk copy (also
+  when block migration was asked for: there is nothing to copy).
+* **storage**: the destination is in another pool, or does not see the
+  disks' SRs (local SRs): the destination's pool hands out a receive token
+  (``host.migrate_receive``) and the source's xapi sends the VM and its
+  disks there (``VM.migrate_send``), mapping each disk to the
+  destination's instance SR and each VIF to the network of its Neutron
+  port there.  It needs ``block_migration`` (or ``auto``).
 
-* destination: ``check_destination`` (same pool, not the same host, the
-  disks' SRs plugged here, memory free here), then ``pre`` and, after the
-  move, ``post_at_destination``;
-* source: ``check_source`` (the guest runs and xapi would move it),
-  ``migrate`` (``VM.pool_migrate``, then Nova's post or recover method),
-  ``abort`` (cancels the task), ``post_at_source``.
+Nova's calls, by side: destination ``check_destination`` (refusals are
+``MigrationPreCheckError``: the conductor tries the next host; nothing has
+changed on either side), source ``check_source`` (xapi's own
+``VM.assert_can_migrate`` for a storage move, with a token made for the
+check and logged out after it), destination ``pre`` (the receive token of
+the move), source ``migrate`` (then Nova's post or recover method; a
+failure leaves the instance running on the source with a fault naming the
+step and xapi's reason), ``abort`` (``task.cancel``), destination
+``post_at_destination`` or ``rollback_at_destination``.
 
-What goes to the conductor is nova's own ``LibvirtLiveMigrateData`` with
-generic fields only (``block_migration``, ``is_shared_block_storage``,
-``is_shared_instance_path``): nova-conductor never loads this driver, so
-it could not deserialize a class of ours.  ``is_shared_instance_path``
-tells Nova there is nothing to clean up on either side afterwards: xapi
-moved the VM itself.
+The receive token holds a live session of the destination pool: it
+travels only between the two nova-computes (migrate_data.py), never
+through the conductor and never into a log line; the destination logs
+the session out when the move succeeded, failed, or was only checked.
 
-Isolation rules follow the VM: as soon as ``VM.pool_migrate`` returns, the
-source asks the destination's dom0 to filter the new domain's VIFs (the
-destination's VM watcher does the same when it sees the domain appear,
-whichever comes first) and removes the rule tables from its own dom0.
-xapi resumes the guest on the destination before the call returns, so a
-guest can send unfiltered for the time between the two (one plugin call
-per VIF on the destination); xapi offers no hook to pause it there.
-
-Storage XenMotion (block migration inside a pool between local SRs, and
-across pools) is not implemented yet: it is refused with a sentence.
+Isolation rules follow the VM: as soon as xapi returns, the destination's
+dom0 filters the new domain's VIFs (the source asks for it inside a pool;
+the destination's VM watcher does it as the domain appears, in any case)
+and the source's dom0 loses the VIFs' tables.  xapi resumes the guest on
+the destination before the call returns and offers no hook to keep it
+paused there, so a guest can send unfiltered for as long as one plugin
+call per VIF takes.
 """
 
+import json
 import sys
 import threading
+import time
 
 from nova.compute import utils as compute_utils
 from nova import exception
@@ -38,6 +45,9 @@ from nova import objects
 from oslo_log import log as logging
 
 from nova_xen import errors
+from nova_xen import migrate_data as md
+from nova_xen import network
+from nova_xen import power
 from nova_xen import storage
 
 LOG = logging.getLogger(__name__)
@@ -49,71 +59,140 @@ def refuse(reason):
     return exception.MigrationPreCheckError(reason=reason)
 
 
+def _as_precheck(side, check, *args):
+    """Run a check; an unexpected failure (xapi refusing a call) is a
+    refusal too, so that the conductor tries another host."""
+    try:
+        return check(*args)
+    except exception.MigrationPreCheckError:
+        raise
+    except Exception as exc:
+        LOG.exception('the live-migration check of %s failed', side)
+        raise refuse('the check of %s failed: %s' % (side, exc))
+
+
+def is_storage_move(migrate_data):
+    return isinstance(migrate_data, md.XenLiveMigrateData)
+
+
 class LiveMigration(object):
-    def __init__(self, session, host, watcher, isolation):
+    def __init__(self, session, host, watcher, isolation, sr_of):
         self.session = session
         self.host = host
         self.watcher = watcher
         self.isolation = isolation
-        self._tasks = {}            # instance uuid -> pool_migrate task
+        self.sr_of = sr_of          # the instance SR of this compute
+        self._tasks = {}            # instance uuid -> running migration task
         self._aborted = set()
+        # instance uuid -> (receive session ref, whether the instance comes
+        # from another pool), for the move a pre() prepared here
+        self._receiving = {}
         self._lock = threading.Lock()
 
-    # -- destination -----------------------------------------------------
+    # -- destination: checks ---------------------------------------------
 
-    def check_destination(self, instance, source_uuid, block_migration,
+    def check_destination(self, instance, src_compute_info, block_migration,
                           disk_over_commit):
-        session = self.session
+        return _as_precheck('the destination', self._check_destination,
+                            instance, src_compute_info, block_migration,
+                            disk_over_commit)
+
+    def _check_destination(self, instance, src_compute_info,
+                           block_migration, disk_over_commit):
+        source_uuid = src_compute_info['uuid']
         if source_uuid == self.host.uuid:
             raise refuse('the source and the destination are the same '
                          'XenServer host (%s)' % self.host.nodename)
-        try:
-            session.call('host.get_by_uuid', source_uuid)
-        except Exception:
+        self._check_cpu(src_compute_info)
+        self._check_memory(instance)
+        in_pool = self._in_this_pool(source_uuid)
+        if in_pool:
+            vm, _ = self.watcher.anywhere(instance.uuid)
+            if vm is None:
+                raise refuse('instance %s has no VM in pool %s'
+                             % (instance.uuid, self.host.pool_uuid))
+            unseen = self._srs_not_plugged_here(vm)
+            if not unseen:
+                if block_migration:
+                    LOG.info('block migration was asked for, but host %s '
+                             'sees the shared SR of every disk: XenMotion '
+                             'moves the VM alone (VM.pool_migrate)',
+                             self.host.nodename, instance=instance)
+                return self._pool_move(disk_over_commit)
+            if block_migration is False:
+                raise refuse(
+                    'the disks of the instance are on SR %s, which host %s '
+                    'does not see: only a block migration (or "auto") can '
+                    'move them' % (', '.join(sorted(unseen)),
+                                   self.host.nodename))
+        elif block_migration is False:
             raise refuse(
-                'XenServer host %s is not in the pool of %s (%s): live '
-                'migration across pools (storage XenMotion) is not '
-                'implemented yet' % (source_uuid, self.host.nodename,
-                                     self.host.pool_uuid))
-        vm, record = self.watcher.anywhere(instance.uuid)
-        if vm is None:
-            raise refuse('instance %s has no VM in pool %s'
-                         % (instance.uuid, self.host.pool_uuid))
-        unseen = self._srs_not_plugged_here(vm)
-        if block_migration:
-            raise refuse(
-                'block migration was asked for, but inside a pool this '
-                'driver moves VMs whose disks are on a shared SR (VM.'
-                'pool_migrate); live-migrate without block migration (or '
-                'with "auto")')
-        if unseen:
-            raise refuse(
-                'the disks of the instance are on SR %s, which host %s does '
-                'not see; block migration inside a pool (between local '
-                'SRs) is not implemented yet' % (', '.join(sorted(unseen)),
-                                                 self.host.nodename))
-        needed = int(session.call('VM.get_memory_static_max', vm))
-        free = int(session.call('host.compute_free_memory', self.host.ref))
-        if needed > free:
-            raise refuse('host %s has %d MiB of memory free; the instance '
-                         'needs %d MiB' % (self.host.nodename, free // MIB,
-                                           needed // MIB))
+                'host %s is in another XenAPI pool (%s): only a block '
+                'migration (storage XenMotion; or "auto") can move the '
+                'instance there' % (self.host.nodename, self.host.pool_uuid))
+        data = md.XenLiveMigrateData()
+        data.block_migration = True
+        data.is_shared_block_storage = False
+        # False: Nova then tells the destination when the move failed
+        # (rollback_at_destination), where the receive session goes
+        data.is_shared_instance_path = False
+        if disk_over_commit is not None:
+            data.disk_over_commit = disk_over_commit
+        self._fill(data, instance.get_network_info())
+        return data
+
+    def _pool_move(self, disk_over_commit):
         data = objects.LibvirtLiveMigrateData()
         data.block_migration = False
         data.is_shared_block_storage = True
+        # nothing to clean on either side afterwards: xapi moved the VM
         data.is_shared_instance_path = True
         if disk_over_commit is not None:
             data.disk_over_commit = disk_over_commit
         return data
 
+    def _in_this_pool(self, host_uuid):
+        try:
+            self.session.call('host.get_by_uuid', host_uuid)
+            return True
+        except exception.NotFound:
+            return False
+        except errors.XenAPIError as exc:
+            if exc.xapi_code == 'UUID_INVALID':
+                return False
+            raise
+
+    def _check_cpu(self, src_compute_info):
+        """The destination has every CPU feature the source's guests may
+        use (inside a pool xapi levels them; across pools it does not)."""
+        try:
+            source = set(json.loads(src_compute_info['cpu_info'])[
+                'features'])
+        except (KeyError, TypeError, ValueError):
+            return
+        here = set(self.session.call('host.get_cpu_info', self.host.ref)
+                   .get('flags', '').split())
+        missing = sorted(source - here)
+        if missing:
+            raise refuse('host %s lacks CPU features the source offers its '
+                         'guests: %s' % (self.host.nodename,
+                                         ', '.join(missing[:10])))
+
+    def _check_memory(self, instance):
+        needed = instance.flavor.memory_mb * MIB
+        free = int(self.session.call('host.compute_free_memory',
+                                     self.host.ref))
+        if needed > free:
+            raise refuse('host %s has %d MiB of memory free; the instance '
+                         'needs %d MiB' % (self.host.nodename, free // MIB,
+                                           needed // MIB))
+
     def _srs_not_plugged_here(self, vm):
         """uuids of the SRs of the VM's disks with no plugged PBD here."""
         session = self.session
-        srs = set()
-        for vdi in storage.vdis_of_vm(session, vm):
-            srs.add(session.call('VDI.get_SR', vdi))
         unseen = set()
-        for sr in srs:
+        for sr in {session.call('VDI.get_SR', vdi)
+                   for vdi in storage.vdis_of_vm(session, vm)}:
             plugged = [pbd for pbd in session.call('SR.get_PBDs', sr)
                        if session.call('PBD.get_host', pbd) == self.host.ref
                        and session.call('PBD.get_currently_attached', pbd)]
@@ -121,21 +200,43 @@ class LiveMigration(object):
                 unseen.add(session.call('SR.get_uuid', sr))
         return unseen
 
-    def pre(self, migrate_data):
-        """Nothing to prepare inside a pool: networks and SRs are the
-        pool's.  (The destination's watcher will filter the new domain.)"""
-        return migrate_data
+    def _fill(self, data, network_info):
+        """The destination's side of a storage move, and a receive token;
+        returns the token's session."""
+        session = self.session
+        data.xen_pool_uuid = self.host.pool_uuid
+        data.xen_host = self.host.ref
+        data.xen_sr = self.sr_of()
+        data.xen_networks = {vif['id']: network.network_for_vif(session, vif)
+                             for vif in network_info or []}
+        # the token's own network: the management network of the host
+        pifs = session.call(
+            'PIF.get_all_records_where', 'field "host" = "%s" and field '
+            '"management" = "true"' % self.host.ref)
+        if not pifs:
+            raise refuse('host %s has no management interface to receive '
+                         'the VM on' % self.host.nodename)
+        mgmt = list(pifs.values())[0]['network']
+        token = session.call('host.migrate_receive', self.host.ref, mgmt,
+                             {})
+        data.xen_receive_token = json.dumps(token)
+        return token['session_id']
 
-    def post_at_destination(self, instance):
-        vm, _ = self.watcher.anywhere(instance.uuid)
-        if vm is None:
-            return
-        self.watcher.refresh_vm(vm)
-        self.isolation.apply(vm)
+    def end_check(self, dest_check_data):
+        """The check's receive token is no longer needed."""
+        if is_storage_move(dest_check_data):
+            self.session.logout_session(dest_check_data.token['session_id'])
 
-    # -- source ----------------------------------------------------------
+    def check_data_for_conductor(self, data):
+        return md.plain(data) if is_storage_move(data) else data
+
+    # -- source: check -----------------------------------------------------
 
     def check_source(self, instance, dest_check_data):
+        return _as_precheck('the source', self._check_source, instance,
+                            dest_check_data)
+
+    def _check_source(self, instance, dest_check_data):
         vm = self.watcher.lookup(instance.uuid)
         if vm is None:
             raise refuse('instance %s has no VM on host %s'
@@ -143,36 +244,151 @@ class LiveMigration(object):
         record = self.session.call('VM.get_record', vm)
         if record['power_state'] != 'Running':
             raise refuse(
-                'the VM is %s: xapi live-migrates only running VMs '
-                '(VM.pool_migrate); unpause or start the server first'
+                'the VM is %s: xapi live-migrates only running VMs; '
+                'unpause or start the server first'
                 % record['power_state'].lower())
-        if 'pool_migrate' not in record['allowed_operations']:
+        operation = 'migrate_send' if is_storage_move(dest_check_data) \
+            else 'pool_migrate'
+        if operation not in record['allowed_operations']:
             raise refuse(
                 'xapi would not live-migrate this VM now (allowed '
                 'operations: %s): an HVM guest needs its PV drivers for '
                 'XenMotion' % ', '.join(sorted(record['allowed_operations'])))
+        if is_storage_move(dest_check_data):
+            vdi_map, vif_map = self._maps(vm, dest_check_data)
+            try:
+                self.session.call('VM.assert_can_migrate', vm,
+                                  dest_check_data.token, True, vdi_map,
+                                  vif_map, {}, {})
+            except Exception as exc:
+                raise refuse('xapi would not move the VM to pool %s: %s'
+                             % (dest_check_data.xen_pool_uuid, exc))
         return dest_check_data
+
+    def _maps(self, vm, data):
+        """vdi_map (every disk of the VM to the destination's SR) and
+        vif_map (every VIF to the network of its port there)."""
+        session = self.session
+        vdi_map = {vdi: data.xen_sr
+                   for vdi in storage.vdis_of_vm(session, vm)}
+        vif_map = {}
+        if data.xen_pool_uuid == self.host.pool_uuid:
+            # inside a pool the VIFs keep their networks (xapi refuses a
+            # vif_map there)
+            return vdi_map, vif_map
+        for vif in session.call('VM.get_VIFs', vm):
+            port = session.call('VIF.get_other_config', vif).get(
+                'neutron-port-id')
+            if port in data.xen_networks:
+                vif_map[vif] = data.xen_networks[port]
+        return vdi_map, vif_map
+
+    # -- destination: before and after -----------------------------------
+
+    def pre(self, instance, network_info, migrate_data):
+        """For a storage move: the destination's SR, networks and the
+        receive token of the move itself."""
+        if not migrate_data.obj_attr_is_set('block_migration') or \
+                not migrate_data.block_migration:
+            return migrate_data
+        data = md.extend(migrate_data)
+        from_elsewhere = self.watcher.anywhere(instance.uuid)[0] is None
+        session_ref = self._fill(data, network_info)
+        with self._lock:
+            self._receiving[instance.uuid] = (session_ref, from_elsewhere)
+        return data
+
+    def _received(self, instance_uuid):
+        """Log the move's receive session out; True if the instance came
+        from another pool."""
+        with self._lock:
+            session_ref, from_elsewhere = self._receiving.pop(
+                instance_uuid, (None, False))
+        if session_ref is not None:
+            self.session.logout_session(session_ref)
+        return from_elsewhere
+
+    def post_at_destination(self, instance):
+        self._received(instance.uuid)
+        vm, _ = self.watcher.anywhere(instance.uuid)
+        if vm is None:
+            vm = self._vm_by_tag(instance.uuid)
+            if vm is None:
+                return
+        if self.session.call('VM.get_affinity', vm) != self.host.ref:
+            # a halted VM belongs to its affinity host
+            self.session.call('VM.set_affinity', vm, self.host.ref)
+        self.watcher.refresh_vm(vm)
+        self.isolation.apply(vm)
+
+    def rollback_at_destination(self, instance):
+        """The move failed: the receive session goes and, for an instance
+        of another pool, whatever a half-done move left of it here."""
+        if not self._received(instance.uuid):
+            return
+        for vm in self._vms_by_tag(instance.uuid):
+            LOG.warning('removing VM %s that the failed migration left in '
+                        'pool %s', vm, self.host.pool_uuid, instance=instance)
+            try:
+                self.isolation.remove(vm)
+            except Exception as exc:
+                LOG.debug('rules of %s: %s', vm, exc)
+            power.halt(self.session, vm)
+            self.session.call('VM.destroy', vm)
+            self.watcher.forget(vm)
+        for vdi in storage.vdis_of_instance(self.session, instance.uuid):
+            storage.destroy_vdi(self.session, vdi)
+
+    def _vms_by_tag(self, instance_uuid):
+        return [ref for ref, rec in self.session.call(
+            'VM.get_all_records_where',
+            'field "is_a_template" = "false"').items()
+            if rec['other_config'].get('nova_uuid') == instance_uuid]
+
+    def _vm_by_tag(self, instance_uuid):
+        vms = self._vms_by_tag(instance_uuid)
+        return vms[0] if vms else None
+
+    # -- source: the move --------------------------------------------------
 
     def migrate(self, context, instance, dest, post_method, recover_method,
                 block_migration, migrate_data):
-        """VM.pool_migrate to the destination's XenServer host; then Nova's
-        post method, or on any failure its recover method (the instance
-        stays on the source, ACTIVE, with a fault naming the step)."""
         session = self.session
         vm = self.watcher.lookup(instance.uuid)
-        step = 'find the destination host'
+        step = 'find the VM'
+        vif_uuids = []
         try:
             if vm is None:
                 raise exception.InstanceNotFound(instance_id=instance.uuid)
-            dest_ref = self._destination(context, migrate_data)
-            step = 'move the VM (VM.pool_migrate)'
-            LOG.info('live-migrating to %s (VM.pool_migrate)', dest,
-                     instance=instance)
-            session.call_async('VM.pool_migrate', vm, dest_ref,
-                               {'live': 'true'},
-                               on_task=lambda task: self._started(instance,
-                                                                  task))
+            vif_uuids = [session.call('VIF.get_uuid', vif)
+                         for vif in session.call('VM.get_VIFs', vm)]
+            if is_storage_move(migrate_data):
+                step = 'map the disks and networks'
+                vdi_map, vif_map = self._maps(vm, migrate_data)
+                step = 'move the VM and its disks (VM.migrate_send)'
+                LOG.info('live-migrating to %s with its disks (storage '
+                         'XenMotion to pool %s)', dest,
+                         migrate_data.xen_pool_uuid, instance=instance)
+                self.watcher.leaving(instance.uuid)
+                session.call_async('VM.migrate_send', vm, migrate_data.token,
+                                   True, vdi_map, vif_map, {}, {},
+                                   on_task=self._started(instance),
+                                   on_progress=self._progress(
+                                       vm, migrate_data, vdi_map))
+                dest_ref = migrate_data.xen_host
+            else:
+                step = 'find the destination host'
+                dest_ref = self._destination(context, migrate_data)
+                step = 'move the VM (VM.pool_migrate)'
+                LOG.info('live-migrating to %s (VM.pool_migrate)', dest,
+                         instance=instance)
+                session.call_async('VM.pool_migrate', vm, dest_ref,
+                                   {'live': 'true'},
+                                   on_task=self._started(instance),
+                                   on_progress=self._progress(
+                                       vm, migrate_data, {}))
         except Exception as exc:
+            self.watcher.leaving(instance.uuid, False)
             aborted = self._finished(instance)
             self._failed(context, instance, step, exc, aborted)
             recover_method(context, instance, dest, migrate_data,
@@ -180,8 +396,33 @@ class LiveMigration(object):
                            else 'error')
             return
         self._finished(instance)
-        self._after_move(instance, vm, dest_ref)
+        self._after_move(instance, vm, dest_ref, vif_uuids,
+                         same_pool=not is_storage_move(migrate_data) or
+                         migrate_data.xen_pool_uuid == self.host.pool_uuid)
         post_method(context, instance, dest, block_migration, migrate_data)
+
+    def _progress(self, vm, migrate_data, vdi_map):
+        """What Nova's migration record shows while xapi moves the VM
+        (GET /servers/{id}/migrations): xapi reports one fraction for the
+        whole task, applied to the memory and to the disks it copies."""
+        migration = migrate_data.migration if migrate_data.obj_attr_is_set(
+            'migration') else None
+        if migration is None:
+            return None
+        memory = int(self.session.call('VM.get_memory_static_max', vm))
+        disks = sum(int(self.session.call('VDI.get_virtual_size', vdi))
+                    for vdi in vdi_map)
+
+        def update(fraction):
+            for kind, total in (('memory', memory), ('disk', disks)):
+                done = int(total * fraction)
+                # Nova's API has no zero here: "none yet" is null
+                setattr(migration, kind + '_total', total or None)
+                setattr(migration, kind + '_processed', done or None)
+                setattr(migration, kind + '_remaining',
+                        (total - done) or None)
+            migration.save()
+        return update
 
     def _destination(self, context, migrate_data):
         """The destination's XenServer host: its compute node's uuid."""
@@ -190,31 +431,34 @@ class LiveMigration(object):
             context, migration.dest_compute, migration.dest_node)
         return self.session.call('host.get_by_uuid', node.uuid)
 
-    def _after_move(self, instance, vm, dest_ref):
-        """The VM runs on the destination: it belongs there from now on
-        (affinity: a halted VM is its affinity host's), its VIFs get their
-        rules in the destination's dom0 and lose them in ours."""
-        session = self.session
-        try:
-            self.isolation.apply(vm, force=True)
-        except Exception as exc:
-            # the destination's watcher applies them too
-            LOG.warning('could not filter the VIFs on the destination yet: '
-                        '%s', exc, instance=instance)
-        try:
-            session.call('VM.set_affinity', vm, dest_ref)
-        except Exception as exc:
-            LOG.warning('could not set the VM\'s affinity to its new host: '
-                        '%s', exc, instance=instance)
-        self.remove_source_rules(instance, vm)
-        self.watcher.refresh_vm(vm)
+    def _after_move(self, instance, vm, dest_ref, vif_uuids, same_pool):
+        """The VM runs on the destination: there it gets its rules and its
+        affinity (a halted VM is its affinity host's); here it loses its
+        rule tables."""
+        if same_pool:
+            started = time.monotonic()
+            try:
+                self.isolation.apply(vm, force=True)
+                LOG.info('isolation rules in place on the destination %d ms '
+                         'after xapi reported the move done',
+                         (time.monotonic() - started) * 1000,
+                         instance=instance)
+            except Exception as exc:
+                # the destination's watcher applies them too
+                LOG.warning('could not filter the VIFs on the destination '
+                            'yet: %s', exc, instance=instance)
+            try:
+                self.session.call('VM.set_affinity', vm, dest_ref)
+            except Exception as exc:
+                LOG.warning('could not set the VM\'s affinity to its new '
+                            'host: %s', exc, instance=instance)
+            self.watcher.refresh_vm(vm)
+        # (to another pool the VM is gone: the watcher's "del" event
+        # drops it and its leaving mark)
+        self._remove_rules(instance, vif_uuids)
 
-    def remove_source_rules(self, instance, vm=None):
-        vm = vm or self.watcher.anywhere(instance.uuid)[0]
-        if vm is None:
-            return
-        for vif in self.session.call('VM.get_VIFs', vm):
-            vif_uuid = self.session.call('VIF.get_uuid', vif)
+    def _remove_rules(self, instance, vif_uuids):
+        for vif_uuid in vif_uuids:
             try:
                 self.isolation.remove_table(vif_uuid, self.host.ref)
             except Exception as exc:
@@ -222,6 +466,15 @@ class LiveMigration(object):
                 # table without devices filters nothing meanwhile
                 LOG.warning('could not remove the rules of VIF %s from the '
                             'source: %s', vif_uuid, exc, instance=instance)
+
+    def post_at_source(self, instance):
+        """Inside a pool the VM is still known here: make sure no table of
+        its VIFs is left in this dom0."""
+        vm, _ = self.watcher.anywhere(instance.uuid)
+        if vm is not None:
+            self._remove_rules(instance, [
+                self.session.call('VIF.get_uuid', vif)
+                for vif in self.session.call('VM.get_VIFs', vm)])
 
     def _failed(self, context, instance, step, exc, aborted):
         if aborted:
@@ -242,9 +495,11 @@ class LiveMigration(object):
 
     # -- abort -----------------------------------------------------------
 
-    def _started(self, instance, task):
-        with self._lock:
-            self._tasks[instance.uuid] = task
+    def _started(self, instance):
+        def remember(task):
+            with self._lock:
+                self._tasks[instance.uuid] = task
+        return remember
 
     def _finished(self, instance):
         """Forget the task; True if it was aborted."""

@@ -313,6 +313,18 @@ class Session(object):
                         _quiet_logout(xenapi)
                 self._cond.notify()
 
+    def logout_session(self, session_ref):
+        """Log out a session of this pool that is not ours (the one a
+        host.migrate_receive token holds); False if xapi would not."""
+        try:
+            with self._borrow() as xenapi:
+                # XenAPI's proxy, without our session put in front
+                result = getattr(xenapi, 'session.logout')(session_ref)
+            return result.get('Status') == 'Success'
+        except Exception as exc:
+            LOG.debug('could not log out a session: %s', type(exc).__name__)
+            return False
+
     def dedicated(self):
         """A logged-in XenAPI session outside the pool (the VM watcher's)."""
         return self._login()
@@ -392,11 +404,13 @@ class Session(object):
         timeout = kwargs.pop('timeout', None) or self.task_timeout
         # told the task's ref, for a caller that may cancel it (an abort)
         on_task = kwargs.pop('on_task', None)
+        # told the task's progress (0..1) as xapi reports it
+        on_progress = kwargs.pop('on_progress', None)
         task = self.call('Async.' + method, *args)
         if on_task is not None:
             on_task(task)
         try:
-            record = self._wait_task(task, timeout, method)
+            record = self._wait_task(task, timeout, method, on_progress)
         finally:
             self.destroy_task(task)
         if record['status'] == 'success':
@@ -414,7 +428,7 @@ class Session(object):
         except Exception as exc:
             self.leftovers.add(reclaim.TASK, task, exc)
 
-    def _wait_task(self, task, timeout, method):
+    def _wait_task(self, task, timeout, method, on_progress=None):
         deadline = time.time() + timeout
         token = ''
         while True:
@@ -445,6 +459,8 @@ class Session(object):
                 snapshot = event['snapshot']
                 if snapshot['status'] not in ('pending', 'cancelling'):
                     return snapshot
+                if on_progress is not None:
+                    _tell(on_progress, snapshot.get('progress'))
             if not batch['events']:
                 # a task that is gone sends nothing
                 self._task_alive(task, method)
@@ -497,6 +513,17 @@ class Session(object):
             raise errors.PluginError(plugin=plugin, fn=fn,
                                      reason='result is not JSON: %r'
                                      % text[:200])
+
+
+def _tell(on_progress, progress):
+    try:
+        fraction = min(max(float(progress), 0.0), 1.0)
+    except (TypeError, ValueError):
+        return
+    try:
+        on_progress(fraction)
+    except Exception:
+        LOG.exception('a task progress callback failed')
 
 
 def _task_lost(method, task):

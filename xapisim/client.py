@@ -46,7 +46,12 @@ class Control(object):
         return self._request('POST', 'calls/reset', {})
 
     def fail(self, message, error, nth=1, times=1):
-        """The ``nth`` call of ``message`` (and ``times``-1 more) fails."""
+        """The ``nth`` call of ``message`` (and ``times``-1 more) fails.
+
+        ``message`` is an XML-RPC message (``VM.start``) or a point inside
+        an operation (``VM.migrate_send/copy``: the list is
+        ``xapisim.faults.POINTS``), where ``nth`` counts the passages.
+        """
         return self._request('POST', 'fault', {
             'message': message, 'error': list(error), 'nth': nth,
             'times': times})

@@ -11,6 +11,7 @@ import json
 
 from xapisim import guest
 from xapisim.api import common
+from xapisim.api.vm import pick_host, vm_create
 from xapisim.errors import XapiError
 from xapisim.rpc import Context
 
@@ -147,7 +148,6 @@ def guest_action(pool, host, body):
 
 def bulk_vms(pool, host, body):
     """Many plain VMs at once, for benchmarks (optionally running)."""
-    from xapisim.api.vm import pick_host, vm_create
     ctx = Context(pool, host, '')
     memory = int(body.get('memory_mib', 64)) * 1024 * 1024
     made = []

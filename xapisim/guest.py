@@ -10,7 +10,7 @@ import os
 import threading
 
 from xapisim.api import common
-from xapisim.api import host as host_api
+from xapisim.api import memory
 from xapisim.api.storage import attach_vbd
 from xapisim.db import now_datetime
 from xapisim.schema import NULL_REF
@@ -91,7 +91,7 @@ def create_domain(pool, vm, host, paused=False):
                current_domain_type=domain_type,
                hvm=domain_type != 'pv')
         _create_consoles(pool, vm, host)
-        host_api.refresh_metrics(db, host)
+        memory.refresh_metrics(db, host)
         vif_devices(pool, vm, host, domid)
     _write_console_log(pool, vm, host, domid)
     _report_guest_metrics(pool, vm)
@@ -177,7 +177,7 @@ def destroy_domain(pool, vm, power_state='Halted'):
             db.set('VM_metrics', row['metrics'], state=['halted'],
                    VCPUs_utilisation={}, last_updated=now_datetime())
         if host != NULL_REF and db.exists('host', host):
-            host_api.refresh_metrics(db, host)
+            memory.refresh_metrics(db, host)
         common.refresh_vm_allowed(db, vm)
 
 

@@ -12,7 +12,7 @@ import json
 import math
 import time
 
-from xapisim.api.host import free_memory
+from xapisim.api.memory import free_memory
 
 STEP = 5
 ROWS = 120

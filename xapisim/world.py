@@ -14,6 +14,7 @@ import tempfile
 import threading
 
 from xapisim import inventory
+from xapisim.api import common, memory
 from xapisim.db import Database, new_uuid
 from xapisim.faults import Faults
 from xapisim.rpc import Api
@@ -162,8 +163,6 @@ class Pool(object):
     def _forget_operations(self):
         """What a restarted xapi finds: no operation in progress anywhere
         and no memory reserved for a VM being started or moved."""
-        from xapisim.api import common
-        from xapisim.api import host as host_api
         db = self.db
         for cls, schema in self.schema.classes.items():
             if 'current_operations' not in schema.fields or cls == 'task':
@@ -176,7 +175,7 @@ class Pool(object):
                 db.set('VM', vm, scheduled_to_be_resident_on=NULL_REF)
             common.refresh_vm_allowed(db, vm)
         for h in self.hosts:
-            host_api.refresh_metrics(db, h.ref)
+            memory.refresh_metrics(db, h.ref)
         common.forget_cancellations()
 
     def move_master(self, host, keep=None):

@@ -122,12 +122,24 @@ class Devstack(object):
         testcase.addCleanup(shutil.rmtree, self.root, True)
         self.features = dict.fromkeys(FEATURES, False)
         self.python_stub = self.root / 'bin' / 'python-stub'
+        # what the stand-in nova-xen-manage prints, and its exit status
+        self.manage_output = ('nothing to change: 1 pool, 1 nova-xen '
+                              'compute host\n')
+        self.manage_status = 0
         self.write(self.python_stub, (
             '#!/bin/bash\n'
             '# the feature probe answers from $SHIM_ROOT/features\n'
             'if [[ "${1:-}" == */driver_features.py ]]; then\n'
             '    echo "probe $*" >> "$SHIM_ROOT/probe.log"\n'
             '    exec cat "$SHIM_ROOT/features"\n'
+            'fi\n'
+            '# nova-xen-manage is recorded, and answers from $SHIM_ROOT\n'
+            'if [[ "${1:-} ${2:-}" == "-m nova_xen.cmd.manage" ]]; then\n'
+            '    shift 2\n'
+            '    { printf nova-xen-manage; printf " %%q" "$@"; echo; } '
+            '>> "$SHIM_LOG"\n'
+            '    cat "$SHIM_ROOT/manage-output"\n'
+            '    exit "$(cat "$SHIM_ROOT/manage-status")"\n'
             'fi\n'
             'exec %s "$@"\n' % shlex.quote(sys.executable)), mode=0o755)
 
@@ -159,6 +171,8 @@ class Devstack(object):
         self.write('localrc', ''.join(
             '%s=%s\n' % (name, shlex.quote(str(value)))
             for name, value in values.items() if value is not None))
+        self.write('manage-output', self.manage_output)
+        self.write('manage-status', '%d\n' % self.manage_status)
         self.write('features', ''.join(
             '%s %s\n' % (name, value)
             for name, value in sorted(self.features.items())))

@@ -618,6 +618,7 @@ class TestWholeRuns(PluginTestCase):
             'SUMMARY: Configuring nova-compute for XenServer',
             'SUMMARY: Configuring Glance for XenServer images',
             "SUMMARY: Uploading nova-xen's test image",
+            'SUMMARY: Syncing Nova host aggregates with XenAPI pools',
             'SUMMARY: Configuring Tempest for nova-xen',
         ], [line for line in result.stdout.splitlines()
             if line.startswith('SUMMARY')])
@@ -658,3 +659,73 @@ class TestWholeRuns(PluginTestCase):
 
 if __name__ == '__main__':
     unittest.main()
+
+
+class TestPools(PluginTestCase):
+    """stack test-config: one Nova host aggregate per XenAPI pool."""
+
+    SYNC = ['pools', 'sync', '--os-cloud', 'devstack-admin', '--wait', '60']
+
+    def synced(self, result):
+        return result.calls_of('nova-xen-manage')
+
+    def test_synced_once_the_compute_hosts_are_discovered(self):
+        # stack.sh runs tools/discover_hosts.sh after the extra phase and
+        # before test-config, the first phase that can see the hosts
+        for phase in STACK[:-1]:
+            with self.subTest(phase):
+                self.assertEqual([], self.synced(self.stack(phase)))
+        self.node = harness.Devstack(self)
+        result = self.stack('stack extra', 'stack test-config')
+        self.assertEqual([self.SYNC], self.synced(result))
+        self.assertIn('SUMMARY: Syncing Nova host aggregates with XenAPI '
+                      'pools\nnothing to change: 1 pool, 1 nova-xen compute '
+                      'host\n', result.stdout)
+        # after the image upload (extra), before Tempest is configured
+        self.assertEqual([
+            ['openstack', 'image', 'show'], ['openstack', 'image', 'create'],
+            ['nova-xen-manage', 'pools', 'sync'],
+            ['openstack', 'image', 'show']],
+            [call[:3] for call in result.calls])
+
+    def test_once_in_a_whole_stack(self):
+        result = self.stack(*STACK)
+        self.assertEqual([self.SYNC], self.synced(result))
+
+    def test_as_the_cloud_stack_sh_chose(self):
+        result = self.stack('stack test-config', OS_CLOUD='devstack-system',
+                            ENABLED_SERVICES='n-api,n-cpu')
+        self.assertEqual([['pools', 'sync', '--os-cloud', 'devstack-system',
+                           '--wait', '60']], self.synced(result))
+
+    def test_only_where_novas_api_runs(self):
+        self.assertEqual([], self.synced(self.stack(
+            *STACK, ENABLED_SERVICES=COMPUTE, XENAPI_HOST_UUID=HOST_UUID)))
+        self.assertEqual([self.SYNC], self.synced(self.stack(
+            *STACK, ENABLED_SERVICES=CONTROLLER, XENAPI_CONNECTION_URL=None,
+            XENAPI_PASSWORD=None)))
+
+    def test_a_failed_sync_does_not_stop_the_stack(self):
+        self.node.manage_output = ('nova-xen-manage: Cloud devstack-admin '
+                                   'was not found.\n')
+        self.node.manage_status = 1
+        result = self.stack('stack extra', 'stack test-config')
+        self.assertIn('nova-xen-manage: Cloud devstack-admin was not found.',
+                      result.stdout)
+        self.assertIn('[WARNING]', result.stderr)
+        self.assertIn('nova-xen-manage pools sync failed (reason above): the '
+                      'XenAPI pools have no host aggregates; run it again '
+                      'once the cloud is up', result.stderr)
+        # the phase went on
+        self.assertEqual('image-id-of-nova-xen-blank', result.conf(
+            'tempest').get('compute', 'image_ref'))
+
+    def test_the_real_command(self):
+        """nova-xen-manage itself, with a clouds.yaml that has no
+        devstack-admin (found first: in the working directory)."""
+        self.node.write('clouds.yaml', 'clouds: {}\n')
+        result = self.stack('stack test-config', ENABLED_SERVICES='n-api',
+                            NOVA_XEN_PYTHON=sys.executable)
+        self.assertIn('nova-xen-manage: Cloud devstack-admin was not found.',
+                      result.stderr)
+        self.assertIn('nova-xen-manage pools sync failed', result.stderr)

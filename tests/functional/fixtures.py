@@ -74,11 +74,7 @@ class XapisimFixture(fixtures.Fixture):
         self.username = self.world['username']
         self.password = self.world['password']
         self.ca_file = self.world.get('ca_file')
-        transport = None
-        if self.ca_file:
-            transport = xmlrpc.client.SafeTransport(
-                context=ssl.create_default_context(cafile=self.ca_file))
-        self.session = XenAPI.Session(self.url, transport=transport)
+        self.session = XenAPI.Session(self.url, transport=self._transport())
         self.session.login_with_password(self.username, self.password,
                                          '2.21', 'nova-xen-tests')
         self.addCleanup(self._logout)
@@ -121,20 +117,40 @@ class XapisimFixture(fixtures.Fixture):
                                         'list_rules', {'params': '{}'})
         return json.loads(reply)['vifs']
 
+    def login(self, url):
+        """A XenAPI session on another pool of the world (its master's
+        URL), logged out at clean-up."""
+        session = XenAPI.Session(url, transport=self._transport())
+        session.login_with_password(self.username, self.password, '2.21',
+                                    'nova-xen-tests')
+        self.addCleanup(lambda: session.xenapi.session.logout())
+        return session
+
+    def _transport(self):
+        if self.ca_file:
+            return xmlrpc.client.SafeTransport(
+                context=ssl.create_default_context(cafile=self.ca_file))
+        return None
+
     def vdi_bytes(self, vdi, length):
         """The first ``length`` bytes of a VDI (exported as VHD)."""
-        size = int(self.x.VDI.get_virtual_size(vdi))
+        return self.vdi_bytes_in(self.session, vdi, length)
+
+    def vdi_bytes_in(self, session, vdi, length):
+        """The same, for a VDI of the pool of ``session`` (see login)."""
+        x = session.xenapi
+        size = int(x.VDI.get_virtual_size(vdi))
         data = bytearray(min(length, size))
-        parts = urllib.parse.urlsplit(self.url)
+        address = x.host.get_address(x.pool.get_master(x.pool.get_all()[0]))
+        port = urllib.parse.urlsplit(self.url).port
         if self.ca_file:
             conn = http.client.HTTPSConnection(
-                parts.hostname, parts.port, timeout=120,
+                address, port, timeout=120,
                 context=ssl.create_default_context(cafile=self.ca_file))
         else:
-            conn = http.client.HTTPConnection(parts.hostname, parts.port,
-                                              timeout=120)
+            conn = http.client.HTTPConnection(address, port, timeout=120)
         conn.request('GET', '/export_raw_vdi?session_id=%s&vdi=%s&format=vhd'
-                     % (self.session._session, vdi))
+                     % (session._session, vdi))
         resp = conn.getresponse()
         assert resp.status == 200, resp.status
 

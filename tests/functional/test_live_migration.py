@@ -3,20 +3,38 @@ nova-computes, one for each host of a two-host simulated pool, checked on
 the xapi side and in both dom0s (isolation rules)."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
 
+import fixtures
 from nova import context as nova_context
 from nova import objects
 from nova.objects import base as obj_base
 from nova.tests.functional.api import client
 
+import XenAPI
+
 from tests.functional import base
 from tests.functional.test_boot import pattern
 
 MIB = 1024 * 1024
+
+
+def live_migrate(test, **body):
+    """POST os-migrateLive (auto block migration, any host)."""
+    body.setdefault('host', None)
+    body.setdefault('block_migration', 'auto')
+    try:
+        test.api.post_server_action(test.server['id'],
+                                    {'os-migrateLive': body})
+    except client.OpenStackApiException as exc:
+        # nova's test harness makes the casts calls: a refusal comes back
+        # through the API call itself (a real nova-api has answered 202)
+        return exc
+    return None
 
 
 class _TwoHosts(base.XenAPIFunctionalTestCase):
@@ -46,16 +64,7 @@ class _TwoHosts(base.XenAPIFunctionalTestCase):
         return self.xapi.isolation_rules(host_ref)
 
     def live_migrate(self, **body):
-        body.setdefault('host', None)
-        body.setdefault('block_migration', 'auto')
-        try:
-            self.api.post_server_action(self.server['id'],
-                                        {'os-migrateLive': body})
-        except client.OpenStackApiException as exc:
-            # nova's test harness makes the casts calls: a refusal comes
-            # back through the API call itself
-            return exc
-        return None
+        return live_migrate(self, **body)
 
     def assertStaysOnTheSource(self):
         server = self._wait_for_state_change(self.server, 'ACTIVE')
@@ -89,6 +98,11 @@ class LiveMigrationTest(_TwoHosts):
         calls = self.xapi.control.calls()
         self.assertEqual(1, calls.get('VM.pool_migrate'))
         self.assertNotIn('VM.migrate_send', calls)
+        # neither compute told Nova the VM stopped while it moved
+        self.assertNotIn('VM Stopped (Lifecycle Event)',
+                         self.stdlog.logger.output)
+        self.assertIn('isolation rules in place on the destination',
+                      self.stdlog.logger.output)
         # the rules followed the VIF to the destination's dom0
         self.assertEqual([self.vif_uuid], list(self.rules(self.dst_ref)))
         self.assertEqual({}, self.rules(self.src_ref))
@@ -170,20 +184,42 @@ class LiveMigrationTest(_TwoHosts):
             'qos_algorithm_type': '', 'qos_algorithm_params': {}})
         self.addCleanup(self.x.VDI.destroy, vdi)
         self.addCleanup(self.x.VBD.destroy, vbd)
-        self.live_migrate()
+        self.live_migrate(block_migration=False)
         self._wait_for_migration_status(self.server, ['error'])
         dest_name = self.x.host.get_hostname(self.dst_ref)
         self.assertIn('the disks of the instance are on SR %s, which host '
-                      '%s does not see' % (self.x.SR.get_uuid(local),
-                                           dest_name),
+                      '%s does not see: only a block migration (or "auto") '
+                      'can move them' % (self.x.SR.get_uuid(local),
+                                         dest_name),
                       self.stdlog.logger.output)
         self.assertStaysOnTheSource()
 
-    def test_a_block_migration_inside_the_pool_is_refused(self):
+    def test_a_block_migration_onto_a_shared_sr_copies_nothing(self):
+        # the destination sees the disks' shared SR: XenMotion moves the
+        # VM alone, whatever the request said
+        vdis = set(self.xapi.objects_of(self.server['id'])['VDI'])
+        self.xapi.control.reset_calls()
         self.live_migrate(block_migration=True)
+        self._wait_for_migration_status(self.server, ['completed'])
+        self.assertEqual(self.dst_ref, self.x.VM.get_resident_on(self.vm))
+        self.assertEqual(vdis, set(self.xapi.objects_of(
+            self.server['id'])['VDI']))
+        calls = self.xapi.control.calls()
+        self.assertEqual(1, calls.get('VM.pool_migrate'))
+        self.assertNotIn('VM.migrate_send', calls)
+
+    def test_a_destination_lacking_a_cpu_feature_is_refused(self):
+        node = objects.ComputeNode.get_by_host_and_nodename(
+            nova_context.get_admin_context(), self.source,
+            self._instance().node)
+        cpu = json.loads(node.cpu_info)
+        cpu['features'].append('avx512-imaginary')
+        node.cpu_info = json.dumps(cpu)
+        node.save()
+        self.live_migrate()
         self._wait_for_migration_status(self.server, ['error'])
-        self.assertIn('block migration was asked for',
-                      self.stdlog.logger.output)
+        self.assertIn('lacks CPU features the source offers its guests: '
+                      'avx512-imaginary', self.stdlog.logger.output)
         self.assertStaysOnTheSource()
 
     def _aggregates(self, rp_uuid):
@@ -240,7 +276,7 @@ class LiveMigrationTest(_TwoHosts):
             nova_context.get_admin_context(), self.server['id'])
 
 
-class AbortTest(_TwoHosts):
+class SlowMoveTest(_TwoHosts):
     # a XenMotion that takes a few seconds, to be aborted meanwhile
     xapisim_options = dict(_TwoHosts.xapisim_options, guest_delay=1.0)
 
@@ -259,3 +295,207 @@ class AbortTest(_TwoHosts):
         self.assertStaysOnTheSource()
         self.assertIn('aborting the live migration (task.cancel)',
                       self.stdlog.logger.output)
+
+    def test_progress_reaches_nova(self):
+        self.live_migrate()
+        migration = self._wait_for_migration_status(self.server,
+                                                    ['running'])
+        path = '/servers/%s/migrations/%s' % (self.server['id'],
+                                              migration['id'])
+        seen = []
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                record = self.api.api_get(path).body['migration']
+            except client.OpenStackApiException as exc:
+                # completed: no longer an in-progress one
+                self.assertEqual(404, exc.response.status_code)
+                break
+            seen.append((record['memory_processed_bytes'],
+                         record['memory_total_bytes']))
+            time.sleep(0.2)
+        self._wait_for_migration_status(self.server, ['completed'])
+        processed = [p for p, total in seen if p]
+        self.assertTrue(processed, seen)
+        total = [t for _, t in seen if t][0]
+        memory = self.x.VM.get_memory_static_max(self.vm)
+        self.assertEqual(int(memory), total)
+        self.assertLess(processed[0], total)
+        self.assertEqual(sorted(processed), processed)
+
+
+class LocalStorageTest(_TwoHosts):
+    """Each compute keeps its disks on its own host's local SR: moving an
+    instance inside the pool moves its disks too (storage XenMotion)."""
+
+    def _setup_compute_service(self):
+        for sr, record in self.xapi.x.SR.get_all_records().items():
+            if not record['shared'] and record['type'] == 'ext':
+                self.xapi.x.SR.add_to_other_config(sr, 'nova-disks', 'local')
+        self.flags(sr_matching_filter='other-config:nova-disks=local',
+                   group='xenserver')
+        return super(LocalStorageTest, self)._setup_compute_service()
+
+    def test_block_migration_between_local_srs(self):
+        vdi = self.xapi.objects_of(self.server['id'])['VDI'][0]
+        data = self.xapi.vdi_bytes(vdi, MIB)
+        old_sr = self.x.VDI.get_SR(vdi)
+        self.assertFalse(self.x.SR.get_shared(old_sr))
+        server = self._live_migrate(self.server)
+        self.assertNotEqual(self.source, server['OS-EXT-SRV-ATTR:host'])
+        record = self.x.VM.get_record(self.vm)
+        # the same VM, now on the other host, its disk on that host's SR
+        self.assertEqual('Running', record['power_state'])
+        self.assertEqual(self.dst_ref, record['resident_on'])
+        self.assertEqual(self.dst_ref, record['affinity'])
+        (new_vdi,) = self.xapi.objects_of(self.server['id'])['VDI']
+        new_sr = self.x.VDI.get_SR(new_vdi)
+        self.assertNotEqual(old_sr, new_sr)
+        self.assertIn(self.dst_ref, [self.x.PBD.get_host(p)
+                                     for p in self.x.SR.get_PBDs(new_sr)])
+        self.assertEqual(data, self.xapi.vdi_bytes(new_vdi, MIB))
+        self.assertEqual([self.vif_uuid], list(self.rules(self.dst_ref)))
+        self.assertEqual({}, self.rules(self.src_ref))
+        self.assertEqual(1, self.xapi.control.calls().get(
+            'VM.migrate_send'))
+
+    def test_without_block_migration_it_is_refused(self):
+        self.live_migrate(block_migration=False)
+        self._wait_for_migration_status(self.server, ['error'])
+        self.assertIn('only a block migration (or "auto") can move them',
+                      self.stdlog.logger.output)
+        self.assertStaysOnTheSource()
+
+
+class CrossPoolTest(base.XenAPIFunctionalTestCase):
+    """Two pools of one host, a nova-compute for each: storage XenMotion."""
+    xapisim_options = dict(base.XenAPIFunctionalTestCase.xapisim_options,
+                           pools=2)
+
+    def setUp(self):
+        super(CrossPoolTest, self).setUp()
+        # booted in the first pool before the second pool's compute starts
+        self.server = self.boot(self.image_with(pattern(MIB, seed=b'far')))
+        other = self.xapi.world['pools'][1]
+        self.flags(connection_url=other['master'],
+                   host_uuid=other['hosts'][0]['uuid'], group='xenserver')
+        self.second = self._start_compute(other['hosts'][0]['name_label'])
+        self.y_session = self.xapi.login(other['master'])
+        self.y = self.y_session.xenapi
+        self.vm, record = self.xapi.vm_of(self.server['id'])
+        self.vif_uuid = self.xapi.x.VIF.get_uuid(
+            record['VIFs'][0])
+        self.source = self.server['OS-EXT-SRV-ATTR:host']
+
+    def objects_in(self, x):
+        left = {}
+        for cls in ('VM', 'VDI', 'VIF'):
+            left[cls] = sorted(
+                ref for ref, r in getattr(x, cls).get_all_records().items()
+                if r['other_config'].get('nova_uuid') == self.server['id'])
+        return left
+
+    def rules_in(self, x):
+        host = x.host.get_all()[0]
+        return json.loads(x.host.call_plugin(
+            host, 'nova_xen_isolation.py', 'list_rules',
+            {'params': '{}'}))['vifs']
+
+    def test_storage_xenmotion_to_the_other_pool(self):
+        data = self.xapi.vdi_bytes(self.xapi.objects_of(
+            self.server['id'])['VDI'][0], MIB)
+        server = self._live_migrate(self.server)
+        self.assertNotEqual(self.source, server['OS-EXT-SRV-ATTR:host'])
+        # nothing of the instance is left in the first pool
+        self.assertEqual({'VM': [], 'VDI': [], 'VIF': []},
+                         self.objects_in(self.xapi.x))
+        self.assertEqual({}, self.rules_in(self.xapi.x))
+        # the VM vanished from the first pool: no stop, for Nova
+        self.assertNotIn('VM Stopped (Lifecycle Event)',
+                         self.stdlog.logger.output)
+        # the second pool runs it, with its disk's bytes and its port
+        there = self.objects_in(self.y)
+        self.assertEqual(1, len(there['VM']))
+        vm = there['VM'][0]
+        record = self.y.VM.get_record(vm)
+        self.assertEqual('Running', record['power_state'])
+        host = self.y.host.get_all()[0]
+        self.assertEqual(host, record['resident_on'])
+        self.assertEqual(host, record['affinity'])
+        vif = self.y.VIF.get_record(record['VIFs'][0])
+        self.assertEqual(self.server['id'], self.y.VM.get_other_config(
+            vm)['nova_uuid'])
+        self.assertEqual('br-int', self.y.network.get_bridge(vif['network']))
+        rules = self.rules_in(self.y)
+        self.assertEqual([vif['uuid']], list(rules))
+        self.assertEqual(data, self.xapi.vdi_bytes_in(
+            self.y_session, there['VDI'][0], MIB))
+        # the second compute drives it: stop, start, delete
+        self.api.post_server_action(self.server['id'], {'os-stop': None})
+        self._wait_for_state_change(self.server, 'SHUTOFF')
+        self.api.post_server_action(self.server['id'], {'os-start': None})
+        self._wait_for_state_change(self.server, 'ACTIVE')
+        self._delete_server(server)
+        self.assertEqual({'VM': [], 'VDI': [], 'VIF': []},
+                         self.objects_in(self.y))
+
+    def test_without_block_migration_it_is_refused(self):
+        live_migrate(self, block_migration=False)
+        self._wait_for_migration_status(self.server, ['error'])
+        self.assertIn('is in another XenAPI pool', self.stdlog.logger.output)
+        server = self._wait_for_state_change(self.server, 'ACTIVE')
+        self.assertEqual(self.source, server['OS-EXT-SRV-ATTR:host'])
+        self.assertEqual({'VM': [], 'VDI': [], 'VIF': []},
+                         self.objects_in(self.y))
+
+    def test_a_failed_move_leaves_the_instance_where_it_was(self):
+        self.xapi.control.fail('VM.migrate_send', ['VDI_COPY_FAILED',
+                                                   'no space'])
+        before = self.objects_in(self.xapi.x)
+        live_migrate(self)
+        self._wait_for_migration_status(self.server, ['error'])
+        server = self._wait_for_state_change(self.server, 'ACTIVE')
+        self.assertEqual(self.source, server['OS-EXT-SRV-ATTR:host'])
+        self.assertEqual(before, self.objects_in(self.xapi.x))
+        self.assertEqual('Running', self.xapi.x.VM.get_power_state(self.vm))
+        self.assertEqual([self.vif_uuid], list(self.rules_in(self.xapi.x)))
+        self.assertEqual({'VM': [], 'VDI': [], 'VIF': []},
+                         self.objects_in(self.y))
+        faults = objects.InstanceFaultList.get_latest_by_instance_uuids(
+            nova_context.get_admin_context(), [self.server['id']])
+        self.assertIn('VM.migrate_send', faults[0].message)
+        self.assertIn('VDI_COPY_FAILED [no space]', faults[0].message)
+
+    def test_the_receive_token_stays_secret_and_is_logged_out(self):
+        # every log line at every level, Nova's DEBUG dumps of the
+        # migrate data included
+        lines = []
+
+        class Keep(logging.Handler):
+            def emit(self, record):
+                lines.append(self.format(record))
+        handler = Keep(level=logging.DEBUG)
+        root = logging.getLogger()
+        root.addHandler(handler)
+        self.addCleanup(root.removeHandler, handler)
+        old_level = root.level
+        root.setLevel(logging.DEBUG)
+        self.addCleanup(root.setLevel, old_level)
+        migration = self.computes[self.second.host].manager.driver._migration
+        refs = []
+        real_fill = migration._fill
+
+        def fill(data, network_info):
+            refs.append(real_fill(data, network_info))
+            return refs[-1]
+        self.useFixture(fixtures.MockPatchObject(migration, '_fill', fill))
+        self._live_migrate(self.server)
+        # one token for the source's check, one for the move
+        self.assertEqual(2, len(refs))
+        text = '\n'.join(lines)
+        self.assertIn('XenLiveMigrateData', text)    # nova did log it
+        self.assertIn("xen_receive_token='<hidden>'", text)
+        for ref in refs:
+            self.assertNotIn(ref, text)
+            # logged out: the destination pool no longer knows it
+            self.assertRaises(XenAPI.Failure, self.y.session.get_uuid, ref)

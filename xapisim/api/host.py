@@ -1,53 +1,16 @@
-"""host and pool messages: memory, plugins, enable/disable, master."""
+"""host and pool messages: memory, plugins, enable/disable, master.
+
+host.evacuate and the checks before it live with the other moves of
+VMs, in ``xapisim.api.migration``.
+"""
 
 import threading
 import time
 
-from xapisim import plugins
+from xapisim import plugins, rrd
+from xapisim.api.memory import free_memory
 from xapisim.errors import XapiError
-from xapisim.inventory import DOM0_MEMORY
 from xapisim.rpc import handler
-from xapisim.schema import NULL_REF
-
-MIB = 1024 ** 2
-
-
-def vm_overhead(row):
-    """Memory xapi reserves beside a guest's RAM (page tables, device model)."""
-    mib = row['memory_static_max'] // MIB
-    return (mib // 128 + row['VCPUs_max'] + 1) * MIB
-
-
-def vm_footprint(row):
-    return row['memory_dynamic_max'] + vm_overhead(row)
-
-
-def free_memory(db, host):
-    total = db.get('host_metrics', db.get('host', host, 'metrics'),
-                   'memory_total')
-    used = DOM0_MEMORY
-    for vm in db.get('host', host, 'resident_VMs'):
-        row = db.row('VM', vm)
-        if row['is_control_domain']:
-            continue
-        used += vm_footprint(row)
-    for vm in db.find('VM', scheduled_to_be_resident_on=host):
-        if db.get('VM', vm, 'resident_on') != host:
-            used += vm_footprint(db.row('VM', vm))
-    return total - used
-
-
-def refresh_metrics(db, host):
-    metrics = db.get('host', host, 'metrics')
-    db.set('host_metrics', metrics, memory_free=free_memory(db, host),
-           last_updated=time.strftime('%Y%m%dT%H:%M:%SZ', time.gmtime()))
-
-
-def assert_memory(db, host, vm):
-    needed = vm_footprint(db.row('VM', vm))
-    available = free_memory(db, host)
-    if needed > available:
-        raise XapiError('HOST_NOT_ENOUGH_FREE_MEMORY', needed, available)
 
 
 @handler('host', 'compute_free_memory')
@@ -89,40 +52,6 @@ def host_enable(ctx, host):
     ctx.db.set('host', host, enabled=True)
 
 
-@handler('host', 'get_vms_which_prevent_evacuation')
-def vms_preventing_evacuation(ctx, host):
-    db = ctx.db
-    blockers = {}
-    for vm in db.get('host', host, 'resident_VMs'):
-        row = db.row('VM', vm)
-        if row['is_control_domain']:
-            continue
-        others = [h for h in ctx.pool.hosts
-                  if h.ref != host and db.get('host', h.ref, 'enabled')]
-        if not others:
-            blockers[vm] = ['NO_HOSTS_AVAILABLE']
-    return blockers
-
-
-@handler('host', 'assert_can_evacuate')
-def assert_can_evacuate(ctx, host):
-    for vm, error in vms_preventing_evacuation(ctx, host).items():
-        raise XapiError(*error)
-
-
-@handler('host', 'evacuate')
-def host_evacuate(ctx, host, network=NULL_REF, evacuate_batch_size=0):
-    # imported here: both modules need each other
-    from xapisim.api.migration import move_running_vm
-    from xapisim.api.vm import pick_host
-    db = ctx.db
-    assert_can_evacuate(ctx, host)
-    for vm in list(db.get('host', host, 'resident_VMs')):
-        if db.get('VM', vm, 'is_control_domain'):
-            continue
-        move_running_vm(ctx, vm, pick_host(ctx, vm, exclude=host))
-
-
 @handler('host', 'dmesg')
 def host_dmesg(ctx, host):
     return '[    0.000000] Linux version 4.19.0+1 (xapisim)\n'
@@ -141,7 +70,6 @@ def host_list_methods(ctx):
 
 @handler('host', 'get_data_sources')
 def host_get_data_sources(ctx, host):
-    from xapisim import rrd   # rrd reads this module's memory figures
     return [{'name_label': name, 'name_description': name, 'enabled': True,
              'standard': True, 'units': units, 'min': 0.0, 'max': 1.0,
              'value': value}
@@ -150,7 +78,6 @@ def host_get_data_sources(ctx, host):
 
 @handler('host', 'query_data_source')
 def host_query_data_source(ctx, host, data_source):
-    from xapisim import rrd
     for name, units, value in rrd.host_sources(ctx.pool, host):
         if name == data_source:
             return value

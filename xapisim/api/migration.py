@@ -1,54 +1,138 @@
-"""Moving VMs: inside a pool (VM.pool_migrate) and across pools (migrate_send).
+"""Moving VMs: VM.pool_migrate, host.evacuate and VM.migrate_send.
 
-Across pools the destination hands out a receive token
-(``host.migrate_receive``); the source checks it, copies every disk's
-bytes into the SRs named by ``vdi_map``, recreates the VM in the
-destination pool with its interfaces mapped by ``vif_map``, starts it
-there if it was running, and removes the VM and its disks at the source.
+VM.pool_migrate moves a running VM to another host of its pool: its
+memory is copied in ``MEMORY_ROUNDS`` rounds of ``--guest-delay`` (each
+raising the task's progress), then the domain switches hosts (a new
+domid, its VIF devices and console log in the destination's dom0, its
+consoles served there, the memory accounted there).
+
+VM.migrate_send takes the receive token of ``host.migrate_receive``.  It
+copies each disk that ``vdi_map`` sends to another SR (the task's
+progress follows the bytes), then:
+
+- inside the pool (the token names one of the pool's hosts: storage
+  XenMotion), the VM stays the same object: its VBDs are re-pointed to
+  the copies, the originals are destroyed, and a running VM's domain
+  moves as for VM.pool_migrate;
+- across pools, the VM is recreated at the destination with its uuid,
+  its VIFs on the networks ``vif_map`` names, started there if it was
+  running, and the VM and its disks are removed at the source.
+
+Until the domain switches, a failure (an error, a rule for one of the
+points of ``xapisim.faults.POINTS``, task.cancel) undoes what the move
+made at the destination and leaves the source as it was, as xapi does.
 """
 
 import os
 from urllib.parse import urlparse
 
 from xapisim import guest
-from xapisim.api import common
-from xapisim.api import host as host_api
+from xapisim.api import common, memory
 from xapisim.api.session import open_session
 from xapisim.api.storage import new_vdi, vdi_destroy
-from xapisim.api.vm import assert_can_boot_here, vm_destroy
+from xapisim.api.vm import assert_can_boot_here, pick_host, remove_vm
+from xapisim.db import Killed
 from xapisim.errors import XapiError
 from xapisim.rpc import Context, handler
 from xapisim.schema import NULL_REF
 from xapisim.storage import copy_file_data
 
+# A memory copy takes this many rounds of guest_delay.
+MEMORY_ROUNDS = 4
+# The task's progress when a memory copy ends (the task's end makes it 1),
+# and the share of a migrate_send's progress its disks take when a running
+# VM's memory follows them.
+MEMORY_END = 0.95
+DISK_SHARE = 0.9
+
+# The fault points (xapisim.faults.POINTS) these operations pass.
+POOL_MIGRATE_MEMORY = 'VM.pool_migrate/memory'
+MIGRATE_SEND_COPY = 'VM.migrate_send/copy'
+MIGRATE_SEND_MEMORY = 'VM.migrate_send/memory'
+
+_INTRA_POOL_VIF_MAP = ('VIF mapping is not allowed for intra-pool migration '
+                       '-all VIFs must be on the same network')
+
+
+def _point(ctx, name):
+    """The operation passes the fault point ``name``: a rule for it
+    fails the operation here, or stalls it (task.cancel interrupts)."""
+    common.check_cancelled(ctx)
+    ctx.pool.faults.before(name, sleep=lambda seconds: common.pause(ctx,
+                                                                    seconds))
+
+
+def _copy_memory(ctx, point, start):
+    """A running VM's memory goes to its destination: progress from
+    ``start`` to MEMORY_END, the fault point ``point`` half-way."""
+    delay = ctx.pool.options.guest_delay
+    for i in range(MEMORY_ROUNDS):
+        if i == MEMORY_ROUNDS // 2:
+            _point(ctx, point)
+        common.pause(ctx, delay)
+        ctx.progress(start + (MEMORY_END - start) * (i + 1) / MEMORY_ROUNDS)
+
+
+def _reserve(db, vm, host):
+    """Memory reserved on ``host`` while the VM moves there (xapi's
+    allocate_vm_to_host)."""
+    with db.lock:
+        db.set('VM', vm, scheduled_to_be_resident_on=host)
+
+
+def _release(db, vm):
+    with db.lock:
+        if not db.exists('VM', vm):
+            return
+        host = db.get('VM', vm, 'scheduled_to_be_resident_on')
+        db.set('VM', vm, scheduled_to_be_resident_on=NULL_REF)
+        if db.exists('host', host):
+            memory.refresh_metrics(db, host)
+
+
+# ---------------------------------------------------------------- in a pool
+
 
 def move_running_vm(ctx, vm, host):
     """Live-move a running VM to another host of the same pool."""
     db = ctx.db
+    _reserve(db, vm, host)
+    try:
+        _copy_memory(ctx, POOL_MIGRATE_MEMORY, 0.0)
+    except Killed:
+        raise        # a xapi restart: it forgets the reservation itself
+    except Exception:
+        _release(db, vm)
+        raise
     with db.lock:
-        source = db.get('VM', vm, 'resident_on')
-        db.set('VM', vm, scheduled_to_be_resident_on=host)
-    common.pause(ctx, ctx.pool.options.guest_delay * 4)
-    with db.lock:
-        old_domid = db.get('VM', vm, 'domid')
+        moved = _switch_domain(ctx, vm, host)
+    _move_console_log(ctx.pool, *moved)
+
+
+def _switch_domain(ctx, vm, host):
+    """The domain now runs on ``host`` (call with the lock held); what
+    _move_console_log needs."""
+    db = ctx.db
+    source = db.get('VM', vm, 'resident_on')
+    old_domid = db.get('VM', vm, 'domid')
+    domid = guest.next_domid(ctx.pool, host)
+    if domid == old_domid:
+        # a new domain: make the change visible even when the
+        # destination's counter happens to match the source's
         domid = guest.next_domid(ctx.pool, host)
-        if domid == old_domid:
-            # a new domain: make the change visible even when the
-            # destination's counter happens to match the source's
-            domid = guest.next_domid(ctx.pool, host)
-        guest.vif_devices(ctx.pool, vm, source, old_domid, present=False)
-        db.set('VM', vm, resident_on=host, domid=domid,
-               scheduled_to_be_resident_on=NULL_REF)
-        guest.vif_devices(ctx.pool, vm, host, domid)
-        for console in db.get('VM', vm, 'consoles'):
-            location = db.get('console', console, 'location')
-            target = ctx.pool.host_by_ref(host)
-            parsed = urlparse(location)
-            db.set('console', console, location=parsed._replace(
-                netloc='%s:%d' % (target.address, target.port)).geturl())
-        host_api.refresh_metrics(db, source)
-        host_api.refresh_metrics(db, host)
-    _move_console_log(ctx.pool, source, old_domid, host, domid)
+    guest.vif_devices(ctx.pool, vm, source, old_domid, present=False)
+    db.set('VM', vm, resident_on=host, domid=domid,
+           scheduled_to_be_resident_on=NULL_REF)
+    guest.vif_devices(ctx.pool, vm, host, domid)
+    target = ctx.pool.host_by_ref(host)
+    for console in db.get('VM', vm, 'consoles'):
+        location = db.get('console', console, 'location')
+        parsed = urlparse(location)
+        db.set('console', console, location=parsed._replace(
+            netloc='%s:%d' % (target.address, target.port)).geturl())
+    memory.refresh_metrics(db, source)
+    memory.refresh_metrics(db, host)
+    return source, old_domid, host, domid
 
 
 def _move_console_log(pool, source, old_domid, host, domid):
@@ -80,6 +164,40 @@ def vm_pool_migrate(ctx, vm, host, options):
             if db.get('VM', vm, 'resident_on') != host:
                 assert_can_boot_here(ctx, vm, host)
         move_running_vm(ctx, vm, host)
+
+
+@handler('host', 'get_vms_which_prevent_evacuation')
+def vms_preventing_evacuation(ctx, host):
+    db = ctx.db
+    blockers = {}
+    for vm in db.get('host', host, 'resident_VMs'):
+        row = db.row('VM', vm)
+        if row['is_control_domain']:
+            continue
+        others = [h for h in ctx.pool.hosts
+                  if h.ref != host and db.get('host', h.ref, 'enabled')]
+        if not others:
+            blockers[vm] = ['NO_HOSTS_AVAILABLE']
+    return blockers
+
+
+@handler('host', 'assert_can_evacuate')
+def assert_can_evacuate(ctx, host):
+    for vm, error in vms_preventing_evacuation(ctx, host).items():
+        raise XapiError(*error)
+
+
+@handler('host', 'evacuate')
+def host_evacuate(ctx, host, network=NULL_REF, evacuate_batch_size=0):
+    db = ctx.db
+    assert_can_evacuate(ctx, host)
+    for vm in list(db.get('host', host, 'resident_VMs')):
+        if db.get('VM', vm, 'is_control_domain'):
+            continue
+        move_running_vm(ctx, vm, pick_host(ctx, vm, exclude=host))
+
+
+# ---------------------------------------------------------------- tokens
 
 
 @handler('host', 'migrate_receive')
@@ -126,7 +244,55 @@ def _destination(ctx, dest):
     return pool, host, session
 
 
+# ---------------------------------------------------------------- migrate_send
+
+
+class _Plan(object):
+    """What a VM.migrate_send will do, as its checks worked it out."""
+
+    def __init__(self, pool, host, session, intra, running):
+        self.pool = pool            # the destination pool
+        self.host = host            # its Host receiving the VM
+        self.session = session      # the token's session there
+        self.intra = intra          # a storage migration inside the pool
+        self.running = running      # the domain moves too
+        self.copies = []            # [(VDI, SR)]: the disks to copy
+        self.vif_map = {}           # across pools: VIF -> network there
+
+
+def _disks(db, vm):
+    """The VDIs a migration moves: those of the VM's non-empty disks
+    (xapi's vdi_filter leaves CDs out)."""
+    vdis = []
+    for vbd in db.get('VM', vm, 'VBDs'):
+        row = db.row('VBD', vbd)
+        if row['empty'] or row['VDI'] == NULL_REF or row['type'] == 'CD':
+            continue
+        if row['VDI'] not in vdis:
+            vdis.append(row['VDI'])
+    return vdis
+
+
+def _infer_vif_map(db, vm, vif_map):
+    """xapi's infer_vif_map: each VIF's network at the destination, named
+    in the map or inferred from a mapped VIF with the same MAC."""
+    by_mac = {}
+    for vif, network in vif_map.items():
+        if db.exists('VIF', vif):
+            by_mac.setdefault(db.get('VIF', vif, 'MAC'), network)
+    inferred = {}
+    for vif in db.get('VM', vm, 'VIFs'):
+        if vif in vif_map:
+            inferred[vif] = vif_map[vif]
+        elif db.get('VIF', vif, 'MAC') in by_mac:
+            inferred[vif] = by_mac[db.get('VIF', vif, 'MAC')]
+        else:
+            raise XapiError('VIF_NOT_IN_MAP', vif)
+    return inferred
+
+
 def _check_migrate(ctx, vm, dest, live, vdi_map, vif_map, options):
+    """VM.assert_can_migrate's checks, in xapi's order; the plan."""
     db = ctx.db
     common.check_vm_operation(db, vm, 'migrate_send',
                               strict=not _forced(options))
@@ -134,58 +300,177 @@ def _check_migrate(ctx, vm, dest, live, vdi_map, vif_map, options):
     if live and state != common.RUNNING:
         raise common.power_error(vm, (common.RUNNING,), state)
     pool, host, session = _destination(ctx, dest)
-    for vbd in db.get('VM', vm, 'VBDs'):
-        row = db.row('VBD', vbd)
-        if row['empty'] or row['VDI'] == NULL_REF or row['type'] == 'CD':
-            continue
-        sr = vdi_map.get(row['VDI'])
-        if sr is None:
-            if pool is ctx.pool:
-                continue
-            raise XapiError('VDI_NOT_IN_MAP', row['VDI'])
+    plan = _Plan(pool, host, session, intra=pool is ctx.pool,
+                 running=state == common.RUNNING)
+    disks = _disks(db, vm)
+    for vdi in disks:
+        # every disk is in the map, inside a pool too (check_vdi_map)
+        if vdi not in vdi_map:
+            raise XapiError('VDI_NOT_IN_MAP', vdi)
+    for vdi in disks:
+        sr = vdi_map[vdi]
         if not pool.db.exists('SR', sr):
             raise XapiError('HANDLE_INVALID', 'SR', sr)
-    for vif in db.get('VM', vm, 'VIFs'):
-        network = vif_map.get(vif)
-        if network is None and pool is not ctx.pool:
-            raise XapiError('VIF_NOT_IN_MAP', vif)
-        if network is not None and not pool.db.exists('network', network):
+        # inside a pool a disk mapped to its own SR stays where it is
+        if not plan.intra or db.get('VDI', vdi, 'SR') != sr:
+            plan.copies.append((vdi, sr))
+    if plan.intra:
+        # xapi's assert_can_boot_here without its SR check (a disk the
+        # destination cannot see fails the move itself); its memory check
+        # leaves out the VM itself, which counts only if it runs there
+        here = db.get('VM', vm, 'resident_on') == host.ref
+        assert_can_boot_here(ctx, vm, host.ref, sr_check=False,
+                             memory_check=not here)
+        if vif_map:
+            raise XapiError('OPERATION_NOT_ALLOWED', _INTRA_POOL_VIF_MAP)
+        return plan
+    if not pool.db.get('host', host.ref, 'enabled'):
+        raise XapiError('HOST_DISABLED', host.ref)
+    plan.vif_map = _infer_vif_map(db, vm, vif_map)
+    for network in plan.vif_map.values():
+        if not pool.db.exists('network', network):
             raise XapiError('HANDLE_INVALID', 'network', network)
-    row = db.row('VM', vm)
-    needed = host_api.vm_footprint(row)
-    available = host_api.free_memory(pool.db, host.ref)
-    if state == common.RUNNING and needed > available:
-        raise XapiError('HOST_NOT_ENOUGH_FREE_MEMORY', needed, available)
-    return pool, host, session
+    if plan.running:
+        needed = memory.vm_footprint(db.row('VM', vm))
+        available = memory.free_memory(pool.db, host.ref)
+        if needed > available:
+            raise XapiError('HOST_NOT_ENOUGH_FREE_MEMORY', needed, available)
+    return plan
 
 
 @handler('VM', 'assert_can_migrate')
 def vm_assert_can_migrate(ctx, vm, dest, live, vdi_map, vif_map, options,
                           vgpu_map):
-    _check_migrate(ctx, vm, dest, live, vdi_map, vif_map, options)
+    with ctx.db.lock:
+        _check_migrate(ctx, vm, dest, live, vdi_map, vif_map, options)
 
 
 @handler('VM', 'migrate_send')
 def vm_migrate_send(ctx, vm, dest, live, vdi_map, vif_map, options,
                     vgpu_map):
-    db = ctx.db
-    with db.lock:
-        pool, host, session = _check_migrate(ctx, vm, dest, live, vdi_map,
-                                             vif_map, options)
+    with ctx.db.lock:
+        plan = _check_migrate(ctx, vm, dest, live, vdi_map, vif_map, options)
     with common.vm_operation(ctx, vm, 'migrate_send',
                              strict=not _forced(options)):
-        dctx = Context(pool, host, session)
-        new_vm = _recreate(ctx, dctx, vm, vdi_map, vif_map)
-        was_running = db.get('VM', vm, 'power_state') == common.RUNNING
-        if was_running:
-            guest.create_domain(pool, new_vm, host.ref)
-            guest.destroy_domain(ctx.pool, vm)
-    _remove_source(ctx, vm, vdi_map)
+        if plan.intra:
+            _move_within_pool(ctx, vm, plan)
+            return vm
+        return _move_across_pools(ctx, vm, plan)
+
+
+def _copy_disks(ctx, dctx, plan, copied):
+    """Copy the plan's disks into their SRs at the destination.  Each
+    copy goes into ``copied`` (source VDI -> copy) as soon as it exists,
+    for the undo; the task's progress follows the bytes."""
+    end = DISK_SHARE if plan.running else MEMORY_END
+    sizes = [ctx.db.get('VDI', vdi, 'virtual_size') for vdi, _ in plan.copies]
+    total = float(max(sum(sizes), 1))
+    done = 0
+    for (vdi, sr), size in zip(plan.copies, sizes):
+        common.check_cancelled(ctx)
+        src = ctx.db.record('VDI', vdi)
+        fields = {k: src[k] for k in (
+            'name_label', 'name_description', 'type', 'sharable',
+            'read_only', 'other_config', 'xenstore_data', 'on_boot',
+            'allow_caching')}
+        new = new_vdi(dctx, sr, size, fields)
+        copied[vdi] = new
+
+        def progress(at, base=done, size=size):
+            common.check_cancelled(ctx)
+            ctx.progress(end * (base + at * size) / total)
+        copy_file_data(ctx.pool.storage.path(vdi),
+                       dctx.pool.storage.path(new), progress)
+        dctx.pool.storage.refresh_utilisation(new)
+        done += size
+        ctx.progress(end * done / total)
+        _point(ctx, MIGRATE_SEND_COPY)
+
+
+def _drop_vdis(ctx, vdis):
+    """Destroy what a move no longer needs: the copies it made (undo) or
+    the originals it replaced."""
+    for vdi in list(vdis):
+        if ctx.db.exists('VDI', vdi):
+            vdi_destroy(ctx, vdi)
+
+
+def _assert_disks_seen(ctx, vm, host, copied):
+    """The destination host must reach every disk the VM will use: those
+    copied and those staying on their SR."""
+    db = ctx.db
+    for vdi in _disks(db, vm):
+        sr = db.get('VDI', copied.get(vdi, vdi), 'SR')
+        if host not in ctx.pool.storage.hosts_seeing(sr):
+            raise XapiError('VM_REQUIRES_SR', vm, sr)
+
+
+def _move_within_pool(ctx, vm, plan):
+    """Storage XenMotion: the disks move to their new SRs, the VM (the
+    same object) to its new host."""
+    db = ctx.db
+    host = plan.host.ref
+    copied = {}
+    if plan.running:
+        _reserve(db, vm, host)
+    try:
+        _copy_disks(ctx, ctx, plan, copied)
+        if plan.running:
+            _assert_disks_seen(ctx, vm, host, copied)
+            _copy_memory(ctx, MIGRATE_SEND_MEMORY,
+                         DISK_SHARE if plan.copies else 0.0)
+    except Killed:
+        raise
+    except Exception:
+        if plan.running:
+            _release(db, vm)
+        _drop_vdis(ctx, copied.values())
+        raise
+    moved = None
+    with db.lock:
+        for vbd in db.get('VM', vm, 'VBDs'):
+            vdi = db.get('VBD', vbd, 'VDI')
+            if vdi in copied:
+                db.set('VBD', vbd, VDI=copied[vdi])
+        if plan.running:
+            moved = _switch_domain(ctx, vm, host)
+    if moved is not None:
+        _move_console_log(ctx.pool, *moved)
+    _drop_vdis(ctx, copied)
+
+
+def _move_across_pools(ctx, vm, plan):
+    """Cross-pool XenMotion: the disks, then the VM's record, then its
+    domain go to the destination pool; the source forgets the VM."""
+    pool, host = plan.pool, plan.host
+    dctx = Context(pool, host, plan.session)
+    copied = {}
+    new_vm = None
+    try:
+        _copy_disks(ctx, dctx, plan, copied)
+        new_vm = _recreate(ctx, dctx, vm, copied, plan.vif_map)
+        if plan.running:
+            _reserve(pool.db, new_vm, host.ref)
+            _copy_memory(ctx, MIGRATE_SEND_MEMORY,
+                         DISK_SHARE if plan.copies else 0.0)
+    except Killed:
+        raise
+    except Exception:
+        if new_vm is not None and pool.db.exists('VM', new_vm):
+            remove_vm(dctx, new_vm)
+        _drop_vdis(dctx, copied.values())
+        raise
+    if plan.running:
+        guest.create_domain(pool, new_vm, host.ref)
+        guest.destroy_domain(ctx.pool, vm)
+    remove_vm(ctx, vm)
+    _drop_vdis(ctx, copied)
     return new_vm
 
 
-def _recreate(ctx, dctx, vm, vdi_map, vif_map):
-    """The VM, its disks (bytes included) and VIFs, in the destination."""
+def _recreate(ctx, dctx, vm, copied, vif_map):
+    """The VM's record, its VBDs (on the copies) and VIFs (on the mapped
+    networks), in the destination pool."""
     src = ctx.db.record('VM', vm)
     ddb = dctx.db
     copy = {k: v for k, v in src.items()
@@ -198,17 +483,14 @@ def _recreate(ctx, dctx, vm, vdi_map, vif_map):
                 'snapshot_of', 'appliance', 'suspend_SR',
                 'protection_policy', 'snapshot_schedule')}
     # the uuid follows the VM to its new pool, as xapi does
-    copy.update(uuid=src['uuid'], power_state=common.HALTED, domid=-1,
-                metrics=ddb.create('VM_metrics', {'other_config': {},
-                                                  'state': []}))
-    new_vm = ddb.create('VM', copy)
-    for i, vbd in enumerate(src['VBDs']):
+    with ddb.lock:
+        copy.update(uuid=src['uuid'], power_state=common.HALTED, domid=-1,
+                    metrics=ddb.create('VM_metrics', {'other_config': {},
+                                                      'state': []}))
+        new_vm = ddb.create('VM', copy)
+    for vbd in src['VBDs']:
         row = ctx.db.record('VBD', vbd)
-        vdi = NULL_REF
-        if not row['empty'] and row['VDI'] != NULL_REF and row['type'] != 'CD':
-            vdi = _copy_vdi_across(ctx, dctx, row['VDI'],
-                                   vdi_map[row['VDI']])
-            dctx.progress(float(i + 1) / max(len(src['VBDs']), 1))
+        vdi = copied.get(row['VDI'], NULL_REF)
         fields = {k: row[k] for k in (
             'userdevice', 'bootable', 'mode', 'type', 'unpluggable',
             'empty', 'other_config', 'qos_algorithm_type',
@@ -230,24 +512,3 @@ def _recreate(ctx, dctx, vm, vdi_map, vif_map):
         ddb.create('VIF', fields)
     common.refresh_vm_allowed(ddb, new_vm)
     return new_vm
-
-
-def _copy_vdi_across(ctx, dctx, vdi, sr):
-    src = ctx.db.record('VDI', vdi)
-    fields = {k: src[k] for k in ('name_label', 'name_description', 'type',
-                                  'sharable', 'read_only', 'other_config',
-                                  'xenstore_data')}
-    new = new_vdi(dctx, sr, src['virtual_size'], fields)
-    copy_file_data(ctx.pool.storage.path(vdi), dctx.pool.storage.path(new))
-    dctx.pool.storage.refresh_utilisation(new)
-    return new
-
-
-def _remove_source(ctx, vm, vdi_map):
-    db = ctx.db
-    vdis = [db.get('VBD', vbd, 'VDI') for vbd in db.get('VM', vm, 'VBDs')
-            if db.get('VBD', vbd, 'VDI') in vdi_map]
-    vm_destroy(ctx, vm)
-    for vdi in vdis:
-        if db.exists('VDI', vdi):
-            vdi_destroy(ctx, vdi)

@@ -2,7 +2,7 @@
 
 from xapisim import guest
 from xapisim.api import common
-from xapisim.api import host as host_api
+from xapisim.api import memory
 from xapisim.api.common import HALTED, PAUSED, RUNNING, SUSPENDED
 from xapisim.api.implicit import constructor_values
 from xapisim.api.network import VIF_DEVICE_LIMIT, mac_from_seed, \
@@ -70,14 +70,22 @@ def vm_destroy(ctx, vm):
             raise XapiError('OPERATION_NOT_ALLOWED',
                             'Cannot destroy the control domain')
         common.check_vm_operation(db, vm, 'destroy')
+        remove_vm(ctx, vm)
+
+
+def remove_vm(ctx, vm):
+    """The VM's record goes, with its devices and metrics (its disks
+    stay)."""
+    db = ctx.db
+    with db.lock:
         row = db.row('VM', vm)
         for cls, field in (('VBD', 'VBDs'), ('VIF', 'VIFs'),
                            ('console', 'consoles'), ('VTPM', 'VTPMs')):
             for ref in list(row[field]):
-                if cls == 'VBD':
-                    metrics = db.get('VBD', ref, 'metrics')
-                    if db.exists('VBD_metrics', metrics):
-                        db.destroy('VBD_metrics', metrics)
+                if cls in ('VBD', 'VIF'):
+                    metrics = db.get(cls, ref, 'metrics')
+                    if db.exists(cls + '_metrics', metrics):
+                        db.destroy(cls + '_metrics', metrics)
                 db.destroy(cls, ref)
         for cls, field in (('VM_metrics', 'metrics'),
                            ('VM_guest_metrics', 'guest_metrics')):
@@ -90,12 +98,15 @@ def vm_destroy(ctx, vm):
 # ---------------------------------------------------------------- placement
 
 
-def assert_can_boot_here(ctx, vm, host):
+def assert_can_boot_here(ctx, vm, host, sr_check=True, memory_check=True):
+    """xapi's checks in its order: the host is enabled, sees the VM's
+    SRs (unless ``sr_check`` is false, as for a storage migration) and
+    networks, and has the memory."""
     db = ctx.db
     if not db.get('host', host, 'enabled'):
         raise XapiError('HOST_DISABLED', host)
     seen = ctx.pool.storage
-    for vbd in db.get('VM', vm, 'VBDs'):
+    for vbd in db.get('VM', vm, 'VBDs') if sr_check else ():
         vdi = db.get('VBD', vbd, 'VDI')
         if db.get('VBD', vbd, 'empty') or vdi == NULL_REF:
             continue
@@ -107,7 +118,8 @@ def assert_can_boot_here(ctx, vm, host):
         pifs = db.get('network', network, 'PIFs')
         if pifs and not any(db.get('PIF', p, 'host') == host for p in pifs):
             raise XapiError('VM_REQUIRES_NETWORK', vm, network)
-    host_api.assert_memory(db, host, vm)
+    if memory_check:
+        memory.assert_memory(db, host, vm)
 
 
 def pick_host(ctx, vm, exclude=None):
@@ -556,7 +568,7 @@ def vm_get_allowed_vif_devices(ctx, vm):
 
 @handler('VM', 'compute_memory_overhead')
 def vm_compute_memory_overhead(ctx, vm):
-    return host_api.vm_overhead(ctx.db.row('VM', vm))
+    return memory.vm_overhead(ctx.db.row('VM', vm))
 
 
 @handler('VM', 'get_boot_record')
