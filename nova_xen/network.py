@@ -111,6 +111,32 @@ def create_vifs(session, vm, instance, network_info):
             for device, vif in enumerate(network_info or [])]
 
 
+def _all_at_once(actions):
+    """Run ``actions`` side by side (each VIF's rules are one plugin call,
+    and a guest that just moved runs unfiltered until the last is done);
+    raise the first failure once all have ended."""
+    if len(actions) < 2:
+        for action in actions:
+            action()
+        return
+    failures = []
+
+    def run(action):
+        try:
+            action()
+        except Exception as exc:
+            failures.append(exc)
+    threads = [threading.Thread(target=run, args=(action,),
+                                name='nova-xen-isolation')
+               for action in actions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+
+
 class Isolation(object):
     """Anti-spoofing rules in dom0 for every VIF of a running VM.
 
@@ -149,6 +175,7 @@ class Isolation(object):
             if not force and self._applied.get(vm) == domid:
                 return
         hvm = bool(record['HVM_boot_policy'])
+        calls = []
         for vif in record['VIFs']:
             rec = self.session.call('VIF.get_record', vif)
             if not rec['currently_attached']:
@@ -156,13 +183,14 @@ class Isolation(object):
             devices = ['vif%d.%s' % (domid, rec['device'])]
             if hvm:
                 devices.append('tap%d.%s' % (domid, rec['device']))
-            self.session.call_plugin(record['resident_on'], self.PLUGIN,
-                                     'apply_rules', {
-                                         'vif_uuid': rec['uuid'],
-                                         'devices': devices,
-                                         'mac': rec['MAC'].lower(),
-                                         'ipv4': rec['ipv4_allowed'],
-                                         'ipv6': rec['ipv6_allowed']})
+            calls.append({'vif_uuid': rec['uuid'], 'devices': devices,
+                          'mac': rec['MAC'].lower(),
+                          'ipv4': rec['ipv4_allowed'],
+                          'ipv6': rec['ipv6_allowed']})
+        _all_at_once([
+            lambda args=args: self.session.call_plugin(
+                record['resident_on'], self.PLUGIN, 'apply_rules', args)
+            for args in calls])
         with self._lock:
             self._applied[vm] = domid
 

@@ -16,6 +16,7 @@ from nova.objects import base as obj_base
 from nova.tests.functional.api import client
 
 import XenAPI
+from xapisim.client import Control
 
 from tests.functional import base
 from tests.functional.test_boot import pattern
@@ -499,3 +500,59 @@ class CrossPoolTest(base.XenAPIFunctionalTestCase):
             self.assertNotIn(ref, text)
             # logged out: the destination pool no longer knows it
             self.assertRaises(XenAPI.Failure, self.y.session.get_uuid, ref)
+
+    def test_failures_at_each_step_leave_nothing_behind(self):
+        other = self.xapi.world['pools'][1]
+        dest_control = Control(other['master'], self.xapi.username,
+                               self.xapi.password)
+        before = self.objects_in(self.xapi.x)
+        cases = [
+            # (pool, point, error): the destination's check, its receive
+            # token for the move, xapi's precheck, the move at its start,
+            # after the disk copy, half-way through the memory
+            (dest_control, 'host.migrate_receive', 1,
+             ['HOST_CANNOT_ATTACH_NETWORK', 'h', 'n']),
+            (dest_control, 'host.migrate_receive', 2,
+             ['HOST_CANNOT_ATTACH_NETWORK', 'h', 'n']),
+            (self.xapi.control, 'VM.assert_can_migrate', 1,
+             ['VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED']),
+            (self.xapi.control, 'VM.migrate_send', 1,
+             ['VM_MIGRATE_FAILED', 'vm', 'source', 'dest', 'refused']),
+            (self.xapi.control, 'VM.migrate_send/copy', 1,
+             ['SR_BACKEND_FAILURE_44', '', 'no space left', '']),
+            (self.xapi.control, 'VM.migrate_send/memory', 1,
+             ['VM_MIGRATE_FAILED', 'vm', 'source', 'dest', 'dirty pages']),
+        ]
+        for number, (control, point, nth, error) in enumerate(cases, 1):
+            with self.subTest(point=point, nth=nth):
+                control.clear_faults()
+                control.fail(point, error, nth=nth)
+                live_migrate(self)
+                self._wait_for_nth_migration(number, ('error', 'failed'))
+                server = self._wait_for_state_change(self.server, 'ACTIVE')
+                self.assertEqual(self.source,
+                                 server['OS-EXT-SRV-ATTR:host'])
+                self.assertEqual(before, self.objects_in(self.xapi.x))
+                self.assertEqual('Running',
+                                 self.xapi.x.VM.get_power_state(self.vm))
+                self.assertEqual([self.vif_uuid],
+                                 list(self.rules_in(self.xapi.x)))
+                self.assertEqual({'VM': [], 'VDI': [], 'VIF': []},
+                                 self.objects_in(self.y))
+                self.assertEqual({}, self.rules_in(self.y))
+                control.clear_faults()
+        # and then it moves
+        server = self._live_migrate(self.server)
+        self.assertNotEqual(self.source, server['OS-EXT-SRV-ATTR:host'])
+
+    def _wait_for_nth_migration(self, number, statuses):
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            migrations = self.api.api_get(
+                '/os-migrations?instance_uuid=%s' % self.server['id']
+            ).body['migrations']
+            ended = [m for m in migrations if m['status'] in statuses]
+            if len(ended) >= number:
+                return ended
+            time.sleep(0.2)
+        self.fail('migration %d did not end in %s' % (number, statuses))
