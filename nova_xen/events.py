@@ -265,10 +265,12 @@ class VMWatcher(object):
             self._send(old, virtevent.EVENT_LIFECYCLE_STOPPED)
 
     def _maybe_emit(self, old, new):
-        if not (owned_by(old, self.host_ref) or owned_by(new, self.host_ref)):
-            return
+        if not owned_by(old, self.host_ref):
+            return   # not ours, or arriving (a migration): no change here
         if not owned_by(new, self.host_ref):
             return   # it moved to another host: that compute reports it
+        if new['other_config']['nova_uuid'] in self._leaving:
+            return   # its domain is going to another pool: no stop
         transition = _TRANSITIONS.get((old['power_state'],
                                        new['power_state']))
         if transition is not None:
