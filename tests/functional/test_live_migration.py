@@ -19,9 +19,29 @@ import XenAPI
 from xapisim.client import Control
 
 from tests.functional import base
+from tests import records
 from tests.functional.test_boot import pattern
 
 MIB = 1024 * 1024
+
+
+def _read_in_a_process_with_nova_objects_only(primitive):
+    """What nova-conductor (which never loads this driver) makes of a
+    serialized migrate data object: [class, block_migration,
+    is_shared_block_storage, is_shared_instance_path]."""
+    script = (
+        'import json, sys\n'
+        'from nova import objects\n'
+        'from nova.objects import base\n'
+        'objects.register_all()\n'
+        'o = base.NovaObjectSerializer().deserialize_entity(None, '
+        'json.load(sys.stdin))\n'
+        'print(json.dumps([type(o).__name__, o.block_migration, '
+        'o.is_shared_block_storage, o.is_shared_instance_path]))\n')
+    return subprocess.run(
+        [sys.executable, '-c', script], input=json.dumps(primitive).encode(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True,
+        cwd=os.path.sep).stdout
 
 
 def live_migrate(test, **body):
@@ -167,6 +187,35 @@ class LiveMigrationTest(_TwoHosts):
         self.assertEqual(self.source, server['OS-EXT-SRV-ATTR:host'])
         self.assertEqual(self.src_ref, self.x.VM.get_resident_on(self.vm))
 
+    def test_a_guest_without_pv_drivers_is_refused(self):
+        # from its next boot the guest has no PV drivers: xapi would not
+        # XenMotion it
+        self.x_guest(pv_drivers=False)
+        self._reboot_server(self.server, hard=True)
+        self.live_migrate()
+        self._wait_for_migration_status(self.server, ['error'])
+        self.assertIn('an HVM guest needs its PV drivers for XenMotion',
+                      self.stdlog.logger.output)
+        self.assertStaysOnTheSource()
+
+    def test_a_destination_without_the_memory_is_refused(self):
+        free = int(self.x.host.compute_free_memory(self.dst_ref))
+        hog = self.x.VM.create(records.vm_record(
+            name='not-nova', memory_mib=free // MIB - 256))
+        self.x.VM.start_on(hog, self.dst_ref, False, False)
+        self.addCleanup(self.x.VM.destroy, hog)
+        self.addCleanup(self.x.VM.hard_shutdown, hog)
+        left = int(self.x.host.compute_free_memory(self.dst_ref)) // MIB
+        self.assertLess(left, 512)
+        self.live_migrate()
+        self._wait_for_migration_status(self.server, ['error'])
+        self.assertIn('has %d MiB of memory free; the instance needs 512 '
+                      'MiB' % left, self.stdlog.logger.output)
+        self.assertStaysOnTheSource()
+
+    def x_guest(self, **behaviour):
+        self.xapi.control.guest(self.x.VM.get_uuid(self.vm), **behaviour)
+
     def test_disks_the_destination_cannot_see_are_refused(self):
         # a disk on the source host's local SR, attached behind Nova's back
         local = [sr for sr, rec in self.x.SR.get_all_records().items()
@@ -255,19 +304,7 @@ class LiveMigrationTest(_TwoHosts):
             obj_base.obj_to_primitive(src_node), None, None, False)
         primitive = obj_base.NovaObjectSerializer().serialize_entity(
             nova_context.get_admin_context(), data)
-        script = (
-            'import json, sys\n'
-            'from nova import objects\n'
-            'from nova.objects import base\n'
-            'objects.register_all()\n'
-            'o = base.NovaObjectSerializer().deserialize_entity(None, '
-            'json.load(sys.stdin))\n'
-            'print(json.dumps([type(o).__name__, o.block_migration, '
-            'o.is_shared_block_storage, o.is_shared_instance_path]))\n')
-        out = subprocess.run(
-            [sys.executable, '-c', script], input=json.dumps(
-                primitive).encode(), stdout=subprocess.PIPE, check=True,
-            cwd=os.path.sep).stdout
+        out = _read_in_a_process_with_nova_objects_only(primitive)
         self.assertEqual(['LibvirtLiveMigrateData', False, True, True],
                          json.loads(out))
         self.assertNotIn('nova_xen', json.dumps(primitive))
@@ -544,6 +581,35 @@ class CrossPoolTest(base.XenAPIFunctionalTestCase):
         # and then it moves
         server = self._live_migrate(self.server)
         self.assertNotEqual(self.source, server['OS-EXT-SRV-ATTR:host'])
+
+    def test_what_goes_to_the_conductor_is_nova_s_own(self):
+        # the destination's check makes a XenLiveMigrateData (for the
+        # source); what it hands back to the conductor is nova's class,
+        # which a process with nova's objects only can read -- and ours
+        # is not
+        ctxt = nova_context.get_admin_context()
+        instance = objects.Instance.get_by_uuid(ctxt, self.server['id'])
+        src = objects.ComputeNode.get_by_host_and_nodename(
+            ctxt, self.source, instance.node)
+        dest = self.computes[self.second.host].manager.driver
+        data = dest.check_can_live_migrate_destination(
+            ctxt, instance, obj_base.obj_to_primitive(src), None, None,
+            False)
+        self.addCleanup(dest.cleanup_live_migration_destination_check,
+                        ctxt, data)
+        self.assertEqual('XenLiveMigrateData', type(data).__name__)
+        to_conductor = dest.check_source_migrate_data_at_dest(
+            ctxt, instance, data, None, None, None)
+        serializer = obj_base.NovaObjectSerializer()
+        out = _read_in_a_process_with_nova_objects_only(
+            serializer.serialize_entity(ctxt, to_conductor))
+        self.assertEqual(['LibvirtLiveMigrateData', True, False, False],
+                         json.loads(out))
+        self.assertNotIn('xen_', json.dumps(
+            serializer.serialize_entity(ctxt, to_conductor)))
+        with self.assertRaises(subprocess.CalledProcessError):
+            _read_in_a_process_with_nova_objects_only(
+                serializer.serialize_entity(ctxt, data))
 
     def _wait_for_nth_migration(self, number, statuses):
         deadline = time.time() + 30
