@@ -1,10 +1,12 @@
 """The main job: boot a server through Nova on a simulated XCP-ng pool.
 
 Starts a simulated pool (xapisim, two hosts) and a Nova (API, conductor,
-scheduler, placement, compute with compute_driver = xenapi.XenAPIDriver,
-all in this process), uploads an image, boots a server through Nova's REST
-API and shows Nova's view and xapi's view of it side by side.  Then either
-deletes it and shows that nothing is left in the pool (default), or, with
+scheduler, placement, and a nova-compute with compute_driver =
+xenapi.XenAPIDriver for each host, all in this process), uploads an image,
+boots a server through Nova's REST API, shows Nova's view and xapi's view
+of it side by side and live-migrates it to the other host of the pool
+(XenMotion).  Then either deletes it and shows that nothing is left in the
+pool (default), or, with
 --keep, leaves everything running and opens a Python prompt with ``nova``
 (the REST client), ``xapi`` (a XenAPI session) and ``server`` at hand.
 
@@ -61,8 +63,11 @@ class Demo(base.XenAPIFunctionalTestCase):
         self.say('1. Simulated XCP-ng pool %s is up: master %s, hosts %s'
                  % (pool['name_label'], pool['master'],
                     ', '.join(h['name_label'] for h in pool['hosts'])))
-        self.say('2. Nova is up; nova-compute "%s" uses xenapi.XenAPIDriver'
-                 % self.compute.host)
+        # a nova-compute for each host of the pool
+        self.flags(host_uuid=pool['hosts'][1]['uuid'], group='xenserver')
+        self._start_compute(pool['hosts'][1]['name_label'])
+        self.say('2. Nova is up; nova-computes %s use xenapi.XenAPIDriver'
+                 % ', '.join('"%s"' % h for h in sorted(self.computes)))
         image = self.image_with(image_bytes(), name='demo-raw-image')
         self.say('3. Image %s (raw, %d MiB) is in Glance' % (image, 4))
         self.say('4. POST /servers ...')
@@ -70,9 +75,20 @@ class Demo(base.XenAPIFunctionalTestCase):
         self.say('   server %s is %s after %.1f s'
                  % (server['id'], server['status'], time.time() - started))
         self.show(server)
+        source = server['OS-EXT-SRV-ATTR:host']
+        self.say('\n6. POST /servers/%s/action os-migrateLive ...'
+                 % server['id'])
+        moving = time.time()
+        server = self._live_migrate(server)
+        vm, record = self.xapi.vm_of(server['id'])
+        self.say('   XenMotion (VM.pool_migrate) from %s to %s in %.1f s: '
+                 'Nova says host %s, xapi says resident_on %s'
+                 % (source, server['OS-EXT-SRV-ATTR:host'],
+                    time.time() - moving, server['OS-EXT-SRV-ATTR:host'],
+                    self.xapi.x.host.get_name_label(record['resident_on'])))
         if self.keep:
             return self.interact(server)
-        self.say('\n6. DELETE /servers/%s ...' % server['id'])
+        self.say('\n7. DELETE /servers/%s ...' % server['id'])
         self._delete_server(server)
         left = self.xapi.objects_of(server['id'])
         self.say('   left in the pool for this server: %s'
