@@ -62,6 +62,10 @@ HOST_OPTS = [
                      'tagged for instances Nova has deleted or never had '
                      '(what a crash mid-spawn or a lost delete leaves). '
                      'When false they are only reported in the log.'),
+    cfg.IntOpt('migration_timeout', default=0, min=0,
+               help='Seconds a live migration (its xapi task) may take '
+                    'before it is cancelled; 0: no limit (an operator can '
+                    'abort it: DELETE /servers/{id}/migrations/{id}).'),
     cfg.IntOpt('reclaim_interval', default=60, min=1,
                help='Seconds between two passes of the reclaimer, which '
                     'removes what a failed clean-up left (a disk or VM xapi '

@@ -365,7 +365,7 @@ class XenAPIDriver(driver.ComputeDriver):
                                                block_device_info,
                                                destroy_disks=True,
                                                migrate_data=None):
-        self._migration.rollback_at_destination(instance)
+        self._migration.rollback_at_destination(instance, migrate_data)
 
     # -- rescue, password --------------------------------------------------
 

@@ -279,9 +279,12 @@ class VMWatcher(object):
     def _maybe_new_domain(self, ref, old, new):
         if self.new_domain is None or not owned_by(new, self.host_ref):
             return
-        if new['domid'] == old['domid'] or int(new['domid']) < 0:
+        if int(new['domid']) < 0:
             return
-        self._new_domain(ref)
+        # a new domain, or one that moved here (domids count per host: the
+        # destination may give it the number it had at the source)
+        if new['domid'] != old['domid'] or host_of(new) != host_of(old):
+            self._new_domain(ref)
 
     def _new_domain(self, ref):
         if self.new_domain is None:

@@ -35,7 +35,6 @@ call per VIF takes.
 """
 
 import json
-import sys
 import threading
 import time
 
@@ -44,6 +43,7 @@ from nova import exception
 from nova import objects
 from oslo_log import log as logging
 
+from nova_xen.conf import CONF
 from nova_xen import errors
 from nova_xen import migrate_data as md
 from nova_xen import network
@@ -52,6 +52,25 @@ from nova_xen import storage
 
 LOG = logging.getLogger(__name__)
 MIB = 1024 * 1024
+
+
+# where a VM is after a migration call failed
+STAYED, MOVED, UNKNOWN = 'stayed', 'moved', 'unknown'
+
+
+def _safe(exc, migrate_data):
+    """An error's text without the receive token's session (xapi's token
+    carries it in ``session_id`` and in its URLs)."""
+    text = str(exc)
+    if is_storage_move(migrate_data):
+        token = migrate_data.token
+        secret = token.get('session_id')
+        if secret:
+            for value in token.values():
+                if isinstance(value, str) and secret in value:
+                    text = text.replace(value, md.HIDDEN)
+            text = text.replace(secret, md.HIDDEN)
+    return text
 
 
 def refuse(reason):
@@ -103,9 +122,11 @@ class LiveMigration(object):
         if source_uuid == self.host.uuid:
             raise refuse('the source and the destination are the same '
                          'XenServer host (%s)' % self.host.nodename)
-        self._check_cpu(src_compute_info)
         self._check_memory(instance)
         in_pool = self._in_this_pool(source_uuid)
+        if not in_pool:
+            # inside a pool xapi levels the CPU features of its hosts
+            self._check_cpu(src_compute_info)
         if in_pool:
             vm, _ = self.watcher.anywhere(instance.uuid)
             if vm is None:
@@ -138,7 +159,8 @@ class LiveMigration(object):
         data.is_shared_instance_path = False
         if disk_over_commit is not None:
             data.disk_over_commit = disk_over_commit
-        self._fill(data, instance.get_network_info())
+        # a check changes nothing: no network is made for it
+        self._fill(data, instance.get_network_info(), create=False)
         return data
 
     def _pool_move(self, disk_over_commit):
@@ -200,15 +222,16 @@ class LiveMigration(object):
                 unseen.add(session.call('SR.get_uuid', sr))
         return unseen
 
-    def _fill(self, data, network_info):
+    def _fill(self, data, network_info, create=True):
         """The destination's side of a storage move, and a receive token;
         returns the token's session."""
         session = self.session
         data.xen_pool_uuid = self.host.pool_uuid
         data.xen_host = self.host.ref
         data.xen_sr = self.sr_of()
-        data.xen_networks = {vif['id']: network.network_for_vif(session, vif)
-                             for vif in network_info or []}
+        data.xen_networks = {
+            vif['id']: network.network_for_vif(session, vif, create)
+            for vif in network_info or []}
         # the token's own network: the management network of the host
         pifs = session.call(
             'PIF.get_all_records_where', 'field "host" = "%s" and field '
@@ -295,7 +318,10 @@ class LiveMigration(object):
         from_elsewhere = self.watcher.anywhere(instance.uuid)[0] is None
         session_ref = self._fill(data, network_info)
         with self._lock:
+            earlier = self._receiving.get(instance.uuid)
             self._receiving[instance.uuid] = (session_ref, from_elsewhere)
+        if earlier is not None:
+            self.session.logout_session(earlier[0])
         return data
 
     def _received(self, instance_uuid):
@@ -321,23 +347,56 @@ class LiveMigration(object):
         self.watcher.refresh_vm(vm)
         self.isolation.apply(vm)
 
-    def rollback_at_destination(self, instance):
+    def rollback_at_destination(self, instance, migrate_data=None):
         """The move failed: the receive session goes and, for an instance
-        of another pool, whatever a half-done move left of it here."""
-        if not self._received(instance.uuid):
+        of another pool, whatever a half-done move left of it here (never
+        a running VM: that would be the instance itself)."""
+        with self._lock:
+            entry = self._receiving.pop(instance.uuid, None)
+        if entry is None:
+            # this nova-compute restarted since pre(): what Nova hands back
+            if not is_storage_move(migrate_data):
+                return
+            entry = (migrate_data.token.get('session_id'),
+                     not self._in_this_pool(self._source_host(instance)))
+        session_ref, from_elsewhere = entry
+        if session_ref:
+            self.session.logout_session(session_ref)
+        if not from_elsewhere:
             return
+        leftovers = self.session.leftovers
         for vm in self._vms_by_tag(instance.uuid):
+            try:
+                state = self.session.call('VM.get_power_state', vm)
+            except exception.NotFound:
+                continue
+            if state == 'Running':
+                LOG.warning('VM %s of the instance runs in pool %s after a '
+                            'failed migration: left alone', vm,
+                            self.host.pool_uuid, instance=instance)
+                continue
             LOG.warning('removing VM %s that the failed migration left in '
                         'pool %s', vm, self.host.pool_uuid, instance=instance)
             try:
                 self.isolation.remove(vm)
             except Exception as exc:
                 LOG.debug('rules of %s: %s', vm, exc)
-            power.halt(self.session, vm)
-            self.session.call('VM.destroy', vm)
+            try:
+                power.halt(self.session, vm)
+                self.session.call('VM.destroy', vm)
+            except exception.NotFound:
+                pass
+            except Exception as exc:
+                leftovers.add('VM', vm, exc)
             self.watcher.forget(vm)
         for vdi in storage.vdis_of_instance(self.session, instance.uuid):
             storage.destroy_vdi(self.session, vdi)
+
+    def _source_host(self, instance):
+        from nova import context as nova_context
+        return objects.ComputeNode.get_by_host_and_nodename(
+            nova_context.get_admin_context(), instance.host,
+            instance.node).uuid
 
     def _vms_by_tag(self, instance_uuid):
         return [ref for ref, rec in self.session.call(
@@ -355,27 +414,35 @@ class LiveMigration(object):
                 block_migration, migrate_data):
         session = self.session
         vm = self.watcher.lookup(instance.uuid)
+        storage_move = is_storage_move(migrate_data)
+        other_pool = storage_move and \
+            migrate_data.xen_pool_uuid != self.host.pool_uuid
         step = 'find the VM'
         vif_uuids = []
+        dest_ref = None
+        self._begin(instance)
         try:
             if vm is None:
                 raise exception.InstanceNotFound(instance_id=instance.uuid)
             vif_uuids = [session.call('VIF.get_uuid', vif)
                          for vif in session.call('VM.get_VIFs', vm)]
-            if is_storage_move(migrate_data):
+            timeout = CONF.xenserver.migration_timeout or float('inf')
+            if storage_move:
                 step = 'map the disks and networks'
                 vdi_map, vif_map = self._maps(vm, migrate_data)
+                dest_ref = migrate_data.xen_host
                 step = 'move the VM and its disks (VM.migrate_send)'
                 LOG.info('live-migrating to %s with its disks (storage '
                          'XenMotion to pool %s)', dest,
                          migrate_data.xen_pool_uuid, instance=instance)
-                self.watcher.leaving(instance.uuid)
+                if other_pool:
+                    self.watcher.leaving(instance.uuid)
                 session.call_async('VM.migrate_send', vm, migrate_data.token,
                                    True, vdi_map, vif_map, {}, {},
+                                   timeout=timeout,
                                    on_task=self._started(instance),
                                    on_progress=self._progress(
                                        vm, migrate_data, vdi_map))
-                dest_ref = migrate_data.xen_host
             else:
                 step = 'find the destination host'
                 dest_ref = self._destination(context, migrate_data)
@@ -383,23 +450,52 @@ class LiveMigration(object):
                 LOG.info('live-migrating to %s (VM.pool_migrate)', dest,
                          instance=instance)
                 session.call_async('VM.pool_migrate', vm, dest_ref,
-                                   {'live': 'true'},
+                                   {'live': 'true'}, timeout=timeout,
                                    on_task=self._started(instance),
                                    on_progress=self._progress(
                                        vm, migrate_data, {}))
         except Exception as exc:
-            self.watcher.leaving(instance.uuid, False)
             aborted = self._finished(instance)
-            self._failed(context, instance, step, exc, aborted)
-            recover_method(context, instance, dest, migrate_data,
-                           migration_status='cancelled' if aborted
-                           else 'error')
-            return
-        self._finished(instance)
-        self._after_move(instance, vm, dest_ref, vif_uuids,
-                         same_pool=not is_storage_move(migrate_data) or
-                         migrate_data.xen_pool_uuid == self.host.pool_uuid)
+            outcome = self._outcome(vm, dest_ref, other_pool)
+            if outcome == MOVED:
+                # xapi did the move; only its answer was lost
+                LOG.warning('the migration call failed (%s), but the VM has '
+                            'moved: finishing the migration', _safe(
+                                exc, migrate_data), instance=instance)
+            else:
+                self.watcher.leaving(instance.uuid, False)
+                self._failed(context, instance, step, exc, aborted,
+                             migrate_data)
+                if outcome == UNKNOWN:
+                    # neither here for sure nor there: no rollback may
+                    # destroy what could be the only copy (the instance
+                    # goes to ERROR, the migration to error)
+                    raise
+                recover_method(context, instance, dest, migrate_data,
+                               migration_status='cancelled' if aborted
+                               else 'error')
+                return
+        else:
+            self._finished(instance)
+        self._after_move(instance, vm, dest_ref, vif_uuids, not other_pool)
         post_method(context, instance, dest, block_migration, migrate_data)
+
+    def _outcome(self, vm, dest_ref, other_pool):
+        """After a failed call: did the VM stay, move, or is it unknown?"""
+        if vm is None:
+            return STAYED
+        try:
+            record = self.session.call('VM.get_record', vm)
+        except exception.NotFound:
+            # xapi removes the source VM only once it runs elsewhere
+            return MOVED if other_pool else UNKNOWN
+        except Exception:
+            return UNKNOWN
+        if record['resident_on'] == self.host.ref:
+            return STAYED
+        if dest_ref is not None and record['resident_on'] == dest_ref:
+            return MOVED
+        return UNKNOWN
 
     def _progress(self, vm, migrate_data, vdi_map):
         """What Nova's migration record shows while xapi moves the VM
@@ -476,29 +572,40 @@ class LiveMigration(object):
                 self.session.call('VIF.get_uuid', vif)
                 for vif in self.session.call('VM.get_VIFs', vm)])
 
-    def _failed(self, context, instance, step, exc, aborted):
+    def _failed(self, context, instance, step, exc, aborted, migrate_data):
         if aborted:
             LOG.info('live migration aborted; the instance stays here',
                      instance=instance)
             return
-        text = 'Live migration failed at step "%s": %s' % (step, exc)
+        text = 'Live migration failed at step "%s": %s' % (
+            step, _safe(exc, migrate_data))
         LOG.error('%s; the instance stays on %s', text, self.host.nodename,
                   instance=instance)
         fault = errors.XenAPIError('live_migration', getattr(
             exc, 'details', None) or [exc.__class__.__name__],
             message=text)
         try:
-            compute_utils.add_instance_fault_from_exc(
-                context, instance, fault, sys.exc_info())
+            # no traceback: its text would hold the error's own words
+            compute_utils.add_instance_fault_from_exc(context, instance,
+                                                      fault)
         except Exception:
             LOG.exception('could not record the fault', instance=instance)
 
     # -- abort -----------------------------------------------------------
 
+    def _begin(self, instance):
+        with self._lock:
+            self._tasks[instance.uuid] = None
+            self._aborted.discard(instance.uuid)
+
     def _started(self, instance):
         def remember(task):
             with self._lock:
                 self._tasks[instance.uuid] = task
+                cancel = instance.uuid in self._aborted
+            if cancel:
+                # aborted before xapi's task existed
+                self.session.call('task.cancel', task)
         return remember
 
     def _finished(self, instance):
@@ -512,12 +619,13 @@ class LiveMigration(object):
 
     def abort(self, instance):
         with self._lock:
-            task = self._tasks.get(instance.uuid)
-            if task is None:
+            if instance.uuid not in self._tasks:
                 raise exception.NovaException(
                     'no live migration of instance %s is running on host %s'
                     % (instance.uuid, self.host.nodename))
             self._aborted.add(instance.uuid)
+            task = self._tasks[instance.uuid]
         LOG.info('aborting the live migration (task.cancel)',
                  instance=instance)
-        self.session.call('task.cancel', task)
+        if task is not None:
+            self.session.call('task.cancel', task)

@@ -25,12 +25,13 @@ def find_network_by_bridge(session, bridge):
     return next(iter(found), None)
 
 
-def integration_network(session):
-    """The xapi network of the OVS integration bridge (created if absent)."""
+def integration_network(session, create=True):
+    """The xapi network of the OVS integration bridge (created if absent,
+    unless ``create`` is false: then None)."""
     bridge = CONF.xenserver.ovs_integration_bridge
     with _network_lock:
         network = find_network_by_bridge(session, bridge)
-        if network is None:
+        if network is None and create:
             LOG.info('creating xapi network for integration bridge %s',
                      bridge)
             network = session.call('network.create', {
@@ -41,14 +42,16 @@ def integration_network(session):
         return network
 
 
-def network_for_vif(session, vif):
+def network_for_vif(session, vif, create=True):
     if vif['type'] == 'bridge':
         bridge = vif['network'].get('bridge')
         network = find_network_by_bridge(session, bridge) if bridge else None
-        if network is None:
-            raise exception.NetworkNotFoundForBridge(bridge=bridge)
-        return network
-    return integration_network(session)
+    else:
+        bridge = CONF.xenserver.ovs_integration_bridge
+        network = integration_network(session, create)
+    if network is None:
+        raise exception.NetworkNotFoundForBridge(bridge=bridge)
+    return network
 
 
 def mtu(vif):

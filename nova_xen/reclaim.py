@@ -120,7 +120,8 @@ class Reclaimer(object):
 
     def _orphaned_rules(self):
         """Rule tables in this host's dom0 whose VIF no longer exists (its
-        removal failed, or dom0 was unreachable when the VIF went)."""
+        removal failed, or dom0 was unreachable when the VIF went) or whose
+        VM runs elsewhere (a migration could not remove them here)."""
         removed = []
         try:
             tables = self.isolation.rules()
@@ -128,9 +129,14 @@ class Reclaimer(object):
             LOG.debug('cannot list the isolation rules: %s', exc)
             return removed
         for vif_uuid in tables:
+            why = 'which no longer exists'
             try:
-                self.session.call('VIF.get_by_uuid', vif_uuid)
-                continue
+                vif = self.session.call('VIF.get_by_uuid', vif_uuid)
+                vm = self.session.call('VIF.get_VM', vif)
+                if self.session.call('VM.get_resident_on', vm) == \
+                        self.isolation.host.ref:
+                    continue
+                why = 'whose VM no longer runs here'
             except exception.NotFound:
                 pass
             except errors.XenAPIError as exc:
@@ -146,8 +152,8 @@ class Reclaimer(object):
                 LOG.debug('cannot remove the rules of VIF %s yet: %s',
                           vif_uuid, exc)
                 continue
-            LOG.info('removed the isolation rules of VIF %s, which no longer '
-                     'exists', vif_uuid)
+            LOG.info('removed the isolation rules of VIF %s, %s', vif_uuid,
+                     why)
             removed.append(('rules', vif_uuid))
         return removed
 

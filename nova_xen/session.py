@@ -297,6 +297,8 @@ class Session(object):
         try:
             if xenapi is None:
                 xenapi = self._login()
+            # replayed on a new session unless a call says otherwise
+            xenapi.abort_on_renewal = False
             healthy = True
             yield xenapi
         except (OSError, http.client.HTTPException):

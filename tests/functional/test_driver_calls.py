@@ -118,6 +118,8 @@ class DriverCallsTest(base.XenAPIFunctionalTestCase):
                     method(self.driver)
                 except NotImplementedError as exc:
                     self.assertIn('is not supported:', str(exc))
+                else:
+                    self.fail('%s did not refuse' % name)
         base_only = [name for name, fn in vars(
             virt_driver.ComputeDriver).items() if callable(fn) and
             name not in vars(xen_driver.XenAPIDriver) and

@@ -18,6 +18,8 @@ from nova.tests.functional.api import client
 import XenAPI
 from xapisim.client import Control
 
+from nova_xen import errors
+
 from tests.functional import base
 from tests import records
 from tests.functional.test_boot import pattern
@@ -159,8 +161,9 @@ class LiveMigrationTest(_TwoHosts):
         self.assertEqual({}, self.rules(self.dst_ref))
 
     def test_a_failure_half_way_leaves_the_instance_on_the_source(self):
-        self.xapi.control.fail('VM.pool_migrate', ['INTERNAL_ERROR',
-                                                   'migration broke'])
+        # half-way through the memory copy
+        self.xapi.control.fail('VM.pool_migrate/memory', ['INTERNAL_ERROR',
+                                                          'migration broke'])
         self.live_migrate()
         self._wait_for_migration_status(self.server, ['error'])
         self.assertStaysOnTheSource()
@@ -175,6 +178,24 @@ class LiveMigrationTest(_TwoHosts):
         self.assertEqual(500, faults[0].code)
         self.assertTrue(self.driver(self.source).instance_exists(
             self._instance()))
+
+    def test_a_lost_answer_of_a_move_that_happened_finishes_it(self):
+        # xapi moved the VM, but its answer never reached the source
+        source = self.computes[self.source].manager.driver._session
+        real = source.call_async
+
+        def lost_answer(method, *args, **kwargs):
+            result = real(method, *args, **kwargs)
+            if method == 'VM.pool_migrate':
+                raise errors.XenAPIConnectionError(url='x', reason='reset')
+            return result
+        self.useFixture(fixtures.MockPatchObject(source, 'call_async',
+                                                 lost_answer))
+        server = self._live_migrate(self.server)
+        self.assertNotEqual(self.source, server['OS-EXT-SRV-ATTR:host'])
+        self.assertEqual(self.dst_ref, self.x.VM.get_resident_on(self.vm))
+        self.assertIn('but the VM has moved: finishing the migration',
+                      self.stdlog.logger.output)
 
     def test_a_paused_server_is_refused_with_a_sentence(self):
         self.api.post_server_action(self.server['id'], {'pause': None})
@@ -257,20 +278,6 @@ class LiveMigrationTest(_TwoHosts):
         calls = self.xapi.control.calls()
         self.assertEqual(1, calls.get('VM.pool_migrate'))
         self.assertNotIn('VM.migrate_send', calls)
-
-    def test_a_destination_lacking_a_cpu_feature_is_refused(self):
-        node = objects.ComputeNode.get_by_host_and_nodename(
-            nova_context.get_admin_context(), self.source,
-            self._instance().node)
-        cpu = json.loads(node.cpu_info)
-        cpu['features'].append('avx512-imaginary')
-        node.cpu_info = json.dumps(cpu)
-        node.save()
-        self.live_migrate()
-        self._wait_for_migration_status(self.server, ['error'])
-        self.assertIn('lacks CPU features the source offers its guests: '
-                      'avx512-imaginary', self.stdlog.logger.output)
-        self.assertStaysOnTheSource()
 
     def _aggregates(self, rp_uuid):
         return set(self.placement.get(
@@ -404,6 +411,16 @@ class LocalStorageTest(_TwoHosts):
                       self.stdlog.logger.output)
         self.assertStaysOnTheSource()
 
+    def test_a_failed_disk_copy_leaves_the_instance_where_it_was(self):
+        vdis = self.xapi.objects_of(self.server['id'])['VDI']
+        self.xapi.control.fail('VM.migrate_send/copy', [
+            'SR_BACKEND_FAILURE_44', '', 'no space left', ''])
+        self.live_migrate()
+        self._wait_for_migration_status(self.server, ['error'])
+        self.assertStaysOnTheSource()
+        self.assertEqual(vdis, self.xapi.objects_of(self.server['id'])['VDI'])
+        self.assertFalse(self.x.SR.get_shared(self.x.VDI.get_SR(vdis[0])))
+
 
 class CrossPoolTest(base.XenAPIFunctionalTestCase):
     """Two pools of one host, a nova-compute for each: storage XenMotion."""
@@ -523,8 +540,8 @@ class CrossPoolTest(base.XenAPIFunctionalTestCase):
         refs = []
         real_fill = migration._fill
 
-        def fill(data, network_info):
-            refs.append(real_fill(data, network_info))
+        def fill(data, network_info, create=True):
+            refs.append(real_fill(data, network_info, create))
             return refs[-1]
         self.useFixture(fixtures.MockPatchObject(migration, '_fill', fill))
         self._live_migrate(self.server)
@@ -543,6 +560,14 @@ class CrossPoolTest(base.XenAPIFunctionalTestCase):
         dest_control = Control(other['master'], self.xapi.username,
                                self.xapi.password)
         before = self.objects_in(self.xapi.x)
+        migration = self.computes[self.second.host].manager.driver._migration
+        refs = []
+        real_fill = migration._fill
+
+        def fill(data, network_info, create=True):
+            refs.append(real_fill(data, network_info, create))
+            return refs[-1]
+        self.useFixture(fixtures.MockPatchObject(migration, '_fill', fill))
         cases = [
             # (pool, point, error): the destination's check, its receive
             # token for the move, xapi's precheck, the move at its start,
@@ -578,6 +603,10 @@ class CrossPoolTest(base.XenAPIFunctionalTestCase):
                                  self.objects_in(self.y))
                 self.assertEqual({}, self.rules_in(self.y))
                 control.clear_faults()
+        # every receive session made on the way is logged out
+        self.assertGreaterEqual(len(refs), 4)
+        for ref in refs:
+            self.assertRaises(XenAPI.Failure, self.y.session.get_uuid, ref)
         # and then it moves
         server = self._live_migrate(self.server)
         self.assertNotEqual(self.source, server['OS-EXT-SRV-ATTR:host'])
@@ -610,6 +639,24 @@ class CrossPoolTest(base.XenAPIFunctionalTestCase):
         with self.assertRaises(subprocess.CalledProcessError):
             _read_in_a_process_with_nova_objects_only(
                 serializer.serialize_entity(ctxt, data))
+
+    def test_a_destination_lacking_a_cpu_feature_is_refused(self):
+        ctxt = nova_context.get_admin_context()
+        node = objects.ComputeNode.get_by_host_and_nodename(
+            ctxt, self.source, objects.Instance.get_by_uuid(
+                ctxt, self.server['id']).node)
+        cpu = json.loads(node.cpu_info)
+        cpu['features'].append('avx512-imaginary')
+        node.cpu_info = json.dumps(cpu)
+        node.save()
+        live_migrate(self)
+        self._wait_for_migration_status(self.server, ['error'])
+        self.assertIn('lacks CPU features the source offers its guests: '
+                      'avx512-imaginary', self.stdlog.logger.output)
+        server = self._wait_for_state_change(self.server, 'ACTIVE')
+        self.assertEqual(self.source, server['OS-EXT-SRV-ATTR:host'])
+        self.assertEqual({'VM': [], 'VDI': [], 'VIF': []},
+                         self.objects_in(self.y))
 
     def _wait_for_nth_migration(self, number, statuses):
         deadline = time.time() + 30
