@@ -223,6 +223,10 @@ function configure_nova_xen {
             iniset "$conf" xenserver host_uuid "$XENAPI_HOST_UUID"
         fi
         iniset "$conf" xenserver sr_matching_filter "$XENAPI_SR_FILTER"
+        # xapi makes a migrated VM's VIFs on the destination during the
+        # move, after the point where Nova would wait for Neutron's
+        # network-vif-plugged of the destination binding: none comes
+        iniset "$conf" compute live_migration_wait_for_vif_plug False
     done
 }
 

@@ -12,11 +12,13 @@ from nova import context as nova_context
 from nova import exception
 from nova.virt import driver
 from nova.virt import hardware
+from nova.virt import node as virt_node
 from oslo_log import log as logging
 
 from nova_xen import conf as xen_conf
 from nova_xen import consoles
 from nova_xen import diagnostics
+from nova_xen import errors
 from nova_xen import host as host_mod
 from nova_xen import events
 from nova_xen import images
@@ -70,6 +72,7 @@ class XenAPIDriver(driver.ComputeDriver):
             task_timeout=opts.task_timeout, ca_file=opts.ca_file,
             insecure=opts.insecure).connect()
         self._host = host_mod.Host(self._session).discover()
+        self._node_identity()
         self._host.check_plugins()
         self._sr = self._host.instance_sr()
         network.integration_network(self._session)
@@ -100,6 +103,24 @@ class XenAPIDriver(driver.ComputeDriver):
             lambda: self._sr)
         LOG.info('nova-xen ready: host %s, instance SR %s',
                  self._host.nodename, self._sr)
+
+    def _node_identity(self):
+        """Nova 34 wants the compute node's uuid in a compute_id file
+        from the second start on; it writes it for drivers whose node
+        uuid it makes, not for one that names its node (the XenServer
+        host's uuid): this one writes it, and refuses a file that names
+        another host."""
+        found = virt_node.read_local_node_uuid()
+        if found is None:
+            virt_node.write_local_node_uuid(self._host.uuid)
+        elif found != self._host.uuid:
+            raise errors.StartupError(reason=(
+                'This nova-compute managed XenServer host %s (its compute_id '
+                'file in [DEFAULT]state_path says so) and is now configured '
+                'for host %s (%s): one nova-compute manages one host for '
+                'good; give this one back its [xenserver] settings, or a '
+                'new state_path and host name' % (
+                    found, self._host.uuid, self._host.nodename)))
 
     def process_instances_at_startup(self, context, instances):
         reconcile.Reconciler(self._session, self._host, self._index,

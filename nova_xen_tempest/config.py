@@ -1,7 +1,7 @@
 """The ``[xenapi]`` group of tempest.conf: how the tests reach xapi.
 
-The nova-xen tests look at the pool behind Nova's back (the VM of a
-server, its host, its console log in dom0), as the pool master's XenAPI
+The nova-xen tests look at the pools behind Nova's back (the VM of a
+server, its host, its console log in dom0), as each pool master's XenAPI
 client; without ``connection_url`` they are skipped.
 """
 
@@ -14,10 +14,13 @@ xenapi_group = cfg.OptGroup(
          'XCP-ng / XenServer pool that nova-compute manages.')
 
 XenapiGroup = [
-    cfg.StrOpt('connection_url',
-               help='URL of the pool master, as [xenserver]connection_url '
-                    'of nova-compute (e.g. https://xcp-ng-1.example.com). '
-                    'Unset: every nova-xen test is skipped.'),
+    cfg.ListOpt('connection_url',
+                help='URL of the pool master, as [xenserver]connection_url '
+                     'of nova-compute (e.g. https://xcp-ng-1.example.com); '
+                     'when the cloud\'s computes manage hosts of several '
+                     'pools, the URL of each pool\'s master, '
+                     'comma-separated (the same credentials for all). '
+                     'Unset: every nova-xen test is skipped.'),
     cfg.StrOpt('connection_username', default='root',
                help='XenAPI user name.'),
     cfg.StrOpt('connection_password', secret=True,

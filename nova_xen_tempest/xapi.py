@@ -67,11 +67,24 @@ class Xapi(object):
 
     @classmethod
     def from_conf(cls, group):
-        """From tempest.conf's [xenapi] group."""
-        session = connect(group.connection_url, group.connection_username,
-                          group.connection_password, ca_file=group.ca_file,
-                          insecure=group.insecure)
-        return cls(session.xenapi, session)
+        """From tempest.conf's [xenapi] group: one pool's view, or a
+        :class:`Pools` view when it names several pool masters."""
+        urls = group.connection_url
+        if isinstance(urls, str):
+            urls = [urls]
+        views = []
+        try:
+            for url in urls:
+                session = connect(url, group.connection_username,
+                                  group.connection_password,
+                                  ca_file=group.ca_file,
+                                  insecure=group.insecure)
+                views.append(cls(session.xenapi, session))
+        except Exception:
+            for view in views:
+                view.close()
+            raise
+        return views[0] if len(views) == 1 else Pools(views)
 
     def close(self):
         if self.session is not None:
@@ -111,6 +124,11 @@ class Xapi(object):
                                      % (record['uuid'], record['power_state'],
                                         state, timeout))
             time.sleep(interval)
+
+    def hostnames(self):
+        """The hostname of every host of the pool."""
+        return [rec['hostname'] for rec in self.x.host.get_all_records(
+        ).values()]
 
     def host_of(self, record):
         """The host record a VM runs on (resident_on), or None."""
@@ -155,3 +173,64 @@ class Xapi(object):
                                    'max_bytes': max_bytes})})
         data = zlib.decompress(base64.b64decode(json.loads(text)['data']))
         return data.decode('utf-8', 'replace')
+
+
+class Pools(object):
+    """The questions of :class:`Xapi` over several pools (a cloud whose
+    nova-computes manage hosts of several pools): a VM is looked for in
+    every pool, and what follows about it is asked of its pool."""
+
+    def __init__(self, views):
+        self.views = views
+        self._pool_of = {}          # VM ref or uuid -> its pool's view
+
+    def close(self):
+        for view in self.views:
+            view.close()
+
+    def _remember(self, view, found):
+        for ref, rec in found:
+            self._pool_of[ref] = self._pool_of[rec['uuid']] = view
+        return found
+
+    def _view(self, vm_or_record):
+        key = vm_or_record['uuid'] if isinstance(vm_or_record, dict) \
+            else vm_or_record
+        view = self._pool_of.get(key)
+        if view is None:
+            raise AssertionError('VM %s was not found through vm_of or '
+                                 'vms_of first' % key)
+        return view
+
+    def vms_of(self, instance_uuid):
+        return [vm for view in self.views
+                for vm in self._remember(view, view.vms_of(instance_uuid))]
+
+    def vm_of(self, instance_uuid):
+        vms = self.vms_of(instance_uuid)
+        if len(vms) > 1:
+            raise AssertionError('%d VMs are tagged nova_uuid=%s: %s' % (
+                len(vms), instance_uuid, [r['uuid'] for _, r in vms]))
+        return vms[0] if vms else (None, None)
+
+    def wait_for_power_state(self, vm, state, **kwargs):
+        return self._view(vm).wait_for_power_state(vm, state, **kwargs)
+
+    def hostnames(self):
+        return [name for view in self.views for name in view.hostnames()]
+
+    def host_of(self, record):
+        return self._view(record).host_of(record)
+
+    def disks(self, record):
+        return self._view(record).disks(record)
+
+    def vifs(self, record):
+        return self._view(record).vifs(record)
+
+    def snapshot_vdis_of(self, instance_uuid):
+        return [uuid for view in self.views
+                for uuid in view.snapshot_vdis_of(instance_uuid)]
+
+    def dom0_console_log(self, record, **kwargs):
+        return self._view(record).dom0_console_log(record, **kwargs)

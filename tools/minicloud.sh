@@ -5,7 +5,8 @@
 #
 #     tools/minicloud.sh up        install (first time), start, bootstrap
 #     tools/minicloud.sh status    each service: pid, and whether it answers
-#     tools/minicloud.sh smoke     boot a server, check it in xapisim, delete
+#     tools/minicloud.sh smoke     a server on each nova-compute, checked in
+#                                  xapisim, live-migrated, deleted
 #     tools/minicloud.sh tempest   up, then Tempest's compute API tests and
 #                                  nova_xen_tempest (tools/minicloud/tempest.sh)
 #     tools/minicloud.sh down      stop what ``up`` started
@@ -17,6 +18,10 @@
 # sourced phase by phase with devstack's functions supplied by
 # tools/minicloud/devstack_functions.sh, so that the plugin installs
 # nova-xen, configures nova-compute and Glance and uploads the test image.
+# Three nova-computes, each its own process with its own config overlay,
+# manage two hosts of one xapisim pool and one host of a second pool
+# (MINICLOUD_COMPUTES), so that servers live-migrate inside a pool and
+# across pools.
 #
 # Everything (venv, configs, data, logs, pid files) is under MINICLOUD_DIR,
 # by default .minicloud/ in this checkout.  ``up`` starts from empty
@@ -52,6 +57,13 @@ function mc_localrc {
     XENAPI_USER=$MC_XAPI_USER
     XENAPI_PASSWORD=$MINICLOUD_PASSWORD
     NOVA_XEN_DIR=$MC_REPO
+    # several compute hosts, which the driver can move servers between
+    # (lib/tempest's variables; the plugin's test-config phase reads them)
+    if [[ ${#MC_COMPUTES[@]} -ge 2 ]]; then
+        LIVE_MIGRATION_AVAILABLE=True
+        USE_BLOCK_MIGRATION_FOR_LIVE_MIGRATION=True
+        LIVE_MIGRATE_BACK_AND_FORTH=True
+    fi
     VIRT_DRIVER=${VIRT_DRIVER:-libvirt}     # stackrc's default
     # shellcheck source=devstack/override-defaults
     source "$MC_REPO/devstack/override-defaults"
@@ -101,11 +113,13 @@ function mc_up {
     if [[ $EUID -ne 0 ]]; then
         mc_die "run as root: up installs Debian packages, and MariaDB and RabbitMQ run as root here"
     fi
+    mc_check_computes
     mc_check_ports
     mc_say "up: everything in $MINICLOUD_DIR"
     # from scratch, as stack.sh: only the venv and the image cache stay
     rm -rf "$MC_ETC" "$MC_DATA" "$MC_LOG" "$MC_RUN" "$MINICLOUD_DIR/xapisim.json"
     mkdir -p "$MC_ETC" "$MC_DATA" "$MC_LOG" "$MC_RUN" "$MC_FILES"
+    mc_set_computes     # (MINICLOUD_COMPUTES: no compute table yet)
 
     mc_localrc
     run_plugin stack pre-install
@@ -148,6 +162,8 @@ function mc_up {
     mc_wait_rabbit
     mc_wait memcached "port $MC_PORT_MEMCACHED" mc_tcp_open "$MC_PORT_MEMCACHED"
     mc_wait_xapisim
+    # each nova-compute's overlay: the hosts' uuids are xapisim's
+    mc_configure_computes
     mc_start_placement
     mc_start_glance
     mc_start_neutron
@@ -163,7 +179,7 @@ function mc_up {
     # they check placement at start, as nova and placement users
     mc_start_nova
     mc_wait n-cond "conductor queue" mc_rabbit_queue conductor
-    mc_start_nova_compute
+    mc_start_nova_computes
     mc_wait n-sch "scheduler queue" mc_rabbit_queue scheduler
     mc_wait placement "answer" mc_http_ok "http://$MC_HOST:$MC_PORT_PLACEMENT/"
     mc_wait glance "answer" mc_http_ok "http://$MC_HOST:$MC_PORT_GLANCE/"
@@ -185,14 +201,14 @@ function mc_up {
     cat <<EOF
 
   export OS_CLIENT_CONFIG_FILE=$MINICLOUD_DIR/clouds.yaml OS_CLOUD=devstack-admin
-  $MC_VENV/bin/openstack server list
+  $MC_VENV/bin/openstack compute service list
   $0 smoke | status | down
 EOF
 }
 
 # mc_check_ports - stop if another program holds one of our ports
 function mc_check_ports {
-    local port
+    local port address
     for port in "$MC_PORT_MYSQL" "$MC_PORT_EPMD" "$MC_PORT_RABBIT" \
             "$MC_PORT_RABBIT_DIST" "$MC_PORT_MEMCACHED" "$MC_PORT_KEYSTONE" \
             "$MC_PORT_PLACEMENT" "$MC_PORT_GLANCE" "$MC_PORT_NEUTRON" \
@@ -201,9 +217,11 @@ function mc_check_ports {
             mc_die "port $port of $MC_HOST is taken by another program: stop it, or move the minicloud's (MINICLOUD_PORT_* in tools/minicloud/common.sh)"
         fi
     done
-    if mc_tcp_open "$MC_PORT_XAPI" 127.0.0.2; then
-        mc_die "port $MC_PORT_XAPI of 127.0.0.2 (xapisim) is taken: set MINICLOUD_PORT_XAPI"
-    fi
+    for address in $(mc_xapi_addresses); do
+        if mc_tcp_open "$MC_PORT_XAPI" "$address"; then
+            mc_die "port $MC_PORT_XAPI of $address (xapisim) is taken: set MINICLOUD_PORT_XAPI"
+        fi
+    done
 }
 
 function mc_down {
@@ -215,7 +233,8 @@ function mc_down {
         return 0
     fi
     # OpenStack and xapisim first, together; then what they used
-    mc_stop n-cpu n-sch n-cond n-api neutron glance placement keystone xapisim
+    mc_stop "${MC_COMPUTES[@]}" n-sch n-cond n-api neutron glance placement \
+        keystone xapisim
     mc_stop memcached rabbit mysql
     mc_stop epmd
     mc_stop "${MC_SERVICES[@]}"     # (none left: the lists above are all)
@@ -244,6 +263,20 @@ function _mc_answer {
         glance) code=$(mc_http_code "http://$MC_HOST:$MC_PORT_GLANCE/") ;;
         neutron) code=$(mc_http_code "http://$MC_HOST:$MC_PORT_NEUTRON/") ;;
         n-api) code=$(mc_http_code "http://$MC_HOST:$MC_PORT_NOVA/") ;;
+        n-cpu-*)
+            # its service, as nova-api reports it (mc_status asked it)
+            local host state
+            host=$(mc_compute "$1" host)
+            state=$(awk -v h="$host" '$1 == "nova-compute" && $2 == h {
+                print $3 ", " $4 }' <<< "${MC_NOVA_SERVICES:-}")
+            if [[ -z ${MC_NOVA_SERVICES:-} ]]; then
+                echo "-"
+            elif [[ $state == *", up" ]]; then
+                echo "ok (nova: $state)"
+            else
+                echo "NO (nova: ${state:-no service $host})"
+            fi
+            return ;;
         *) echo "-"; return ;;
     esac
     if [[ -n $code ]]; then
@@ -262,7 +295,8 @@ function _mc_where {
         epmd) echo "$MC_HOST:$MC_PORT_EPMD" ;;
         rabbit) echo "$MC_HOST:$MC_PORT_RABBIT" ;;
         memcached) echo "$MC_HOST:$MC_PORT_MEMCACHED" ;;
-        xapisim) echo "$MC_XAPI_URL (+$((MINICLOUD_XAPI_HOSTS - 1)) hosts)" ;;
+        xapisim) echo "$MC_XAPI_URL ($MINICLOUD_XAPI_POOLS x $MINICLOUD_XAPI_HOSTS hosts)" ;;
+        n-cpu-*) echo "$(mc_compute "$1" host): $(mc_compute "$1" xapi_host) ($(mc_compute "$1" pool))" ;;
         keystone) echo "$MC_KEYSTONE_URL" ;;
         placement) echo "http://$MC_HOST:$MC_PORT_PLACEMENT" ;;
         glance) echo "http://$MC_HOST:$MC_PORT_GLANCE" ;;
@@ -273,7 +307,14 @@ function _mc_where {
 }
 
 function mc_status {
-    local name pid answer bad=0 up=0
+    local name pid answer line bad=0 up=0
+    # the services nova-api knows: "BINARY HOST STATUS STATE" lines
+    MC_NOVA_SERVICES=
+    if mc_pid n-api >/dev/null; then
+        MC_NOVA_SERVICES=$(openstack compute service list -f value \
+            -c Binary -c Host -c Status -c State 2>/dev/null) \
+            || MC_NOVA_SERVICES="(compute service list failed)"
+    fi
     printf '%-10s %-8s %-42s %s\n' service pid where answers
     for name in "${MC_SERVICES[@]}"; do
         if pid=$(mc_pid "$name"); then
@@ -287,11 +328,11 @@ function mc_status {
         fi
         printf '%-10s %-8s %-42s %s\n' "$name" "$pid" "$(_mc_where "$name")" "$answer"
     done
-    if [[ $up -gt 0 ]] && mc_pid n-api >/dev/null; then
+    if [[ -n $MC_NOVA_SERVICES ]]; then
         echo
-        openstack compute service list -f value \
-            -c Binary -c Host -c Status -c State 2>/dev/null \
-            | sed 's/^/nova: /' || echo "nova: compute service list failed"
+        while read -r line; do
+            echo "nova: $line"
+        done <<< "$MC_NOVA_SERVICES"
     fi
     if [[ $up -eq 0 ]]; then
         echo "minicloud: not running ($MINICLOUD_DIR)"
@@ -301,21 +342,27 @@ function mc_status {
 }
 
 function mc_smoke {
-    if ! mc_pid n-cpu >/dev/null; then
+    if ! mc_pid n-api >/dev/null || [[ ! -s $MC_COMPUTE_TABLE ]]; then
         mc_die "not running: $0 up first"
     fi
     OS_CLIENT_CONFIG_FILE=$MINICLOUD_DIR/clouds.yaml OS_CLOUD=devstack-admin \
         "$MC_VENV/bin/python3" "$MC_TOOLS/smoke.py" \
         --openstack "$MC_VENV/bin/openstack" \
         --xapi-json "$MINICLOUD_DIR/xapisim.json" \
+        --computes "$MC_COMPUTE_TABLE" --log-dir "$MC_LOG" \
         --image "$(_nova_xen_image_name)" --flavor m1.tiny \
-        --network minicloud-net --compute-log "$MC_LOG/n-cpu.log"
+        --network minicloud-net
 }
 
 function mc_usage {
     echo "usage: $0 up|down|status|smoke|tempest [--down] [--concurrency N] [--regex REGEX]   (MINICLOUD_DIR=$MINICLOUD_DIR)" >&2
     exit 2
 }
+
+# Sourced (tests/devstack): the functions only
+if [[ "${BASH_SOURCE[0]}" != "$0" ]]; then
+    return 0
+fi
 
 case "${1:-}" in
     up) mc_up ;;

@@ -321,6 +321,18 @@ class SummaryTest(TempestShTestCase):
         self.assertIn('nova_xen_tempest: run 1, passed 0, failed 1, '
                       'skipped 0', result.stdout)
 
+    def test_failures_of_every_spelling(self):
+        # subunit2csv writes "failure" (and "error") for a failed test
+        self.results([(COMPUTE_TESTS[0], 'failure'),
+                      (COMPUTE_TESTS[1], 'error'),
+                      (XEN_TESTS[0], 'fail')])
+        result = self.summary()
+        self.assertEqual(0, result.returncode, result.stderr)
+        self.assertIn('passed 0, failed 3, skipped 0\n', result.stdout)
+        self.assertIn('tempest.api.compute: run 2, passed 0, failed 2, '
+                      'skipped 0', result.stdout)
+        self.assertEqual(3, result.stdout.count('  FAILED: '))
+
     def test_suite_without_results(self):
         self.results([(test, 'success') for test in COMPUTE_TESTS])
         result = self.summary()
@@ -336,7 +348,7 @@ class RunTest(TempestShTestCase):
     def tempest(self, **env):
         return self.bash(
             '# the cloud is up and configured\n'
-            'function mc_pid { [[ $1 == n-cpu ]]; }\n'
+            'function mc_pid { [[ $1 == n-api ]]; }\n'
             'function mc_status { :; }\n'
             'function mc_tempest_install { :; }\n'
             'function mc_tempest_configure { :; }\n'

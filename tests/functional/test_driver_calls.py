@@ -8,12 +8,14 @@ import subprocess
 import sys
 import time
 
+import fixtures
 from nova.compute import task_states
 from nova import context as nova_context
 from nova import objects
 from nova.virt import driver as virt_driver
 
 from nova_xen import driver as xen_driver
+from nova_xen import errors
 from tests.functional import base
 from tests.functional.test_boot import pattern
 
@@ -103,6 +105,28 @@ class DriverCallsTest(base.XenAPIFunctionalTestCase):
             server, {'status': 'ACTIVE', 'OS-EXT-STS:task_state': None})
         self.assertEqual('Running', self.xapi.x.VM.get_power_state(vm))
         self.assertNotEqual(domid, self.xapi.x.VM.get_domid(vm))
+
+    def test_the_node_identity_is_written_once_and_kept(self):
+        # nova-compute refuses its second start without a compute_id file
+        written = []
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.virt.node.write_local_node_uuid', written.append))
+        host_uuid = self.xapi.pool['hosts'][0]['uuid']
+        self.driver._node_identity()
+        self.assertEqual([host_uuid], written)
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.virt.node.read_local_node_uuid', lambda: host_uuid))
+        self.driver._node_identity()
+        self.assertEqual([host_uuid], written)
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.virt.node.read_local_node_uuid',
+            lambda: '0b8e8d2c-2a4f-4f43-9d8b-2f4b1cbb7a11'))
+        with self.assertRaises(errors.StartupError) as ctx:
+            self.driver._node_identity()
+        self.assertIn('managed XenServer host 0b8e8d2c-2a4f-4f43-9d8b-'
+                      '2f4b1cbb7a11', str(ctx.exception))
+        self.assertIn('now configured for host %s' % host_uuid,
+                      str(ctx.exception))
 
     def test_refused_calls_say_why_in_a_sentence(self):
         # every call of nova's ComputeDriver this driver does not serve

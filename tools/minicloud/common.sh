@@ -34,8 +34,12 @@ MC_FILES=$MINICLOUD_DIR/files
 MINICLOUD_PYTHON=${MINICLOUD_PYTHON:-python3}
 # Passwords of every account: MariaDB, Keystone's admin, service users
 MINICLOUD_PASSWORD=${MINICLOUD_PASSWORD:-minicloud}
-# Hosts in xapisim's pool (nova-compute manages the first one)
+# xapisim: pools, and hosts in each pool
+MINICLOUD_XAPI_POOLS=${MINICLOUD_XAPI_POOLS:-2}
 MINICLOUD_XAPI_HOSTS=${MINICLOUD_XAPI_HOSTS:-2}
+# The hosts the nova-computes manage, one nova-compute each, as POOL.HOST
+# (xapisim's numbering, from 1): two hosts of pool 1 and one of pool 2
+MINICLOUD_COMPUTES=${MINICLOUD_COMPUTES:-1.1 1.2 2.1}
 # True: debug logging in the OpenStack services
 MINICLOUD_DEBUG=${MINICLOUD_DEBUG:-True}
 # Seconds a service may take to answer after it started
@@ -60,12 +64,32 @@ MC_DB_URL=mysql+pymysql://openstack:$MINICLOUD_PASSWORD@$MC_HOST:$MC_PORT_MYSQL
 MC_RABBIT_URL=rabbit://guest:guest@$MC_HOST:$MC_PORT_RABBIT/
 MC_MEMCACHED=$MC_HOST:$MC_PORT_MEMCACHED
 
-# Services in start order (``down`` stops the OpenStack ones and xapisim,
-# then memcached, RabbitMQ and MariaDB, then epmd)
-MC_SERVICES=(
-    mysql epmd rabbit memcached xapisim
-    keystone placement glance neutron n-api n-cond n-sch n-cpu
-)
+# The nova-computes: n-cpu-1, n-cpu-2, ... (one per word of
+# MINICLOUD_COMPUTES; for a minicloud that is up, one per line of the
+# compute table ``up`` wrote, whatever MINICLOUD_COMPUTES says now)
+MC_COMPUTE_TABLE=$MC_ETC/computes
+MC_COMPUTES=()
+function mc_set_computes {
+    local count i words
+    if [[ -s $MC_COMPUTE_TABLE ]]; then
+        count=$(grep -c . "$MC_COMPUTE_TABLE")
+    else
+        read -ra words <<< "$MINICLOUD_COMPUTES"
+        count=${#words[@]}
+    fi
+    MC_COMPUTES=()
+    for ((i = 1; i <= count; i++)); do
+        MC_COMPUTES+=("n-cpu-$i")
+    done
+    # Services in start order (``down`` stops the OpenStack ones and
+    # xapisim, then memcached, RabbitMQ and MariaDB, then epmd)
+    MC_SERVICES=(
+        mysql epmd rabbit memcached xapisim
+        keystone placement glance neutron n-api n-cond n-sch
+        "${MC_COMPUTES[@]}"
+    )
+}
+mc_set_computes
 
 # OpenStack from PyPI, into $MC_VENV
 MC_PIP_PACKAGES=(

@@ -24,6 +24,11 @@ GLANCE_API_CONF=$MC_ETC/glance/glance-api.conf
 # $TEMPEST_DIR/etc
 TEMPEST_CONFIG=$MINICLOUD_DIR/tempest/etc/tempest.conf
 PYTHON=$MC_VENV/bin/python3
+# What stack.sh exports for the clients the plugin runs: the admin of its
+# clouds.yaml (devstack's is in /etc/openstack, the minicloud's in
+# $MINICLOUD_DIR)
+export OS_CLIENT_CONFIG_FILE=$MINICLOUD_DIR/clouds.yaml
+export OS_CLOUD=devstack-admin
 
 # shellcheck source=tools/devstack_common.sh
 source "$MC_REPO/tools/devstack_common.sh"

@@ -145,14 +145,26 @@ function mc_start_memcached {
 # xapisim
 # -------
 
-# The pool master's address: xapisim serves host n on 127.0.0.(n+1)
+# xapisim serves host n (counted across its pools) on 127.0.0.(n+1): the
+# first pool's master is 127.0.0.2
 MC_XAPI_URL=http://127.0.0.2:$MC_PORT_XAPI
 MC_XAPI_USER=root
 
+# mc_xapi_addresses - the loopback address of every xapisim host
+function mc_xapi_addresses {
+    local n
+    for ((n = 1; n <= MINICLOUD_XAPI_POOLS * MINICLOUD_XAPI_HOSTS; n++)); do
+        echo "127.0.0.$((n + 1))"
+    done
+}
+
+# mc_start_xapisim - its pools, in one process (xapisim moves VMs between
+# pools of one process only)
 function mc_start_xapisim {
     mkdir -p "$MC_DATA/xapisim"
     mc_spawn xapisim "$MC_DATA/xapisim" "$MC_VENV/bin/python3" -u -m xapisim \
-        --hosts "$MINICLOUD_XAPI_HOSTS" --port "$MC_PORT_XAPI" \
+        --pools "$MINICLOUD_XAPI_POOLS" --hosts "$MINICLOUD_XAPI_HOSTS" \
+        --port "$MC_PORT_XAPI" \
         --state-dir "$MC_DATA/xapisim" --username "$MC_XAPI_USER" \
         --password "$MINICLOUD_PASSWORD"
 }

@@ -4,7 +4,8 @@
 # Nova from PyPI, configured as devstack's lib/* configure them
 #
 # The APIs run under gunicorn, one process each (gthread workers), on
-# 127.0.0.1; nova-conductor, -scheduler and -compute as plain processes.
+# 127.0.0.1; nova-conductor, -scheduler and the nova-computes (one per
+# xapisim host of MINICLOUD_COMPUTES) as plain processes.
 # Needs common.sh and devstack_functions.sh.
 
 # Install
@@ -309,14 +310,143 @@ function mc_configure_nova {
 }
 
 # mc_configure_nova_compute - as lib/nova's start_nova_compute: a copy of
-# nova.conf (which the plugin's post-config has completed)
+# nova.conf (which the plugin's post-config has completed), shared by the
+# nova-computes; what is each one's own is in its overlay
+# (mc_configure_computes)
 function mc_configure_nova_compute {
     cp "$NOVA_CONF" "$NOVA_CPU_CONF"
     # nova-compute reaches the databases through the conductor only
     inidelete "$NOVA_CPU_CONF" database connection
     inidelete "$NOVA_CPU_CONF" api_database connection
-    # one compute, one xapisim host: a failed build is the fault itself
+    # a failed build is the fault itself, not a reschedule to another host
     iniset "$NOVA_CPU_CONF" scheduler max_attempts 1
+}
+
+
+# The nova-computes
+# -----------------
+#
+# One nova-compute per xapisim host of MINICLOUD_COMPUTES, each its own
+# process, as a multi-node devstack runs one compute node per XenServer
+# host: n-cpu-N is the service host computeN, with its own log
+# (log/n-cpu-N.log), pid file, state and lock directories, and its own
+# config overlay, etc/nova/n-cpu-N.conf, read after nova-cpu.conf.  The
+# overlay is what that compute node's stack would write: the devstack
+# plugin's post-config phase, run with the node's localrc
+# (XENAPI_CONNECTION_URL its pool's master, XENAPI_HOST_UUID its host),
+# writes its [xenserver]; the minicloud adds [DEFAULT]host and the paths.
+
+# mc_check_computes - MINICLOUD_COMPUTES names distinct hosts of xapisim
+function mc_check_computes {
+    local spec pool host
+    local -A seen=()
+    local -a specs
+    read -ra specs <<< "$MINICLOUD_COMPUTES"
+    if [[ ${#specs[@]} -eq 0 ]]; then
+        mc_die "MINICLOUD_COMPUTES is empty: give the hosts the nova-computes manage, as POOL.HOST (e.g. \"1.1 1.2 2.1\")"
+    fi
+    for spec in "${specs[@]}"; do
+        if [[ ! $spec =~ ^([1-9][0-9]*)\.([1-9][0-9]*)$ ]]; then
+            mc_die "MINICLOUD_COMPUTES: $spec is not POOL.HOST (e.g. 2.1: the first host of the second pool)"
+        fi
+        pool=${BASH_REMATCH[1]}
+        host=${BASH_REMATCH[2]}
+        if ((pool > MINICLOUD_XAPI_POOLS || host > MINICLOUD_XAPI_HOSTS)); then
+            mc_die "MINICLOUD_COMPUTES: $spec is not a host of xapisim's $MINICLOUD_XAPI_POOLS pool(s) of $MINICLOUD_XAPI_HOSTS host(s) (MINICLOUD_XAPI_POOLS, MINICLOUD_XAPI_HOSTS)"
+        fi
+        if [[ -n ${seen[$spec]:-} ]]; then
+            mc_die "MINICLOUD_COMPUTES: host $spec twice: one nova-compute per XenServer host"
+        fi
+        seen[$spec]=1
+    done
+}
+
+# mc_compute_table - $MC_COMPUTE_TABLE from xapisim's JSON line: one line
+# per nova-compute, "SERVICE HOST POOL.HOST XAPI_HOST HOST_UUID MASTER
+# POOL_NAME"
+function mc_compute_table {
+    mkdir -p "$(dirname "$MC_COMPUTE_TABLE")"
+    "$MINICLOUD_PYTHON" "$MC_TOOLS/computes.py" \
+        "$MINICLOUD_DIR/xapisim.json" "$MINICLOUD_COMPUTES" \
+        > "$MC_COMPUTE_TABLE.new" \
+        || mc_die "cannot tell the nova-computes' hosts from $MINICLOUD_DIR/xapisim.json"
+    mv "$MC_COMPUTE_TABLE.new" "$MC_COMPUTE_TABLE"
+    mc_set_computes
+}
+
+# mc_compute SERVICE FIELD - a field of SERVICE's line of the compute table:
+# host, spec, xapi_host, host_uuid, master, pool
+function mc_compute {
+    local field
+    case $2 in
+        host) field=2 ;;
+        spec) field=3 ;;
+        xapi_host) field=4 ;;
+        host_uuid) field=5 ;;
+        master) field=6 ;;
+        pool) field=7 ;;
+        *) mc_die "mc_compute: no field $2" ;;
+    esac
+    awk -v s="$1" -v f="$field" '$1 == s { print $f }' \
+        "$MC_COMPUTE_TABLE" 2>/dev/null
+}
+
+# mc_compute_conf SERVICE - its config overlay
+function mc_compute_conf {
+    echo "$MC_ETC/nova/$1.conf"
+}
+
+# _mc_compute_post_config CONF URL HOST_UUID - the plugin's post-config
+# phase on a compute node whose localrc says XENAPI_CONNECTION_URL=URL,
+# XENAPI_HOST_UUID=HOST_UUID, and whose nova.conf is CONF
+function _mc_compute_post_config {
+    # shellcheck disable=SC2034  # read by the plugin
+    local ENABLED_SERVICES=n-cpu NOVA_CONF=$1 NOVA_CPU_CONF=$1
+    # shellcheck disable=SC2034
+    local XENAPI_CONNECTION_URL=$2 XENAPI_HOST_UUID=$3
+    run_plugin stack post-config
+}
+
+# mc_configure_compute SERVICE - its overlay, from scratch
+function mc_configure_compute {
+    local service=$1 host overlay data
+    host=$(mc_compute "$service" host)
+    overlay=$(mc_compute_conf "$service")
+    data=$MC_DATA/$service
+    mkdir -p "$data/instances" "$data/lock" "$(dirname "$overlay")"
+    cat > "$overlay" <<EOF
+# $service: nova-compute $host, managing xapisim host
+# $(mc_compute "$service" xapi_host) of $(mc_compute "$service" pool); read after nova-cpu.conf.
+# Written by tools/minicloud.sh: the devstack plugin's post-config phase
+# with this compute node's localrc, then the minicloud's own lines.
+EOF
+    # that compute node's stack (in a subshell: the plugin may change
+    # settings as it checks them)
+    if ! (_mc_compute_post_config "$overlay" \
+            "$(mc_compute "$service" master)" \
+            "$(mc_compute "$service" host_uuid)") \
+            >> "$MC_LOG/plugin.log" 2>&1; then
+        mc_log_tail plugin
+        mc_die "the devstack plugin's post-config phase failed for $service"
+    fi
+    iniset "$overlay" DEFAULT host "$host"
+    iniset "$overlay" DEFAULT state_path "$data"
+    iniset "$overlay" DEFAULT instances_path "$data/instances"
+    iniset "$overlay" oslo_concurrency lock_path "$data/lock"
+    # xapi plugs the VIFs on the destination host as the VM moves there,
+    # after the point where the source would wait for Neutron's
+    # network-vif-plugged (which no agent sends here anyway): see
+    # devstack/README.md, "Live migration"
+    iniset "$overlay" compute live_migration_wait_for_vif_plug False
+}
+
+# mc_configure_computes - the compute table, then each overlay
+function mc_configure_computes {
+    local service
+    mc_compute_table
+    for service in "${MC_COMPUTES[@]}"; do
+        mc_configure_compute "$service"
+    done
 }
 
 function mc_init_nova {
@@ -353,27 +483,56 @@ with kombu.Connection(sys.argv[1], connect_timeout=2) as conn:
         "amqp://${MC_RABBIT_URL#rabbit://}" "$1"
 }
 
-function mc_start_nova_compute {
-    mc_spawn n-cpu "$MC_DATA/nova" "$MC_VENV/bin/nova-compute" \
-        --config-file "$NOVA_CPU_CONF"
+# mc_start_nova_computes - each nova-compute with nova-cpu.conf, then its
+# overlay; one after the other, each once it listens (its RPC queue: its
+# service is registered then), so that Nova lists them in their order
+# (Tempest migrates a server to the first other compute it lists: from
+# compute1 or compute2 inside pool-1, from compute3 to pool-1)
+function mc_start_nova_computes {
+    local service
+    for service in "${MC_COMPUTES[@]}"; do
+        mc_spawn "$service" "$MC_DATA/$service" "$MC_VENV/bin/nova-compute" \
+            --config-file "$NOVA_CPU_CONF" \
+            --config-file "$(mc_compute_conf "$service")"
+        mc_wait "$service" "RPC queue" mc_rabbit_queue \
+            "compute.$(mc_compute "$service" host)"
+    done
 }
 
-# mc_discover_hosts - map the compute host into cell1, once it registered
+# _mc_mapped_hosts - the compute hosts mapped to a cell, one per line
+function _mc_mapped_hosts {
+    "$MC_VENV/bin/nova-manage" --config-file "$NOVA_CONF" cell_v2 list_hosts \
+        2>> "$MC_LOG/nova-manage.log" \
+        | awk -F'|' 'NF > 3 && $2 !~ /Cell Name/ { gsub(/ /, "", $4); print $4 }'
+}
+
+# mc_discover_hosts - map every compute host into cell1 once it has
+# registered (tools/discover_hosts.sh on a devstack controller, after the
+# compute nodes have stacked)
 function mc_discover_hosts {
-    local i out
+    local i service host mapped
+    local -a missing=()
     for ((i = 0; i < MINICLOUD_START_TIMEOUT; i++)); do
-        out=$("$MC_VENV/bin/nova-manage" --config-file "$NOVA_CONF" \
-            cell_v2 discover_hosts --verbose 2>&1) || true
-        echo "$out" >> "$MC_LOG/nova-manage.log"
-        if [[ $out == *"Creating host mapping"* ]]; then
+        "$MC_VENV/bin/nova-manage" --config-file "$NOVA_CONF" \
+            cell_v2 discover_hosts --verbose >> "$MC_LOG/nova-manage.log" 2>&1 \
+            || true
+        mapped=" $(_mc_mapped_hosts | tr '\n' ' ')"
+        missing=()
+        for service in "${MC_COMPUTES[@]}"; do
+            host=$(mc_compute "$service" host)
+            if [[ $mapped != *" $host "* ]]; then
+                missing+=("$host")
+                if ! mc_pid "$service" >/dev/null; then
+                    mc_log_tail "$service"
+                    mc_die "$service ($host) exited before it registered"
+                fi
+            fi
+        done
+        if [[ ${#missing[@]} -eq 0 ]]; then
+            mc_say "cell1 maps the compute hosts:${mapped% }"
             return 0
-        fi
-        if ! mc_pid n-cpu >/dev/null; then
-            mc_log_tail n-cpu
-            mc_die "nova-compute exited before it registered"
         fi
         sleep 1
     done
-    mc_log_tail n-cpu
-    mc_die "nova-compute did not register in $MINICLOUD_START_TIMEOUT s"
+    mc_die "not registered after $MINICLOUD_START_TIMEOUT s: ${missing[*]} (logs: $MC_LOG/n-cpu-*.log)"
 }

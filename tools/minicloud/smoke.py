@@ -1,23 +1,32 @@
-"""The minicloud's smoke check: a server through Nova, seen in xapisim.
+"""The minicloud's smoke check: servers through Nova, seen in xapisim.
 
 Run by ``tools/minicloud.sh smoke`` with the minicloud's venv Python:
 
-1. ``openstack server create --image IMAGE --flavor FLAVOR --network NET
-   --wait`` gives ACTIVE;
-2. xapisim (through the XenAPI client) has a running VM tagged with the
-   server's UUID, with the flavor's memory and vCPUs, a root disk on the
-   pool's default SR, and one VIF with the Neutron port's MAC on the xapi
-   network of the integration bridge;
-3. Neutron's port is bound (vif_type ovs) and ACTIVE, and nova-compute got
-   its network-vif-plugged event;
-4. ``openstack server delete --wait`` leaves nothing in the pool tagged
-   with the server's UUID, and no port in Neutron.
+1. the dom0 plugins answer on every host of every xapisim pool
+   (``nova_xen_version.py get_version``);
+2. one server on each nova-compute (``openstack server create
+   --availability-zone nova:HOST --wait``) is ACTIVE there, and xapisim
+   (through the XenAPI client, on that compute's pool) has a running VM
+   tagged with the server's UUID on that compute's host, with the flavor's
+   memory and vCPUs, a root disk on the pool's default SR, one VIF with
+   the Neutron port's MAC on the xapi network of the integration bridge,
+   and the VIF's isolation rules in that host's dom0;
+3. Neutron's port is bound to that compute (vif_type ovs) and ACTIVE, and
+   that nova-compute got its network-vif-plugged event;
+4. with two computes or more, the first server live-migrates to every
+   other compute in turn (block migration: xapi's VM.pool_migrate inside
+   a pool, storage XenMotion to another pool), and each time runs on the
+   destination's host, in the destination's pool only, with its rules
+   there and none left on the source, its port bound to the destination;
+5. ``openstack server delete --wait`` leaves nothing in any pool tagged
+   with a server's UUID, and no port in Neutron.
 
 Prints every check; exits 1 if one failed.
 """
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -25,6 +34,16 @@ import time
 import XenAPI
 
 MIB = 1024 * 1024
+VERSION_PLUGIN = 'nova_xen_version.py'
+ISOLATION_PLUGIN = 'nova_xen_isolation.py'
+
+
+class Compute(object):
+    """A line of the minicloud's compute table (etc/computes)."""
+
+    def __init__(self, line):
+        (self.service, self.host, self.spec, self.xapi_host,
+         self.host_uuid, self.master, self.pool) = line.split()
 
 
 class Smoke(object):
@@ -33,6 +52,11 @@ class Smoke(object):
         self.args = args
         self.failed = 0
         self.started = time.time()
+        with open(args.computes) as f:
+            self.computes = [Compute(line) for line in f if line.strip()]
+        with open(args.xapi_json) as f:
+            self.world = json.load(f)
+        self.sessions = {}
 
     def say(self, text):
         sys.stdout.write('[%5.1fs] %s\n' % (time.time() - self.started, text))
@@ -58,15 +82,42 @@ class Smoke(object):
 
     # -- xapisim ---------------------------------------------------------
 
-    def xapi(self):
-        with open(self.args.xapi_json) as f:
-            world = json.load(f)
-        pool = world['pools'][0]
-        session = XenAPI.Session(pool['master'])
-        session.xenapi.login_with_password(world['username'],
-                                           world['password'], '2.0',
-                                           'minicloud-smoke')
-        return session, pool
+    def xapi(self, master):
+        """The XenAPI proxy of the pool whose master is ``master``."""
+        if master not in self.sessions:
+            session = XenAPI.Session(master)
+            session.xenapi.login_with_password(
+                self.world['username'], self.world['password'], '2.0',
+                'minicloud-smoke')
+            self.sessions[master] = session
+        return self.sessions[master].xenapi
+
+    def logout(self):
+        for session in self.sessions.values():
+            try:
+                session.xenapi.session.logout()
+            except Exception:
+                pass
+
+    def plugin(self, x, host_ref, plugin, fn):
+        return json.loads(x.host.call_plugin(host_ref, plugin, fn,
+                                             {'params': '{}'}))
+
+    def check_plugins(self):
+        for pool in self.world['pools']:
+            x = self.xapi(pool['master'])
+            for host in pool['hosts']:
+                ref = x.host.get_by_uuid(host['uuid'])
+                try:
+                    reply = self.plugin(x, ref, VERSION_PLUGIN, 'get_version')
+                    self.check(bool(reply.get('api_version')),
+                               'dom0 plugins on %s (%s, %s): API %s'
+                               % (host['name_label'], pool['name_label'],
+                                  host['address'], reply.get('api_version')))
+                except XenAPI.Failure as exc:
+                    self.check(False, 'dom0 plugins on %s (%s): %s'
+                               % (host['name_label'], pool['name_label'],
+                                  exc))
 
     def objects_of(self, x, uuid):
         left = {}
@@ -79,18 +130,32 @@ class Smoke(object):
                        if r['VM'] in vms or r['VDI'] in left['VDI']]
         return left
 
-    def check_vm(self, x, pool, server, flavor, ports):
+    def rules_on(self, x, host_ref):
+        """VIF uuids with isolation rules in that host's dom0."""
+        return set(self.plugin(x, host_ref, ISOLATION_PLUGIN,
+                               'list_rules').get('vifs', {}))
+
+    def check_vm(self, compute, server, flavor, ports):
+        """The server's VM runs on the compute's host, in its pool only;
+        returns the uuids of its VIFs."""
+        x = self.xapi(compute.master)
+        for other in {c.master for c in self.computes} - {compute.master}:
+            elsewhere = self.objects_of(self.xapi(other), server['id'])
+            self.check(not any(elsewhere.values()),
+                       'nothing tagged nova_uuid=%s in the pool of %s'
+                       % (server['id'], other))
         left = self.objects_of(x, server['id'])
         if not self.check(len(left['VM']) == 1,
-                          'xapisim has 1 VM tagged nova_uuid=%s (found %d)'
-                          % (server['id'], len(left['VM']))):
-            return
+                          'pool %s has 1 VM tagged nova_uuid=%s (found %d)'
+                          % (compute.pool, server['id'], len(left['VM']))):
+            return []
         vm = x.VM.get_record(left['VM'][0])
         host = x.host.get_record(vm['resident_on'])
-        self.check(vm['power_state'] == 'Running',
-                   'VM %s "%s" is %s on host %s (%s)'
+        self.check(vm['power_state'] == 'Running'
+                   and host['uuid'] == compute.host_uuid,
+                   'VM %s "%s" is %s on host %s (%s), the host of %s'
                    % (vm['uuid'], vm['name_label'], vm['power_state'],
-                      host['name_label'], host['address']))
+                      host['name_label'], host['address'], compute.host))
         self.check(int(vm['memory_static_max']) == flavor['ram'] * MIB,
                    'memory_static_max %d MiB = flavor %s ram %d MiB'
                    % (int(vm['memory_static_max']) // MIB, flavor['name'],
@@ -111,11 +176,13 @@ class Smoke(object):
                 x.SR.get_name_label(vdi['SR'])))
             if rec['userdevice'] == '0':
                 self.check(vdi['SR'] == default_sr,
-                           'root disk (userdevice 0) is on the default SR')
+                           'root disk (userdevice 0) is on the default SR '
+                           'of %s' % compute.pool)
         self.check(bool(disks), 'disks: %s' % '; '.join(disks))
         vifs = [x.VIF.get_record(v) for v in vm['VIFs']]
         self.check(len(vifs) == len(ports) == 1,
                    '%d VIF for %d Neutron port' % (len(vifs), len(ports)))
+        rules = self.rules_on(x, vm['resident_on'])
         for vif in vifs:
             port = next((p for p in ports
                          if p['id'] == vif['other_config'].get(
@@ -136,73 +203,159 @@ class Smoke(object):
                        % vif['ipv4_allowed'])
             self.check(bool(vif['currently_attached']),
                        'VIF currently attached')
+            self.check(vif['uuid'] in rules,
+                       'isolation rules of VIF %s in the dom0 of %s'
+                       % (vif['uuid'], host['name_label']))
+        return [vif['uuid'] for vif in vifs]
 
-    def check_events(self, path, ports):
+    def check_ports(self, server, compute):
+        ports = self.openstack('port', 'list', '--server', server['id'],
+                               '--long')
+        ports = [self.openstack('port', 'show', p['ID']) for p in ports]
+        for port in ports:
+            self.check(port['binding_vif_type'] == 'ovs'
+                       and port['status'] == 'ACTIVE'
+                       and port['binding_host_id'] == compute.host,
+                       'port %s: vif_type %s, status %s, host %s'
+                       % (port['id'], port['binding_vif_type'],
+                          port['status'], port['binding_host_id']))
+        return ports
+
+    def check_events(self, compute, ports):
+        path = os.path.join(self.args.log_dir, '%s.log' % compute.service)
         with open(path, errors='replace') as f:
             log = f.read()
         for port in ports:
             event = 'network-vif-plugged-%s' % port['id']
             self.check('Received event %s' % event in log,
-                       'nova-compute received %s from Neutron' % event)
+                       '%s received %s from Neutron' % (compute.service,
+                                                        event))
+
+    # -- the steps ---------------------------------------------------------
+
+    def boot(self, compute, image, flavor, name):
+        started = time.time()
+        server = self.openstack(
+            'server', 'create', '--image', image['id'], '--flavor',
+            flavor['id'], '--network', self.args.network,
+            '--availability-zone', 'nova:%s' % compute.host, '--wait', name)
+        self.check(server['status'] == 'ACTIVE'
+                   and server.get('OS-EXT-SRV-ATTR:host') == compute.host,
+                   'server %s %s is %s after %.1f s on %s (%s)'
+                   % (name, server['id'], server['status'],
+                      time.time() - started,
+                      server.get('OS-EXT-SRV-ATTR:host'),
+                      server.get('addresses')))
+        return server
+
+    def live_migrate(self, server, source, dest, flavor):
+        """``server`` from ``source`` to ``dest``, checked on both sides."""
+        x_source = self.xapi(source.master)
+        vm = self.objects_of(x_source, server['id'])['VM'][0]
+        source_ref = x_source.VM.get_resident_on(vm)
+        vif_uuids = [x_source.VIF.get_uuid(v)
+                     for v in x_source.VM.get_VIFs(vm)]
+        same_pool = source.master == dest.master
+        started = time.time()
+        try:
+            # block migration: xapi moves the VM alone when the destination
+            # sees its SR (inside a pool), with its disks otherwise
+            self.openstack('--os-compute-api-version', '2.30', 'server',
+                           'migrate', '--live-migration', '--host', dest.host,
+                           '--block-migration', '--wait', server['id'],
+                           json_out=False)
+        except RuntimeError as exc:
+            self.check(False, str(exc))
+        shown = self.openstack('server', 'show', server['id'])
+        moved = self.check(
+            shown['status'] == 'ACTIVE'
+            and shown.get('OS-EXT-SRV-ATTR:host') == dest.host,
+            'live migration %s -> %s (%s) in %.1f s: server %s on %s'
+            % (source.host, dest.host, 'XenMotion inside %s' % dest.pool
+               if same_pool else 'storage XenMotion to %s' % dest.pool,
+               time.time() - started, shown['status'],
+               shown.get('OS-EXT-SRV-ATTR:host')))
+        if not moved:
+            migrations = self.openstack(
+                '--os-compute-api-version', '2.59', 'server', 'migration',
+                'list', '--server', server['id'])
+            self.say('     migrations: %s' % json.dumps(migrations))
+            self.say('     see %s/%s.log and %s/%s.log'
+                     % (self.args.log_dir, source.service,
+                        self.args.log_dir, dest.service))
+            return False
+        ports = self.check_ports(server, dest)
+        self.check_vm(dest, shown, flavor, ports)
+        left = self.rules_on(x_source, source_ref) & set(vif_uuids)
+        self.check(not left, 'no isolation rules of the server\'s VIFs left '
+                   'on %s (%s)' % (source.xapi_host, ', '.join(left) or
+                                   'none'))
+        return True
+
+    def delete(self, server):
+        started = time.time()
+        self.openstack('server', 'delete', '--wait', server['id'],
+                       json_out=False)
+        self.check(True, 'server %s deleted in %.1f s'
+                   % (server['id'], time.time() - started))
+        for master in sorted({c.master for c in self.computes}):
+            left = self.objects_of(self.xapi(master), server['id'])
+            self.check(not any(left.values()),
+                       'nothing tagged nova_uuid=%s left in the pool of %s '
+                       '(%s)' % (server['id'], master, ', '.join(
+                           '%d %s' % (len(v), k)
+                           for k, v in sorted(left.items()))))
+        remaining = self.openstack('port', 'list', '--device-id',
+                                   server['id'])
+        self.check(not remaining, 'no Neutron port left for server %s'
+                   % server['id'])
 
     def run(self):
         a = self.args
-        name = 'smoke-%d' % int(time.time())
         flavor = self.openstack('flavor', 'show', a.flavor)
         image = self.openstack('image', 'show', a.image)
         self.check(image['disk_format'] == 'vhd' or a.image_any_format,
                    'image %s (%s) is %s/%s' % (image['name'], image['id'],
                                                image['disk_format'],
                                                image['container_format']))
-        started = time.time()
+        servers = []
         try:
-            server = self.openstack(
-                'server', 'create', '--image', image['id'], '--flavor',
-                flavor['id'], '--network', a.network, '--wait', name)
-        except RuntimeError as exc:
-            self.check(False, str(exc))
-            return 1
-        self.check(server['status'] == 'ACTIVE',
-                   'server %s %s is %s after %.1f s (host %s, %s)'
-                   % (name, server['id'], server['status'],
-                      time.time() - started,
-                      server.get('OS-EXT-SRV-ATTR:host'),
-                      server.get('addresses')))
-        x_session, pool = self.xapi()
-        x = x_session.xenapi
-        try:
-            ports = self.openstack('port', 'list', '--server', server['id'],
-                                   '--long')
-            ports = [self.openstack('port', 'show', p['ID']) for p in ports]
-            for port in ports:
-                self.check(port['binding_vif_type'] == 'ovs'
-                           and port['status'] == 'ACTIVE',
-                           'port %s: vif_type %s, status %s, host %s'
-                           % (port['id'], port['binding_vif_type'],
-                              port['status'], port['binding_host_id']))
-            self.check_vm(x, pool, server, flavor, ports)
-            if a.compute_log:
-                self.check_events(a.compute_log, ports)
-            events = self.openstack('server', 'event', 'list', server['id'])
-            self.say('     server events: %s'
-                     % ', '.join(e['Action'] for e in events))
-
-            started = time.time()
-            self.openstack('server', 'delete', '--wait', server['id'],
-                           json_out=False)
-            self.check(True, 'server deleted in %.1f s'
-                       % (time.time() - started))
-            left = self.objects_of(x, server['id'])
-            self.check(not any(left.values()),
-                       'nothing tagged nova_uuid=%s left in xapisim (%s)'
-                       % (server['id'], ', '.join(
-                           '%d %s' % (len(v), k)
-                           for k, v in sorted(left.items()))))
-            remaining = self.openstack('port', 'list', '--device-id',
-                                       server['id'])
-            self.check(not remaining, 'no Neutron port left for the server')
+            self.check_plugins()
+            for compute in self.computes:
+                self.say('--- %s: nova-compute %s, xapisim host %s of %s'
+                         % (compute.service, compute.host, compute.xapi_host,
+                            compute.pool))
+                name = 'smoke-%s-%d' % (compute.host, int(time.time()))
+                try:
+                    server = self.boot(compute, image, flavor, name)
+                except RuntimeError as exc:
+                    self.check(False, str(exc))
+                    continue
+                servers.append(server)
+                ports = self.check_ports(server, compute)
+                self.check_vm(compute, server, flavor, ports)
+                self.check_events(compute, ports)
+                events = self.openstack('server', 'event', 'list',
+                                        server['id'])
+                self.say('     server events: %s'
+                         % ', '.join(e['Action'] for e in events))
+            if len(self.computes) >= 2 and servers and \
+                    servers[0].get('OS-EXT-SRV-ATTR:host') == \
+                    self.computes[0].host:
+                source = self.computes[0]
+                for dest in self.computes[1:]:
+                    self.say('--- live migration of %s: %s -> %s'
+                             % (servers[0]['id'], source.host, dest.host))
+                    if not self.live_migrate(servers[0], source, dest,
+                                             flavor):
+                        break
+                    source = dest
         finally:
-            x_session.xenapi.session.logout()
+            try:
+                for server in servers:
+                    self.delete(server)
+            finally:
+                self.logout()
         self.say('%s: %d check(s) failed' % ('FAILED' if self.failed
                                              else 'PASSED', self.failed))
         return 1 if self.failed else 0
@@ -212,12 +365,14 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument('--openstack', default='openstack')
     p.add_argument('--xapi-json', required=True)
+    p.add_argument('--computes', required=True,
+                   help='the compute table minicloud.sh up wrote')
+    p.add_argument('--log-dir', required=True,
+                   help='the services\' logs: nova-computes\' events')
     p.add_argument('--image', required=True)
     p.add_argument('--flavor', default='m1.tiny')
     p.add_argument('--network', required=True)
     p.add_argument('--image-any-format', action='store_true')
-    p.add_argument('--compute-log', help='nova-compute\'s log: look for '
-                   'the network-vif-plugged events of the ports')
     return Smoke(p.parse_args()).run()
 
 

@@ -154,7 +154,6 @@ function mc_tempest_configure {
     iniset "$conf" compute flavor_ref_alt "$flavor_alt"
     # the shared network tools/minicloud/bootstrap.py creates
     iniset "$conf" compute fixed_network_name minicloud-net
-    iniset "$conf" compute min_compute_nodes 1
     iniset "$conf" compute max_microversion latest
     iniset "$conf" compute-feature-enabled hostname_fqdn_sanitization True
     # nova.conf's [filter_scheduler]enabled_filters (Nova's defaults here)
@@ -190,8 +189,13 @@ function mc_tempest_configure {
         mc_die "the devstack plugin's test-config phase failed"
     fi
 
-    # local.conf's [[test-config|$TEMPEST_CONFIG]]: a second image, so that
-    # rebuilds change the image
+    # local.conf's [[test-config|$TEMPEST_CONFIG]], as devstack's
+    # devstack-tempest job writes it: the number of compute hosts (Tempest
+    # runs its multi-node and migration tests from 2)
+    iniset "$conf" compute min_compute_nodes "${#MC_COMPUTES[@]}"
+    # and, for nova_xen_tempest, every pool a nova-compute manages
+    _mc_tempest_pools "$conf"
+    # and a second image, so that rebuilds change the image
     if ! alt=$(_mc_tempest_value image show "$MC_TEMPEST_IMAGE_ALT" -c id \
             2>/dev/null); then
         alt=$(_mc_tempest_value image create "$MC_TEMPEST_IMAGE_ALT" --public \
@@ -200,6 +204,34 @@ function mc_tempest_configure {
     fi
     iniset "$conf" compute image_ref_alt "$alt"
     mc_say "tempest.conf: $conf"
+}
+
+# _mc_tempest_pools CONF - [xenapi]connection_url: the plugin's phase wrote
+# the first pool's master; with computes in several pools, nova_xen_tempest
+# must look at each pool (if it can: a list of masters)
+function _mc_tempest_pools {
+    local masters
+    masters=$(awk '!seen[$6]++ { print $6 }' "$MC_COMPUTE_TABLE" | paste -sd, -)
+    if [[ $masters != *,* ]]; then
+        return 0
+    fi
+    if _mc_tempest_plugin_lists_pools; then
+        iniset "$1" xenapi connection_url "$masters"
+    else
+        mc_say "WARNING: the computes manage hosts of several pools ($masters), but this nova_xen_tempest reads one pool master from [xenapi]connection_url: its tests fail for servers outside $(iniget "$1" xenapi connection_url)"
+    fi
+}
+
+# _mc_tempest_plugin_lists_pools - nova_xen_tempest, as Tempest's venv has
+# it, takes several pool masters in [xenapi]connection_url (a ListOpt)
+function _mc_tempest_plugin_lists_pools {
+    (cd / && "$MC_TEMPEST_VENV/bin/python3" -c '
+import sys
+from oslo_config import cfg
+from nova_xen_tempest import config
+opts = [o for o in config.XenapiGroup if o.name == "connection_url"]
+sys.exit(0 if opts and isinstance(opts[0], cfg.ListOpt) else 1)') \
+        >/dev/null 2>&1
 }
 
 # _mc_cloud_auth CLOUDS_YAML KEY - auth KEY of cloud devstack-admin
@@ -253,7 +285,7 @@ function mc_tempest {
         shift
     done
 
-    if ! mc_pid n-cpu >/dev/null; then
+    if ! mc_pid n-api >/dev/null; then
         "$MC_MAIN_DIR/minicloud.sh" up
     fi
     mc_status > /dev/null || mc_die "the minicloud is not healthy: $0 status; $0 down; $0 up"

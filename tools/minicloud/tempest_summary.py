@@ -41,6 +41,14 @@ GROUP_OPENER = re.compile(
 GROUP_TOKEN = re.compile(
     r'\(\?(?:P=\w+\)|[aiLmsux]+\)|#[^)]*\))')
 QUANTIFIER = re.compile(r'(?:[?*+]|\{\d*(?:,\d*)?\})[?+]?')
+# subunit2csv's statuses of a failed test: "failure" and "error" (from
+# the TestResult API), "fail" (StreamResult's), an unexpected success
+FAILED = ('fail', 'failure', 'error', 'uxsuccess')
+
+
+def outcome(status):
+    """success, fail, skip, or the status itself (xfail, ...)."""
+    return 'fail' if status in FAILED else status
 
 
 def read_exclude_list(path):
@@ -251,7 +259,7 @@ def check(regex, listed, exclude_path):
 def summary(regex, listed, exclude_path, seconds, rows):
     """Print the counts; 0, or 1 if a suite of the regex has no result."""
     out = excluded(listed, read_exclude_list(exclude_path))
-    counts = collections.Counter(row['status'] for row in rows)
+    counts = collections.Counter(outcome(row['status']) for row in rows)
     print('\ntempest summary (exclude list: %s)' % exclude_path)
     print('  selected %d, excluded %d, run %d (a class skipped or failed '
           'in its setup counts once)' % (len(listed), len(out), len(rows)))
@@ -265,7 +273,7 @@ def summary(regex, listed, exclude_path, seconds, rows):
         statuses = {}
         for row in rows:
             statuses.setdefault(_result_id(row['test']), []).append(
-                row['status'])
+                outcome(row['status']))
         for name, test_ids in per_suite(regex, list(statuses)):
             suite = collections.Counter(
                 status for test_id in test_ids for status in statuses[test_id])
@@ -278,7 +286,7 @@ def summary(regex, listed, exclude_path, seconds, rows):
     for test_id, reason in sorted(out.items()):
         print('  excluded: %s  (%s)' % (test_id.split('[')[0], reason))
     for row in rows:
-        if row['status'] == 'fail':
+        if outcome(row['status']) == 'fail':
             print('  FAILED: %s' % row['test'])
     if empty:
         print('tempest: the run has no result of %s, so it fails: a silent '

@@ -13,7 +13,8 @@ MIB = 1024 * 1024
 
 
 class XenAPIComputeTest(base.BaseV2ComputeAdminTest):
-    """A compute API test with ``cls.xapi``, a XenAPI view of the pool.
+    """A compute API test with ``cls.xapi``, a XenAPI view of the pool
+    (of the pools, when [xenapi]connection_url names several).
 
     Skipped when tempest.conf has no [xenapi]connection_url: then the
     tests could only repeat tempest's own compute API tests.

@@ -46,9 +46,7 @@ class ServerVMTest(base.XenAPIComputeTest):
         mine = [h for h in hypervisors if h['hypervisor_hostname'] == name]
         self.assertEqual(1, len(mine), hypervisors)
         self.assertEqual('xen', mine[0]['hypervisor_type'])
-        hostnames = [h['hostname'] for h in
-                     self.xapi.x.host.get_all_records().values()]
-        self.assertIn(name, hostnames)
+        self.assertIn(name, self.xapi.hostnames())
 
     @decorators.idempotent_id('663e7b81-010b-4752-97d7-6d248a81a17d')
     def test_stop_start_pause_unpause_show_in_xapi(self):
