@@ -16,6 +16,7 @@ import openstack.connection
 from openstack import exceptions as sdk_exc
 
 from nova_xen.cmd import pools
+from nova_xen.cmd import xapi_pools
 
 DESCRIPTION = """\
 Tools for a cloud of XCP-ng/XenServer pools driven by nova-xen.
@@ -40,6 +41,17 @@ def _parser(argv):
     cloud = argparse.ArgumentParser(add_help=False)
     openstack.config.OpenStackConfig().register_argparse_arguments(
         cloud, argv, service_keys=['compute', 'placement'])
+    # the pools' own xapi, for their names and masters (optional)
+    xapi = argparse.ArgumentParser(add_help=False)
+    xapi.add_argument(
+        '--xenapi', action='append', default=[], metavar='URL',
+        help='URL of a pool master (repeat for each pool): aggregates are '
+        'named after the pool\'s name_label and list shows its master; the '
+        'password comes from $%s' % xapi_pools.PASSWORD_VARIABLE)
+    xapi.add_argument('--xenapi-user', default='root', metavar='USER',
+                      help='XenAPI user (default root)')
+    xapi.add_argument('--xenapi-ca-file', metavar='PEM',
+                      help='CA that signed the pool masters\' certificates')
     commands = parser.add_subparsers(dest='command', metavar='COMMAND')
     commands.required = True
 
@@ -52,7 +64,7 @@ def _parser(argv):
     actions.required = True
 
     sync = actions.add_parser(
-        'sync', parents=[cloud], help='one host aggregate per pool; hosts added and removed',
+        'sync', parents=[cloud, xapi], help='one host aggregate per pool; hosts added and removed',
         description='Make one Nova host aggregate per XenAPI pool (metadata '
         'xenapi_pool_uuid=<pool uuid>) holding exactly the compute hosts of '
         'that pool; one line per change.  A second run changes nothing.')
@@ -60,8 +72,8 @@ def _parser(argv):
         '--name', action='append', metavar='POOL_UUID=NAME', default=[],
         type=_name,
         help='name of the pool\'s aggregate (renames an existing one); '
-        'default for a new one: xenapi-pool-<first 8 characters of the '
-        'pool uuid>.  Repeatable.')
+        'default for a new one: the pool\'s name_label with --xenapi, else '
+        'xenapi-pool-<first 8 characters of the pool uuid>.  Repeatable.')
     sync.add_argument(
         '--availability-zone-per-pool', action='store_true',
         help='make each pool aggregate an availability zone of its name')
@@ -81,7 +93,7 @@ def _parser(argv):
     sync.set_defaults(func=_pools_sync)
 
     show = actions.add_parser(
-        'list', parents=[cloud], help='each pool, its aggregate and hosts; the mismatches',
+        'list', parents=[cloud, xapi], help='each pool, its aggregate and hosts; the mismatches',
         description='Each XenAPI pool: its uuid, its aggregate, its compute '
         'hosts (node, uuid, up/down, enabled/disabled); then every mismatch, '
         'one sentence each.  Exit status 0 even with mismatches, unless '
@@ -111,16 +123,24 @@ def _connect(args):
     return openstack.connection.Connection(config=region)
 
 
+def _xapi(args):
+    return xapi_pools.describe(args.xenapi, args.xenapi_user,
+                               ca_file=args.xenapi_ca_file)
+
+
 def _pools_sync(args):
-    return pools.sync(pools.Cloud(_connect(args)), print,
-                      names=dict(args.name),
+    names = {uuid: pool.name for uuid, pool in _xapi(args).items()
+             if pool.name}
+    names.update(dict(args.name))
+    return pools.sync(pools.Cloud(_connect(args)), print, names=names,
                       az=args.availability_zone_per_pool, prune=args.prune,
                       wait=args.wait, dry_run=args.dry_run,
                       strict=args.strict)
 
 
 def _pools_list(args):
-    return pools.show(pools.Cloud(_connect(args)), print, strict=args.strict)
+    return pools.show(pools.Cloud(_connect(args)), print, strict=args.strict,
+                      known=_xapi(args))
 
 
 def _check(argv):
@@ -139,7 +159,8 @@ def main(argv=None):
     try:
         args = _parser(argv).parse_args(argv)
         return args.func(args)
-    except (pools.Error, sdk_exc.SDKException, ksa_exc.ClientException) as exc:
+    except (pools.Error, xapi_pools.Error, sdk_exc.SDKException,
+            ksa_exc.ClientException) as exc:
         print('nova-xen-manage: %s' % (getattr(exc, 'details', None) or exc),
               file=sys.stderr)
         return 1

@@ -412,12 +412,16 @@ def _apply(cloud, change, made):
     cloud.apply(change, target)
 
 
-def show(cloud, out, strict=False):
-    """``pools list``: the exit status."""
+def show(cloud, out, strict=False, known=None):
+    """``pools list``: the exit status.  ``known``: {pool uuid: what its
+    xapi says} (xapi_pools.Pool), for the pool's name and master."""
     found = survey(cloud, out)
+    known = known or {}
     for pool in sorted(set(found.pools) | set(found.claims)):
         claims = found.claims.get(pool)
-        out('pool %s: %s' % (pool, ', '.join(
+        about = known.get(pool)
+        out('pool %s%s: %s' % (pool, ' (%s, master %s)' % (
+            about.name, about.master) if about else '', ', '.join(
             'aggregate %s%s' % (a.name, ' (availability zone %s)'
                                 % a.availability_zone
                                 if a.availability_zone else '')

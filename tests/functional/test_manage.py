@@ -220,3 +220,31 @@ class PoolsTest(base.XenAPIFunctionalTestCase):
                               'rack-b']), (rc, lines))
         self.assertEqual('rack-b',
                          self.aggregates()['rack-b']['availability_zone'])
+
+    def test_names_and_masters_from_the_pools_own_xapi(self):
+        self.useFixture(fixtures.EnvironmentVariable(
+            'XENAPI_PASSWORD', self.xapi.password))
+        name = self.xapi.pool['name_label']
+        rc, lines = self.manage('sync', '--xenapi', self.xapi.url)
+        self.assertEqual(0, rc, lines)
+        self.assertEqual('created aggregate %s for pool %s' % (name,
+                                                               self.pool),
+                         lines[0])
+        self.assertEqual(self.hosts, sorted(self.aggregates()[name]['hosts']))
+        master = self.xapi.x.host.get_hostname(self.xapi.x.pool.get_master(
+            self.xapi.x.pool.get_all()[0]))
+        rc, lines = self.manage('list', '--xenapi', self.xapi.url)
+        self.assertEqual(0, rc, lines)
+        self.assertIn('pool %s (%s, master %s): aggregate %s'
+                      % (self.pool, name, master, name), lines)
+        self.assertNotIn(self.xapi.password, '\n'.join(lines))
+
+    def test_xenapi_without_a_password_says_where_it_goes(self):
+        self.useFixture(fixtures.EnvironmentVariable('XENAPI_PASSWORD'))
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            rc, lines = self.manage('sync', '--xenapi', self.xapi.url)
+        self.assertEqual(1, rc)
+        self.assertIn('--xenapi needs the password of root in '
+                      '$XENAPI_PASSWORD', err.getvalue())
+        self.assertEqual({}, self.aggregates())
