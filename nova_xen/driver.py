@@ -328,10 +328,9 @@ class XenAPIDriver(driver.ComputeDriver):
         if ref is None:
             raise exception.NotFound('no VIF for port %s' % vif['id'])
         host = session.call('VM.get_resident_on', vm)
-        self._session.call_plugin(
-            self._host.ref if host == 'OpaqueRef:NULL' else host,
-            network.Isolation.PLUGIN, 'remove_rules',
-            {'vif_uuid': session.call('VIF.get_uuid', ref)})
+        self._isolation.remove_table(
+            session.call('VIF.get_uuid', ref),
+            None if host == 'OpaqueRef:NULL' else host)
         if session.call('VIF.get_currently_attached', ref):
             session.call_async('VIF.unplug', ref)
         session.call('VIF.destroy', ref)

@@ -56,20 +56,20 @@ class XenLiveMigrateData(migrate_data.LibvirtLiveMigrateData):
         return json.loads(self.xen_receive_token)
 
 
-def plain(data):
-    """Nova's LibvirtLiveMigrateData with the generic fields of ``data``
-    (for nova-conductor)."""
-    out = migrate_data.LibvirtLiveMigrateData()
+def _generic_fields(data, out):
+    """``out`` with every field of nova's class that is set in ``data``."""
     for name in migrate_data.LibvirtLiveMigrateData.fields:
         if data.obj_attr_is_set(name):
             setattr(out, name, getattr(data, name))
     return out
+
+
+def plain(data):
+    """Nova's LibvirtLiveMigrateData with the generic fields of ``data``
+    (for nova-conductor)."""
+    return _generic_fields(data, migrate_data.LibvirtLiveMigrateData())
 
 
 def extend(data):
     """A XenLiveMigrateData holding every field set in ``data``."""
-    out = XenLiveMigrateData()
-    for name in migrate_data.LibvirtLiveMigrateData.fields:
-        if data.obj_attr_is_set(name):
-            setattr(out, name, getattr(data, name))
-    return out
+    return _generic_fields(data, XenLiveMigrateData())

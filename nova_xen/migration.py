@@ -39,6 +39,7 @@ import threading
 import time
 
 from nova.compute import utils as compute_utils
+from nova import context as nova_context
 from nova import exception
 from nova import objects
 from oslo_log import log as logging
@@ -71,6 +72,23 @@ def _safe(exc, migrate_data):
                     text = text.replace(value, md.HIDDEN)
             text = text.replace(secret, md.HIDDEN)
     return text
+
+
+def _move_data(data, storage_move, disk_over_commit):
+    """The generic fields Nova's manager reads: a storage move copies the
+    disks and leaves something to undo at the destination if it fails."""
+    data.block_migration = storage_move
+    data.is_shared_block_storage = not storage_move
+    data.is_shared_instance_path = not storage_move
+    if disk_over_commit is not None:
+        data.disk_over_commit = disk_over_commit
+    return data
+
+
+def _node_uuid(context, host, node):
+    """A compute node's uuid: its XenServer host's."""
+    return objects.ComputeNode.get_by_host_and_nodename(context, host,
+                                                        node).uuid
 
 
 def refuse(reason):
@@ -139,7 +157,10 @@ class LiveMigration(object):
                              'sees the shared SR of every disk: XenMotion '
                              'moves the VM alone (VM.pool_migrate)',
                              self.host.nodename, instance=instance)
-                return self._pool_move(disk_over_commit)
+                # nothing to clean on either side afterwards: xapi moved
+                # the VM (is_shared_instance_path True)
+                return _move_data(objects.LibvirtLiveMigrateData(), False,
+                                  disk_over_commit)
             if block_migration is False:
                 raise refuse(
                     'the disks of the instance are on SR %s, which host %s '
@@ -151,26 +172,12 @@ class LiveMigration(object):
                 'host %s is in another XenAPI pool (%s): only a block '
                 'migration (storage XenMotion; or "auto") can move the '
                 'instance there' % (self.host.nodename, self.host.pool_uuid))
-        data = md.XenLiveMigrateData()
-        data.block_migration = True
-        data.is_shared_block_storage = False
-        # False: Nova then tells the destination when the move failed
-        # (rollback_at_destination), where the receive session goes
-        data.is_shared_instance_path = False
-        if disk_over_commit is not None:
-            data.disk_over_commit = disk_over_commit
+        # is_shared_instance_path False: Nova then tells the destination
+        # when the move failed (rollback_at_destination), where the receive
+        # session goes
+        data = _move_data(md.XenLiveMigrateData(), True, disk_over_commit)
         # a check changes nothing: no network is made for it
         self._fill(data, instance.get_network_info(), create=False)
-        return data
-
-    def _pool_move(self, disk_over_commit):
-        data = objects.LibvirtLiveMigrateData()
-        data.block_migration = False
-        data.is_shared_block_storage = True
-        # nothing to clean on either side afterwards: xapi moved the VM
-        data.is_shared_instance_path = True
-        if disk_over_commit is not None:
-            data.disk_over_commit = disk_over_commit
         return data
 
     def _in_this_pool(self, host_uuid):
@@ -393,10 +400,8 @@ class LiveMigration(object):
             storage.destroy_vdi(self.session, vdi)
 
     def _source_host(self, instance):
-        from nova import context as nova_context
-        return objects.ComputeNode.get_by_host_and_nodename(
-            nova_context.get_admin_context(), instance.host,
-            instance.node).uuid
+        return _node_uuid(nova_context.get_admin_context(), instance.host,
+                          instance.node)
 
     def _vms_by_tag(self, instance_uuid):
         return [ref for ref, rec in self.session.call(
@@ -523,9 +528,8 @@ class LiveMigration(object):
     def _destination(self, context, migrate_data):
         """The destination's XenServer host: its compute node's uuid."""
         migration = migrate_data.migration
-        node = objects.ComputeNode.get_by_host_and_nodename(
-            context, migration.dest_compute, migration.dest_node)
-        return self.session.call('host.get_by_uuid', node.uuid)
+        return self.session.call('host.get_by_uuid', _node_uuid(
+            context, migration.dest_compute, migration.dest_node))
 
     def _after_move(self, instance, vm, dest_ref, vif_uuids, same_pool):
         """The VM runs on the destination: there it gets its rules and its

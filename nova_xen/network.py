@@ -203,10 +203,8 @@ class Isolation(object):
             self._applied.pop(vm, None)
             self._vm_locks.pop(vm, None)
         for vif in self.session.call('VM.get_VIFs', vm):
-            self.session.call_plugin(host_ref or self.host.ref, self.PLUGIN,
-                                     'remove_rules', {
-                                         'vif_uuid': self.session.call(
-                                             'VIF.get_uuid', vif)})
+            self.remove_table(self.session.call('VIF.get_uuid', vif),
+                              host_ref)
 
     def remove_table(self, vif_uuid, host_ref=None):
         """Drop the rule table of one VIF (the reclaimer's sweep)."""

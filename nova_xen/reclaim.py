@@ -29,6 +29,17 @@ VM, VDI, TASK = 'VM', 'VDI', 'task'
 _ORDER = (VM, VDI, TASK)
 
 
+def destroy(session, kind, ref):
+    """``<kind>.destroy``; an object xapi will not destroy now is written
+    down for the reclaimer (one that is gone already is fine)."""
+    try:
+        session.call('%s.destroy' % kind, ref)
+    except exception.NotFound:
+        pass
+    except Exception as exc:
+        session.leftovers.add(kind, ref, exc)
+
+
 class Leftovers(object):
     """What could not be removed: {(kind, ref): why}.  Thread-safe."""
 

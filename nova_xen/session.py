@@ -423,12 +423,7 @@ class Session(object):
     def destroy_task(self, task):
         """Destroy a task we created; one xapi will not destroy now is left
         to the reclaimer (a task gone with a xapi restart is fine)."""
-        try:
-            self.call('task.destroy', task)
-        except exception.NotFound:
-            pass
-        except Exception as exc:
-            self.leftovers.add(reclaim.TASK, task, exc)
+        reclaim.destroy(self, reclaim.TASK, task)
 
     def _wait_task(self, task, timeout, method, on_progress=None):
         deadline = time.time() + timeout

@@ -9,6 +9,8 @@ when the VM record is gone.
 from nova import exception
 from oslo_log import log as logging
 
+from nova_xen import reclaim
+
 LOG = logging.getLogger(__name__)
 
 GIB = 1024 ** 3
@@ -88,12 +90,7 @@ def destroy_vdi(session, vdi):
     """Remove a VDI.  One that xapi will not remove now (in use, xapi
     restarting) is written down in the session's leftovers: the reclaimer
     (reclaim.py) tries again while nova-compute runs."""
-    try:
-        session.call('VDI.destroy', vdi)
-    except exception.NotFound:
-        pass
-    except Exception as exc:
-        session.leftovers.add('VDI', vdi, exc)
+    reclaim.destroy(session, reclaim.VDI, vdi)
 
 
 def device_name_for(session, vm, claimed, wanted=None):

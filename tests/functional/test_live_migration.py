@@ -521,6 +521,19 @@ class CrossPoolTest(base.XenAPIFunctionalTestCase):
         self.assertIn('VM.migrate_send', faults[0].message)
         self.assertIn('VDI_COPY_FAILED [no space]', faults[0].message)
 
+    def _receive_sessions(self):
+        """The list the session of every receive token the destination
+        makes from now on goes into."""
+        migration = self.computes[self.second.host].manager.driver._migration
+        refs = []
+        real_fill = migration._fill
+
+        def fill(data, network_info, create=True):
+            refs.append(real_fill(data, network_info, create))
+            return refs[-1]
+        self.useFixture(fixtures.MockPatchObject(migration, '_fill', fill))
+        return refs
+
     def test_the_receive_token_stays_secret_and_is_logged_out(self):
         # every log line at every level, Nova's DEBUG dumps of the
         # migrate data included
@@ -536,14 +549,7 @@ class CrossPoolTest(base.XenAPIFunctionalTestCase):
         old_level = root.level
         root.setLevel(logging.DEBUG)
         self.addCleanup(root.setLevel, old_level)
-        migration = self.computes[self.second.host].manager.driver._migration
-        refs = []
-        real_fill = migration._fill
-
-        def fill(data, network_info, create=True):
-            refs.append(real_fill(data, network_info, create))
-            return refs[-1]
-        self.useFixture(fixtures.MockPatchObject(migration, '_fill', fill))
+        refs = self._receive_sessions()
         self._live_migrate(self.server)
         # one token for the source's check, one for the move
         self.assertEqual(2, len(refs))
@@ -560,14 +566,7 @@ class CrossPoolTest(base.XenAPIFunctionalTestCase):
         dest_control = Control(other['master'], self.xapi.username,
                                self.xapi.password)
         before = self.objects_in(self.xapi.x)
-        migration = self.computes[self.second.host].manager.driver._migration
-        refs = []
-        real_fill = migration._fill
-
-        def fill(data, network_info, create=True):
-            refs.append(real_fill(data, network_info, create))
-            return refs[-1]
-        self.useFixture(fixtures.MockPatchObject(migration, '_fill', fill))
+        refs = self._receive_sessions()
         cases = [
             # (pool, point, error): the destination's check, its receive
             # token for the move, xapi's precheck, the move at its start,
