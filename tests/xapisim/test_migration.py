@@ -62,6 +62,15 @@ class MigrationTestCase(SimTestCase):
         return self.x.host.migrate_receive(self.host(index),
                                            self.pool_network(), {})
 
+    def cancel_within(self, task, started, seconds):
+        """Cancel ``task``: it ends cancelled (TASK_CANCELLED) less than
+        ``seconds`` after ``started``."""
+        self.x.task.cancel(task)
+        record = self.wait_task(task)
+        self.assertLess(time.time() - started, seconds)
+        self.assertEqual('cancelled', record['status'])
+        self.assertEqual(['TASK_CANCELLED', task], record['error_info'])
+
     def counts(self, x=None):
         x = x or self.x
         return {cls: len(getattr(x, cls).get_all()) for cls in COUNTED}
@@ -250,11 +259,7 @@ class PoolMigrateTest(MigrationTestCase):
         # the memory is reserved on the destination meanwhile
         self.assertEqual(dst, self.x.VM.get_scheduled_to_be_resident_on(vm))
         self.assertLess(int(self.x.host.compute_free_memory(dst)), free)
-        self.x.task.cancel(task)
-        record = self.wait_task(task)
-        self.assertLess(time.time() - started, 10)
-        self.assertEqual('cancelled', record['status'])
-        self.assertEqual(['TASK_CANCELLED', task], record['error_info'])
+        self.cancel_within(task, started, 10)
         self.assert_intact(vm, before)
         self.assertEqual(free, int(self.x.host.compute_free_memory(dst)))
 
@@ -490,11 +495,7 @@ class IntraPoolStorageMotionTest(MigrationTestCase):
         self.wait_fired('VM.migrate_send/copy')
         # the first copy exists meanwhile
         self.assertEqual(counts['VDI'] + 1, len(self.x.VDI.get_all()))
-        self.x.task.cancel(task)
-        record = self.wait_task(task)
-        self.assertLess(time.time() - started, 10)
-        self.assertEqual('cancelled', record['status'])
-        self.assertEqual(['TASK_CANCELLED', task], record['error_info'])
+        self.cancel_within(task, started, 10)
         self.assert_intact(vm, before)
         self.assertEqual(counts, self.counts())
 
@@ -742,11 +743,7 @@ class CrossPoolMigrateTest(MigrationTestCase):
             vm, token, True, {v: sr for v in data}, {vif: network}, {})
         self.wait_fired('VM.migrate_send/copy')
         self.assertEqual(there['VDI'] + 1, len(y.VDI.get_all()))
-        self.x.task.cancel(task)
-        record = self.wait_task(task)
-        self.assertLess(time.time() - started, 10)
-        self.assertEqual('cancelled', record['status'])
-        self.assertEqual(['TASK_CANCELLED', task], record['error_info'])
+        self.cancel_within(task, started, 10)
         self.assert_intact(vm, before)
         self.assertEqual(here, self.counts())
         self.assertEqual(there, self.counts(y))
