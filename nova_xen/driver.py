@@ -9,6 +9,7 @@ import json
 
 import os_traits
 from nova import context as nova_context
+from nova.compute import task_states
 from nova import exception
 from nova.virt import driver
 from nova.virt import hardware
@@ -20,6 +21,7 @@ from nova_xen import consoles
 from nova_xen import diagnostics
 from nova_xen import errors
 from nova_xen import host as host_mod
+from nova_xen import evacuate
 from nova_xen import events
 from nova_xen import images
 from nova_xen import migration
@@ -28,6 +30,7 @@ from nova_xen import power
 from nova_xen import reclaim
 from nova_xen import reconcile
 from nova_xen import rescue as rescue_mod
+from nova_xen import resize
 from nova_xen import session as session_mod
 from nova_xen import snapshot as snapshot_mod
 from nova_xen import storage
@@ -43,8 +46,8 @@ class XenAPIDriver(driver.ComputeDriver):
 
     capabilities = dict(driver.ComputeDriver.capabilities, **{
         'has_imagecache': False,
-        'supports_evacuate': False,
-        'supports_migrate_to_same_host': False,
+        'supports_evacuate': True,
+        'supports_migrate_to_same_host': True,
         'supports_attach_interface': True,
         'supports_device_tagging': False,
         'supports_multiattach': False,
@@ -101,6 +104,12 @@ class XenAPIDriver(driver.ComputeDriver):
         self._migration = migration.LiveMigration(
             self._session, self._host, self._index, self._isolation,
             lambda: self._sr)
+        self._resize = resize.Resize(self._session, self._host, self._index,
+                                     self._isolation, self._vmops,
+                                     self._power, lambda: self._sr)
+        self._reclaimer.sweeps.append(self._resize.reap)
+        self._evacuation = evacuate.Evacuation(self._session, self._host,
+                                               self._index, self._isolation)
         LOG.info('nova-xen ready: host %s, instance SR %s',
                  self._host.nodename, self._sr)
 
@@ -124,7 +133,7 @@ class XenAPIDriver(driver.ComputeDriver):
 
     def process_instances_at_startup(self, context, instances):
         reconcile.Reconciler(self._session, self._host, self._index,
-                             self._isolation).run(
+                             self._isolation, self._resize).run(
             context, {instance.uuid for instance in instances})
         return instances
 
@@ -201,6 +210,9 @@ class XenAPIDriver(driver.ComputeDriver):
                 destroy_disks=True, destroy_secrets=True):
         self._rescue.discard(instance)
         self._vmops.destroy(instance, destroy_disks=destroy_disks)
+        if instance.task_state == task_states.DELETING:
+            # a resize whose finish failed left the original behind
+            self._resize.forget_originals(instance)
 
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
@@ -335,6 +347,53 @@ class XenAPIDriver(driver.ComputeDriver):
             session.call_async('VIF.unplug', ref)
         session.call('VIF.destroy', ref)
 
+    # -- resize and cold migration (resize.py) -----------------------------
+
+    def migrate_disk_and_power_off(self, context, instance, dest, flavor,
+                                   network_info, block_device_info=None,
+                                   timeout=0, retry_interval=0):
+        return self._resize.migrate_disk_and_power_off(
+            instance, dest, flavor, timeout, retry_interval)
+
+    def finish_migration(self, context, migration, instance, disk_info,
+                         network_info, image_meta, resize_instance,
+                         allocations, block_device_info=None, power_on=True,
+                         share_info=None):
+        self._resize.finish_migration(instance, disk_info, network_info,
+                                      image_meta, power_on)
+
+    def confirm_migration(self, context, migration, instance, network_info):
+        self._resize.confirm(instance)
+
+    def finish_revert_migration(self, context, instance, network_info,
+                                migration, block_device_info=None,
+                                power_on=True, share_info=None):
+        self._resize.finish_revert(instance, power_on)
+
+    # -- evacuate (evacuate.py) ----------------------------------------------
+
+    def instance_on_disk(self, instance):
+        return self._evacuation.on_disk(instance)
+
+    def rebuild(self, context, instance, image_meta, injected_files,
+                admin_password, allocations, bdms, detach_block_devices,
+                attach_block_devices, network_info=None, evacuate=False,
+                block_device_info=None, preserve_ephemeral=False,
+                accel_uuids=None, reimage_boot_volume=False):
+        if not evacuate:
+            # Nova's own rebuild: destroy, then spawn from the new image
+            raise NotImplementedError()
+        self._evacuation.check(instance)
+        # the task states and block devices of Nova's own rebuild
+        detach_block_devices(context, bdms)
+        instance.task_state = task_states.REBUILD_BLOCK_DEVICE_MAPPING
+        instance.save(expected_task_state=[task_states.REBUILDING])
+        attach_block_devices(context, instance, bdms)
+        instance.task_state = task_states.REBUILD_SPAWNING
+        instance.save(
+            expected_task_state=[task_states.REBUILD_BLOCK_DEVICE_MAPPING])
+        self._evacuation.take_over(instance)
+
     # -- live migration (migration.py) -------------------------------------
 
     def check_can_live_migrate_destination(self, context, instance,
@@ -448,8 +507,6 @@ for _name, _feature, _why in (
          'Cinder volumes are not wired to xapi SRs yet'),
         ('extend_volume', 'extending a volume',
          'Cinder volumes are not wired to xapi SRs yet'),
-        ('migrate_disk_and_power_off', 'resize and cold migration',
-         'moving disks between hosts is not implemented yet'),
         ('block_stats', 'per-volume I/O counters',
          'Nova asks them only of Cinder volumes, which are not wired to '
          'xapi SRs yet'),
@@ -469,12 +526,6 @@ for _name, _feature, _why in (
          'Cinder volumes are not wired to xapi SRs yet'),
         ('volume_snapshot_delete', 'snapshots of attached volumes',
          'Cinder volumes are not wired to xapi SRs yet'),
-        ('finish_migration', 'resize and cold migration',
-         'moving disks between hosts is not implemented yet'),
-        ('confirm_migration', 'resize and cold migration',
-         'moving disks between hosts is not implemented yet'),
-        ('finish_revert_migration', 'resize and cold migration',
-         'moving disks between hosts is not implemented yet'),
         ('check_instance_shared_storage_local', 'probing shared instance '
          'storage', 'disks live in xapi SRs, not in a directory of the '
          'compute'),

@@ -41,6 +41,11 @@ class SpawnFailed(exception.InstanceDeployFailure):
     msg_fmt = _('Spawn failed at step "%(step)s": %(reason)s')
 
 
+class MoveFailed(exception.NovaException):
+    """A resize or cold migration failed; the step and xapi's reason."""
+    msg_fmt = _('%(what)s failed at step "%(step)s": %(reason)s')
+
+
 class PluginError(exception.NovaException):
     msg_fmt = _('dom0 plugin %(plugin)s.%(fn)s failed: %(reason)s')
 

@@ -9,6 +9,7 @@ import json
 import urllib.parse
 
 from nova import conf as nova_conf
+from nova import exception
 from nova.objects import fields as obj_fields
 from oslo_log import log as logging
 from oslo_utils import versionutils
@@ -114,6 +115,40 @@ class Host(object):
         raise errors.StartupError(reason=(
             'Cannot tell which host of the pool this nova-compute manages: '
             'set [xenserver]host_uuid to one of %s.' % known))
+
+    # -- the pool: who is in it, how to send a VM here ------------------
+
+    def in_pool(self, host_uuid):
+        """Whether the host of uuid ``host_uuid`` is in this pool."""
+        try:
+            self.session.call('host.get_by_uuid', host_uuid)
+            return True
+        except exception.NotFound:
+            return False
+        except errors.XenAPIError as exc:
+            if exc.xapi_code == 'UUID_INVALID':
+                return False
+            raise
+
+    def peer(self, address):
+        """The ref of the host of this pool at ``address`` (what Nova
+        knows of a destination: its get_host_ip_addr), or None."""
+        found = self.session.call('host.get_all_records_where',
+                                  'field "address" = "%s"' % address)
+        return next(iter(found), None)
+
+    def receive_token(self):
+        """A token for VM.migrate_send into this host (host.migrate_receive
+        on its management network); it holds a session of this pool, to be
+        logged out once the move is over."""
+        pifs = self.session.call(
+            'PIF.get_all_records_where', 'field "host" = "%s" and field '
+            '"management" = "true"' % self.ref)
+        if not pifs:
+            raise exception.NotFound('host %s has no management interface '
+                                     'to receive a VM on' % self.nodename)
+        mgmt = list(pifs.values())[0]['network']
+        return self.session.call('host.migrate_receive', self.ref, mgmt, {})
 
     # -- dom0 plugins ------------------------------------------------------
 

@@ -141,7 +141,7 @@ class LiveMigration(object):
             raise refuse('the source and the destination are the same '
                          'XenServer host (%s)' % self.host.nodename)
         self._check_memory(instance)
-        in_pool = self._in_this_pool(source_uuid)
+        in_pool = self.host.in_pool(source_uuid)
         if not in_pool:
             # inside a pool xapi levels the CPU features of its hosts
             self._check_cpu(src_compute_info)
@@ -179,17 +179,6 @@ class LiveMigration(object):
         # a check changes nothing: no network is made for it
         self._fill(data, instance.get_network_info(), create=False)
         return data
-
-    def _in_this_pool(self, host_uuid):
-        try:
-            self.session.call('host.get_by_uuid', host_uuid)
-            return True
-        except exception.NotFound:
-            return False
-        except errors.XenAPIError as exc:
-            if exc.xapi_code == 'UUID_INVALID':
-                return False
-            raise
 
     def _check_cpu(self, src_compute_info):
         """The destination has every CPU feature the source's guests may
@@ -239,16 +228,10 @@ class LiveMigration(object):
         data.xen_networks = {
             vif['id']: network.network_for_vif(session, vif, create)
             for vif in network_info or []}
-        # the token's own network: the management network of the host
-        pifs = session.call(
-            'PIF.get_all_records_where', 'field "host" = "%s" and field '
-            '"management" = "true"' % self.host.ref)
-        if not pifs:
-            raise refuse('host %s has no management interface to receive '
-                         'the VM on' % self.host.nodename)
-        mgmt = list(pifs.values())[0]['network']
-        token = session.call('host.migrate_receive', self.host.ref, mgmt,
-                             {})
+        try:
+            token = self.host.receive_token()
+        except exception.NotFound as exc:
+            raise refuse(str(exc))
         data.xen_receive_token = json.dumps(token)
         return token['session_id']
 
@@ -365,7 +348,7 @@ class LiveMigration(object):
             if not is_storage_move(migrate_data):
                 return
             entry = (migrate_data.token.get('session_id'),
-                     not self._in_this_pool(self._source_host(instance)))
+                     not self.host.in_pool(self._source_host(instance)))
         session_ref, from_elsewhere = entry
         if session_ref:
             self.session.logout_session(session_ref)

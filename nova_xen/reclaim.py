@@ -80,6 +80,8 @@ class Reclaimer(object):
         self._stop = threading.Event()
         self._thread = None
         self.passes = 0
+        # more sweeps, each returning [(kind, ref)] it reclaimed
+        self.sweeps = []
 
     def start(self):
         self._thread = threading.Thread(target=self._run,
@@ -116,6 +118,11 @@ class Reclaimer(object):
             self.session.leftovers.discard(kind, ref)
             done.append((kind, ref))
         done.extend(self._orphaned_rules())
+        for sweep in self.sweeps:
+            try:
+                done.extend(sweep())
+            except Exception:
+                LOG.exception('a reclaimer sweep failed')
         self.passes += 1
         return done
 

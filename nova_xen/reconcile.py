@@ -22,6 +22,7 @@ from oslo_log import log as logging
 from nova_xen.conf import CONF
 from nova_xen import events
 from nova_xen import rescue
+from nova_xen import resize
 from nova_xen import storage
 
 LOG = logging.getLogger(__name__)
@@ -31,11 +32,12 @@ UNKNOWN = 'unknown to Nova'
 
 
 class Reconciler(object):
-    def __init__(self, session, host, watcher, isolation):
+    def __init__(self, session, host, watcher, isolation, resizes=None):
         self.session = session
         self.host = host
         self.watcher = watcher
         self.isolation = isolation
+        self.resizes = resizes        # resize.Resize
 
     def _gone(self, context, uuid):
         """True when Nova has deleted (or never had) the instance."""
@@ -68,6 +70,8 @@ class Reconciler(object):
                 self._remove_vm(vm, uuid)
                 found['removed'].append(vm)
         self._rescues(found, reap)
+        if self.resizes is not None:
+            self._resize_originals(found)
         for vdi, record in self.session.call('VDI.get_all_records').items():
             uuid = record['other_config'].get('nova_uuid')
             if not uuid or record['VBDs'] or uuid in known_uuids or \
@@ -99,6 +103,20 @@ class Reconciler(object):
             if reap:
                 rescue.remove(self.session, self.isolation, vm)
                 found['removed'].append(vm)
+
+    def _resize_originals(self, found):
+        """Originals (and clones) of resizes this host's compute kept:
+        watched by the reclaimer, which removes them once their instance
+        is deleted (at once for those already gone)."""
+        for vm, record in self.session.call('VM.get_all_records').items():
+            other = record['other_config']
+            uuid = other.get(resize.ORIGINAL) or other.get(resize.TRANSFER)
+            if not uuid or events.host_of(record) != self.host.ref:
+                continue
+            name = other.get('nova_instance_name')
+            if name:
+                self.resizes.keep_watching(uuid, name)
+        found['removed'].extend(self.resizes.reap())
 
     def _vm_state(self, uuid):
         try:

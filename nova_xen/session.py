@@ -327,6 +327,15 @@ class Session(object):
             LOG.debug('could not log out a session: %s', type(exc).__name__)
             return False
 
+    def hand_out(self):
+        """A new session of this pool for another pool's nova-compute (the
+        destination of a cold migration): its ref, to be logged out with
+        logout_session once that compute is done."""
+        xenapi = self._login()
+        ref = xenapi._session
+        xenapi.transport.close()
+        return ref
+
     def dedicated(self):
         """A logged-in XenAPI session outside the pool (the VM watcher's)."""
         return self._login()
@@ -551,3 +560,23 @@ def _quiet_logout(xenapi):
     except Exception:
         pass
     xenapi.transport.close()
+
+
+class HandedSession(Session):
+    """A session another pool's nova-compute handed over (Session.hand_out
+    there): used as it is, never logged in again, logged out by close()."""
+
+    def __init__(self, url, session_ref, **kwargs):
+        super(HandedSession, self).__init__(url, None, None, concurrent=1,
+                                            **kwargs)
+        self._ref = session_ref
+
+    def _login(self):
+        xenapi = self._new_xenapi()
+        xenapi._session = self._ref
+        xenapi.transport.set_timeout(self.call_timeout)
+        return xenapi
+
+    def close(self):
+        self.logout_session(self._ref)
+        super(HandedSession, self).close()

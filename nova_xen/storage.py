@@ -86,6 +86,24 @@ def vdis_of_vm(session, vm):
     return found
 
 
+def disks_by_role(session, vm):
+    """{role: (VDI ref, virtual size)} of a VM's disks (the role its VBD
+    was made with: root, ephemeral, swap, config-drive, ...)."""
+    by_device = {device: role for role, device in DEVICES.items()
+                 if role != 'rescue'}
+    found = {}
+    for vbd in session.call('VM.get_VBDs', vm):
+        record = session.call('VBD.get_record', vbd)
+        if record['VDI'] == NULL or record['type'] == 'CD':
+            continue
+        role = record['other_config'].get('nova_role') or by_device.get(
+            record['userdevice'])
+        if role:
+            found[role] = (record['VDI'], int(session.call(
+                'VDI.get_virtual_size', record['VDI'])))
+    return found
+
+
 def destroy_vdi(session, vdi):
     """Remove a VDI.  One that xapi will not remove now (in use, xapi
     restarting) is written down in the session's leftovers: the reclaimer

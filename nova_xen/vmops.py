@@ -40,7 +40,7 @@ _PASS_THROUGH = (exception.ImageUnacceptable, exception.FlavorDiskTooSmall,
                  exception.ImageNotFound)
 
 
-class _Undo(object):
+class Undo(object):
     """What a spawn created, to be removed if it fails."""
 
     def __init__(self, session, isolation=None):
@@ -96,8 +96,8 @@ class VMOps(object):
 
     def spawn(self, context, instance, image_meta, network_info, sr,
               power_on=True, injected_files=None, admin_password=None):
-        undo = _Undo(self.session, self.isolation)
-        step = _Step()
+        undo = Undo(self.session, self.isolation)
+        step = Step()
         try:
             self._spawn(context, instance, image_meta, network_info, sr,
                         power_on, undo, step, injected_files, admin_password)
@@ -147,6 +147,15 @@ class VMOps(object):
                     self.host.address)
                 undo.vdis.append(vdi)
                 disks.append((vdi, 'config-drive', False))
+        self.assemble(instance, image_meta, network_info, disks, power_on,
+                      undo, step)
+
+    def assemble(self, instance, image_meta, network_info, disks, power_on,
+                 undo, step):
+        """The VM of an instance whose disks exist (``disks``: (VDI, role,
+        bootable) tuples), with its VIFs; started if ``power_on``.  A spawn
+        and the destination of a resize both end here."""
+        session = self.session
         with step('create the VM'):
             vm = session.call('VM.create', vm_record(instance, image_meta,
                                                      self.host.ref))
@@ -160,6 +169,7 @@ class VMOps(object):
         if power_on:
             self._start(instance, vm, network_info, step)
         self.index.refresh_vm(vm)
+        return vm
 
     def _start(self, instance, vm, network_info, step):
         """Start the VM once its ports are wired and filtered.
@@ -261,7 +271,7 @@ def _neutron_failed(event_name, instance):
         raise exception.VirtualInterfaceCreateException()
 
 
-class _Step(object):
+class Step(object):
     """The name of the step a spawn is in, for its error message."""
 
     def __init__(self):

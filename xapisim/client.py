@@ -75,6 +75,11 @@ class Control(object):
     def move_master(self, host_uuid):
         return self._request('POST', 'move_master', {'host_uuid': host_uuid})
 
+    def host_live(self, host_uuid, live):
+        """Mark a host of the pool dead (False) or alive again (True)."""
+        return self._request('POST', 'host_live', {'host_uuid': host_uuid,
+                                                   'live': live})
+
     def guest(self, vm_uuid, **behaviour):
         body = dict(behaviour, vm_uuid=vm_uuid)
         return self._request('POST', 'guest', body)

@@ -116,6 +116,19 @@ def move_master(pool, host, body, keep=None):
     raise ValueError('no host %s in this pool' % body['host_uuid'])
 
 
+def host_live(pool, host, body):
+    """A host dies (``live`` false) or comes back, as xapi's master sees
+    it: host_metrics.live changes; the VMs it ran stay Running in the
+    database, resident on it, until VM.power_state_reset (as in xapi)."""
+    for h in pool.hosts:
+        if h.uuid == body['host_uuid']:
+            db = pool.db
+            db.set('host_metrics', db.get('host', h.ref, 'metrics'),
+                   live=bool(body['live']))
+            return {'live': bool(body['live'])}
+    raise ValueError('no host %s in this pool' % body['host_uuid'])
+
+
 def guest_behaviour(pool, host, body):
     vm = _vm(pool, body['vm_uuid'])
     settings = {k: body[k] for k in ('clean_shutdown', 'pv_drivers',
@@ -183,6 +196,7 @@ ACTIONS = {
     ('GET', 'faults'): faults,
     ('POST', 'faults_clear'): faults_clear,
     ('POST', 'latency'): latency,
+    ('POST', 'host_live'): host_live,
     ('POST', 'restart'): restart,
     ('POST', 'move_master'): move_master,
     ('POST', 'guest'): guest_behaviour,

@@ -295,6 +295,8 @@ function mc_configure_nova {
     iniset "$NOVA_CONF" api_database connection "$MC_DB_URL/nova_api?charset=utf8"
     iniset "$NOVA_CONF" database connection "$MC_DB_URL/nova?charset=utf8"
     iniset "$NOVA_CONF" api auth_strategy keystone
+    # as devstack's lib/nova: a one-compute cloud can resize
+    iniset "$NOVA_CONF" DEFAULT allow_resize_to_same_host True
     mc_conf_authtoken "$NOVA_CONF" nova
     mc_conf_auth "$NOVA_CONF" service_user nova
     iniset "$NOVA_CONF" service_user send_service_user_token True

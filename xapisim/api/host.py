@@ -39,6 +39,9 @@ def call_plugin(ctx, host, plugin, fn, args):
     if target is None:
         # xapi looks the host up to forward the call: a DB miss
         raise XapiError('HANDLE_INVALID', 'host', host)
+    if not ctx.db.get('host_metrics', ctx.db.get('host', host, 'metrics'),
+                      'live'):
+        raise XapiError('HOST_OFFLINE', host)
     return plugins.call(ctx.pool, target, ctx.session, plugin, fn, args)
 
 

@@ -151,8 +151,9 @@ def _chain(ctx, vdi, new):
     psm = {'vhd-blocks': 'eJz7/x8KAA==', 'vdi_type': 'vhd'}
     if grand:
         psm['vhd-parent'] = grand
+    # SM introduces the base copy itself: none of xapi's other_config
     db.set('VDI', parent, managed=False, read_only=True,
-           name_label='base copy', sm_config=psm)
+           name_label='base copy', sm_config=psm, other_config={})
     for child in (vdi, new):
         sm = dict(db.get('VDI', child, 'sm_config'))
         sm['vhd-parent'] = db.get('VDI', parent, 'uuid')

@@ -103,6 +103,8 @@ def assert_can_boot_here(ctx, vm, host, sr_check=True, memory_check=True):
     SRs (unless ``sr_check`` is false, as for a storage migration) and
     networks, and has the memory."""
     db = ctx.db
+    if not db.get('host_metrics', db.get('host', host, 'metrics'), 'live'):
+        raise XapiError('HOST_OFFLINE', host)
     if not db.get('host', host, 'enabled'):
         raise XapiError('HOST_DISABLED', host)
     seen = ctx.pool.storage

@@ -1,0 +1,470 @@
+"""Resize and cold migration: xapi moves the bytes, no ssh between hosts.
+
+Nova's calls, by side:
+
+* source ``migrate_disk_and_power_off``: a smaller root or ephemeral disk
+  is refused before anything changes; the VM stops and is kept, hidden, as
+  the original a revert goes back to (named ``<name>-orig``, its VM and
+  VDIs tagged ``nova_resize_of`` instead of ``nova_uuid``: nothing counts
+  it as the instance any more).  ``disk_info`` (JSON, handed by Nova to the
+  destination) names the original's disks.  For a destination in another
+  pool the source also clones the halted VM (copy-on-write, without VIFs,
+  tagged ``nova_resize_transfer``) and hands out a session of its pool
+  with which the destination sends that clone over.
+* destination ``finish_migration``: the disks come to its instance SR --
+  in one pool with ``VDI.clone`` where this host sees the original's SR
+  (shared storage, or the same host) and ``VDI.copy`` otherwise; from
+  another pool with ``VM.migrate_send`` of the clone, called in the source
+  pool with the handed session and a receive token of this host.  Root and
+  ephemeral disks then grow to the new flavor, swap is made anew at its
+  new size, and the VM is built for the new flavor (``vmops.assemble``)
+  and started, isolation rules first, if it ran before.
+* source ``confirm_migration``: the original (and a clone a failure left)
+  goes.
+* destination ``destroy`` (Nova's), then source ``finish_revert_migration``:
+  the new VM and its disks go; the original gets its name and tags back
+  and starts again, with its isolation rules, if it ran before.
+
+A failure on the source puts the original back as it was (running if it
+ran) and Nova keeps the instance there, with a fault naming the step and
+xapi's reason (``InstanceFaultRollback``).  A failure on the destination
+removes everything made there and the clone in the source pool; Nova sets
+the instance to ERROR (its rule for a failed finish) and the original
+stays hidden on the source until the instance is deleted.
+"""
+
+import json
+import threading
+
+from nova import context as nova_context
+from nova import exception
+from nova import objects
+from oslo_log import log as logging
+
+from nova_xen.conf import CONF
+from nova_xen import errors
+from nova_xen import power
+from nova_xen import session as session_mod
+from nova_xen import storage
+from nova_xen import vmops
+
+LOG = logging.getLogger(__name__)
+
+GIB = 1024 ** 3
+MIB = 1024 ** 2
+NULL = storage.NULL
+ORIGINAL = 'nova_resize_of'        # other_config tag of a kept original
+TRANSFER = 'nova_resize_transfer'  # ... of a clone on its way to a pool
+# the disks that move, in the order the VM gets them (swap is made anew)
+MOVED = ('root', 'ephemeral', 'config-drive')
+FORMAT = 1
+
+
+def _retag(session, kind, ref, old_key, new_key, name=None):
+    """Move the instance's uuid from one other_config key to another."""
+    other = session.call('%s.get_other_config' % kind, ref)
+    uuid = other.pop(old_key, None)
+    if uuid is None:
+        return
+    other[new_key] = uuid
+    session.call('%s.set_other_config' % kind, ref, other)
+    if name is not None:
+        session.call('%s.set_name_label' % kind, ref, name)
+
+
+def _refuse(reason):
+    """Nova keeps the instance where it was, as it was, with this fault."""
+    return exception.InstanceFaultRollback(
+        inner_exception=exception.ResizeError(reason=reason))
+
+
+def check_sizes(instance, flavor, disks):
+    """A disk xapi would have to shrink is refused (VDI.resize only
+    grows): before anything changes."""
+    checks = (('root', flavor.root_gb), ('ephemeral', flavor.ephemeral_gb))
+    for role, new_gb in checks:
+        if role not in disks or (role == 'root' and not new_gb):
+            continue
+        size = disks[role][1]
+        if new_gb * GIB < size:
+            raise _refuse(
+                'flavor %s has a %d GiB %s disk; the instance\'s is %.1f '
+                'GiB and xapi cannot shrink a disk: pick a flavor with a '
+                'disk at least as large'
+                % (flavor.name, new_gb, role, size / float(GIB)))
+
+
+def find_tagged(session, name, key, instance_uuid):
+    """VMs named ``name`` whose other_config[key] is the instance's."""
+    found = session.call('VM.get_by_name_label', name)
+    return [vm for vm in found
+            if session.call('VM.get_other_config', vm).get(key) ==
+            instance_uuid]
+
+
+def remove_vm_and_disks(session, vm, key, instance_uuid):
+    """A hidden original or a clone, with the disks tagged like it."""
+    vdis = [vdi for vdi in storage.vdis_of_vm(session, vm)
+            if session.call('VDI.get_other_config', vdi).get(key) ==
+            instance_uuid]
+    power.halt(session, vm)
+    session.call('VM.destroy', vm)
+    for vdi in vdis:
+        storage.destroy_vdi(session, vdi)
+
+
+def instance_gone(uuid):
+    """Nova deleted the instance (or never had it)."""
+    try:
+        instance = objects.Instance.get_by_uuid(
+            nova_context.get_admin_context(read_deleted='yes'), uuid)
+    except exception.InstanceNotFound:
+        return True
+    return bool(instance.deleted)
+
+
+class Resize(object):
+    def __init__(self, session, host, watcher, isolation, vms, power_ops,
+                 sr_of):
+        self.session = session
+        self.host = host
+        self.watcher = watcher
+        self.isolation = isolation
+        self.vms = vms                  # vmops.VMOps
+        self.power = power_ops
+        self.sr_of = sr_of
+        # instance uuid -> session handed to another pool's compute
+        self._handed = {}
+        # instance uuid -> name: originals kept here, until confirm/revert
+        self._kept = {}
+        self._lock = threading.Lock()
+
+    # -- source ------------------------------------------------------------
+
+    def migrate_disk_and_power_off(self, instance, dest, flavor, timeout,
+                                   retry_interval):
+        session = self.session
+        vm = self.watcher.lookup(instance.uuid)
+        if vm is None:
+            raise exception.InstanceNotFound(instance_id=instance.uuid)
+        disks = storage.disks_by_role(session, vm)
+        check_sizes(instance, flavor, disks)
+        in_pool = self.host.peer(dest) is not None
+        was = session.call('VM.get_power_state', vm)
+        resident = session.call('VM.get_resident_on', vm)
+        step = vmops.Step()
+        hidden = clone = handed = None
+        try:
+            with step('stop the VM'):
+                self.power.power_off(instance, timeout, retry_interval)
+            with step('remove its isolation rules'):
+                if resident != NULL:
+                    self.isolation.remove(vm, resident)
+            with step('keep the original for a revert'):
+                hidden = vm
+                self._hide(instance, vm)
+            info = {'format': FORMAT, 'pool': self.host.pool_uuid,
+                    'original': session.call('VM.get_uuid', vm),
+                    'disks': [{'role': role,
+                               'vdi': session.call('VDI.get_uuid', vdi)}
+                              for role in MOVED if role in disks
+                              for vdi in [disks[role][0]]]}
+            if not in_pool:
+                with step('clone the stopped VM for the other pool'):
+                    clone = self._transfer_clone(instance, vm)
+                with step('open a session for the destination'):
+                    handed = session.hand_out()
+                info['transfer'] = {'url': session.url, 'session': handed,
+                                    'vm': session.call('VM.get_uuid',
+                                                       clone)}
+                with self._lock:
+                    self._handed[instance.uuid] = handed
+        except Exception as exc:
+            LOG.error('resize failed at step "%s": %s; the instance stays '
+                      'here as it was', step.name, exc, instance=instance)
+            self._undo_source(instance, vm, hidden, clone, handed,
+                              was != 'Halted')
+            raise _refuse('resize failed at step "%s": %s'
+                          % (step.name, exc))
+        with self._lock:
+            self._kept[instance.uuid] = instance.name
+        LOG.info('stopped and kept as %s-orig; its disks go to %s (%s)',
+                 instance.name, dest,
+                 'this pool' if in_pool else 'another pool',
+                 instance=instance)
+        return json.dumps(info)
+
+    def _hide(self, instance, vm):
+        session = self.session
+        for vdi, _ in storage.disks_by_role(session, vm).values():
+            _retag(session, 'VDI', vdi, 'nova_uuid', ORIGINAL)
+        _retag(session, 'VM', vm, 'nova_uuid', ORIGINAL,
+               name=instance.name + '-orig')
+        self.watcher.forget(vm)
+
+    def _unhide(self, instance, vm):
+        session = self.session
+        _retag(session, 'VM', vm, ORIGINAL, 'nova_uuid', name=instance.name)
+        for vdi, _ in storage.disks_by_role(session, vm).values():
+            _retag(session, 'VDI', vdi, ORIGINAL, 'nova_uuid')
+        self.watcher.refresh_vm(vm)
+
+    def _transfer_clone(self, instance, vm):
+        session = self.session
+        clone = session.call_async('VM.clone', vm, instance.name +
+                                   '-transfer')
+        try:
+            for vif in session.call('VM.get_VIFs', clone):
+                session.call('VIF.destroy', vif)
+            _retag(session, 'VM', clone, ORIGINAL, TRANSFER)
+            for vdi in storage.vdis_of_vm(session, clone):
+                _retag(session, 'VDI', vdi, ORIGINAL, TRANSFER)
+        except Exception:
+            remove_vm_and_disks(session, clone, ORIGINAL, instance.uuid)
+            raise
+        return clone
+
+    def _undo_source(self, instance, vm, hidden, clone, handed, start):
+        session = self.session
+        steps = []
+        if handed is not None:
+            steps.append(('log out the handed session',
+                          lambda: session.logout_session(handed)))
+        if clone is not None:
+            steps.append(('remove the clone', lambda: remove_vm_and_disks(
+                session, clone, TRANSFER, instance.uuid)))
+        if hidden is not None:
+            steps.append(('give the original its name back',
+                          lambda: self._unhide(instance, vm)))
+        if start:
+            steps.append(('start the VM again', lambda: self._start(vm)))
+        for what, action in steps:
+            try:
+                action()
+            except Exception as exc:
+                LOG.error('undoing a failed resize: could not %s: %s',
+                          what, exc, instance=instance)
+        with self._lock:
+            self._handed.pop(instance.uuid, None)
+
+    def _start(self, vm):
+        if self.session.call('VM.get_power_state', vm) == 'Halted':
+            power.start_filtered(self.session, vm, self.host.ref,
+                                 self.isolation.apply)
+        self.watcher.refresh_vm(vm)
+
+    def _original(self, instance):
+        found = find_tagged(self.session, instance.name + '-orig', ORIGINAL,
+                            instance.uuid)
+        return found[0] if found else None
+
+    def _drop_transfer(self, instance):
+        """A clone for another pool that never left, and the session."""
+        with self._lock:
+            handed = self._handed.pop(instance.uuid, None)
+            self._kept.pop(instance.uuid, None)
+        if handed is not None:
+            self.session.logout_session(handed)
+        for clone in find_tagged(self.session, instance.name + '-transfer',
+                                 TRANSFER, instance.uuid):
+            remove_vm_and_disks(self.session, clone, TRANSFER, instance.uuid)
+
+    def confirm(self, instance):
+        self._drop_transfer(instance)
+        vm = self._original(instance)
+        if vm is None:
+            LOG.info('confirm: no original left to remove', instance=instance)
+            return
+        remove_vm_and_disks(self.session, vm, ORIGINAL, instance.uuid)
+        LOG.info('resize confirmed: the original VM and its disks are gone',
+                 instance=instance)
+
+    def finish_revert(self, instance, power_on):
+        self._drop_transfer(instance)
+        vm = self._original(instance)
+        if vm is None:
+            raise exception.InstanceNotFound(instance_id=instance.uuid)
+        self._unhide(instance, vm)
+        if power_on:
+            self._start(vm)
+        LOG.info('resize reverted: the original VM is back%s',
+                 ' and running' if power_on else '', instance=instance)
+
+    def keep_watching(self, instance_uuid, name):
+        """An original found at start-up (reconcile.py)."""
+        with self._lock:
+            self._kept[instance_uuid] = name
+
+    def reap(self):
+        """The reclaimer's sweep: originals kept here for instances Nova
+        has since deleted (a finish that failed at the destination, then a
+        delete there: in another pool, no call reaches this compute)."""
+        with self._lock:
+            kept = dict(self._kept)
+        done = []
+        for uuid, name in kept.items():
+            if not instance_gone(uuid):
+                continue
+            for key, suffix in ((ORIGINAL, '-orig'), (TRANSFER, '-transfer')):
+                for vm in find_tagged(self.session, name + suffix, key, uuid):
+                    LOG.info('removing VM %s%s: its instance %s was deleted',
+                             name, suffix, uuid)
+                    remove_vm_and_disks(self.session, vm, key, uuid)
+                    done.append(('VM', vm))
+            with self._lock:
+                self._kept.pop(uuid, None)
+        return done
+
+    def forget_originals(self, instance):
+        """A deleted instance leaves no original or clone in this pool
+        (a resize whose finish failed left them)."""
+        for key, suffix in ((ORIGINAL, '-orig'), (TRANSFER, '-transfer')):
+            for vm in find_tagged(self.session, instance.name + suffix, key,
+                                  instance.uuid):
+                LOG.info('removing the %s VM a resize left', suffix[1:],
+                         instance=instance)
+                remove_vm_and_disks(self.session, vm, key, instance.uuid)
+
+    # -- destination ---------------------------------------------------------
+
+    def finish_migration(self, instance, disk_info, network_info,
+                         image_meta, power_on):
+        info = json.loads(disk_info)
+        if info.get('format') != FORMAT:
+            raise exception.ResizeError(
+                reason='disk_info of another nova-xen version: %r'
+                % sorted(info))
+        undo = vmops.Undo(self.session, self.isolation)
+        step = vmops.Step()
+        remote = None
+        try:
+            if info['pool'] == self.host.pool_uuid:
+                vdis = self._copy_in_pool(instance, info, undo, step)
+            else:
+                remote = self._remote(info['transfer'])
+                vdis = self._receive(instance, info, remote, undo, step)
+            disks = self._fit(instance, vdis, undo, step)
+            vm = self.vms.assemble(instance, image_meta, network_info, disks,
+                                   False, undo, step)
+            if power_on:
+                with step('start the VM'):
+                    self._start(vm)
+        except Exception as exc:
+            LOG.error('finishing the resize failed at step "%s": %s',
+                      step.name, exc, instance=instance)
+            undo.rollback(instance)
+            if remote is not None:
+                self._drop_remote_clone(instance, info, remote)
+            raise errors.MoveFailed(what='resize', step=step.name,
+                                    reason=str(exc))
+        finally:
+            if remote is not None:
+                remote.close()
+        LOG.info('resized: %d vCPUs, %d MiB, root disk %d GiB, on host %s',
+                 instance.flavor.vcpus, instance.flavor.memory_mb,
+                 instance.flavor.root_gb, self.host.nodename,
+                 instance=instance)
+
+    def _copy_in_pool(self, instance, info, undo, step):
+        """{role: VDI} on this host: clones where it sees the original's
+        SR, copies into its instance SR otherwise."""
+        session = self.session
+        vdis = {}
+        for disk in info['disks']:
+            role = disk['role']
+            with step('copy the %s disk' % role):
+                vdi = session.call('VDI.get_by_uuid', disk['vdi'])
+                if self._sees(session.call('VDI.get_SR', vdi)):
+                    new = session.call_async('VDI.clone', vdi, {})
+                else:
+                    new = session.call_async('VDI.copy', vdi, self.sr_of(),
+                                             NULL, NULL)
+                undo.vdis.append(new)
+                self._tag(instance, new, role)
+                vdis[role] = new
+        return vdis
+
+    def _sees(self, sr):
+        session = self.session
+        return any(session.call('PBD.get_host', pbd) == self.host.ref and
+                   session.call('PBD.get_currently_attached', pbd)
+                   for pbd in session.call('SR.get_PBDs', sr))
+
+    def _tag(self, instance, vdi, role):
+        session = self.session
+        session.call('VDI.set_other_config', vdi,
+                     storage.tags(instance, role))
+        session.call('VDI.set_name_label', vdi,
+                     '%s %s' % (instance.name, role))
+
+    def _remote(self, transfer):
+        opts = CONF.xenserver
+        return session_mod.HandedSession(
+            transfer['url'], transfer['session'],
+            login_timeout=opts.login_timeout, call_timeout=opts.call_timeout,
+            task_timeout=opts.task_timeout, ca_file=opts.ca_file,
+            insecure=opts.insecure)
+
+    def _receive(self, instance, info, remote, undo, step):
+        """The clone comes over from the source pool (its xapi sends it,
+        disks into this host's instance SR); its VDIs stay, its record
+        goes."""
+        session = self.session
+        uuid = info['transfer']['vm']
+        with step('find the clone in the source pool'):
+            clone = remote.call('VM.get_by_uuid', uuid)
+            vdi_map = {vdi: self.sr_of()
+                       for vdi in storage.vdis_of_vm(remote, clone)}
+        with step('get a receive token'):
+            token = self.host.receive_token()
+        try:
+            with step('send the disks over (VM.migrate_send)'):
+                remote.call_async('VM.migrate_send', clone, token, False,
+                                  vdi_map, {}, {}, {})
+        finally:
+            session.logout_session(token['session_id'])
+        with step('take the disks of the clone'):
+            here = session.call('VM.get_by_uuid', uuid)
+            vdis = {}
+            for vdi in storage.vdis_of_vm(session, here):
+                undo.vdis.append(vdi)
+                role = session.call('VDI.get_other_config', vdi).get(
+                    'nova_role')
+                self._tag(instance, vdi, role)
+                vdis[role] = vdi
+            session.call('VM.destroy', here)
+        return vdis
+
+    def _drop_remote_clone(self, instance, info, remote):
+        try:
+            clone = remote.call('VM.get_by_uuid', info['transfer']['vm'])
+            remove_vm_and_disks(remote, clone, TRANSFER, instance.uuid)
+        except exception.NotFound:
+            pass
+        except Exception as exc:
+            LOG.error('could not remove the clone in the source pool: %s '
+                      '(the source removes it on confirm or revert)', exc,
+                      instance=instance)
+
+    def _fit(self, instance, vdis, undo, step):
+        """The disks at the new flavor's sizes: (VDI, role, bootable)."""
+        session = self.session
+        flavor = instance.flavor
+        wanted = {'root': flavor.root_gb * GIB,
+                  'ephemeral': flavor.ephemeral_gb * GIB}
+        for role, size in wanted.items():
+            if role in vdis and size > int(session.call(
+                    'VDI.get_virtual_size', vdis[role])):
+                with step('grow the %s disk' % role):
+                    session.call('VDI.resize', vdis[role], str(size))
+        sr = self.sr_of()
+        for role, size in (('ephemeral', wanted['ephemeral']),
+                           ('swap', flavor.swap * MIB)):
+            if size and role not in vdis:
+                with step('create the %s disk' % role):
+                    vdis[role] = storage.create_vdi(session, sr, instance,
+                                                    role, size)
+                    undo.vdis.append(vdis[role])
+        order = ('root', 'ephemeral', 'swap', 'config-drive')
+        return [(vdis[role], role, role == 'root') for role in order
+                if role in vdis]

@@ -1,0 +1,355 @@
+"""Resize, cold migration and their confirm/revert through Nova's API, with
+xapi moving the disks: on one host, between hosts of one pool (shared SR:
+clones; local SRs: copies), across pools (VM.migrate_send of a clone);
+each checked on the xapi side, and failures injected at XenAPI steps."""
+
+import json
+
+from tests.functional import base
+from tests.functional.test_boot import pattern
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+KEYS = ('nova_uuid', 'nova_resize_of', 'nova_resize_transfer')
+
+
+def tagged(x, instance_uuid, keys=KEYS):
+    """{'VM': [...], 'VDI': [...]}: objects any of ``keys`` ties to the
+    instance (the instance itself, a kept original, a clone)."""
+    found = {}
+    for cls in ('VM', 'VDI'):
+        found[cls] = sorted(
+            ref for ref, r in getattr(x, cls).get_all_records().items()
+            if any(r['other_config'].get(k) == instance_uuid for k in keys)
+            and r.get('managed', True))
+    return found
+
+
+def disks(x, vm):
+    """{role: (VDI ref, virtual size)} of a VM."""
+    found = {}
+    for vbd in x.VM.get_VBDs(vm):
+        record = x.VBD.get_record(vbd)
+        if record['type'] == 'Disk':
+            found[record['other_config']['nova_role']] = (
+                record['VDI'], int(x.VDI.get_virtual_size(record['VDI'])))
+    return found
+
+
+class _ResizeBase(base.XenAPIFunctionalTestCase):
+    # casts stay casts, as between real services: a refusal on the source
+    # must not travel back into the destination's prep_resize
+    CAST_AS_CALL = False
+
+    def setUp(self):
+        super(_ResizeBase, self).setUp()
+        self.flags(allow_resize_to_same_host=True)
+        self.x = self.xapi.x
+        self._create_flavor(name='rs.small', memory_mb=512, vcpu=1, disk=1,
+                            ephemeral=1, swap=32)
+        self.big = self._create_flavor(name='rs.big', memory_mb=1024,
+                                       vcpu=2, disk=2, ephemeral=2, swap=64)
+        self.no_eph = self._create_flavor(name='rs.noeph', memory_mb=1024,
+                                          vcpu=2, disk=2, ephemeral=0,
+                                          swap=0)
+
+    def boot_small(self):
+        server = self.boot(self.image_with(pattern(MIB, seed=b'resize')),
+                           flavor='rs.small')
+        vm, record = self.xapi.vm_of(server['id'])
+        return server, vm, record
+
+    def resize(self, server, flavor_id, state='VERIFY_RESIZE'):
+        self.api.post_server_action(server['id'],
+                                    {'resize': {'flavorRef': flavor_id}})
+        return self._wait_for_state_change(server, state)
+
+    def originals(self, server, x=None):
+        return tagged(x or self.x, server['id'], ('nova_resize_of',))
+
+
+class SameHostResizeTest(_ResizeBase):
+    """One host: the resized VM is built next to the kept original."""
+
+    def test_resize_confirm(self):
+        server, old_vm, record = self.boot_small()
+        old = disks(self.x, old_vm)
+        data = self.xapi.vdi_bytes(old['root'][0], MIB)
+        server = self.resize(server, self.big)
+        vm, record = self.xapi.vm_of(server['id'])
+        self.assertNotEqual(old_vm, vm)
+        self.assertEqual('Running', record['power_state'])
+        self.assertEqual('2', record['VCPUs_max'])
+        self.assertEqual(str(1024 * MIB), record['memory_static_max'])
+        new = disks(self.x, vm)
+        self.assertEqual(2 * GIB, new['root'][1])
+        self.assertEqual(2 * GIB, new['ephemeral'][1])
+        self.assertEqual(64 * MIB, new['swap'][1])
+        self.assertEqual(data, self.xapi.vdi_bytes(new['root'][0], MIB))
+        # the original is kept, stopped and hidden, for a revert
+        self.assertEqual([old_vm], self.originals(server)['VM'])
+        self.assertEqual('Halted', self.x.VM.get_power_state(old_vm))
+        self.assertTrue(self.x.VM.get_name_label(old_vm).endswith('-orig'))
+        self.assertEqual([server['id']], self.compute.manager.driver
+                         .list_instance_uuids())
+        vif = self.x.VIF.get_uuid(record['VIFs'][0])
+        self.assertIn(vif, self.xapi.isolation_rules())
+        server = self._confirm_resize(server)
+        self.assertEqual({'VM': [], 'VDI': []}, self.originals(server))
+        self.assertFalse(self.x.VM.get_all_records_where(
+            'field "uuid" = "%s"' % self.x.VM.get_uuid(vm)) == {})
+        self.assertEqual('Running', self.x.VM.get_power_state(vm))
+        self.assertEqual(sorted(v for v, _ in new.values()),
+                         tagged(self.x, server['id'])['VDI'])
+
+    def test_resize_revert_brings_the_original_back(self):
+        server, old_vm, record = self.boot_small()
+        before = tagged(self.x, server['id'])
+        vif = self.x.VIF.get_uuid(record['VIFs'][0])
+        server = self.resize(server, self.big)
+        self.api.post_server_action(server['id'], {'revertResize': None})
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self._wait_for_migration_status(server, ['reverted'])
+        self.assertEqual('rs.small', server['flavor']['original_name'])
+        vm, record = self.xapi.vm_of(server['id'])
+        self.assertEqual(old_vm, vm)
+        self.assertEqual('Running', record['power_state'])
+        self.assertEqual('1', record['VCPUs_max'])
+        self.assertEqual(server['OS-EXT-SRV-ATTR:instance_name'],
+                         record['name_label'])
+        self.assertEqual(before, tagged(self.x, server['id']))
+        self.assertEqual([vif], list(self.xapi.isolation_rules()))
+
+    def test_delete_while_verifying_leaves_nothing(self):
+        server, _, _ = self.boot_small()
+        server = self.resize(server, self.big)
+        self._delete_server(server)
+        self.assertEqual({'VM': [], 'VDI': []}, tagged(self.x, server['id']))
+        self.assertEqual({}, self.xapi.isolation_rules())
+
+    def test_a_stopped_server_stays_stopped(self):
+        server, _, _ = self.boot_small()
+        server = self._stop_server(server)
+        server = self.resize(server, self.big)
+        vm, record = self.xapi.vm_of(server['id'])
+        self.assertEqual('Halted', record['power_state'])
+        self.assertEqual('2', record['VCPUs_max'])
+        self.api.post_server_action(server['id'], {'confirmResize': None})
+        server = self._wait_for_state_change(server, 'SHUTOFF')
+        self.assertEqual('Halted', self.x.VM.get_power_state(vm))
+
+    def test_a_smaller_disk_is_refused_before_anything_changes(self):
+        server, vm, _ = self.boot_small()
+        before = tagged(self.x, server['id'])
+        self.api.post_server_action(server['id'],
+                                    {'resize': {'flavorRef': self.no_eph}})
+        self._wait_for_migration_status(server, ['error'])
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertIn('xapi cannot shrink a disk', self.stdlog.logger.output)
+        self.assertEqual('Running', self.x.VM.get_power_state(vm))
+        self.assertEqual(before, tagged(self.x, server['id']))
+        self.assertEqual(0, self.xapi.control.calls().get(
+            'VM.clean_shutdown', 0))
+
+    def test_a_failure_on_the_source_puts_everything_back(self):
+        server, vm, record = self.boot_small()
+        before = tagged(self.x, server['id'])
+        vif = self.x.VIF.get_uuid(record['VIFs'][0])
+        # the VM's new name: after its disks were retagged
+        self.xapi.control.fail('VM.set_name_label',
+                               ['INTERNAL_ERROR', 'db locked'])
+        self.api.post_server_action(server['id'],
+                                    {'resize': {'flavorRef': self.big}})
+        self._wait_for_migration_status(server, ['error'])
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertIn('resize failed at step "keep the original for a '
+                      'revert"', self.stdlog.logger.output)
+        record = self.x.VM.get_record(vm)
+        self.assertEqual('Running', record['power_state'])
+        self.assertEqual(server['id'], record['other_config']['nova_uuid'])
+        self.assertEqual(before, tagged(self.x, server['id']))
+        self.assertEqual({'VM': [], 'VDI': []}, self.originals(server))
+        self.assertEqual([vif], list(self.xapi.isolation_rules()))
+
+    def test_a_failed_copy_leaves_only_the_original(self):
+        server, vm, _ = self.boot_small()
+        before = tagged(self.x, server['id'])
+        self.xapi.control.fail('VDI.clone', [
+            'SR_BACKEND_FAILURE_44', '', 'no space left on the SR', ''],
+            nth=2)
+        self.api.post_server_action(server['id'],
+                                    {'resize': {'flavorRef': self.big}})
+        server = self._wait_for_state_change(server, 'ERROR')
+        self.assertIn('copy the ephemeral disk', server['fault']['message'])
+        self.assertIn('SR_BACKEND_FAILURE_44', server['fault']['message'])
+        # nothing the destination made is left; the original is kept
+        self.assertEqual({'VM': [], 'VDI': []},
+                         tagged(self.x, server['id'], ('nova_uuid',)))
+        self.assertEqual(before, self.originals(server))
+        # deleting the instance removes the original too
+        self._delete_server(server)
+        self.assertEqual({'VM': [], 'VDI': []}, tagged(self.x, server['id']))
+
+
+class _TwoHostResize(_ResizeBase):
+    xapisim_options = dict(_ResizeBase.xapisim_options, hosts=2)
+    local_srs = False
+
+    def _setup_compute_service(self):
+        if self.local_srs:
+            for sr, record in self.xapi.x.SR.get_all_records().items():
+                if not record['shared'] and record['type'] == 'ext':
+                    self.xapi.x.SR.add_to_other_config(sr, 'nova-disks',
+                                                       'local')
+            self.flags(sr_matching_filter='other-config:nova-disks=local',
+                       group='xenserver')
+        return super(_TwoHostResize, self)._setup_compute_service()
+
+    def setUp(self):
+        super(_TwoHostResize, self).setUp()
+        hosts = self.xapi.pool['hosts']
+        self.flags(host_uuid=hosts[1]['uuid'], group='xenserver')
+        self.second = self._start_compute(hosts[1]['name_label'])
+        self.names = [h['name_label'] for h in hosts]
+        self.refs = [self.x.host.get_by_uuid(h['uuid']) for h in hosts]
+
+    def migrate(self):
+        server, vm, record = self.boot_small()
+        source = server['OS-EXT-SRV-ATTR:host']
+        target = [n for n in self.names if n != source][0]
+        root = disks(self.x, vm)['root'][0]
+        data = self.xapi.vdi_bytes(root, MIB)
+        self.xapi.control.reset_calls()
+        server = self._migrate_server(server, host=target)
+        self.assertEqual(target, server['OS-EXT-SRV-ATTR:host'])
+        new_vm, record = self.xapi.vm_of(server['id'])
+        ref = self.refs[self.names.index(target)]
+        self.assertEqual('Running', record['power_state'])
+        self.assertEqual(ref, record['resident_on'])
+        new_root = disks(self.x, new_vm)['root'][0]
+        self.assertEqual(data, self.xapi.vdi_bytes(new_root, MIB))
+        return server, vm, new_vm, ref, root, new_root
+
+
+class SharedSRMigrationTest(_TwoHostResize):
+    def test_cold_migration_clones_on_the_shared_sr(self):
+        server, vm, new_vm, ref, root, new_root = self.migrate()
+        calls = self.xapi.control.calls()
+        self.assertGreaterEqual(calls.get('VDI.clone', 0), 1)
+        self.assertEqual(0, calls.get('VDI.copy', 0))
+        self.assertEqual(self.x.VDI.get_SR(root), self.x.VDI.get_SR(new_root))
+        vif = self.x.VIF.get_uuid(self.x.VM.get_VIFs(new_vm)[0])
+        self.assertEqual([vif], list(self.xapi.isolation_rules(ref)))
+        server = self._confirm_resize(server)
+        self.assertEqual({'VM': [], 'VDI': []}, self.originals(server))
+        self.assertEqual([new_vm], tagged(self.x, server['id'])['VM'])
+
+
+class LocalSRMigrationTest(_TwoHostResize):
+    local_srs = True
+
+    def test_cold_migration_copies_between_local_srs(self):
+        server, vm, new_vm, ref, root, new_root = self.migrate()
+        calls = self.xapi.control.calls()
+        self.assertGreaterEqual(calls.get('VDI.copy', 0), 1)
+        self.assertEqual(0, calls.get('VDI.clone', 0))
+        sr = self.x.VDI.get_SR(new_root)
+        self.assertNotEqual(self.x.VDI.get_SR(root), sr)
+        self.assertFalse(self.x.SR.get_shared(sr))
+        self.assertIn(ref, [self.x.PBD.get_host(p)
+                            for p in self.x.SR.get_PBDs(sr)])
+        self.assertEqual(new_vm, self.xapi.vm_of(server['id'])[0])
+
+    def test_revert_removes_the_copies(self):
+        server, vm, new_vm, ref, root, new_root = self.migrate()
+        source_ref = self.x.VM.get_affinity(vm)
+        self.api.post_server_action(server['id'], {'revertResize': None})
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self._wait_for_migration_status(server, ['reverted'])
+        self.assertEqual(vm, self.xapi.vm_of(server['id'])[0])
+        record = self.x.VM.get_record(vm)
+        self.assertEqual('Running', record['power_state'])
+        self.assertEqual(source_ref, record['resident_on'])
+        self.assertNotIn(new_root, self.x.VDI.get_all())
+        self.assertEqual({}, self.xapi.isolation_rules(ref))
+
+
+class CrossPoolResizeTest(_ResizeBase):
+    """Two pools of one host each: the disks go with VM.migrate_send of a
+    clone, sent by the destination with a session the source handed it."""
+    xapisim_options = dict(_ResizeBase.xapisim_options, pools=2)
+
+    def setUp(self):
+        super(CrossPoolResizeTest, self).setUp()
+        self.server, self.vm, _ = self.boot_small()
+        self.source = self.server['OS-EXT-SRV-ATTR:host']
+        other = self.xapi.world['pools'][1]
+        self.flags(connection_url=other['master'],
+                   host_uuid=other['hosts'][0]['uuid'], group='xenserver')
+        self.target = other['hosts'][0]['name_label']
+        self.second = self._start_compute(self.target)
+        self.y = self.xapi.login(other['master']).xenapi
+        self.root = disks(self.x, self.vm)['root'][0]
+        self.data = self.xapi.vdi_bytes(self.root, MIB)
+
+    def rules_in(self, x):
+        host = x.host.get_all()[0]
+        return json.loads(x.host.call_plugin(
+            host, 'nova_xen_isolation.py', 'list_rules',
+            {'params': '{}'}))['vifs']
+
+    def test_cold_migration_to_the_other_pool_then_confirm(self):
+        server = self._migrate_server(self.server, host=self.target)
+        self.assertEqual(self.target, server['OS-EXT-SRV-ATTR:host'])
+        there = tagged(self.y, server['id'])
+        (vm,) = there['VM']
+        record = self.y.VM.get_record(vm)
+        self.assertEqual('Running', record['power_state'])
+        # a cold migration keeps the flavor
+        self.assertEqual('1', record['VCPUs_max'])
+        root, size = disks(self.y, vm)['root']
+        self.assertEqual(1 * GIB, size)
+        self.assertEqual(32 * MIB, disks(self.y, vm)['swap'][1])
+        self.assertEqual(self.data, self.xapi.vdi_bytes_in(
+            self.xapi.login(self.xapi.world['pools'][1]['master']), root,
+            MIB))
+        vif = self.y.VIF.get_uuid(record['VIFs'][0])
+        self.assertEqual([vif], list(self.rules_in(self.y)))
+        # the source pool keeps only the original, no clone
+        self.assertEqual([self.vm], tagged(self.x, server['id'])['VM'])
+        self.assertEqual({'VM': [], 'VDI': []}, tagged(
+            self.x, server['id'], ('nova_resize_transfer',)))
+        self._confirm_resize(server)
+        self.assertEqual({'VM': [], 'VDI': []}, tagged(self.x, server['id']))
+        self.assertEqual({}, self.rules_in(self.x))
+
+    def test_revert_from_the_other_pool(self):
+        server = self._migrate_server(self.server, host=self.target)
+        self.api.post_server_action(server['id'], {'revertResize': None})
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self._wait_for_migration_status(server, ['reverted'])
+        self.assertEqual(self.source, server['OS-EXT-SRV-ATTR:host'])
+        self.assertEqual({'VM': [], 'VDI': []}, tagged(self.y, server['id']))
+        self.assertEqual({}, self.rules_in(self.y))
+        record = self.x.VM.get_record(self.vm)
+        self.assertEqual('Running', record['power_state'])
+        self.assertEqual(self.data, self.xapi.vdi_bytes(self.root, MIB))
+
+    def test_a_failed_send_leaves_nothing_in_either_pool(self):
+        self.xapi.control.fail('VM.migrate_send/copy', [
+            'SR_BACKEND_FAILURE_44', '', 'no space left', ''])
+        self.api.post_server_action(self.server['id'],
+                                    {'migrate': {'host': self.target}})
+        server = self._wait_for_state_change(self.server, 'ERROR')
+        self.assertIn('send the disks over', server['fault']['message'])
+        self.assertEqual({'VM': [], 'VDI': []}, tagged(self.y, server['id']))
+        # the source pool: the original alone, no clone
+        self.assertEqual({'VM': [], 'VDI': []}, tagged(
+            self.x, server['id'], ('nova_resize_transfer', 'nova_uuid')))
+        self.assertEqual([self.vm], self.originals(server)['VM'])
+        # deleted at the destination: no call reaches the source, whose
+        # reclaimer removes the original on its next pass
+        self._delete_server(server)
+        self.assertEqual([self.vm], self.originals(server)['VM'])
+        self.compute.manager.driver._reclaimer.run_once()
+        self.assertEqual({'VM': [], 'VDI': []}, tagged(self.x, server['id']))
