@@ -217,8 +217,18 @@ class Resize(object):
             for vif in session.call('VM.get_VIFs', clone):
                 session.call('VIF.destroy', vif)
             _retag(session, 'VM', clone, ORIGINAL, TRANSFER)
-            for vdi in storage.vdis_of_vm(session, clone):
-                _retag(session, 'VDI', vdi, ORIGINAL, TRANSFER)
+            for vbd in session.call('VM.get_VBDs', clone):
+                vdi = session.call('VBD.get_VDI', vbd)
+                if vdi == NULL:
+                    continue
+                role = session.call('VDI.get_other_config', vdi).get(
+                    'nova_role')
+                if role in MOVED:
+                    _retag(session, 'VDI', vdi, ORIGINAL, TRANSFER)
+                else:
+                    # swap: made anew at the destination, not sent
+                    session.call('VBD.destroy', vbd)
+                    storage.destroy_vdi(session, vdi)
         except Exception:
             remove_vm_and_disks(session, clone, ORIGINAL, instance.uuid)
             raise

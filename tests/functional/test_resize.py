@@ -323,6 +323,29 @@ class CrossPoolResizeTest(_ResizeBase):
         self.assertEqual({'VM': [], 'VDI': []}, tagged(self.x, server['id']))
         self.assertEqual({}, self.rules_in(self.x))
 
+    def test_resize_to_the_other_pool(self):
+        # the source's compute disabled: the scheduler picks the other pool
+        service = self.api.get_services(binary='nova-compute',
+                                        host=self.source)[0]
+        self.api.put_service(service['id'], {'status': 'disabled'})
+        server = self.resize(self.server, self.big)
+        self.assertEqual(self.target, server['OS-EXT-SRV-ATTR:host'])
+        (vm,) = tagged(self.y, server['id'])['VM']
+        record = self.y.VM.get_record(vm)
+        self.assertEqual('Running', record['power_state'])
+        self.assertEqual('2', record['VCPUs_max'])
+        self.assertEqual(str(1024 * MIB), record['memory_static_max'])
+        found = disks(self.y, vm)
+        self.assertEqual(2 * GIB, found['root'][1])
+        self.assertEqual(2 * GIB, found['ephemeral'][1])
+        # swap is made anew at its new size, never sent
+        self.assertEqual(64 * MIB, found['swap'][1])
+        self.assertEqual(self.data, self.xapi.vdi_bytes_in(
+            self.xapi.login(self.xapi.world['pools'][1]['master']),
+            found['root'][0], MIB))
+        self._confirm_resize(server)
+        self.assertEqual({'VM': [], 'VDI': []}, tagged(self.x, server['id']))
+
     def test_revert_from_the_other_pool(self):
         server = self._migrate_server(self.server, host=self.target)
         self.api.post_server_action(server['id'], {'revertResize': None})

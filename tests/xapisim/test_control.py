@@ -409,3 +409,40 @@ class AuthTest(ControlTestCase):
 
 if __name__ == '__main__':
     unittest.main()
+
+
+class HostLiveTest(ControlTestCase):
+    """A host that dies: xapi keeps its VMs Running in the database until
+    VM.power_state_reset, refuses to start anything there (HOST_OFFLINE)
+    or to call its plugins; the host back, all works again."""
+
+    def test_a_dead_host_and_its_vm(self):
+        other = self.host(1)
+        vm = self.new_vm(name='on-the-dying-host')
+        self.x.VM.start_on(vm, other, False, False)
+        uuid = self.world['pools'][0]['hosts'][1]['uuid']
+        self.control().host_live(uuid, False)
+        metrics = self.x.host.get_metrics(other)
+        self.assertFalse(self.x.host_metrics.get_live(metrics))
+        # the database still says it runs there
+        self.assertEqual('Running', self.x.VM.get_power_state(vm))
+        self.assertEqual(other, self.x.VM.get_resident_on(vm))
+        self.assertFailure(['HOST_OFFLINE', other], self.x.host.call_plugin,
+                           other, 'nova_xen_host.py', 'host_uptime',
+                           {'params': '{}'})
+        self.x.VM.power_state_reset(vm)
+        self.assertEqual('Halted', self.x.VM.get_power_state(vm))
+        self.assertFailure(['HOST_OFFLINE', other], self.x.VM.start_on, vm,
+                           other, False, False)
+        # it starts on the live host
+        self.x.VM.start_on(vm, self.host(0), False, False)
+        self.assertEqual(self.host(0), self.x.VM.get_resident_on(vm))
+        self.control().host_live(uuid, True)
+        self.assertTrue(self.x.host_metrics.get_live(metrics))
+        self.x.VM.hard_shutdown(vm)
+        self.x.VM.start_on(vm, other, False, False)
+        self.assertEqual(other, self.x.VM.get_resident_on(vm))
+
+    def test_an_unknown_host_is_a_bad_request(self):
+        self.assertRaises(ControlError, self.control().host_live,
+                          'no-such-host', False)
