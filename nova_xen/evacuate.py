@@ -37,17 +37,9 @@ class Evacuation(object):
         self.isolation = isolation
 
     def _unseen(self, vm):
-        """Names of the SRs of the VM's disks this host has no plugged
-        PBD for."""
-        session = self.session
-        unseen = set()
-        for sr in {session.call('VDI.get_SR', vdi)
-                   for vdi in storage.vdis_of_vm(session, vm)}:
-            if not any(session.call('PBD.get_host', pbd) == self.host.ref and
-                       session.call('PBD.get_currently_attached', pbd)
-                       for pbd in session.call('SR.get_PBDs', sr)):
-                unseen.add(session.call('SR.get_name_label', sr))
-        return unseen
+        """Names of the SRs of the VM's disks this host does not see."""
+        return {self.session.call('SR.get_name_label', sr)
+                for sr in self.host.unseen_srs(vm)}
 
     def on_disk(self, instance):
         """Nova's instance_on_disk: the VM is in this pool and this host

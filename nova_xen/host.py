@@ -17,6 +17,7 @@ import os_resource_classes as orc
 
 from nova_xen import errors
 from nova_xen.conf import CONF
+from nova_xen import storage
 
 LOG = logging.getLogger(__name__)
 NOVA_CONF = nova_conf.CONF
@@ -129,6 +130,20 @@ class Host(object):
             if exc.xapi_code == 'UUID_INVALID':
                 return False
             raise
+
+    def sees(self, sr):
+        """Whether this host has a plugged PBD of ``sr``."""
+        session = self.session
+        return any(session.call('PBD.get_host', pbd) == self.ref and
+                   session.call('PBD.get_currently_attached', pbd)
+                   for pbd in session.call('SR.get_PBDs', sr))
+
+    def unseen_srs(self, vm):
+        """The SRs of ``vm``'s disks this host does not see."""
+        session = self.session
+        return {sr for sr in {session.call('VDI.get_SR', vdi)
+                              for vdi in storage.vdis_of_vm(session, vm)}
+                if not self.sees(sr)}
 
     def peer(self, address):
         """The ref of the host of this pool at ``address`` (what Nova

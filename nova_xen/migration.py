@@ -207,16 +207,8 @@ class LiveMigration(object):
 
     def _srs_not_plugged_here(self, vm):
         """uuids of the SRs of the VM's disks with no plugged PBD here."""
-        session = self.session
-        unseen = set()
-        for sr in {session.call('VDI.get_SR', vdi)
-                   for vdi in storage.vdis_of_vm(session, vm)}:
-            plugged = [pbd for pbd in session.call('SR.get_PBDs', sr)
-                       if session.call('PBD.get_host', pbd) == self.host.ref
-                       and session.call('PBD.get_currently_attached', pbd)]
-            if not plugged:
-                unseen.add(session.call('SR.get_uuid', sr))
-        return unseen
+        return {self.session.call('SR.get_uuid', sr)
+                for sr in self.host.unseen_srs(vm)}
 
     def _fill(self, data, network_info, create=True):
         """The destination's side of a storage move, and a receive token;

@@ -384,7 +384,7 @@ class Resize(object):
             role = disk['role']
             with step('copy the %s disk' % role):
                 vdi = session.call('VDI.get_by_uuid', disk['vdi'])
-                if self._sees(session.call('VDI.get_SR', vdi)):
+                if self.host.sees(session.call('VDI.get_SR', vdi)):
                     new = session.call_async('VDI.clone', vdi, {})
                 else:
                     new = session.call_async('VDI.copy', vdi, self.sr_of(),
@@ -393,12 +393,6 @@ class Resize(object):
                 self._tag(instance, new, role)
                 vdis[role] = new
         return vdis
-
-    def _sees(self, sr):
-        session = self.session
-        return any(session.call('PBD.get_host', pbd) == self.host.ref and
-                   session.call('PBD.get_currently_attached', pbd)
-                   for pbd in session.call('SR.get_PBDs', sr))
 
     def _tag(self, instance, vdi, role):
         session = self.session

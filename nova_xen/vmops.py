@@ -211,6 +211,9 @@ class VMOps(object):
                 for vdi in storage.vdis_of_instance(session, instance.uuid):
                     storage.destroy_vdi(session, vdi)
             return
+        # Nova is deleting it: its halt is no "stopped by itself" event
+        # (which would send Nova a stop racing the delete)
+        self.index.leaving(instance.uuid)
         try:
             resident = session.call('VM.get_resident_on', vm)
             power.halt(session, vm)
@@ -223,7 +226,11 @@ class VMOps(object):
             LOG.warning('VM disappeared while being destroyed',
                         instance=instance)
             vdis = []
+        except Exception:
+            self.index.leaving(instance.uuid, False)
+            raise
         self.index.forget(vm)
+        self.index.leaving(instance.uuid, False)
         if destroy_disks:
             for vdi in vdis:
                 storage.destroy_vdi(session, vdi)

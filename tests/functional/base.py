@@ -66,6 +66,15 @@ class XenAPIFunctionalTestCase(integrated_helpers._IntegratedTestBase):
 
     # -- helpers ---------------------------------------------------------
 
+    def use_local_srs(self):
+        """Each compute keeps its instances' disks on its own host's local
+        SR (call before the computes start)."""
+        for sr, record in self.xapi.x.SR.get_all_records().items():
+            if not record['shared'] and record['type'] == 'ext':
+                self.xapi.x.SR.add_to_other_config(sr, 'nova-disks', 'local')
+        self.flags(sr_matching_filter='other-config:nova-disks=local',
+                   group='xenserver')
+
     def image_with(self, data, **kwargs):
         return xen_fixtures.glance_image(self.glance, data, **kwargs)
 

@@ -32,6 +32,15 @@ def api_paste_config():
     raise RuntimeError('nova api-paste.ini not found in %s' % candidates)
 
 
+def rules_in(x, host=None):
+    """{VIF uuid: [dom0 device, ...]} with isolation rules on a host (the
+    pool's first, by default) of the pool a XenAPI proxy ``x`` talks to."""
+    host = host or x.host.get_all()[0]
+    return json.loads(x.host.call_plugin(
+        host, 'nova_xen_isolation.py', 'list_rules',
+        {'params': '{}'}))['vifs']
+
+
 class PluginsCopy(fixtures.Fixture):
     """A copy of the dom0 plugins directory that a test may alter (modes
     kept), for xapisim's ``plugins_dir``."""
@@ -112,10 +121,7 @@ class XapisimFixture(fixtures.Fixture):
 
     def isolation_rules(self, host=None):
         """{VIF uuid: [dom0 device, ...]} with isolation rules on a host."""
-        host = host or self.x.host.get_all()[0]
-        reply = self.x.host.call_plugin(host, 'nova_xen_isolation.py',
-                                        'list_rules', {'params': '{}'})
-        return json.loads(reply)['vifs']
+        return rules_in(self.x, host)
 
     def login(self, url):
         """A XenAPI session on another pool of the world (its master's

@@ -18,12 +18,7 @@ class _Evacuate(base.XenAPIFunctionalTestCase):
 
     def _setup_compute_service(self):
         if self.local_srs:
-            for sr, record in self.xapi.x.SR.get_all_records().items():
-                if not record['shared'] and record['type'] == 'ext':
-                    self.xapi.x.SR.add_to_other_config(sr, 'nova-disks',
-                                                       'local')
-            self.flags(sr_matching_filter='other-config:nova-disks=local',
-                       group='xenserver')
+            self.use_local_srs()
         return super(_Evacuate, self)._setup_compute_service()
 
     def setUp(self):

@@ -21,6 +21,7 @@ from xapisim.client import Control
 from nova_xen import errors
 
 from tests.functional import base
+from tests.functional import fixtures as xen_fixtures
 from tests import records
 from tests.functional.test_boot import pattern
 
@@ -374,11 +375,7 @@ class LocalStorageTest(_TwoHosts):
     instance inside the pool moves its disks too (storage XenMotion)."""
 
     def _setup_compute_service(self):
-        for sr, record in self.xapi.x.SR.get_all_records().items():
-            if not record['shared'] and record['type'] == 'ext':
-                self.xapi.x.SR.add_to_other_config(sr, 'nova-disks', 'local')
-        self.flags(sr_matching_filter='other-config:nova-disks=local',
-                   group='xenserver')
+        self.use_local_srs()
         return super(LocalStorageTest, self)._setup_compute_service()
 
     def test_block_migration_between_local_srs(self):
@@ -451,10 +448,7 @@ class CrossPoolTest(base.XenAPIFunctionalTestCase):
         return left
 
     def rules_in(self, x):
-        host = x.host.get_all()[0]
-        return json.loads(x.host.call_plugin(
-            host, 'nova_xen_isolation.py', 'list_rules',
-            {'params': '{}'}))['vifs']
+        return xen_fixtures.rules_in(x)
 
     def test_storage_xenmotion_to_the_other_pool(self):
         data = self.xapi.vdi_bytes(self.xapi.objects_of(

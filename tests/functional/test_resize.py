@@ -3,9 +3,9 @@ xapi moving the disks: on one host, between hosts of one pool (shared SR:
 clones; local SRs: copies), across pools (VM.migrate_send of a clone);
 each checked on the xapi side, and failures injected at XenAPI steps."""
 
-import json
 
 from tests.functional import base
+from tests.functional import fixtures as xen_fixtures
 from tests.functional.test_boot import pattern
 
 MIB = 1024 * 1024
@@ -126,6 +126,10 @@ class SameHostResizeTest(_ResizeBase):
         self._delete_server(server)
         self.assertEqual({'VM': [], 'VDI': []}, tagged(self.x, server['id']))
         self.assertEqual({}, self.xapi.isolation_rules())
+        # the confirm Nova does first clears the task state: the VM's halt
+        # is still no "shutdown by itself" (a stop racing the delete)
+        self.assertNotIn('Instance shutdown by itself',
+                         self.stdlog.logger.output)
 
     def test_a_stopped_server_stays_stopped(self):
         server, _, _ = self.boot_small()
@@ -197,12 +201,7 @@ class _TwoHostResize(_ResizeBase):
 
     def _setup_compute_service(self):
         if self.local_srs:
-            for sr, record in self.xapi.x.SR.get_all_records().items():
-                if not record['shared'] and record['type'] == 'ext':
-                    self.xapi.x.SR.add_to_other_config(sr, 'nova-disks',
-                                                       'local')
-            self.flags(sr_matching_filter='other-config:nova-disks=local',
-                       group='xenserver')
+            self.use_local_srs()
         return super(_TwoHostResize, self)._setup_compute_service()
 
     def setUp(self):
@@ -293,10 +292,7 @@ class CrossPoolResizeTest(_ResizeBase):
         self.data = self.xapi.vdi_bytes(self.root, MIB)
 
     def rules_in(self, x):
-        host = x.host.get_all()[0]
-        return json.loads(x.host.call_plugin(
-            host, 'nova_xen_isolation.py', 'list_rules',
-            {'params': '{}'}))['vifs']
+        return xen_fixtures.rules_in(x)
 
     def test_cold_migration_to_the_other_pool_then_confirm(self):
         server = self._migrate_server(self.server, host=self.target)
