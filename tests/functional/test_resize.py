@@ -195,6 +195,42 @@ class SameHostResizeTest(_ResizeBase):
         self.assertEqual({'VM': [], 'VDI': []}, tagged(self.x, server['id']))
 
 
+class DestinationFailureTest(_ResizeBase):
+    """A failure at each XenAPI step of the destination: the server goes
+    to ERROR with the step and xapi's reason; what the destination made is
+    gone, the original is kept (hidden) until the server is deleted."""
+
+    def _fail_at(self, message, step, nth=1):
+        server, vm, _ = self.boot_small()
+        kept = tagged(self.x, server['id'])
+        self.xapi.control.fail(message, ['INTERNAL_ERROR', 'injected'],
+                               nth=nth)
+        self.api.post_server_action(server['id'],
+                                    {'resize': {'flavorRef': self.big}})
+        server = self._wait_for_state_change(server, 'ERROR')
+        self.assertIn('at step "%s"' % step, server['fault']['message'])
+        self.assertIn('INTERNAL_ERROR', server['fault']['message'])
+        self.assertEqual({'VM': [], 'VDI': []},
+                         tagged(self.x, server['id'], ('nova_uuid',)))
+        self.assertEqual(kept, self.originals(server))
+        self.assertEqual({}, self.xapi.isolation_rules())
+        self._delete_server(server)
+        self.assertEqual({'VM': [], 'VDI': []}, tagged(self.x, server['id']))
+
+    def test_growing_the_root_disk(self):
+        self._fail_at('VDI.resize', 'grow the root disk')
+
+    def test_creating_the_swap_disk(self):
+        # the VDI.create of the new swap: the first one of the resize
+        self._fail_at('VDI.create', 'create the swap disk')
+
+    def test_creating_the_vm(self):
+        self._fail_at('VM.create', 'create the VM')
+
+    def test_starting_the_vm(self):
+        self._fail_at('VM.start_on', 'start the VM')
+
+
 class _TwoHostResize(_ResizeBase):
     xapisim_options = dict(_ResizeBase.xapisim_options, hosts=2)
     local_srs = False
@@ -353,6 +389,31 @@ class CrossPoolResizeTest(_ResizeBase):
         record = self.x.VM.get_record(self.vm)
         self.assertEqual('Running', record['power_state'])
         self.assertEqual(self.data, self.xapi.vdi_bytes(self.root, MIB))
+
+    def test_delete_while_verifying_leaves_nothing_in_either_pool(self):
+        server = self._migrate_server(self.server, host=self.target)
+        self._delete_server(server)
+        self.assertEqual({'VM': [], 'VDI': []}, tagged(self.x, server['id']))
+        self.assertEqual({'VM': [], 'VDI': []}, tagged(self.y, server['id']))
+        self.assertEqual({}, self.rules_in(self.x))
+        self.assertEqual({}, self.rules_in(self.y))
+
+    def test_a_failed_clone_on_the_source_keeps_the_server_there(self):
+        self.xapi.control.fail('VM.clone', ['SR_BACKEND_FAILURE_44', '',
+                                            'no space left', ''])
+        self.api.post_server_action(self.server['id'],
+                                    {'migrate': {'host': self.target}})
+        self._wait_for_migration_status(self.server, ['error'])
+        server = self._wait_for_state_change(self.server, 'ACTIVE')
+        self.assertEqual(self.source, server['OS-EXT-SRV-ATTR:host'])
+        self.assertIn('clone the stopped VM for the other pool',
+                      self.stdlog.logger.output)
+        record = self.x.VM.get_record(self.vm)
+        self.assertEqual('Running', record['power_state'])
+        self.assertEqual(server['id'], record['other_config']['nova_uuid'])
+        self.assertEqual({'VM': [], 'VDI': []}, tagged(
+            self.x, server['id'], ('nova_resize_of', 'nova_resize_transfer')))
+        self.assertEqual({'VM': [], 'VDI': []}, tagged(self.y, server['id']))
 
     def test_a_failed_send_leaves_nothing_in_either_pool(self):
         self.xapi.control.fail('VM.migrate_send/copy', [
