@@ -46,6 +46,11 @@ _TRANSITIONS = {
 }
 
 
+# other_config tags of the VMs a resize keeps (resize.py): not instances,
+# but remembered, so that reconciliation needs no scan of its own
+RESIZE_TAGS = ('nova_resize_of', 'nova_resize_transfer')
+
+
 def is_instance(record):
     return ('nova_uuid' in record['other_config'] and
             not record['is_a_template'] and not record['is_a_snapshot'] and
@@ -75,6 +80,7 @@ class VMWatcher(object):
         self.new_domain = new_domain
         self._lock = threading.Lock()
         self._records = {}        # VM ref -> kept fields, instances only
+        self._resize_vms = {}     # VM ref -> kept fields, RESIZE_TAGS
         self._stop = threading.Event()
         self._thread = None
         self._xenapi = None
@@ -124,6 +130,12 @@ class VMWatcher(object):
         """Every instance VM of the pool: {ref: record} (reconciliation)."""
         with self._lock:
             return {ref: dict(rec) for ref, rec in self._records.items()}
+
+    def resize_vms(self):
+        """VMs a resize keeps (originals, clones) anywhere in the pool:
+        {ref: record}."""
+        with self._lock:
+            return {ref: dict(rec) for ref, rec in self._resize_vms.items()}
 
     # -- the spawn/destroy path tells us at once -----------------------
 
@@ -192,7 +204,8 @@ class VMWatcher(object):
                 seen.add(event['ref'])
                 self._apply(event['ref'], event['snapshot'], emit=emit)
         with self._lock:
-            gone = [ref for ref in self._records if ref not in seen]
+            gone = [ref for ref in list(self._records) +
+                    list(self._resize_vms) if ref not in seen]
         for ref in gone:
             self._remove(ref, emit=emit)
         self.resyncs += 1
@@ -237,6 +250,10 @@ class VMWatcher(object):
         if not is_instance(record):
             with self._lock:
                 self._records.pop(ref, None)
+                if any(tag in record['other_config'] for tag in RESIZE_TAGS):
+                    self._resize_vms[ref] = {k: record[k] for k in KEPT}
+                else:
+                    self._resize_vms.pop(ref, None)
             return
         kept = {k: record[k] for k in KEPT}
         with self._lock:
@@ -254,6 +271,7 @@ class VMWatcher(object):
     def _remove(self, ref, emit):
         with self._lock:
             old = self._records.pop(ref, None)
+            self._resize_vms.pop(ref, None)
         if old is not None and old['other_config']['nova_uuid'] in \
                 self._leaving:
             # it left for another pool: no stop, for Nova (mark consumed)

@@ -108,7 +108,7 @@ class Reconciler(object):
         """Originals (and clones) of resizes this host's compute kept:
         watched by the reclaimer, which removes them once their instance
         is deleted (at once for those already gone)."""
-        for vm, record in self.session.call('VM.get_all_records').items():
+        for vm, record in self.watcher.resize_vms().items():
             other = record['other_config']
             uuid = other.get(resize.ORIGINAL) or other.get(resize.TRANSFER)
             if not uuid or events.host_of(record) != self.host.ref:

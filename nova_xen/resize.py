@@ -43,6 +43,7 @@ from oslo_log import log as logging
 
 from nova_xen.conf import CONF
 from nova_xen import errors
+from nova_xen import events
 from nova_xen import power
 from nova_xen import session as session_mod
 from nova_xen import storage
@@ -53,8 +54,8 @@ LOG = logging.getLogger(__name__)
 GIB = 1024 ** 3
 MIB = 1024 ** 2
 NULL = storage.NULL
-ORIGINAL = 'nova_resize_of'        # other_config tag of a kept original
-TRANSFER = 'nova_resize_transfer'  # ... of a clone on its way to a pool
+# other_config tags of a kept original, of a clone on its way to a pool
+ORIGINAL, TRANSFER = events.RESIZE_TAGS
 # the disks that move, in the order the VM gets them (swap is made anew)
 MOVED = ('root', 'ephemeral', 'config-drive')
 FORMAT = 1

@@ -415,6 +415,22 @@ class CrossPoolResizeTest(_ResizeBase):
             self.x, server['id'], ('nova_resize_of', 'nova_resize_transfer')))
         self.assertEqual({'VM': [], 'VDI': []}, tagged(self.y, server['id']))
 
+    def test_an_original_left_is_removed_at_start_up(self):
+        self.xapi.control.fail('VM.migrate_send/copy', [
+            'SR_BACKEND_FAILURE_44', '', 'no space left', ''])
+        self.api.post_server_action(self.server['id'],
+                                    {'migrate': {'host': self.target}})
+        server = self._wait_for_state_change(self.server, 'ERROR')
+        self._delete_server(server)
+        self.assertEqual([self.vm], self.originals(server)['VM'])
+        # the source's nova-compute restarts (with its own settings): it
+        # finds the original and its instance deleted
+        self.flags(connection_url=self.xapi.url,
+                   host_uuid=self.xapi.pool['hosts'][0]['uuid'],
+                   group='xenserver')
+        self.restart_compute_service(self.compute)
+        self.assertEqual({'VM': [], 'VDI': []}, tagged(self.x, server['id']))
+
     def test_a_failed_send_leaves_nothing_in_either_pool(self):
         self.xapi.control.fail('VM.migrate_send/copy', [
             'SR_BACKEND_FAILURE_44', '', 'no space left', ''])
