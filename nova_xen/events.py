@@ -80,6 +80,7 @@ class VMWatcher(object):
         self.new_domain = new_domain
         self._lock = threading.Lock()
         self._records = {}        # VM ref -> kept fields, instances only
+        self._by_uuid = {}        # instance uuid -> {VM refs}: O(1) lookups
         self._resize_vms = {}     # VM ref -> kept fields, RESIZE_TAGS
         self._stop = threading.Event()
         self._thread = None
@@ -95,16 +96,15 @@ class VMWatcher(object):
 
     def lookup(self, instance_uuid):
         """The VM ref of an instance of this host, or None."""
-        with self._lock:
-            for ref, rec in self._owned().items():
-                if rec['other_config']['nova_uuid'] == instance_uuid:
-                    return ref
-        return None
+        return self.record(instance_uuid)[0]
 
     def record(self, instance_uuid):
+        """(VM ref, record) of an instance of this host, or (None, None):
+        a dictionary lookup, whatever the size of the pool."""
         with self._lock:
-            for ref, rec in self._owned().items():
-                if rec['other_config']['nova_uuid'] == instance_uuid:
+            for ref in self._by_uuid.get(instance_uuid, ()):
+                rec = self._records[ref]
+                if owned_by(rec, self.host_ref):
                     return ref, dict(rec)
         return None, None
 
@@ -112,10 +112,27 @@ class VMWatcher(object):
         """(VM ref, record) of an instance on any host of the pool (a
         migration's other side), or (None, None)."""
         with self._lock:
-            for ref, rec in self._records.items():
-                if rec['other_config']['nova_uuid'] == instance_uuid:
-                    return ref, dict(rec)
+            for ref in self._by_uuid.get(instance_uuid, ()):
+                return ref, dict(self._records[ref])
         return None, None
+
+    def _put(self, ref, kept):
+        """Keep an instance VM's record (with the lock held)."""
+        self._drop(ref)
+        self._records[ref] = kept
+        self._by_uuid.setdefault(kept['other_config']['nova_uuid'],
+                                 set()).add(ref)
+
+    def _drop(self, ref):
+        """Forget an instance VM (with the lock held); its record."""
+        old = self._records.pop(ref, None)
+        if old is not None:
+            uuid = old['other_config']['nova_uuid']
+            refs = self._by_uuid.get(uuid, set())
+            refs.discard(ref)
+            if not refs:
+                self._by_uuid.pop(uuid, None)
+        return old
 
     def uuids(self):
         with self._lock:
@@ -145,7 +162,7 @@ class VMWatcher(object):
             record = self.session.call('VM.get_record', vm)
         except Exception:
             with self._lock:
-                self._records.pop(vm, None)
+                self._drop(vm)
             return
         self._apply(vm, record, emit=False)
 
@@ -160,7 +177,7 @@ class VMWatcher(object):
 
     def forget(self, vm):
         with self._lock:
-            self._records.pop(vm, None)
+            self._drop(vm)
 
     # -- the loop ----------------------------------------------------------
 
@@ -249,7 +266,7 @@ class VMWatcher(object):
     def _apply(self, ref, record, emit):
         if not is_instance(record):
             with self._lock:
-                self._records.pop(ref, None)
+                self._drop(ref)
                 if any(tag in record['other_config'] for tag in RESIZE_TAGS):
                     self._resize_vms[ref] = {k: record[k] for k in KEPT}
                 else:
@@ -258,7 +275,7 @@ class VMWatcher(object):
         kept = {k: record[k] for k in KEPT}
         with self._lock:
             old = self._records.get(ref)
-            self._records[ref] = kept
+            self._put(ref, kept)
         if emit and old is not None:
             self._maybe_emit(old, kept)
             self._maybe_new_domain(ref, old, kept)
@@ -270,7 +287,7 @@ class VMWatcher(object):
 
     def _remove(self, ref, emit):
         with self._lock:
-            old = self._records.pop(ref, None)
+            old = self._drop(ref)
             self._resize_vms.pop(ref, None)
         if old is not None and old['other_config']['nova_uuid'] in \
                 self._leaving:

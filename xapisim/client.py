@@ -89,7 +89,10 @@ class Control(object):
                              {'vm_uuid': vm_uuid, 'action': action})
 
     def create_vms(self, count, running=False, memory_mib=64,
-                   name_prefix='bulk-', other_config=None):
+                   name_prefix='bulk-', other_config=None, instances=False):
+        """``instances``: each VM tagged as a nova-xen instance of its own
+        (other_config nova_uuid), placed on the master host."""
         return self._request('POST', 'vms', {
             'count': count, 'running': running, 'memory_mib': memory_mib,
-            'name_prefix': name_prefix, 'other_config': other_config or {}})
+            'name_prefix': name_prefix, 'other_config': other_config or {},
+            'instances': instances})

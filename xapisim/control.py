@@ -182,9 +182,15 @@ def bulk_vms(pool, host, body):
             'platform': {}, 'PCI_bus': '',
             'other_config': dict(body.get('other_config', {})),
             'recommendations': ''})
+        uuid = pool.db.get('VM', vm, 'uuid')
+        if body.get('instances'):
+            other = dict(pool.db.get('VM', vm, 'other_config'),
+                         nova_uuid=uuid)
+            pool.db.set('VM', vm, other_config=other, affinity=host.ref)
         if body.get('running'):
-            guest.create_domain(pool, vm, pick_host(ctx, vm))
-        made.append(pool.db.get('VM', vm, 'uuid'))
+            guest.create_domain(pool, vm, host.ref if body.get('instances')
+                                else pick_host(ctx, vm))
+        made.append(uuid)
     return {'vms': made}
 
 
