@@ -446,3 +446,16 @@ class HostLiveTest(ControlTestCase):
     def test_an_unknown_host_is_a_bad_request(self):
         self.assertRaises(ControlError, self.control().host_live,
                           'no-such-host', False)
+
+
+class BulkInstancesTest(ControlTestCase):
+    def test_bulk_vms_as_instances_of_the_master(self):
+        made = self.control().create_vms(3, running=True,
+                                          instances=True)['vms']
+        master = self.x.pool.get_master(self.x.pool.get_all()[0])
+        for uuid in made:
+            record = self.x.VM.get_record(self.x.VM.get_by_uuid(uuid))
+            self.assertEqual(uuid, record['other_config']['nova_uuid'])
+            self.assertEqual(master, record['affinity'])
+            self.assertEqual(master, record['resident_on'])
+            self.assertEqual('Running', record['power_state'])
