@@ -450,8 +450,8 @@ class HostLiveTest(ControlTestCase):
 
 class BulkInstancesTest(ControlTestCase):
     def test_bulk_vms_as_instances_of_the_master(self):
-        made = self.control().create_vms(3, running=True,
-                                          instances=True)['vms']
+        made = self.control().create_vms(3, running=True, instances=True)
+        made = made['vms']
         master = self.x.pool.get_master(self.x.pool.get_all()[0])
         for uuid in made:
             record = self.x.VM.get_record(self.x.VM.get_by_uuid(uuid))
