@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 from tests.functional import base  # noqa: E402
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 IMAGE_TEXT = b'nova-xen demo disk: hello from Glance\n'
 
 
@@ -86,9 +87,29 @@ class Demo(base.XenAPIFunctionalTestCase):
                  % (source, server['OS-EXT-SRV-ATTR:host'],
                     time.time() - moving, server['OS-EXT-SRV-ATTR:host'],
                     self.xapi.x.host.get_name_label(record['resident_on'])))
+        self.say('\n7. POST /servers/%s/action resize to m1.medium, then '
+                 'confirmResize ...' % server['id'])
+        moving = time.time()
+        self.flags(allow_resize_to_same_host=True)
+        self.api.post_server_action(server['id'], {'resize': {
+            'flavorRef': self.flavor('m1.medium')['id']}})
+        server = self._wait_for_state_change(server, 'VERIFY_RESIZE')
+        server = self._confirm_resize(server)
+        vm, record = self.xapi.vm_of(server['id'])
+        root = self.xapi.x.VBD.get_VDI(record['VBDs'][0])
+        self.say('   %s in %.1f s: Nova says flavor %s on %s; xapi says '
+                 '%s MiB, %s vCPUs, root VDI %d GiB, on %s, %s'
+                 % (server['status'], time.time() - moving,
+                    server['flavor']['original_name'],
+                    server['OS-EXT-SRV-ATTR:host'],
+                    int(record['memory_static_max']) // MIB,
+                    record['VCPUs_max'],
+                    int(self.xapi.x.VDI.get_virtual_size(root)) // GIB,
+                    self.xapi.x.host.get_name_label(record['resident_on']),
+                    record['power_state']))
         if self.keep:
             return self.interact(server)
-        self.say('\n7. DELETE /servers/%s ...' % server['id'])
+        self.say('\n8. DELETE /servers/%s ...' % server['id'])
         self._delete_server(server)
         left = self.xapi.objects_of(server['id'])
         self.say('   left in the pool for this server: %s'
