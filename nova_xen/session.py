@@ -27,13 +27,12 @@ import XenAPI
 
 from nova_xen import errors
 from nova_xen import reclaim
+from nova_xen import tasks
 
 LOG = logging.getLogger(__name__)
 
 ORIGINATOR = 'nova-xen'
 API_VERSION = '2.21'
-# event.from waits at most this long per call while a task runs
-EVENT_WAIT = 30.0
 # a refused connection (xapi restarting) is retried this many times
 CONNECT_RETRIES = 5
 # how long a cancelled task may take to stop
@@ -175,6 +174,7 @@ class Session(object):
         self._generation = 0     # bumped when the master moves
         # what could not be removed, for the reclaimer (reclaim.py)
         self.leftovers = reclaim.Leftovers()
+        self._tasks = None       # the task watcher, at the first task
 
     # -- addresses -----------------------------------------------------
 
@@ -297,8 +297,6 @@ class Session(object):
         try:
             if xenapi is None:
                 xenapi = self._login()
-            # replayed on a new session unless a call says otherwise
-            xenapi.abort_on_renewal = False
             healthy = True
             yield xenapi
         except (OSError, http.client.HTTPException):
@@ -342,18 +340,27 @@ class Session(object):
 
     @contextlib.contextmanager
     def http_session(self):
-        """A valid session ref for xapi's HTTP handlers, held meanwhile."""
+        """A valid session ref for xapi's HTTP handlers.
+
+        The ref is checked (and renewed, after a xapi restart) on a pooled
+        session, which is then free again: a transfer that takes minutes
+        keeps no other call waiting (xapi takes one session on several
+        connections at once)."""
         with self._borrow() as xenapi:
             xenapi.xenapi.session.get_this_host(xenapi._session)
-            yield xenapi._session
+            ref = xenapi._session
+        yield ref
 
     def close(self):
         """Log every session out (cleanup_host)."""
         with self._cond:
             self._closed = True
+            watcher, self._tasks = self._tasks, None
             idle, self._idle = self._idle, []
             self._created -= len(idle)
             self._cond.notify_all()
+        if watcher is not None:
+            watcher.stop()
         for _, xenapi in idle:
             _quiet_logout(xenapi)
 
@@ -367,14 +374,10 @@ class Session(object):
     def call(self, method, *args, **kwargs):
         """Call a XenAPI message (``'VM.get_record'``); returns its value."""
         timeout = kwargs.pop('timeout', None) or self.call_timeout
-        # a call that means nothing after a xapi restart (event.from with
-        # a token) raises SessionRenewed instead of being replayed
-        strict = kwargs.pop('abort_on_renewal', False)
         for attempt in range(CONNECT_RETRIES + 1):
             try:
                 with self._borrow() as xenapi:
                     xenapi.transport.set_timeout(timeout)
-                    xenapi.abort_on_renewal = strict
                     try:
                         return _resolve(xenapi.xenapi, method)(*args)
                     except socket.timeout:
@@ -390,38 +393,37 @@ class Session(object):
                 raise errors.translate(method, details)
             except errors.StartupError as exc:
                 # a re-login failed (xapi restarting): retry, then give up
-                if strict:
-                    raise SessionRenewed()
                 if attempt >= CONNECT_RETRIES:
                     raise errors.XenAPIConnectionError(url=self._url,
                                                        reason=str(exc))
             except ConnectionRefusedError as exc:
                 # xapi is restarting: the request never reached it
-                if strict:
-                    raise SessionRenewed()
                 if attempt >= CONNECT_RETRIES:
                     raise errors.XenAPIConnectionError(url=self._url,
                                                        reason=_reason(exc))
             except (OSError, http.client.HTTPException) as exc:
-                if strict:
-                    # the connection broke under the call (xapi restarted?)
-                    raise SessionRenewed()
                 raise errors.XenAPIConnectionError(url=self._url,
                                                    reason=_reason(exc))
             time.sleep(min(2 ** attempt * 0.2, 5))
 
     def call_async(self, method, *args, **kwargs):
-        """Run ``method`` as a task, wait for it (event.from), destroy it."""
+        """Run ``method`` as a task, wait for it, destroy it.
+
+        The wait holds no pooled session: the task watcher (tasks.py)
+        hears the task end on its own connection.
+        """
         timeout = kwargs.pop('timeout', None) or self.task_timeout
         # told the task's ref, for a caller that may cancel it (an abort)
         on_task = kwargs.pop('on_task', None)
         # told the task's progress (0..1) as xapi reports it
         on_progress = kwargs.pop('on_progress', None)
+        watcher = self._task_watcher()
         task = self.call('Async.' + method, *args)
         if on_task is not None:
             on_task(task)
         try:
-            record = self._wait_task(task, timeout, method, on_progress)
+            record = self._wait_task(watcher, task, timeout, method,
+                                     on_progress)
         finally:
             self.destroy_task(task)
         if record['status'] == 'success':
@@ -429,72 +431,43 @@ class Session(object):
         raise errors.translate(method, record['error_info'] or
                                ['TASK_FAILED', record['status']])
 
+    def _task_watcher(self):
+        with self._cond:
+            if self._closed:
+                raise errors.XenAPIConnectionError(
+                    url=self._url, reason='the session pool is closed')
+            if self._tasks is None:
+                self._tasks = tasks.TaskWatcher(self)
+            watcher = self._tasks
+        watcher.ensure_started()
+        return watcher
+
     def destroy_task(self, task):
         """Destroy a task we created; one xapi will not destroy now is left
         to the reclaimer (a task gone with a xapi restart is fine)."""
         reclaim.destroy(self, reclaim.TASK, task)
 
-    def _wait_task(self, task, timeout, method, on_progress=None):
-        deadline = time.time() + timeout
-        token = ''
-        while True:
-            left = deadline - time.time()
-            if left <= 0:
-                self._cancel(task, token)
-                raise errors.XenAPIError(method, ['TIMEOUT', str(timeout)],
-                                         message='XenAPI %s did not finish '
-                                         'within %s s; cancelled' % (method,
-                                                                     timeout))
-            wait = min(left, EVENT_WAIT)
-            try:
-                batch = self.call('event.from', ['task/%s' % task], token,
-                                  wait, timeout=wait + self.call_timeout,
-                                  abort_on_renewal=True)
-            except SessionRenewed:
-                # xapi restarted, or dropped our session: a task lives no
-                # longer than the xapi that runs it
-                self._task_alive(task, method)
-                token = ''
-                continue
-            token = batch['token']
-            for event in batch['events']:
-                if event['ref'] != task:
-                    continue
-                if event['operation'] == 'del':
-                    raise _task_lost(method, task)
-                snapshot = event['snapshot']
-                if snapshot['status'] not in ('pending', 'cancelling'):
-                    return snapshot
-                if on_progress is not None:
-                    _tell(on_progress, snapshot.get('progress'))
-            if not batch['events']:
-                # a task that is gone sends nothing
-                self._task_alive(task, method)
-
-    def _task_alive(self, task, method):
-        """Raise TASK_LOST if xapi no longer knows ``task``."""
-        try:
-            self.call('task.get_status', task)
-        except exception.NotFound:
+    def _wait_task(self, watcher, task, timeout, method, on_progress=None):
+        record = watcher.wait(
+            task, timeout, None if on_progress is None else
+            lambda value: _tell(on_progress, value))
+        if record is tasks.LOST:
             raise _task_lost(method, task)
+        if record is not None:
+            return record
+        self._cancel(watcher, task)
+        raise errors.XenAPIError(method, ['TIMEOUT', str(timeout)],
+                                 message='XenAPI %s did not finish within '
+                                 '%s s; cancelled' % (method, timeout))
 
-    def _cancel(self, task, token):
+    def _cancel(self, watcher, task):
         """Cancel a task and give it a moment to wind down."""
         try:
             self.call('task.cancel', task)
         except Exception:
             LOG.debug('could not cancel task %s', task)
             return
-        deadline = time.time() + CANCEL_WAIT
-        while time.time() < deadline:
-            batch = self.call('event.from', ['task/%s' % task], token,
-                              CANCEL_WAIT, timeout=CANCEL_WAIT +
-                              self.call_timeout)
-            token = batch['token']
-            for event in batch['events']:
-                if event['operation'] == 'del' or event['snapshot'][
-                        'status'] not in ('pending', 'cancelling'):
-                    return
+        watcher.wait(task, CANCEL_WAIT)
 
     def call_plugin(self, host, plugin, fn, args=None, long_running=False):
         """A dom0 plugin function: JSON arguments in, JSON result out.

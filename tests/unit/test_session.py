@@ -258,6 +258,62 @@ class TasksTest(SessionTestCase):
         self.assertEqual(0, calls.get('task.get_record', 0))
         self.assertEqual(tasks_before, set(self.admin().task.get_all()))
 
+    def _quick_task(self, sess, vm):
+        host = sess.call('host.get_all')[0]
+        sess.call_async('VM.assert_can_boot_here', vm, host)
+
+    def test_a_wait_holds_no_pooled_session(self):
+        # one pooled session: while a 3 s VM.start runs, short calls and
+        # a second task still go through at once
+        sess = self.session(concurrent=1).connect()
+        vm = self._vm(sess)
+        other = self._vm(sess)
+        self.control.delay('VM.start', 3)
+        started = threading.Thread(target=sess.call_async,
+                                   args=('VM.start', vm, False, False))
+        started.start()
+        self.addCleanup(started.join)
+        time.sleep(0.5)
+        begin = time.time()
+        self.assertEqual('Halted', sess.call('VM.get_power_state', other))
+        sess.call_async('VM.start', other, True, False)
+        self.assertLess(time.time() - begin, 1.5)
+        self.assertEqual('Paused', sess.call('VM.get_power_state', other))
+        started.join()
+        self.assertEqual('Running', sess.call('VM.get_power_state', vm))
+
+    def test_tasks_cost_two_calls_each(self):
+        sess = self.session().connect()
+        vm = self._vm(sess)
+        self._quick_task(sess, vm)   # the watcher is up
+        self.control.reset_calls()
+        for _ in range(10):
+            self._quick_task(sess, vm)
+        calls = self.control.calls()
+        self.assertEqual(10, calls['VM.assert_can_boot_here'])
+        self.assertEqual(10, calls['task.destroy'])
+        # the watcher's event.from, on its own connection: it wakes for
+        # a task's creation, end and removal at most (often fewer: one
+        # answer carries all that happened meanwhile); no per-task reads
+        self.assertLessEqual(calls.get('event.from', 0), 30)
+        self.assertEqual(0, calls.get('task.get_record', 0))
+        self.assertEqual(0, calls.get('task.get_status', 0))
+
+    def test_a_task_that_ended_before_its_wait_is_delivered(self):
+        sess = self.session().connect()
+        vm = self._vm(sess)
+        watcher = sess._task_watcher()
+        task = sess.call('Async.VM.assert_can_boot_here', vm,
+                         sess.call('host.get_all')[0])
+        # the watcher hears the end before anybody waits for it
+        deadline = time.time() + 5
+        while task not in watcher._finished and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertIn(task, watcher._finished)
+        record = watcher.wait(task, 1)
+        self.assertEqual('success', record['status'])
+        sess.destroy_task(task)
+
     def test_async_result_is_decoded(self):
         sess = self.session().connect()
         vm = self._vm(sess)
@@ -279,6 +335,8 @@ class TasksTest(SessionTestCase):
         TASK_LOST error, within 8 s; ``delays``: more (message, seconds)."""
         sess = self.session().connect()
         vm = self._vm(sess)
+        # the task watcher is up (it starts with the first task)
+        self._quick_task(sess, vm)
         self.control.delay('VM.start', 25)
         for message, seconds in delays:
             self.control.delay(message, seconds)
@@ -299,10 +357,10 @@ class TasksTest(SessionTestCase):
     def test_a_task_killed_by_a_xapi_restart_fails_at_once(self):
         self._start_during_a_restart()
 
-    def test_a_restart_before_the_first_event_from_fails_at_once(self):
-        # xapi restarts while the first event.from is on its way: the
-        # task is gone before it sent anything (a blocking event.from
-        # would wait 30 s for it)
+    def test_a_restart_while_the_event_from_is_delayed_fails_at_once(self):
+        # xapi restarts while the task watcher's event.from is on its way:
+        # the task is gone before anything was sent about it (a blocking
+        # event.from would wait 30 s for it)
         self._start_during_a_restart(('event.from', 3))
 
     def test_async_timeout_cancels_the_task(self):
