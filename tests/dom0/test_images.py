@@ -36,6 +36,7 @@ PLUGIN_PYTHON = PY36 if os.path.exists(PY36) else sys.executable
 MIB = ib.MIB
 VDI_SIZE = 8 * MIB
 FILL = b'\xa5' * VDI_SIZE   # what a target VDI holds before a download
+WIPE = 4 * MIB              # zeroed by the plugin after a late refusal
 
 
 def sha256(data):
@@ -133,8 +134,13 @@ class ImagesTestCase(SimTestCase):
         return result, self.read_vdi(vdi_uuid)
 
     def assertRefused(self, expected, data, disk_format='raw',
-                      container_format='bare', glance_data=None, **extra):
-        """Downloading fails with ``expected``; VDI and SR untouched."""
+                      container_format='bare', glance_data=None, late=False,
+                      **extra):
+        """Downloading fails with ``expected``; VDI and SR untouched.
+
+        ``late``: a refusal found once bytes may have been written (the
+        checksum, the end of a tar, a later member): the VDI may have been
+        written, but then its start was wiped."""
         vdi_uuid = self.target()
         before, vdis = self.read_vdi(vdi_uuid), self.sr_vdis()
         image_id = self.image(data if glance_data is None else glance_data)
@@ -142,7 +148,12 @@ class ImagesTestCase(SimTestCase):
                              container_format, **extra)
         details = self.assertFailure(expected, self.call, 'download_image',
                                      params)
-        self.assertTrue(before == self.read_vdi(vdi_uuid), 'VDI written')
+        after = self.read_vdi(vdi_uuid)
+        if late:
+            self.assertTrue(after == before or after[:WIPE] == bytes(WIPE),
+                            'VDI written and not wiped')
+        else:
+            self.assertTrue(before == after, 'VDI written')
         self.assertEqual(vdis, self.sr_vdis())
         self.assertEqual([], self.our_tasks())
         if not isinstance(expected, str) or expected != 'NOVA_XEN_INVALID_ARGUMENT':
@@ -181,8 +192,9 @@ class DownloadTest(ImagesTestCase):
         self.assertEqual({'virtual_size': len(data), 'bytes': len(data),
                           'format': 'raw', 'checksum_verified': True}, result)
         self.assertTrue(disk == data + FILL[len(data):])
-        # two passes: one verifies, one writes; the token went along
-        self.assertEqual([('GET', self.glance.token)] * 2,
+        # one pass: the image is verified as it is written; the token
+        # went along
+        self.assertEqual([('GET', self.glance.token)],
                          [(m, t) for m, _, t in self.glance.requests])
 
     def test_raw_in_tgz_with_every_checksum_algorithm(self):
@@ -231,12 +243,13 @@ class DownloadTest(ImagesTestCase):
         self.assertTrue(disk == ib.merge(FILL, disks))
 
     def test_retries_after_5xx_and_dropped_connections(self):
-        data = pattern(2 * MIB, 'retry')
-        self.glance.on_download({'status': 503}, {'close': True}, {},
-                                {'drop_after': 1000})
-        _, disk = self.download(data, retries=2)
-        self.assertTrue(disk.startswith(data))
-        self.assertEqual(5, self.glance.count('GET'))
+        data = pattern(5 * MIB, 'retry')
+        # the cut download has written bytes before it is retried
+        self.glance.on_download({'status': 503}, {'close': True},
+                                {'drop_after': 4 * MIB})
+        _, disk = self.download(data, retries=3)
+        self.assertTrue(disk == data + FILL[len(data):])
+        self.assertEqual(4, self.glance.count('GET'))
 
     def test_next_endpoint_when_one_is_down_and_path_prefix(self):
         with socket.socket() as sock:
@@ -286,13 +299,14 @@ class DownloadTest(ImagesTestCase):
                 details = self.assertRefused(
                     'NOVA_XEN_IMAGE_CHECKSUM_MISMATCH', image, 'raw',
                     container, glance_data=image[:99] + bytes([image[99] ^ 1])
-                    + image[100:])
+                    + image[100:], late=True)
                 self.assertEqual(['sha256', sha256(image)], details[2:4])
 
     def test_truncated_streams(self):
         data = pattern(5 * MIB, 'short')
         self.glance.on_download({'drop_after': 3 * MIB}, {'drop_after': 10})
-        details = self.assertRefused('NOVA_XEN_IMAGE_TRUNCATED', data, retries=1)
+        details = self.assertRefused('NOVA_XEN_IMAGE_TRUNCATED', data,
+                                     retries=1, late=True)
         self.assertEqual([str(10), str(len(data))], details[2:])
         self.glance.on_download({'content_length': str(len(data) - 1)})
         self.assertRefused('NOVA_XEN_IMAGE_SIZE_MISMATCH', data)
@@ -301,9 +315,9 @@ class DownloadTest(ImagesTestCase):
         data = pattern(3 * MIB, 'long')
         self.glance.on_download({'chunked': True})
         self.assertRefused('NOVA_XEN_IMAGE_SIZE_MISMATCH', data,
-                           glance_data=data + b'extra')
+                           glance_data=data + b'extra', late=True)
         self.assertRefused('NOVA_XEN_IMAGE_SIZE_MISMATCH', data,
-                           glance_data=data + b'extra')
+                           glance_data=data + b'extra', late=True)
 
     def test_larger_than_the_vdi(self):
         data = pattern(9 * MIB, 'big')
@@ -317,18 +331,27 @@ class DownloadTest(ImagesTestCase):
         vhd = ib.make_vhd(16 * MIB, {7: (ib.FULL, small)})
         self.assertRefused('NOVA_XEN_IMAGE_TOO_LARGE', vhd, 'vhd', 'bare')
 
-    def test_image_changing_between_passes(self):
+    def test_checksum_mismatch_found_after_bytes_were_written(self):
         good = pattern(6 * MIB, 'good')
-        evil = good[:4 * MIB] + pattern(2 * MIB, 'evil')
+        evil = good[:5 * MIB - 7] + pattern(7, 'evil') + good[5 * MIB:]
         vdi_uuid = self.target()
         image_id = self.image(good)
-        self.glance.on_download({}, {'data': evil})
-        self.assertFailure(['NOVA_XEN_IMAGE_CHANGED', image_id], self.call,
-                           'download_image', self.params(image_id, vdi_uuid, good))
-        # at most the chunks checked against pass 1 reached the VDI
+        vdis = self.sr_vdis()
+        self.glance.on_download({'data': evil})
+        self.assertFailure(['NOVA_XEN_IMAGE_CHECKSUM_MISMATCH', image_id,
+                            'sha256', sha256(good), sha256(evil)],
+                           self.call, 'download_image',
+                           self.params(image_id, vdi_uuid, good))
+        self.assertEqual(1, self.glance.count('GET'))
         disk = self.read_vdi(vdi_uuid)
-        self.assertIn(disk[:4 * MIB], (good[:4 * MIB], FILL[:4 * MIB]))
-        self.assertTrue(disk[4 * MIB:] == FILL[4 * MIB:])
+        # the bytes streamed into the VDI as they were hashed...
+        self.assertTrue(disk[WIPE:5 * MIB - 7] == good[WIPE:5 * MIB - 7])
+        # ...but the last piece waited for the verdict: xapi's import
+        # never got all its bytes (its task failed), and the start of the
+        # VDI was wiped
+        self.assertTrue(disk[5 * MIB:] == FILL[5 * MIB:])
+        self.assertTrue(disk[:WIPE] == bytes(WIPE))
+        self.assertEqual(vdis, self.sr_vdis())
         self.assertEqual([], self.our_tasks())
 
     def test_unknown_vdi_and_bad_arguments(self):
@@ -367,7 +390,10 @@ class MaliciousTarTest(ImagesTestCase):
     def test_symlink(self):
         self.assertInvalid('symbolic link', ib.tarball([
             ('0.vhd', self.vhd),
-            ib.special('1.vhd', tarfile.SYMTYPE, '/etc/shadow')]))
+            ib.special('1.vhd', tarfile.SYMTYPE, '/etc/shadow')]), late=True)
+        self.assertInvalid('symbolic link', ib.tarball([
+            ib.special('1.vhd', tarfile.SYMTYPE, '/etc/shadow'),
+            ('0.vhd', self.vhd)]))
 
     def test_hard_link(self):
         self.assertInvalid('hard link', ib.tarball([
@@ -381,26 +407,32 @@ class MaliciousTarTest(ImagesTestCase):
                 self.assertInvalid(word, ib.tarball([ib.special('0.vhd', kind)]))
 
     def test_unexpected_names(self):
+        # told before a byte is written when the first member is wrong
         self.assertInvalid('unexpected file', ib.tarball([
-            ('0.vhd', self.vhd), ('notes.txt', b'hello')]))
+            ('notes.txt', b'hello'), ('0.vhd', self.vhd)]))
+        # after the first member was written: the VDI is wiped
+        self.assertInvalid('unexpected file', ib.tarball([
+            ('0.vhd', self.vhd), ('notes.txt', b'hello')]), late=True)
         self.assertInvalid('unexpected VHD names', ib.tarball([
-            ('0.vhd', self.vhd), ('other.vhd', self.vhd)]))
+            ('0.vhd', self.vhd), ('other.vhd', self.vhd)]), late=True)
         self.assertInvalid('more than one file', ib.tarball([
-            ('a.raw', b'a' * 512), ('b.raw', b'b' * 512)]), 'raw')
+            ('a.raw', b'a' * 512), ('b.raw', b'b' * 512)]), 'raw', late=True)
 
     def test_gaps_and_duplicates_in_the_chain(self):
         self.assertInvalid('gaps', ib.tarball([('0.vhd', self.vhd),
-                                               ('2.vhd', self.vhd)]))
+                                               ('2.vhd', self.vhd)]), late=True)
         self.assertInvalid('twice', ib.tarball([('0.vhd', self.vhd),
-                                                ('0.vhd', self.vhd)]))
+                                                ('0.vhd', self.vhd)]), late=True)
 
     def test_differencing_base_and_bad_tar_data(self):
         diff = ib.make_vhd(VDI_SIZE, {}, ib.DIFFERENCING)
-        self.assertInvalid('differencing', ib.tarball([('0.vhd', diff)]))
+        self.assertInvalid('differencing', ib.tarball([('0.vhd', diff)]),
+                           late=True)
         good = ib.tarball([('0.vhd', self.vhd)], compress=False)
         bad_header = good[:148] + b'0000000\0' + good[156:]
         self.assertInvalid('checksum', bad_header, container_format='ovf')
-        self.assertInvalid('gzip', ib.tarball([('0.vhd', self.vhd)])[:-8] + b'!' * 8)
+        self.assertInvalid('gzip', ib.tarball([('0.vhd', self.vhd)])[:-8]
+                           + b'!' * 8, late=True)
 
 
 class MaliciousVhdTest(ImagesTestCase):
@@ -422,13 +454,15 @@ class MaliciousVhdTest(ImagesTestCase):
         header_cookie = good[:512] + b'cxsparsX' + good[520:]
         overlapping = ib.make_vhd(VDI_SIZE, {0: (ib.FULL, b''), 1: (ib.FULL, b'')},
                                   bat={1: 4})
+        # all in the VHD's headers: refused before a byte is written
         cases = [('footer checksum', footer_sum), ('header cookie', header_cookie),
                  ('overlaps', overlapping),
-                 ('past the end', good[:-MIB]),
-                 ('footer copy', good[:-512] + b'\0' * 512)]
+                 ('past the end', good[:-MIB])]
         for reason, data in cases:
             with self.subTest(reason=reason):
                 self.assertInvalid(reason, data, 'vhd', 'bare')
+        self.assertInvalid('footer copy', good[:-512] + b'\0' * 512, 'vhd',
+                           'bare', late=True)
 
 
 class TlsTest(ImagesTestCase):
@@ -595,7 +629,8 @@ class ResourcesTest(ImagesTestCase):
         self.assertEqual('Success', response['Status'], response)
         self.assertEqual(size, json.loads(response['Value'])['virtual_size'])
         peak_kib = int(err.decode().strip().splitlines()[-1])
-        self.assertLess(peak_kib, 100 * 1024, 'peak RSS %d KiB' % peak_kib)
+        self.assertLess(peak_kib, 64 * 1024, 'peak RSS %d KiB' % peak_kib)
+        self.assertEqual(1, self.glance.count('GET'))
         storage = self.sim.world.pools[0].storage
         self.assertEqual(pattern(4096, '64'), storage.read(vdi, 64 * MIB, 4096))
         self.assertEqual(bytes(4096), storage.read(vdi, 65 * MIB, 4096))

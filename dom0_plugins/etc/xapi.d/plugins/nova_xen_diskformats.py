@@ -187,7 +187,7 @@ def tar_files(src):
         block = exact(src, SECTOR)
         if block.count(0) == SECTOR:
             for piece in iter_chunks(src):
-                if piece.count(0) != len(piece):
+                if bytes(piece).count(0) != len(piece):
                     raise Invalid('data after the end of the tar archive')
             return
         if _octal(block[148:156]) != sum(block) - sum(block[148:156]) + 256:
@@ -336,7 +336,7 @@ class VhdReader(object):
         if self.length is None:
             tail = b''
             for piece in iter_chunks(self.src):
-                tail = (tail + piece)[-SECTOR:]
+                tail = (tail + bytes(piece[-SECTOR:]))[-SECTOR:]
         else:
             self._skip_to(self.length - SECTOR)
             tail = self._read(SECTOR)
@@ -345,11 +345,12 @@ class VhdReader(object):
             raise Invalid('the VHD footer copy does not match')
 
 
-def vhd_image(vhd, keep=None, mask=None):
+def vhd_image(vhd, keep=None, mask=None, note=None):
     """(length, pieces) of a dynamic VHD holding ``vhd``'s blocks.
 
     Only blocks in the bitset ``keep`` (all when None), their bitmaps
     cleared of ``mask(index)`` (an int, sector 0 the top bit).
+    ``note(index, bitmap)`` is told every block as it passes.
     """
     entries = vhd.entries
     table_bytes = (entries * 4 + SECTOR - 1) // SECTOR * SECTOR
@@ -375,6 +376,8 @@ def vhd_image(vhd, keep=None, mask=None):
         yield bytes(header)
         yield bat.tobytes() + b'\xff' * (table_bytes - entries * 4)
         for idx, bitmap, data in vhd.blocks():
+            if note is not None:
+                note(idx, bitmap)
             if keep is not None and not _bit(keep, idx):
                 continue
             if mask is not None:
@@ -387,13 +390,13 @@ def vhd_image(vhd, keep=None, mask=None):
 
 
 class Member(object):
-    """What pass 1 learnt of one VHD: which sectors each block holds."""
+    """One VHD of an image: which sectors each of its blocks holds."""
 
-    def __init__(self, vhd):
+    def __init__(self, vhd, name='', rank=0):
+        self.name, self.rank = name, rank
         self.size, self.disk_type = vhd.size, vhd.disk_type
         self.full = bytearray((vhd.entries + 7) // 8)
         self.partial = {}
-        self.keep = None
 
     def note(self, idx, bitmap):
         if bitmap == FULL:
@@ -407,52 +410,57 @@ class Member(object):
         bitmap = self.partial.get(idx)
         return int.from_bytes(bitmap, 'big') if bitmap else 0
 
-    def indices(self):
-        for idx in range(len(self.full) * 8):
-            if _bit(self.full, idx) or idx in self.partial:
-                yield idx
 
-
-def _mask(children):
+def chain_mask(children):
+    """mask(index): the sectors of a block that ``children`` hold."""
     def mask(idx):
         bits = 0
         for child in children:
             bits |= child.present(idx)
+            if bits == ALL:
+                break
         return bits
     return mask
 
 
-def _chain(members):
-    """{name: index}, checking the names make a chain 0..N."""
-    names = sorted(members)
-    numbered = {}
-    for name in names:
-        match = re.match(r'^(0|[1-9][0-9]{0,2})\.vhd$', name)
-        if match:
-            numbered[name] = int(match.group(1))
-    if len(numbered) == len(names):
-        if sorted(numbered.values()) != list(range(len(names))):
-            raise Invalid('the VHD chain has gaps: %s' % ', '.join(names))
-        return numbered
-    legacy = [n for n in ('snap.vhd', 'image.vhd', 'base.vhd') if n in names]
-    if len(legacy) == len(names):
-        return dict((n, i) for i, n in enumerate(legacy))
-    if len(names) == 1:
-        return {names[0]: 0}
-    raise Invalid('unexpected VHD names: %s' % ', '.join(names))
+def keep_blocks(vhd, mask):
+    """The bitset of ``vhd``'s blocks that ``mask`` leaves a sector of."""
+    keep = bytearray((vhd.entries + 7) // 8)
+    for idx in vhd.order:
+        if mask(idx) != ALL:
+            _set_bit(keep, idx)
+    return keep
 
 
-def plan_chain(members):
-    index = _chain(members)
-    order = [members[n] for n in sorted(index, key=index.get)]
+LEGACY = ('snap.vhd', 'image.vhd', 'base.vhd')
+
+
+def chain_rank(names, name):
+    """The place of ``name`` in the chain (0 the leaf), given the names
+    seen before it: all numbered 0.vhd..N.vhd, all legacy names, or one
+    VHD of any name.  Gaps are told only by ``check_chain``."""
+    everything = list(names) + [name]
+    match = re.match(r'^(0|[1-9][0-9]{0,2})\.vhd$', name)
+    if all(re.match(r'^(0|[1-9][0-9]{0,2})\.vhd$', n) for n in everything):
+        return int(match.group(1))
+    if all(n in LEGACY for n in everything):
+        return LEGACY.index(name)
+    if not names:
+        return 0
+    raise Invalid('unexpected VHD names: %s' % ', '.join(sorted(everything)))
+
+
+def check_chain(members):
+    """The chain's virtual size, once all its VHDs have been seen."""
+    if not members:
+        raise Invalid('the image holds no VHD')
+    order = sorted(members, key=lambda m: m.rank)
+    names = sorted(m.name for m in members)
+    if all(re.match(r'^(0|[1-9][0-9]{0,2})\.vhd$', n) for n in names) and \
+            [m.rank for m in order] != list(range(len(order))):
+        raise Invalid('the VHD chain has gaps: %s' % ', '.join(names))
     if order[-1].disk_type != DYNAMIC:
         raise Invalid('the base VHD is a differencing disk')
     if any(m.size > order[0].size for m in order):
         raise Invalid('a parent VHD is larger than the leaf VHD')
-    for k, member in enumerate(order):
-        member.keep = bytearray(len(member.full))
-        member.mask = _mask(order[:k])
-        for idx in member.indices():
-            if member.present(idx) & ~member.mask(idx):
-                _set_bit(member.keep, idx)
-    return index, order[0].size
+    return order[0].size

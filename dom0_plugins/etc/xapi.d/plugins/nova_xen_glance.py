@@ -12,14 +12,20 @@ import hashlib
 import http.client
 import json
 import os
+import queue
 import ssl
+import threading
 import time
 import urllib.parse
 
 import nova_xen_dom0lib as lib
 
 IO = 1 << 20
-CHUNK = 4 << 20         # the unit in which pass 2 is checked against pass 1
+CHUNK = 2 << 20         # the unit in which a download is read and hashed
+DEPTH = 4               # chunks queued between reader, hasher and writer
+# hashed in slices: a hash that holds the GIL (Python's own, when
+# hashlib has no OpenSSL) lets the I/O threads in between them
+HASH_SLICE = 256 << 10
 AGENT = 'nova-xen-dom0/1.0'
 STATUS_CODES = {204: 'NOVA_XEN_IMAGE_NO_DATA',
                 401: 'NOVA_XEN_GLANCE_UNAUTHORIZED',
@@ -178,73 +184,162 @@ class Glance(object):
                      'bad image record: %s' % exc)
 
 
-class Body(object):
-    """The bytes of one image download, released a CHUNK at a time.
+class _End(object):
+    """The stream's end, every check passed."""
 
-    Pass 1 (``check`` false) hashes them with ``algorithm`` and records
-    each chunk's digest in ``digests``; pass 2 releases no byte of a chunk
-    whose digest differs.  Fewer bytes than ``size`` raise Retry (the
-    download was cut); more fail at once.
+
+END = _End()
+
+
+def _failure(code, *params):
+    """The exception ``lib.fail`` raises, to raise in another thread."""
+    try:
+        lib.fail(code, *params)
+    except Exception as exc:
+        return exc
+
+
+class Download(object):
+    """The bytes of one image download, read once and checked as they pass.
+
+    One thread reads the response into CHUNK buffers, a second hashes them
+    with ``algorithm``; the reader (the caller's thread, which writes them
+    into the VDI) gets each chunk only once it is hashed.  The checks that
+    need the whole image -- the digest against ``expected``, fewer or more
+    bytes than ``size`` -- travel after the last chunk: ``read`` raises
+    them where it would return b''.  At most 2 * DEPTH + 3 chunks are in
+    memory.  Fewer bytes than ``size`` raise Retry (the download was cut);
+    more fail.
     """
 
-    def __init__(self, image_id, resp, size, algorithm, digests, check):
+    def __init__(self, image_id, resp, size, algorithm, expected):
         self.image_id, self.resp, self.size = image_id, resp, size
-        self.digests, self.check = digests, check
-        self.hash = hashlib.new(algorithm)
-        self.count = self.chunks = self.pos = 0
-        self.buf = b''
-        self.eof = False
+        self.algorithm, self.expected = algorithm, expected
         length = resp.getheader('Content-Length')
         if length is not None and length.strip() != str(size):
+            resp.close()
             lib.fail('NOVA_XEN_IMAGE_SIZE_MISMATCH', image_id, size,
                      length.strip()[:20])
         if resp.getheader('Content-Encoding', 'identity') != 'identity':
+            resp.close()
             lib.fail('NOVA_XEN_GLANCE_ERROR', image_id, resp.status,
                      'unexpected content encoding')
+        self.buf, self.pos, self.ended = memoryview(b''), 0, None
+        self._stop = threading.Event()
+        self._fetched = queue.Queue(DEPTH)
+        self._hashed = queue.Queue(DEPTH)
+        self._threads = [
+            threading.Thread(target=self._guard, args=(self._fetch,
+                                                       self._fetched)),
+            threading.Thread(target=self._guard, args=(self._digest,
+                                                       self._hashed))]
+        for thread in self._threads:
+            thread.daemon = True
+            thread.start()
 
-    def _fill(self):
-        parts, got = [], 0
-        while got < CHUNK:
+    # -- the threads ------------------------------------------------------
+
+    def _put(self, q, item):
+        while not self._stop.is_set():
             try:
-                piece = self.resp.read(min(IO, CHUNK - got))
-            except (OSError, http.client.HTTPException) as exc:
-                raise Retry('NOVA_XEN_GLANCE_UNAVAILABLE', self.image_id,
-                            reason(exc))
-            if not piece:
-                break
-            parts.append(piece)
-            got += len(piece)
-            if self.count + got > self.size:
-                lib.fail('NOVA_XEN_IMAGE_SIZE_MISMATCH', self.image_id,
-                         self.size, 'more')
-        self.count += got
-        if got < CHUNK:
-            self.eof = True
-            if self.count < self.size:
-                raise Retry('NOVA_XEN_IMAGE_TRUNCATED', self.image_id,
-                            self.count, self.size)
-        data = b''.join(parts)
-        if data:
-            digest = hashlib.blake2b(data, digest_size=16).digest()
-            at = self.chunks * 16
-            if not self.check:
-                self.digests += digest
-                self.hash.update(data)
-            elif self.digests[at:at + 16] != digest:
-                lib.fail('NOVA_XEN_IMAGE_CHANGED', self.image_id)
-            self.chunks += 1
-        self.buf, self.pos = data, 0
+                q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def _guard(self, work, out):
+        try:
+            work(out)
+        except BaseException as exc:
+            self._put(out, exc)
+
+    def _fetch(self, out):
+        count = 0
+        while not self._stop.is_set():
+            chunk = bytearray(CHUNK)
+            view, got = memoryview(chunk), 0
+            while got < CHUNK:
+                try:
+                    n = self.resp.readinto(view[got:])
+                except (OSError, http.client.HTTPException, ValueError) as exc:
+                    raise Retry('NOVA_XEN_GLANCE_UNAVAILABLE', self.image_id,
+                                reason(exc))
+                if not n:
+                    break
+                got += n
+            count += got
+            if count > self.size:
+                raise _failure('NOVA_XEN_IMAGE_SIZE_MISMATCH', self.image_id,
+                               self.size, 'more')
+            if got and not self._put(out, view[:got]):
+                return
+            if got < CHUNK:
+                if count < self.size:
+                    raise Retry('NOVA_XEN_IMAGE_TRUNCATED', self.image_id,
+                                count, self.size)
+                self._put(out, END)
+                return
+
+    def _digest(self, out):
+        digest = hashlib.new(self.algorithm)
+        while not self._stop.is_set():
+            try:
+                item = self._fetched.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            if item is END:
+                actual = digest.hexdigest()
+                if actual != self.expected:
+                    raise _failure('NOVA_XEN_IMAGE_CHECKSUM_MISMATCH',
+                                   self.image_id, self.algorithm,
+                                   self.expected, actual)
+                self._put(out, END)
+                return
+            for at in range(0, len(item), HASH_SLICE):
+                digest.update(item[at:at + HASH_SLICE])
+            if not self._put(out, item):
+                return
+
+    # -- the reader ---------------------------------------------------------
+
+    def _next(self):
+        if self.ended is not None:
+            if self.ended is END:
+                return False
+            raise self.ended
+        item = self._hashed.get()
+        if isinstance(item, BaseException) or item is END:
+            self.ended = item
+            return self._next()
+        self.buf, self.pos = item, 0
+        return True
 
     def read(self, n):
-        if self.pos >= len(self.buf):
-            if self.eof:
-                return b''
-            self._fill()
+        """Up to n bytes (a memoryview), b'' once every check passed."""
+        if self.pos >= len(self.buf) and not self._next():
+            return b''
         out = self.buf[self.pos:self.pos + n]
         self.pos += len(out)
         return out
 
     def peek(self, n):
-        if self.pos >= len(self.buf) and not self.eof:
-            self._fill()
-        return self.buf[self.pos:self.pos + n]
+        if self.pos >= len(self.buf) and not self._next():
+            return b''
+        return bytes(self.buf[self.pos:self.pos + n])
+
+    def finish(self):
+        """Read to the end: raises what the last checks found."""
+        while self.read(CHUNK):
+            pass
+
+    def close(self):
+        self._stop.set()
+        try:
+            self.resp.close()
+        except Exception:
+            pass
+        for thread in self._threads:
+            thread.join(5)

@@ -20,15 +20,26 @@ upload_image  p = {image_id (a queued image), endpoints, token, vdi_uuid,
     -> {size, checksum_md5, os_hash_algo: 'sha512', os_hash_value,
         virtual_size}
 
-Nothing reaches the VDI before the whole image has been read, its size,
-structure and checksum checked: download reads the image twice.  Pass 1
-verifies and keeps a 16-byte digest per 4 MiB; pass 2 writes, handing on no
-byte of a chunk whose digest differs.  Staging in dom0 was not chosen: its
-disk is small and shared with logs.  VHDs go through xapi's
-/import_raw_vdi as dynamic VHDs; a chain is merged by importing each VHD
-with the sectors its children hold removed, so sectors no VHD holds keep
-what the (new, empty) VDI held.  Memory stays bounded: a few MiB of
-buffers plus per-VHD-block tables (a few bytes per 2 MiB block).
+The image is read from Glance once and written into the VDI as it is
+checked (see dom0_plugins/README.md, "How an image is checked"): one
+thread reads it, a second hashes it with Glance's multihash algorithm (md5
+when Glance has only ``checksum``), this one parses it (gzip, tar, VHD) and
+sends it to xapi's /import_raw_vdi, a few 2 MiB chunks queued in between.
+What the first bytes tell (VHD footer, header and block table, a tar
+member's name, type and size, the virtual size against the VDI and
+max_virtual_size) is refused before a byte reaches the VDI.  What only the
+end tells (the checksum, the byte count, the VHD footer copy, a later tar
+member, the chain's completeness) can fail once bytes were written: the
+last piece of the import under way is held back until then, so that xapi
+gets fewer bytes than announced and its import task fails, and the first
+4 MiB of the VDI are then zeroed; nova-compute destroys the VDI.  Staging
+in dom0 was not chosen: its disk is small and shared with logs.  VHDs go
+through xapi's /import_raw_vdi as dynamic VHDs; in a chain, each VHD is
+imported without the sectors that a VHD nearer the leaf, already
+imported, holds, so that each sector ends with the nearest one's bytes
+whatever order the tar has, and sectors no VHD holds keep what the (new,
+empty) VDI held.  Memory stays bounded: the queued chunks, a VHD block or
+two, and per-VHD-block tables (a few bytes per 2 MiB block).
 Glance is spoken by nova_xen_glance.py, tar/gzip/VHD by
 nova_xen_diskformats.py, both installed beside this plugin.
 
@@ -48,8 +59,8 @@ Errors ([code, params]), besides the library's NOVA_XEN_INVALID_ARGUMENT
   NOVA_XEN_IMAGE_TOO_LARGE [image, size, max_virtual_size]
   NOVA_XEN_IMAGE_CHECKSUM_MISMATCH [image, algorithm, expected, actual]
   NOVA_XEN_IMAGE_INVALID [image, reason]  bad tar, bad VHD, bad chain
-  NOVA_XEN_IMAGE_CHANGED [image]  pass 2 differs from pass 1: the VDI may
-      hold part of the verified image; discard it
+  NOVA_XEN_IMAGE_CHANGED [image]  no longer raised (the image is read
+      once); kept for drivers that know it
   NOVA_XEN_UPLOAD_MISMATCH [image, field, glance's, ours]
   NOVA_XEN_VDI_NOT_FOUND [vdi uuid]
   NOVA_XEN_VDI_IMPORT_FAILED / NOVA_XEN_VDI_EXPORT_FAILED [vdi uuid,
@@ -75,6 +86,7 @@ import nova_xen_dom0lib as lib
 import nova_xen_glance as glance
 
 MAX_CHAIN = 32
+WIPE = 4 << 20          # zeroed at the start of a VDI after a late refusal
 FORMATS = {'raw': ('bare', 'tgz'), 'vhd': ('bare', 'tgz', 'ovf')}
 HEX_LENGTHS = {'md5': 32, 'sha256': 64, 'sha512': 128}
 TOKEN_RE = re.compile(r'^[\x21-\x7e]+$')
@@ -174,6 +186,7 @@ class _Transfer(object):
 
     def __init__(self, job, method, path, fmt, length=None):
         self.job = job
+        self.done = False
         self.code = 'NOVA_XEN_VDI_%s_FAILED' % (
             'IMPORT' if method == 'PUT' else 'EXPORT')
         self.task = _xapi(job, 'task.create', 'nova-xen image transfer',
@@ -199,6 +212,9 @@ class _Transfer(object):
         self.conn.close()
 
     def abort(self):
+        if self.done:
+            return
+        self.done = True
         self.close()
         try:
             self._wait()
@@ -224,6 +240,7 @@ class _Transfer(object):
             pass
 
     def _outcome(self, problem):
+        self.done = True
         self.close()
         try:
             status = self._wait()
@@ -288,15 +305,40 @@ class XapiExport(_Transfer):
         self._outcome(None)
 
 
-def _import(job, fmt, length, pieces):
-    target = XapiImport(job, fmt, length)
-    try:
-        for piece in pieces:
-            target.write(piece)
-    except BaseException:
-        target.abort()
-        raise
-    target.finish()
+class HeldImport(object):
+    """An import whose last piece waits until no later check can fail.
+
+    The constructor sends every piece but the last; ``complete`` sends it
+    and waits for xapi's verdict, ``abort`` hangs up instead: xapi then
+    has fewer bytes than it was promised, and its task fails.
+    """
+
+    def __init__(self, job, fmt, length, pieces):
+        self.job = job
+        self.target = XapiImport(job, fmt, length)
+        self.held = None
+        try:
+            for piece in pieces:
+                if self.held is not None:
+                    job.touched = True
+                    self.target.write(self.held)
+                self.held = piece
+        except BaseException:
+            self.target.abort()
+            raise
+
+    def complete(self):
+        try:
+            if self.held is not None:
+                self.job.touched = True
+                self.target.write(self.held)
+        except BaseException:
+            self.target.abort()
+            raise
+        self.target.finish()
+
+    def abort(self):
+        self.target.abort()
 
 
 # -- download --------------------------------------------------------------
@@ -312,7 +354,8 @@ def _files(job, body):
 
 
 def _vhd_files(job, body):
-    seen = set()
+    """(name, rank in the chain, VhdReader) of each VHD of the image."""
+    seen = []
     for name, size, reader in _files(job, body):
         if job.container != 'bare':
             if not name.endswith('.vhd'):
@@ -323,32 +366,13 @@ def _vhd_files(job, body):
                 raise disk.Invalid('%r appears twice' % name)
             if len(seen) == MAX_CHAIN:
                 raise disk.Invalid('more than %d VHDs' % MAX_CHAIN)
-        seen.add(name)
-        yield name, disk.VhdReader(reader, size, job.max_size)
+        rank = disk.chain_rank(seen, name)
+        seen.append(name)
+        yield name, rank, disk.VhdReader(reader, size, job.max_size)
 
 
-def _analyse(job, body):
-    """Pass 1: check the image through; what pass 2 needs to write it."""
-    plan = Job()
-    if job.disk_format == 'raw':
-        plan.virtual_size, pieces = _raw_stream(job, body)
-        for _ in pieces:
-            pass
-        return plan
-    members = {}
-    for name, vhd in _vhd_files(job, body):
-        member = members[name] = disk.Member(vhd)
-        for idx, bitmap, _ in vhd.blocks():
-            member.note(idx, bitmap)
-    if not members:
-        raise disk.Invalid('the image holds no VHD')
-    plan.members = members
-    plan.index, plan.virtual_size = disk.plan_chain(members)
-    return plan
-
-
-def _raw_stream(job, body):
-    """(size, pieces) of a raw image's one file."""
+def _write_raw(job, body, pending):
+    """A raw image's one file into the VDI; its size."""
     files = _files(job, body)
     for name, size, reader in files:
         if size > job.max_size:
@@ -356,61 +380,86 @@ def _raw_stream(job, body):
         break
     else:
         raise disk.Invalid('the image holds no file')
-
-    def pieces():
-        for piece in disk.iter_chunks(reader):
-            yield piece
-        for _ in files:
-            raise disk.Invalid('the image holds more than one file')
-    return size, pieces()
+    pending.append(HeldImport(job, 'raw', size, disk.iter_chunks(reader)))
+    for _ in files:
+        raise disk.Invalid('the image holds more than one file')
+    body.finish()
+    return size
 
 
-def _check_checksum(job, body):
-    actual = body.hash.hexdigest()
-    if actual != job.checksum:
-        lib.fail('NOVA_XEN_IMAGE_CHECKSUM_MISMATCH', job.image_id,
-                 job.algorithm, job.checksum, actual)
+def _write_vhds(job, body, pending):
+    """Each VHD into the VDI as it streams past; the chain's size.
+
+    A VHD's sectors that a VHD nearer the leaf, already written, holds
+    are left out: whatever order the tar has, each sector ends up with
+    the value of the nearest VHD to the leaf that holds it.
+    """
+    members = []
+    for name, rank, vhd in _vhd_files(job, body):
+        # its headers are sound: what came before may be completed
+        while pending:
+            pending.pop().complete()
+        member = disk.Member(vhd, name, rank)
+        children = [m for m in members if m.rank < rank]
+        keep = mask = None
+        if children:
+            mask = disk.chain_mask(children)
+            keep = disk.keep_blocks(vhd, mask)
+        if keep is None or any(keep):
+            pending.append(HeldImport(job, 'vhd', *disk.vhd_image(
+                vhd, keep, mask, member.note)))
+        else:
+            for idx, bitmap, _ in vhd.blocks():
+                member.note(idx, bitmap)
+        members.append(member)
+    body.finish()
+    return disk.check_chain(members)
 
 
-def _pass_one(job, url):
+def _download(job, url):
+    """One GET of the image, written into the VDI as it is checked."""
     resp = job.glance.request(url, 'GET', '/file')
-    body = glance.Body(job.image_id, resp, job.size, job.algorithm,
-                       bytearray(), check=False)
+    body = glance.Download(job.image_id, resp, job.size, job.algorithm,
+                           job.checksum)
+    pending = []
     try:
         try:
-            plan = _analyse(job, body)
+            if job.disk_format == 'raw':
+                size = _write_raw(job, body, pending)
+            else:
+                size = _write_vhds(job, body, pending)
         except (disk.Invalid, disk.TooLarge):
             # a corrupted download is told as such, not as a bad image
-            disk.drain(body)
-            _check_checksum(job, body)
+            body.finish()
             raise
-        disk.drain(body)
-        _check_checksum(job, body)
+        while pending:
+            pending.pop().complete()
+        return size
+    except BaseException:
+        while pending:
+            pending.pop().abort()
+        raise
     finally:
-        resp.close()
-    plan.digests = body.digests
-    return plan
+        body.close()
 
 
-def _pass_two(job, url, plan):
-    resp = job.glance.request(url, 'GET', '/file')
-    body = glance.Body(job.image_id, resp, job.size, job.algorithm,
-                       plan.digests, check=True)
+def _wipe(job):
+    """After a late refusal: zeros over the start of the VDI (partition
+    tables, boot loader, the first file system's superblock), so that
+    what was written of a refused image is nothing a VM could boot.  Best
+    effort: nova-compute destroys the VDI anyway."""
+    length = min(WIPE, job.vdi_size)
     try:
-        if job.disk_format == 'raw':
-            _import(job, 'raw', *_raw_stream(job, body))
-        else:
-            for name, vhd in _vhd_files(job, body):
-                member = plan.members[name]
-                if any(member.keep):
-                    _import(job, 'vhd', *disk.vhd_image(vhd, member.keep,
-                                                        member.mask))
-                else:
-                    for _ in vhd.blocks():
-                        pass
-        disk.drain(body)
-    finally:
-        resp.close()
+        target = XapiImport(job, 'raw', length)
+        zeros = bytes(min(length, 1 << 20))
+        sent = 0
+        while sent < length:
+            target.write(zeros[:length - sent])
+            sent += min(len(zeros), length - sent)
+        target.finish()
+    except Exception as exc:
+        lib.log('image %s: could not wipe VDI %s: %s', job.image_id,
+                job.vdi_uuid, exc)
 
 
 @contextlib.contextmanager
@@ -426,15 +475,22 @@ def _refusals(job):
 
 def download_image(session, params):
     job = _download_job(session, params)
-    job.max_size = min(job.max_size, _vdi_size(job))
+    job.vdi_size = _vdi_size(job)
+    job.max_size = min(job.max_size, job.vdi_size)
+    job.touched = False
     if job.disk_format == 'raw' and job.container == 'bare' and \
             job.size > job.max_size:
         lib.fail('NOVA_XEN_IMAGE_TOO_LARGE', job.image_id, job.size,
                  job.max_size)
-    with _refusals(job):
-        plan = job.glance.with_retries(lambda url: _pass_one(job, url))
-        job.glance.with_retries(lambda url: _pass_two(job, url, plan))
-    return {'virtual_size': plan.virtual_size, 'bytes': job.size,
+    try:
+        with _refusals(job):
+            virtual_size = job.glance.with_retries(
+                lambda url: _download(job, url))
+    except BaseException:
+        if job.touched:
+            _wipe(job)
+        raise
+    return {'virtual_size': virtual_size, 'bytes': job.size,
             'format': job.disk_format, 'checksum_verified': True}
 
 
