@@ -7,6 +7,7 @@ that is truncated, too large for the VDI or not the VHD it claims to be
 fails the task with ``VDI_IO_ERROR``.
 """
 
+import os
 import sys
 
 from xapisim import vhd
@@ -14,6 +15,8 @@ from xapisim.errors import XapiError
 from xapisim.storage import data_extents
 
 CHUNK = 1024 * 1024
+# an import reads its body in pieces of this size (fewer, larger writes)
+IMPORT_CHUNK = 4 * 1024 * 1024
 FORMATS = ('raw', 'vhd')
 
 
@@ -109,22 +112,29 @@ def import_raw_vdi(handler, req):
     try:
         size = pool.db.get('VDI', vdi, 'virtual_size')
         path = pool.storage.path(vdi)
-        with open(path, 'r+b') as out:
+        with open(path, 'r+b', buffering=0) as out:
+            fd = out.fileno()
+
             def write(offset, data):
                 if offset + len(data) > size:
                     raise TransferError('write beyond the end of the VDI')
-                out.seek(offset)
-                out.write(data)
+                view = memoryview(data)
+                while view:
+                    done = os.pwrite(fd, view, offset)
+                    offset += done
+                    view = view[done:]
             if fmt == 'vhd':
                 vhd.read_vhd(reader.read, size, write)
             else:
+                # one buffer for the whole body: no allocation per piece
+                buf = memoryview(bytearray(IMPORT_CHUNK))
                 offset = 0
                 while True:
-                    chunk = reader.read(CHUNK)
-                    if not chunk:
+                    got = reader.readinto(buf)
+                    if not got:
                         break
-                    write(offset, chunk)
-                    offset += len(chunk)
+                    write(offset, buf[:got])
+                    offset += got
             reader.finish()
     except XapiError as exc:
         pool.tasks.fail(task, exc.description)
@@ -195,23 +205,40 @@ class _BodyReader(object):
                     db.get('task', self.task, 'status') == 'pending':
                 db.set('task', self.task, progress=done)
 
-    def read(self, n):
+    def _check(self, n):
+        """How many of n bytes to read now."""
         self.pool.db.assert_alive()      # a xapi restart stops the transfer
         if self.pool.tasks.cancel_requested(self.task):
             raise XapiError('TASK_CANCELLED', self.task)
+        return n if self.left is None else min(n, self.left)
+
+    def _count(self, got):
         if self.left is not None:
-            n = min(n, self.left)
-            if n == 0:
-                return b''
-        data = self.rfile.read1(n) if hasattr(self.rfile, 'read1') \
-            else self.rfile.read(n)
-        if self.left is not None:
-            if not data:
+            if not got:
                 raise TransferError('truncated upload: %d bytes missing'
                                     % self.left)
-            self.left -= len(data)
+            self.left -= got
             self._progress()
+
+    def read(self, n):
+        """The next n bytes (fewer only at the end of the body)."""
+        n = self._check(n)
+        if n == 0:
+            return b''
+        # a buffered read blocks until it has n bytes or the end: one
+        # Python round per piece however the sender splits its writes
+        data = self.rfile.read(n)
+        self._count(len(data))
         return data
+
+    def readinto(self, view):
+        """read() into ``view``: how many bytes it now holds."""
+        n = self._check(len(view))
+        if n == 0:
+            return 0
+        got = self.rfile.readinto(view[:n])
+        self._count(got)
+        return got
 
     def finish(self):
         if self.left:

@@ -109,15 +109,20 @@ class _Stream(object):
         self.pos = 0
 
     def read(self, n):
-        chunks = []
-        left = n
-        while left:
-            chunk = self._read(min(left, 1024 * 1024))
-            if not chunk:
-                raise VhdError('truncated VHD stream at byte %d'
-                               % (self.pos + n - left))
+        # the source usually hands the n bytes in one piece: no join then
+        chunk = self._read(n) if n else b''
+        if len(chunk) == n:
+            self.pos += n
+            return chunk
+        chunks = [chunk]
+        left = n - len(chunk)
+        while chunk and left:
+            chunk = self._read(left)
             chunks.append(chunk)
             left -= len(chunk)
+        if left:
+            raise VhdError('truncated VHD stream at byte %d'
+                           % (self.pos + n - left))
         self.pos += n
         return b''.join(chunks)
 
@@ -125,7 +130,7 @@ class _Stream(object):
         if offset < self.pos:
             raise VhdError('VHD structure at %d overlaps earlier data' % offset)
         while self.pos < offset:
-            self.read(min(offset - self.pos, 1024 * 1024))
+            self.read(min(offset - self.pos, 4 * 1024 * 1024))
 
 
 def read_vhd(read, max_size, write):
