@@ -3,16 +3,20 @@
 Two handlers ([xenserver]image_handler):
 
 * ``dom0_plugin`` (the default): the ``nova_xen_images.py`` plugin in
-  dom0 fetches the image from Glance itself, checks its checksum and
-  structure in a first pass that writes nothing, then writes it through
-  xapi's ``/import_raw_vdi`` -- raw, a VHD, or a tgz of a VHD chain as
-  Nova's old XenAPI driver made them; snapshots go back the same way.
+  dom0 fetches the image from Glance itself, once, and writes it through
+  xapi's ``/import_raw_vdi`` as it checks its checksum and structure --
+  raw, a VHD, or a tgz of a VHD chain as Nova's old XenAPI driver made
+  them; snapshots go back the same way.
 * ``vdi_remote_stream``: nova-compute downloads the image and streams it
-  into the VDI through ``/import_raw_vdi`` (raw or a single VHD).
+  into the VDI through ``/import_raw_vdi`` (raw or a single VHD), Nova's
+  Glance client checking its checksum on the way.
 
 Either way the image is checked before any storage is used: a format
 xapi can take, a virtual size within the flavor and the configured
-maximum.
+maximum.  A check that needs the whole image (the checksum, the length)
+fails before the last bytes reach xapi, whose import then fails; the
+plugin's error codes say which check (REFUSALS below), and spawn destroys
+the VDI.
 """
 
 import itertools
@@ -38,12 +42,20 @@ SUPPORTED = {('raw', 'bare'): 'raw', ('vhd', 'bare'): 'vhd'}
 class ImageStream(object):
     """Glance image bytes as a pull stream, downloaded in a thread.
 
-    At most a few chunks are in memory at once, whatever the image size.
+    Nova's Glance client checks the image's multihash (or md5 checksum) as
+    the bytes pass and raises at the end of the download when it differs:
+    ``read`` raises that error where the stream would end.  The chunks the
+    client hands over are queued as they are (no copy, no joining); at
+    most QUEUED of them (1 MiB each from Nova's client) wait, whatever the
+    image size.
     """
 
+    QUEUED = 8
+
     def __init__(self, context, image_id):
-        self._queue = queue.Queue(maxsize=8)
-        self._buffer = b''
+        self._queue = queue.Queue(maxsize=self.QUEUED)
+        self._chunk = b''
+        self._pos = 0
         self._error = None
         self._done = False
         self._closed = False
@@ -61,23 +73,54 @@ class ImageStream(object):
             self._queue.put(None)
 
     def write(self, data):          # called by the Glance client
-        view = memoryview(data)
-        for start in range(0, len(view), CHUNK):
+        if self._closed:
+            raise IOError('the image is no longer wanted')
+        if not isinstance(data, bytes):
+            data = bytes(data)      # the caller may reuse its buffer
+        if len(data) <= 4 * CHUNK:
+            self._queue.put(data)
+            return
+        for start in range(0, len(data), CHUNK):
             if self._closed:
                 raise IOError('the image is no longer wanted')
-            self._queue.put(bytes(view[start:start + CHUNK]))
+            self._queue.put(data[start:start + CHUNK])
 
-    def read(self, n=CHUNK):
-        while len(self._buffer) < n and not self._done:
+    def _next(self):
+        """Make the next chunk current; False at the (verified) end."""
+        while self._pos >= len(self._chunk):
+            if self._done:
+                if self._error is not None:
+                    raise self._error
+                return False
             chunk = self._queue.get()
             if chunk is None:
                 self._done = True
-                if self._error is not None:
-                    raise self._error
             else:
-                self._buffer += chunk
-        data, self._buffer = self._buffer[:n], self._buffer[n:]
+                self._chunk, self._pos = chunk, 0
+        return True
+
+    def read(self, n=CHUNK):
+        """Up to ``n`` bytes (fewer when a chunk ends); b'' at the end.
+
+        A read of a whole chunk hands over the client's own bytes."""
+        if not self._next():
+            return b''
+        data = self._chunk[self._pos:self._pos + n]
+        self._pos += len(data)
         return data
+
+    def peek(self, n):
+        """The next ``n`` bytes (fewer only at the end), left unread."""
+        while self._next():
+            if len(self._chunk) - self._pos >= n or self._done:
+                break
+            chunk = self._queue.get()
+            if chunk is None:
+                self._done = True
+            else:
+                self._chunk = self._chunk[self._pos:] + chunk
+                self._pos = 0
+        return self._chunk[self._pos:self._pos + n]
 
     def close(self):
         """Stop the download (if still running) and wait for its thread."""
@@ -180,9 +223,8 @@ class RemoteStreamHandler(object):
         stream = ImageStream(context, image_meta.id)
         try:
             if fmt == 'vhd':
-                head = stream.read(VHD_FOOTER)
-                size = vhd_virtual_size(head, image_meta.id)
-                stream._buffer = head + stream._buffer
+                size = vhd_virtual_size(stream.peek(VHD_FOOTER),
+                                        image_meta.id)
             else:
                 size = int(image_meta.size or 0)
                 if size <= 0:
@@ -222,7 +264,10 @@ class RemoteStreamHandler(object):
                 conn.putheader('Content-Length', str(length))
                 conn.putheader('Connection', 'close')
                 conn.endheaders()
-                sent = 0
+                # the last piece waits for the end of the download, where
+                # Glance's checksum is verified: a corrupted image leaves
+                # xapi short of bytes, and its import fails
+                sent, held = 0, None
                 while sent < length:
                     chunk = stream.read(min(CHUNK, length - sent))
                     if not chunk:
@@ -231,13 +276,17 @@ class RemoteStreamHandler(object):
                                                     str(sent), str(length)],
                             message='the image ended after %d of its %d '
                                     'bytes' % (sent, length))
-                    conn.send(chunk)
+                    if held is not None:
+                        conn.send(held)
+                    held = chunk
                     sent += len(chunk)
                 if stream.read(1):
                     raise errors.XenAPIError(
                         'PUT /import_raw_vdi', ['IMAGE_TOO_LONG', str(length)],
                         message='the image holds more than the %d bytes '
                                 'Glance reported' % length)
+                if held is not None:
+                    conn.send(held)
                 response = conn.getresponse()
                 response.read()
                 if response.status != 200:

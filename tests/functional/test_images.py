@@ -1,6 +1,8 @@
 """Images through both handlers: the dom0 plugin (the default) takes the
-legacy tgz VHD chains and refuses malicious archives before any byte
-reaches the SR; nova-compute's own stream still works when chosen."""
+legacy tgz VHD chains and refuses malicious archives (what their first
+bytes tell before any byte reaches the SR; what only their end tells
+before the import completes, the VDI then destroyed); nova-compute's own
+stream still works when chosen."""
 
 import tarfile
 
@@ -50,15 +52,40 @@ class Dom0PluginImagesTest(base.XenAPIFunctionalTestCase):
 
     def test_a_corrupted_download_is_refused(self):
         self.flags(max_attempts=1, group='scheduler')
-        data = pattern(MIB)
+        vdis = set(self.xapi.x.VDI.get_all())
+        data = pattern(6 * MIB)
         image_id = self.image_with(data)
-        # the bytes Glance serves no longer match its checksum
+        # the bytes Glance serves no longer match its checksum, far enough
+        # from the start that the plugin has written into the VDI when
+        # the checksum tells
         self.glance._imagedata[image_id] = data[:-1] + b'!'
         server = self.boot(image_id, expected_state='ERROR')
         fault = self.api.get_server(server['id'])['fault']['message']
         self.assertIn('NOVA_XEN_IMAGE_CHECKSUM_MISMATCH', fault)
         self.assertEqual({'VM': [], 'VDI': [], 'VBD': [], 'VIF': []},
                          self.xapi.objects_of(server['id']))
+        self.assertEqual(vdis, set(self.xapi.x.VDI.get_all()))
+        # read once: verified as it was written
+        self.assertEqual(1, sum(1 for method, path in self.glance_http.requests
+                                if method == 'GET' and path.endswith('/file')))
+
+    def test_a_bad_member_after_a_written_one_leaves_nothing(self):
+        self.flags(max_attempts=1, group='scheduler')
+        vdis = set(self.xapi.x.VDI.get_all())
+        leaf = build.make_vhd(4 * MIB, {0: (build.FULL,
+                                            pattern(build.BLOCK, b'x'))})
+        image = build.tarball([
+            ('0.vhd', leaf),
+            build.special('1.vhd', tarfile.SYMTYPE, '/etc/shadow')])
+        image_id = self.image_with(image, disk_format='vhd',
+                                   container_format='ovf')
+        server = self.boot(image_id, expected_state='ERROR')
+        fault = self.api.get_server(server['id'])['fault']['message']
+        self.assertIn('NOVA_XEN_IMAGE_INVALID', fault)
+        self.assertIn('symbolic link', fault)
+        self.assertEqual({'VM': [], 'VDI': [], 'VBD': [], 'VIF': []},
+                         self.xapi.objects_of(server['id']))
+        self.assertEqual(vdis, set(self.xapi.x.VDI.get_all()))
 
 
 class ImageSizeTest(base.XenAPIFunctionalTestCase):
