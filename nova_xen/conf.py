@@ -21,9 +21,13 @@ CONNECTION_OPTS = [
                help='Username for the XenAPI session.'),
     cfg.StrOpt('connection_password', secret=True,
                help='Password for the XenAPI session.'),
-    cfg.IntOpt('connection_concurrent', default=5, min=1,
-               help='Maximum number of concurrent XenAPI sessions (and so '
-                    'of concurrent calls) to xapi.'),
+    cfg.IntOpt('connection_concurrent', default=16, min=1,
+               help='Maximum number of XenAPI calls in flight at once: '
+                    'connections to the pool master, which share one '
+                    'logged-in session. Waiting for tasks takes none of '
+                    'them. For a host that builds many servers at once, '
+                    'about three per concurrent build (nova\'s '
+                    'max_concurrent_builds) keeps calls from queueing.'),
     cfg.IntOpt('login_timeout', default=10, min=1,
                help='Seconds to wait for xapi to answer a login.'),
     cfg.IntOpt('call_timeout', default=120, min=1,
@@ -92,6 +96,17 @@ IMAGE_OPTS = [
     cfg.IntOpt('max_image_size_gb', default=512, min=1,
                help='Largest virtual size (GiB) an image may claim; larger '
                     'images are refused before any storage is used.'),
+    cfg.StrOpt('cache_images', default='all',
+               choices=[('all', 'every image is imported once per SR into '
+                         'a cached base VDI that spawns clone'),
+                        ('some', 'only images whose Glance property '
+                         'cache_in_nova is true'),
+                        ('none', 'every spawn imports its image')],
+               help='Which images are kept on the instance SR as cached '
+                    'base VDIs (cloned, copy-on-write, for each spawn). '
+                    'Unused entries are removed by Nova\'s image cache '
+                    'pass after [image_cache]'
+                    'remove_unused_original_minimum_age_seconds.'),
 ]
 
 ALL_OPTS = CONNECTION_OPTS + HOST_OPTS + IMAGE_OPTS

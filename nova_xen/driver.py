@@ -11,6 +11,8 @@ import os_traits
 from nova import context as nova_context
 from nova.compute import task_states
 from nova import exception
+from nova.image import glance
+from nova import objects
 from nova.virt import driver
 from nova.virt import hardware
 from nova.virt import node as virt_node
@@ -23,6 +25,7 @@ from nova_xen import errors
 from nova_xen import host as host_mod
 from nova_xen import evacuate
 from nova_xen import events
+from nova_xen import imagecache
 from nova_xen import images
 from nova_xen import migration
 from nova_xen import network
@@ -45,7 +48,7 @@ class XenAPIDriver(driver.ComputeDriver):
     """Runs instances as VMs of one host of a xapi pool."""
 
     capabilities = dict(driver.ComputeDriver.capabilities, **{
-        'has_imagecache': False,
+        'has_imagecache': True,
         'supports_evacuate': True,
         'supports_migrate_to_same_host': True,
         'supports_attach_interface': True,
@@ -88,8 +91,11 @@ class XenAPIDriver(driver.ComputeDriver):
         self._reclaimer = reclaim.Reclaimer(self._session, self._isolation)
         self._reclaimer.start()
         self._images = images.handler(self._session, self._host)
+        self._cache = imagecache.ImageCache(self._session, self._host,
+                                            self._images)
         self._vmops = vmops.VMOps(self._session, self._host, self._index,
-                                  self._images, self._isolation, self.virtapi)
+                                  self._images, self._isolation, self.virtapi,
+                                  cache=self._cache)
         self._snapshots = snapshot_mod.Snapshots(self._session, self._host,
                                                  self._index, self._images)
         self._rescue = rescue_mod.Rescue(self._session, self._host,
@@ -222,6 +228,16 @@ class XenAPIDriver(driver.ComputeDriver):
         # the VM and its disks itself: nothing of the instance is ours.
         if destroy_disks and migrate_data is None:
             self._vmops.destroy(instance, destroy_disks=True)
+
+    def manage_image_cache(self, context, all_instances):
+        # usage is read from the pool (clones name their cached image), so
+        # instances of every compute sharing the SR count
+        self._cache.manage(self._sr)
+
+    def cache_image(self, context, image_id):
+        image_meta = objects.ImageMeta.from_image_ref(
+            context, glance.API(), image_id)
+        return self._cache.prefetch(context, image_meta, self._sr)
 
     def default_root_device_name(self, instance, image_meta, root_bdm):
         return '/dev/xvda'

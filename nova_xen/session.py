@@ -169,6 +169,11 @@ class Session(object):
             if url.startswith('https') else None
         self._idle = []
         self._created = 0
+        # the session ref new connections share: (generation, ref)
+        self._shared = None
+        # seconds callers waited for a free connection, and how often
+        self.waited = 0.0
+        self.waits = 0
         self._closed = False
         self._cond = threading.Condition()
         self._generation = 0     # bumped when the master moves
@@ -270,8 +275,29 @@ class Session(object):
         xenapi = self._login()
         with self._cond:
             self._created += 1
+            self._shared = (self._generation, xenapi._session)
             self._idle.append((self._generation, xenapi))
         return self
+
+    def _open(self, generation):
+        """A new connection: on the session the others share (xapi takes
+        one session on many connections at once), or a new login."""
+        with self._cond:
+            shared = self._shared
+        if shared is None or shared[0] != generation:
+            xenapi = self._login()
+            with self._cond:
+                if generation == self._generation:
+                    self._shared = (generation, xenapi._session)
+            return xenapi
+        xenapi = self._new_xenapi()
+        xenapi._session = shared[1]
+        # what XenAPI's client replays when xapi forgot the session
+        xenapi.last_login_method = 'login_with_password'
+        xenapi.last_login_params = (self._username, self._password or '',
+                                    API_VERSION, ORIGINATOR)
+        xenapi.transport.set_timeout(self.call_timeout)
+        return xenapi
 
     # -- the pool --------------------------------------------------------
 
@@ -292,11 +318,14 @@ class Session(object):
                     self._created += 1
                     generation, xenapi = self._generation, None
                     break
+                began = time.monotonic()
                 self._cond.wait()
+                self.waited += time.monotonic() - began
+                self.waits += 1
         healthy = False
         try:
             if xenapi is None:
-                xenapi = self._login()
+                xenapi = self._open(generation)
             healthy = True
             yield xenapi
         except (OSError, http.client.HTTPException):
@@ -307,6 +336,10 @@ class Session(object):
                 if healthy and not self._closed and \
                         generation == self._generation:
                     self._idle.append((generation, xenapi))
+                    if self._shared is None or \
+                            xenapi._session != self._shared[1]:
+                        # it logged in again (xapi restarted): share that
+                        self._shared = (generation, xenapi._session)
                 else:
                     self._created -= 1
                     if xenapi is not None and self._closed:
@@ -361,7 +394,12 @@ class Session(object):
             self._cond.notify_all()
         if watcher is not None:
             watcher.stop()
+        done = set()
         for _, xenapi in idle:
+            if xenapi._session in done:
+                xenapi.transport.close()
+                continue
+            done.add(xenapi._session)
             _quiet_logout(xenapi)
 
     @property
@@ -549,6 +587,9 @@ class HandedSession(Session):
         xenapi._session = self._ref
         xenapi.transport.set_timeout(self.call_timeout)
         return xenapi
+
+    def _open(self, generation):
+        return self._login()
 
     def close(self):
         self.logout_session(self._ref)

@@ -27,16 +27,24 @@ def tags(instance, role):
 
 
 def create_vdi(session, sr, instance, role, size, name=None,
-               read_only=False):
+               read_only=False, other_config=None):
+    """A new VDI of ``instance`` (tagged as its ``role``), or, with no
+    instance, one tagged ``other_config`` (a cached image)."""
+    if instance is not None:
+        other_config = tags(instance, role)
+        name = name or '%s %s' % (instance.name, role)
+        description = 'nova instance %s (%s)' % (instance.uuid, role)
+    else:
+        description = 'nova-xen %s' % role
     return session.call('VDI.create', {
         'SR': sr,
         'virtual_size': str(size),
         'type': 'user',
         'sharable': False,
         'read_only': read_only,
-        'other_config': tags(instance, role),
-        'name_label': name or '%s %s' % (instance.name, role),
-        'name_description': 'nova instance %s (%s)' % (instance.uuid, role),
+        'other_config': other_config,
+        'name_label': name,
+        'name_description': description,
         'sm_config': {},
         'xenstore_data': {},
         'tags': [],

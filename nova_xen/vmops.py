@@ -84,8 +84,9 @@ def _attempt(instance, what, action, leftover=None):
 
 class VMOps(object):
     def __init__(self, session, host, index, image_handler, isolation,
-                 virtapi):
+                 virtapi, cache=None):
         self.virtapi = virtapi
+        self.cache = cache
         self.session = session
         self.host = host
         self.index = index
@@ -114,20 +115,13 @@ class VMOps(object):
                power_on, undo, step, injected_files, admin_password):
         session = self.session
         flavor = instance.flavor
-        with step('check the image'):
-            stream, fmt, size = self.images.open(context, instance,
-                                                 image_meta)
-        try:
-            with step('create the root disk'):
-                root_size = max(size, flavor.root_gb * GIB)
-                root = storage.create_vdi(session, sr, instance, 'root',
-                                          root_size)
-                undo.vdis.append(root)
-            with step('import the image'):
-                self.images.write(stream, fmt, int(image_meta.size), root,
-                                  self.host.address)
-        finally:
-            stream.close()
+        root = None
+        if self.cache is not None:
+            root = self.cache.root_disk(context, instance, image_meta, sr,
+                                        flavor.root_gb * GIB, undo, step)
+        if root is None:
+            root = self._import_root(context, instance, image_meta, sr,
+                                     undo, step)
         disks = [(root, 'root', True)]
         for role, size_bytes in (('ephemeral', flavor.ephemeral_gb * GIB),
                                  ('swap', flavor.swap * MIB)):
@@ -149,6 +143,24 @@ class VMOps(object):
                 disks.append((vdi, 'config-drive', False))
         self.assemble(instance, image_meta, network_info, disks, power_on,
                       undo, step)
+
+    def _import_root(self, context, instance, image_meta, sr, undo, step):
+        """A root disk of its own, the image streamed into it."""
+        with step('check the image'):
+            stream, fmt, size = self.images.open(context, instance,
+                                                 image_meta)
+        try:
+            with step('create the root disk'):
+                root_size = max(size, instance.flavor.root_gb * GIB)
+                root = storage.create_vdi(self.session, sr, instance, 'root',
+                                          root_size)
+                undo.vdis.append(root)
+            with step('import the image'):
+                self.images.write(stream, fmt, int(image_meta.size), root,
+                                  self.host.address)
+        finally:
+            stream.close()
+        return root
 
     def assemble(self, instance, image_meta, network_info, disks, power_on,
                  undo, step):

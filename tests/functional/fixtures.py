@@ -119,6 +119,22 @@ class XapisimFixture(fixtures.Fixture):
                        if r['VM'] in vms or r['VDI'] in left['VDI']]
         return left
 
+    def image_cache(self):
+        """{image id: [VDI ref, ...]} of the pool's cached images."""
+        found = {}
+        for ref, r in self.x.VDI.get_all_records().items():
+            image = r['other_config'].get('nova_image_cache')
+            if image:
+                found.setdefault(image, []).append(ref)
+        return found
+
+    def vdis_besides_the_cache(self):
+        """Every VDI but cached images and the hidden base copies their
+        clones made (what the SR holds for instances and others)."""
+        return {ref for ref, r in self.x.VDI.get_all_records().items()
+                if r['managed'] and
+                'nova_image_cache' not in r['other_config']}
+
     def isolation_rules(self, host=None):
         """{VIF uuid: [dom0 device, ...]} with isolation rules on a host."""
         return rules_in(self.x, host)

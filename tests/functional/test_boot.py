@@ -133,7 +133,8 @@ class SpawnFailureTest(base.XenAPIFunctionalTestCase):
         self.xapi.control.fail('VDI.create', ['SR_FULL', '1073741824', '0'])
         server = self.boot(image, expected_state='ERROR')
         fault = self.api.get_server(server['id'])['fault']
-        self.assertIn('Spawn failed at step "create the root disk"',
+        # the first disk made is the image's, in the image cache
+        self.assertIn('Spawn failed at step "create the image cache disk"',
                       fault['message'])
         self.assertIn('SR_FULL', fault['message'])
         left = self.xapi.objects_of(server['id'])

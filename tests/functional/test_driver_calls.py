@@ -131,9 +131,8 @@ class DriverCallsTest(base.XenAPIFunctionalTestCase):
     def test_refused_calls_say_why_in_a_sentence(self):
         # every call of nova's ComputeDriver this driver does not serve
         # says so, except those where NotImplementedError asks nova for
-        # its default (rebuild, image caching, device names at boot)
-        nova_defaults = {'rebuild', 'cache_image',
-                         'default_device_names_for_instance'}
+        # its default (rebuild, device names at boot)
+        nova_defaults = {'rebuild', 'default_device_names_for_instance'}
         for name, method in vars(xen_driver.XenAPIDriver).items():
             if not getattr(method, 'unsupported', False):
                 continue

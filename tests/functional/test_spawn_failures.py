@@ -1,6 +1,8 @@
 """A spawn that fails at any step ends in ERROR with a fault naming the
 step and xapi's reason, and leaves nothing in the pool."""
 
+from unittest import mock
+
 from tests.functional import base
 from tests.functional import fixtures
 from tests.functional.test_boot import pattern
@@ -18,14 +20,16 @@ class _FailingSpawn(base.XenAPIFunctionalTestCase):
         self.image = self.image_with(pattern(MIB, seed=b'fails'))
 
     def assertFailsCleanly(self, step, *reasons):
-        vdis_before = set(self.xapi.x.VDI.get_all())
+        vdis_before = self.xapi.vdis_besides_the_cache()
         server = self.boot(self.image, expected_state='ERROR')
         fault = self.api.get_server(server['id'])['fault']['message']
         self.assertIn('Spawn failed at step "%s"' % step, fault)
         for reason in reasons:
             self.assertIn(reason, fault)
         self.assertEqual(NOTHING, self.xapi.objects_of(server['id']))
-        self.assertEqual(vdis_before, set(self.xapi.x.VDI.get_all()))
+        self.assertEqual(vdis_before, self.xapi.vdis_besides_the_cache())
+        # the image, imported before the failure, stays cached (one VDI)
+        self.assertEqual({self.image: [mock.ANY]}, self.xapi.image_cache())
         self.assertEqual({}, self.xapi.isolation_rules())
         return server
 

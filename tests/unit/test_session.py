@@ -208,9 +208,33 @@ class CallsTest(SessionTestCase):
         self.assertLessEqual(max(peak), 3)
         # 20 calls of 100 ms through 3 sessions: at least 7 rounds
         self.assertGreaterEqual(elapsed, 0.65)
-        # two sessions were added to the one logged in by connect()
-        self.assertEqual(2, self.control.calls()[
-            'session.login_with_password'])
+        # the two connections added share the session connect() logged in
+        self.assertNotIn('session.login_with_password', self.control.calls())
+
+    def test_connections_share_a_session_renewed_after_a_restart(self):
+        sess = self.session(concurrent=4).connect()
+        self.control.set_latency(50)
+
+        def burst():
+            threads = [threading.Thread(target=sess.call,
+                                        args=('pool.get_all',))
+                       for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        burst()
+        self.assertEqual(4, sess.size)
+        self.control.reset_calls()
+        self.control.restart_xapi()
+        burst()
+        burst()
+        # each connection that met the restart logged in again, at most
+        # once; later connections take the renewed session
+        logins = self.control.calls()['session.login_with_password']
+        self.assertGreaterEqual(logins, 1)
+        self.assertLessEqual(logins, 4)
+        self.assertEqual(1, len(sess.call('pool.get_all')))
 
     def test_close_logs_every_session_out(self):
         self.control.reset_calls()
@@ -223,10 +247,11 @@ class CallsTest(SessionTestCase):
             t.start()
         for t in threads:
             t.join()
-        logins = self.control.calls()['session.login_with_password']
-        self.assertEqual(2, logins)
+        # two connections, one session: one login, one logout
+        self.assertEqual(1, self.control.calls()[
+            'session.login_with_password'])
         sess.close()
-        self.assertEqual(logins, self.control.calls()['session.logout'])
+        self.assertEqual(1, self.control.calls()['session.logout'])
         with self.assertRaises(errors.XenAPIConnectionError):
             sess.call('pool.get_all')
 
