@@ -1,0 +1,312 @@
+"""Cinder volumes as xapi SRs: an ``iscsi`` SR (one VDI per LUN) per target.
+
+A volume's ``connection_info`` (``driver_volume_type`` ``iscsi``, what
+Cinder's iSCSI drivers hand out) names a portal, a target IQN, a LUN and,
+for CHAP, a user and a secret.  The SR of that target has a uuid derived
+from portal and IQN, so every host and every pool agree on it; it is
+introduced once (``SR.introduce``, type ``iscsi``: sm's RawISCSISR), its
+PBD for this host plugged (xapi's SM logs into the target from dom0) and
+scanned; the LUN's VDI (``sm_config['LUNid']``) is attached to the VM with
+a VBD tagged with the volume id, hot-plugged when the VM runs.  Detach
+reverses it, and the SR is forgotten when no VBD uses it any more.
+
+Nothing here logs or raises a CHAP secret: errors name the target (portal
+and IQN) and xapi's reason.
+"""
+
+import collections
+import threading
+import uuid
+
+from nova import exception
+from nova.virt import driver as virt_driver
+from oslo_log import log as logging
+
+from nova_xen import storage
+
+LOG = logging.getLogger(__name__)
+
+SUPPORTED = ('iscsi',)
+# the namespace of the SR uuids this driver derives (its own constant)
+SR_NAMESPACE = uuid.UUID('4c8b3f1e-6d0e-5a4b-9b1e-7a7e0f3d2c11')
+NULL = storage.NULL
+NOT_MOVED = ('a server with Cinder volumes attached cannot be %s by '
+             'nova-xen yet: detach its volumes first (a volume-backed '
+             'server cannot move)')
+
+
+class Target(object):
+    """Where a volume lives, from its connection_info."""
+
+    def __init__(self, connection_info):
+        kind = connection_info.get('driver_volume_type')
+        data = connection_info.get('data') or {}
+        self.volume_id = data.get('volume_id') or connection_info.get(
+            'serial')
+        if kind not in SUPPORTED:
+            raise exception.VolumeDriverNotFound(driver_type=kind)
+        portal = data.get('target_portal') or ''
+        self.host, _, port = portal.rpartition(':')
+        if not self.host:
+            self.host, port = portal, '3260'
+        self.host = self.host.strip('[]')
+        self.port = port or '3260'
+        self.iqn = data.get('target_iqn')
+        if not self.host or not self.iqn:
+            raise exception.VolumeAttachFailed(
+                volume_id=self.volume_id, reason='its connection_info names '
+                'no target portal or IQN')
+        self.lun = str(data.get('target_lun', 0))
+        self.auth = None
+        if (data.get('auth_method') or '').upper() == 'CHAP':
+            self.auth = (data.get('auth_username') or '',
+                         data.get('auth_password') or '')
+
+    @property
+    def sr_uuid(self):
+        return str(uuid.uuid5(SR_NAMESPACE, '%s/%s/%s' % (
+            self.host, self.port, self.iqn)))
+
+    def device_config(self):
+        config = {'target': self.host, 'port': self.port,
+                  'targetIQN': self.iqn}
+        if self.auth:
+            config['chapuser'], config['chappassword'] = self.auth
+        return config
+
+    def scrub(self, text):
+        """``text`` without the CHAP secret, whatever said it."""
+        if self.auth and self.auth[1]:
+            text = text.replace(self.auth[1], '***')
+        return text
+
+    def __str__(self):
+        # never the secret
+        return '%s on %s:%s' % (self.iqn, self.host, self.port)
+
+
+class VolumeOps(object):
+    def __init__(self, session, host, index):
+        self.session = session
+        self.host = host
+        self.index = index
+        self._guard = threading.Lock()
+        self._locks = collections.defaultdict(threading.Lock)
+        self._iqn = None
+
+    # -- what Cinder needs to know about this host ---------------------------
+
+    def connector(self, my_block_storage_ip=None):
+        if self._iqn is None:
+            record = self.session.call('host.get_record', self.host.ref)
+            self._iqn = record.get('iscsi_iqn') or \
+                record['other_config'].get('iscsi_iqn', '')
+            self._multipath = bool(record.get('multipathing'))
+            self._hostname = record['hostname']
+        connector = {'ip': my_block_storage_ip or self.host.address,
+                     'host': self._hostname,
+                     'multipath': self._multipath,
+                     'platform': 'x86_64', 'os_type': 'linux2'}
+        if self._iqn:
+            connector['initiator'] = self._iqn
+        return connector
+
+    # -- attach and detach -------------------------------------------------
+
+    def connect(self, connection_info):
+        """The VDI of a volume's LUN, its SR introduced and plugged here
+        if it was not; (vdi, sr)."""
+        target = Target(connection_info)
+        with self._lock(target.sr_uuid):
+            made = []
+            try:
+                sr = self._sr(target, made)
+                self.session.call('SR.scan', sr)
+                vdi = self._lun_vdi(sr, target)
+            except Exception as exc:
+                self._undo(made)
+                raise exception.VolumeAttachFailed(
+                    volume_id=target.volume_id,
+                    reason='target %s: %s' % (target, target.scrub(
+                        _why(exc))))
+        return vdi, sr
+
+    def attach(self, connection_info, instance, mountpoint):
+        """Attach a volume to the instance's VM (hot-plugged if it runs,
+        present at its next start otherwise)."""
+        target = Target(connection_info)
+        vm, record = self.index.record(instance.uuid)
+        if vm is None:
+            raise exception.InstanceNotFound(instance_id=instance.uuid)
+        vdi, sr = self.connect(connection_info)
+        vbd = None
+        try:
+            vbd = self.create_vbd(vm, vdi, target.volume_id,
+                                  userdevice(mountpoint))
+            if record['power_state'] == 'Running':
+                self.session.call('VBD.plug', vbd)
+        except Exception as exc:
+            if vbd is not None:
+                _quietly(self.session.call, 'VBD.destroy', vbd)
+            self.disconnect_sr(sr)
+            raise exception.VolumeAttachFailed(
+                volume_id=target.volume_id,
+                reason='target %s: %s' % (target, target.scrub(_why(exc))))
+        LOG.info('volume %s attached as %s', target.volume_id, mountpoint,
+                 instance=instance)
+
+    def create_vbd(self, vm, vdi, volume_id, device, bootable=False):
+        return storage.create_vbd(
+            self.session, vm, vdi, 'volume', bootable=bootable,
+            userdevice=device, other_config={'nova_volume_id': volume_id})
+
+    def detach(self, connection_info, instance):
+        target = Target(connection_info)
+        vm = self.index.lookup(instance.uuid)
+        sr = self._find_sr(target)
+        if sr is None:
+            LOG.warning('volume %s: its SR is gone already', target.volume_id,
+                        instance=instance)
+            return
+        if vm is not None:
+            for vbd in self._vbds_of(vm, target.volume_id):
+                if self.session.call('VBD.get_currently_attached', vbd):
+                    self.session.call('VBD.unplug', vbd)
+                self.session.call('VBD.destroy', vbd)
+        self.disconnect_sr(sr)
+        LOG.info('volume %s detached', target.volume_id, instance=instance)
+
+    def disconnect(self, connection_info):
+        """Forget a volume's SR if nothing uses it (after the VM went)."""
+        try:
+            target = Target(connection_info)
+        except exception.VolumeDriverNotFound:
+            return
+        sr = self._find_sr(target)
+        if sr is not None:
+            self.disconnect_sr(sr)
+
+    def disconnect_sr(self, sr):
+        """Unplug and forget ``sr`` unless a VBD still uses its VDIs."""
+        try:
+            for vdi in self.session.call('SR.get_VDIs', sr):
+                if self.session.call('VDI.get_VBDs', vdi):
+                    return
+            for pbd in self.session.call('SR.get_PBDs', sr):
+                if self.session.call('PBD.get_currently_attached', pbd):
+                    self.session.call('PBD.unplug', pbd)
+            self.session.call('SR.forget', sr)
+        except exception.NotFound:
+            pass
+
+    # -- helpers -------------------------------------------------------------
+
+    def _lock(self, key):
+        with self._guard:
+            return self._locks[key]
+
+    def _find_sr(self, target):
+        try:
+            return self.session.call('SR.get_by_uuid', target.sr_uuid)
+        except exception.NotFound:
+            return None
+        except Exception as exc:
+            if 'UUID_INVALID' in str(exc):
+                return None
+            raise
+
+    def _sr(self, target, made):
+        """The target's SR with a plugged PBD for this host."""
+        sr = self._find_sr(target)
+        if sr is None:
+            sr = self.session.call(
+                'SR.introduce', target.sr_uuid,
+                'Cinder volume %s' % target.volume_id,
+                'iSCSI target %s (nova-xen)' % target, 'iscsi', '', False,
+                {})
+            made.append(('SR', sr))
+        pbds = self.session.call(
+            'PBD.get_all_records_where',
+            'field "SR"="%s" and field "host"="%s"' % (sr, self.host.ref))
+        if pbds:
+            pbd, record = sorted(pbds.items())[0]
+            if record['currently_attached']:
+                return sr
+        else:
+            pbd = self.session.call('PBD.create', {
+                'host': self.host.ref, 'SR': sr,
+                'device_config': target.device_config(),
+                'other_config': {'nova_role': 'volume'}})
+            made.append(('PBD', pbd))
+        self.session.call('PBD.plug', pbd)
+        made.append(('plugged', pbd))
+        return sr
+
+    def _lun_vdi(self, sr, target):
+        found = self.session.call('VDI.get_all_records_where',
+                                  'field "SR"="%s"' % sr)
+        for ref, record in sorted(found.items()):
+            if str(record['sm_config'].get('LUNid')) == target.lun:
+                return ref
+        raise exception.VolumeAttachFailed(
+            volume_id=target.volume_id,
+            reason='LUN %s of target %s is not in its SR after a scan'
+                   % (target.lun, target))
+
+    def _undo(self, made):
+        for kind, ref in reversed(made):
+            if kind == 'plugged':
+                _quietly(self.session.call, 'PBD.unplug', ref)
+            elif kind == 'PBD':
+                _quietly(self.session.call, 'PBD.destroy', ref)
+            elif kind == 'SR':
+                _quietly(self.session.call, 'SR.forget', ref)
+
+    def _vbds_of(self, vm, volume_id):
+        found = []
+        for vbd in self.session.call('VM.get_VBDs', vm):
+            other = self.session.call('VBD.get_other_config', vbd)
+            if other.get('nova_volume_id') == volume_id:
+                found.append(vbd)
+        return found
+
+
+def userdevice(mountpoint):
+    """'/dev/xvdc' -> '2'."""
+    letter = (mountpoint or '').rstrip('0123456789')[-1:]
+    if not letter.isalpha():
+        raise exception.InvalidDevicePath(path=mountpoint)
+    return str(ord(letter.lower()) - ord('a'))
+
+
+def mapping(block_device_info):
+    """The volumes of a block_device_info, root first."""
+    volumes = list(virt_driver.block_device_info_get_mapping(
+        block_device_info))
+    return sorted(volumes, key=lambda bdm: (
+        bdm.get('boot_index') is None or bdm.get('boot_index') < 0,
+        bdm.get('boot_index') or 0))
+
+
+def root_volume(block_device_info):
+    """The boot volume's mapping, or None (boots from an image)."""
+    for bdm in mapping(block_device_info):
+        if bdm.get('boot_index') == 0 or \
+                bdm.get('mount_device') in ('/dev/xvda', 'xvda'):
+            return bdm
+    return None
+
+
+def _quietly(call, *args):
+    try:
+        call(*args)
+    except Exception as exc:
+        LOG.warning('volume clean-up: %s%s failed: %s', args[0],
+                    '', _why(exc))
+
+
+def _why(exc):
+    details = getattr(exc, 'details', None)
+    if details:
+        return ' '.join(str(d) for d in details)
+    return str(exc) or exc.__class__.__name__
