@@ -102,7 +102,7 @@ class XenAPIDriver(driver.ComputeDriver):
                                          self._index, self._images,
                                          self._isolation, lambda: self._sr)
         self._power = power.PowerOps(self._session, self._host, self._index,
-                                     vifs=self._isolation.apply)
+                                     isolation=self._isolation)
         self._consoles = consoles.Consoles(self._session, self._index)
         self._diagnostics = diagnostics.Diagnostics(self._session,
                                                     self._index)
@@ -166,7 +166,8 @@ class XenAPIDriver(driver.ComputeDriver):
 
     def update_provider_tree(self, provider_tree, nodename, allocations=None):
         current = provider_tree.data(nodename).inventory
-        record, inventory = self._host.inventory(self._sr, current)
+        record, inventory = self._host.inventory(
+            self._sr, current, foreign_memory=self._index.foreign_memory())
         provider_tree.update_inventory(nodename, inventory)
         traits = host_mod.cpu_traits(record['cpu_info'])
         present = [t for t, on in traits.items() if on and hasattr(
@@ -216,8 +217,10 @@ class XenAPIDriver(driver.ComputeDriver):
                 destroy_disks=True, destroy_secrets=True):
         self._rescue.discard(instance)
         self._vmops.destroy(instance, destroy_disks=destroy_disks)
-        if instance.task_state == task_states.DELETING:
-            # a resize whose finish failed left the original behind
+        if instance.task_state == task_states.DELETING and \
+                self._index.has_resize_vms(instance.uuid):
+            # a resize whose finish failed left the original behind (the
+            # watcher knows every VM a resize keeps: no look-up otherwise)
             self._resize.forget_originals(instance)
 
     def cleanup(self, context, instance, network_info, block_device_info=None,

@@ -6,6 +6,12 @@ events when one of this host's instances changes power state -- also when
 the change happened behind Nova's back (an operator in XenCenter, a guest
 shutting itself down).  ``get_info``, ``list_instances`` and Nova's power
 state sync read the cache: listing 1,000 instances costs no XenAPI call.
+It is also what the driver knows of its VMs before it acts on one (power
+state, host, domain, VIFs), what it reserves for the VMs Nova does not own
+on its host (their memory), and which rescue and resize VMs exist: none of
+this is read from xapi again.  The driver writes what it learns from its
+own calls (a record it read, the power state a call it made left) into the
+cache at once, so that Nova's next look (``get_info``) sees it.
 
 It runs on its own session (a long ``event.from`` must not hold one of the
 pool's sessions) and survives xapi restarts, session loss and a moving
@@ -29,7 +35,7 @@ WAIT = 30.0          # seconds one event.from may block
 BACKOFF_MAX = 30.0   # seconds between reconnection attempts, at most
 KEPT = ('name_label', 'power_state', 'resident_on', 'affinity', 'domid',
         'other_config', 'is_a_template', 'is_a_snapshot',
-        'is_control_domain', 'uuid')
+        'is_control_domain', 'uuid', 'VIFs', 'HVM_boot_policy')
 
 # (old power state, new power state) -> lifecycle transition
 _TRANSITIONS = {
@@ -49,6 +55,8 @@ _TRANSITIONS = {
 # other_config tags of the VMs a resize keeps (resize.py): not instances,
 # but remembered, so that reconciliation needs no scan of its own
 RESIZE_TAGS = ('nova_resize_of', 'nova_resize_transfer')
+# the other_config tag of a rescue VM (rescue.py): its instance's uuid
+RESCUE_TAG = 'nova_rescue_of'
 
 
 def is_instance(record):
@@ -82,6 +90,10 @@ class VMWatcher(object):
         self._records = {}        # VM ref -> kept fields, instances only
         self._by_uuid = {}        # instance uuid -> {VM refs}: O(1) lookups
         self._resize_vms = {}     # VM ref -> kept fields, RESIZE_TAGS
+        self._rescue_vms = {}     # VM ref -> kept fields, RESCUE_TAG
+        # VM ref -> bytes, of VMs on this host that Nova does not own
+        # (dom0, an operator's VMs): what the inventory reserves
+        self._foreign = {}
         self._stop = threading.Event()
         self._thread = None
         self._xenapi = None
@@ -154,6 +166,25 @@ class VMWatcher(object):
         with self._lock:
             return {ref: dict(rec) for ref, rec in self._resize_vms.items()}
 
+    def has_resize_vms(self, instance_uuid):
+        """Whether a resize left a VM (original or clone) of the
+        instance anywhere in the pool."""
+        with self._lock:
+            return any(rec['other_config'].get(tag) == instance_uuid
+                       for rec in self._resize_vms.values()
+                       for tag in RESIZE_TAGS)
+
+    def rescue_vms(self):
+        """Rescue VMs anywhere in the pool: {ref: record}."""
+        with self._lock:
+            return {ref: dict(rec) for ref, rec in self._rescue_vms.items()}
+
+    def foreign_memory(self):
+        """Bytes of memory of the VMs on this host that are no Nova
+        instance (dom0 among them)."""
+        with self._lock:
+            return sum(self._foreign.values())
+
     # -- the spawn/destroy path tells us at once -----------------------
 
     def refresh_vm(self, vm):
@@ -166,6 +197,20 @@ class VMWatcher(object):
             return
         self._apply(vm, record, emit=False)
 
+    def remember(self, vm, record):
+        """A VM record the driver has just read: kept as the watcher's
+        own would be (no event for Nova: the driver made the change)."""
+        self._apply(vm, record, emit=False)
+
+    def assume(self, vm, **fields):
+        """What a call the driver made has left of a VM (its power state,
+        domain, host), without reading it back; the watcher's next event
+        of the VM brings the rest (no event for Nova: nothing changed)."""
+        with self._lock:
+            for kept in (self._records, self._resize_vms, self._rescue_vms):
+                if vm in kept:
+                    kept[vm].update(fields)
+
     def leaving(self, instance_uuid, leaving=True):
         """An instance is moving to another pool: its VM vanishing from
         this pool is no stop, for Nova."""
@@ -176,8 +221,12 @@ class VMWatcher(object):
                 self._leaving.discard(instance_uuid)
 
     def forget(self, vm):
+        """A VM the driver has destroyed."""
         with self._lock:
             self._drop(vm)
+            self._resize_vms.pop(vm, None)
+            self._rescue_vms.pop(vm, None)
+            self._foreign.pop(vm, None)
 
     # -- the loop ----------------------------------------------------------
 
@@ -222,7 +271,8 @@ class VMWatcher(object):
                 self._apply(event['ref'], event['snapshot'], emit=emit)
         with self._lock:
             gone = [ref for ref in list(self._records) +
-                    list(self._resize_vms) if ref not in seen]
+                    list(self._resize_vms) + list(self._rescue_vms) +
+                    list(self._foreign) if ref not in seen]
         for ref in gone:
             self._remove(ref, emit=emit)
         self.resyncs += 1
@@ -264,13 +314,19 @@ class VMWatcher(object):
                 token = None
 
     def _apply(self, ref, record, emit):
+        self._weigh(ref, record)
         if not is_instance(record):
             with self._lock:
                 self._drop(ref)
-                if any(tag in record['other_config'] for tag in RESIZE_TAGS):
-                    self._resize_vms[ref] = {k: record[k] for k in KEPT}
-                else:
-                    self._resize_vms.pop(ref, None)
+                other = record['other_config']
+                for kept, tagged in (
+                        (self._resize_vms, any(tag in other
+                                               for tag in RESIZE_TAGS)),
+                        (self._rescue_vms, RESCUE_TAG in other)):
+                    if tagged:
+                        kept[ref] = {k: record[k] for k in KEPT}
+                    else:
+                        kept.pop(ref, None)
             return
         kept = {k: record[k] for k in KEPT}
         with self._lock:
@@ -283,12 +339,24 @@ class VMWatcher(object):
                 int(kept['domid']) >= 0:
             # a VM that arrives here running (a storage migration from
             # another pool made it): its domain needs its rules at once
-            self._new_domain(ref)
+            self._new_domain(ref, kept)
+
+    def _weigh(self, ref, record):
+        """Keep the memory of a VM on this host that Nova does not own."""
+        with self._lock:
+            if 'nova_uuid' not in record['other_config'] and \
+                    record['resident_on'] == self.host_ref:
+                self._foreign[ref] = int(record['memory_target'] or
+                                         record['memory_static_max'])
+            else:
+                self._foreign.pop(ref, None)
 
     def _remove(self, ref, emit):
         with self._lock:
             old = self._drop(ref)
             self._resize_vms.pop(ref, None)
+            self._rescue_vms.pop(ref, None)
+            self._foreign.pop(ref, None)
         if old is not None and old['other_config']['nova_uuid'] in \
                 self._leaving:
             # it left for another pool: no stop, for Nova (mark consumed)
@@ -319,13 +387,14 @@ class VMWatcher(object):
         # a new domain, or one that moved here (domids count per host: the
         # destination may give it the number it had at the source)
         if new['domid'] != old['domid'] or host_of(new) != host_of(old):
-            self._new_domain(ref)
+            self._new_domain(ref, new)
 
-    def _new_domain(self, ref):
+    def _new_domain(self, ref, record=None):
         if self.new_domain is None:
             return
         try:
-            self.new_domain(ref)
+            # the record it came with: whoever is told need not read it
+            self.new_domain(ref, record=record)
         except Exception:
             LOG.exception('could not follow the new domain of VM %s', ref)
 

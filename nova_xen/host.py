@@ -66,6 +66,12 @@ class Host(object):
         self.address = None
         self.nodename = None
         self.pool_uuid = None
+        # the host's record as discovered: what it is made of (CPUs, CPU
+        # flags, versions, its metrics object) does not change while its
+        # xapi, and so this domU, runs
+        self.record = None
+        # (host metrics, SR record) of the latest resource update
+        self._latest = None
 
     # -- finding ourselves ---------------------------------------------
 
@@ -74,6 +80,7 @@ class Host(object):
         ref = self._pick(hosts)
         record = hosts[ref]
         self.ref = ref
+        self.record = record
         self.uuid = record['uuid']
         self.address = record['address']
         self.nodename = record['hostname'] or record['name_label']
@@ -238,25 +245,33 @@ class Host(object):
 
     # -- resources -------------------------------------------------------
 
-    def _facts(self):
-        record = self.session.call('host.get_record', self.ref)
+    def _facts(self, sr):
+        """(host record, host metrics, SR record): the metrics and the SR
+        are read once per resource update (Nova's periodic task asks for
+        the resources, then for the inventory)."""
+        if self.record is None:
+            self.record = self.session.call('host.get_record', self.ref)
         metrics = self.session.call('host_metrics.get_record',
-                                    record['metrics'])
-        return record, metrics
+                                    self.record['metrics'])
+        sr_record = self.session.call('SR.get_record', sr)
+        self._latest = (sr, metrics, sr_record)
+        return self.record, metrics, sr_record
 
-    def _reserved_memory_mb(self):
-        """dom0 and VMs that nova does not own, plus the configured reserve."""
-        resident = self.session.call(
-            'VM.get_all_records_where',
-            'field "resident_on" = "%s"' % self.ref)
-        used = sum(int(r['memory_target'] or r['memory_static_max'])
-                   for r in resident.values()
-                   if 'nova_uuid' not in r['other_config'])
-        return used // MIB + NOVA_CONF.reserved_host_memory_mb
+    def _reserved_memory_mb(self, foreign=None):
+        """dom0 and VMs that nova does not own (``foreign``: their bytes,
+        as the VM watcher knows them; else read), plus the configured
+        reserve."""
+        if foreign is None:
+            resident = self.session.call(
+                'VM.get_all_records_where',
+                'field "resident_on" = "%s"' % self.ref)
+            foreign = sum(int(r['memory_target'] or r['memory_static_max'])
+                          for r in resident.values()
+                          if 'nova_uuid' not in r['other_config'])
+        return foreign // MIB + NOVA_CONF.reserved_host_memory_mb
 
     def available_resource(self, sr):
-        record, metrics = self._facts()
-        sr_record = self.session.call('SR.get_record', sr)
+        record, metrics, sr_record = self._facts(sr)
         vcpus = len(record['host_CPUs'])
         memory_mb = int(metrics['memory_total']) // MIB
         free_mb = int(metrics['memory_free']) // MIB
@@ -296,9 +311,15 @@ class Host(object):
             'numa_topology': None,
         }
 
-    def inventory(self, sr, current):
-        record, metrics = self._facts()
-        sr_record = self.session.call('SR.get_record', sr)
+    def inventory(self, sr, current, foreign_memory=None):
+        """The provider's inventory: its totals as the latest resource
+        update read them (Nova asks for the inventory right after, and
+        again at each claim, when the totals have not changed);
+        ``foreign_memory``: see _reserved_memory_mb."""
+        if self._latest is not None and self._latest[0] == sr:
+            record, (_, metrics, sr_record) = self.record, self._latest
+        else:
+            record, metrics, sr_record = self._facts(sr)
         vcpus = len(record['host_CPUs'])
         memory_mb = int(metrics['memory_total']) // MIB
         disk_gb = int(sr_record['physical_size']) // GIB
@@ -311,7 +332,7 @@ class Host(object):
             orc.MEMORY_MB: {
                 'total': memory_mb, 'min_unit': 1, 'max_unit': memory_mb,
                 'step_size': 1, 'allocation_ratio': ratios[orc.MEMORY_MB],
-                'reserved': min(self._reserved_memory_mb(),
+                'reserved': min(self._reserved_memory_mb(foreign_memory),
                                 memory_mb)},
             orc.DISK_GB: {'total': disk_gb, 'min_unit': 1,
                           'max_unit': disk_gb, 'step_size': 1,

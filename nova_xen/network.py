@@ -7,6 +7,7 @@ port of type ``bridge`` joins the xapi network of the bridge Neutron names.
 """
 
 import threading
+import weakref
 
 from nova import exception
 from oslo_log import log as logging
@@ -17,12 +18,31 @@ from nova_xen import errors
 LOG = logging.getLogger(__name__)
 
 _network_lock = threading.Lock()
+# session -> {bridge: xapi network}: networks are looked up once, not for
+# every VIF (a network that goes is forgotten: see create_vif)
+_networks = weakref.WeakKeyDictionary()
+
+
+def _known(session):
+    with _network_lock:
+        return _networks.setdefault(session, {})
+
+
+def forget_networks(session):
+    with _network_lock:
+        _networks.pop(session, None)
 
 
 def find_network_by_bridge(session, bridge):
-    found = session.call('network.get_all_records_where',
-                         'field "bridge" = "%s"' % bridge)
-    return next(iter(found), None)
+    known = _known(session)
+    network = known.get(bridge)
+    if network is None:
+        found = session.call('network.get_all_records_where',
+                             'field "bridge" = "%s"' % bridge)
+        network = next(iter(found), None)
+        if network is not None:
+            known[bridge] = network
+    return network
 
 
 def integration_network(session, create=True):
@@ -30,7 +50,14 @@ def integration_network(session, create=True):
     unless ``create`` is false: then None)."""
     bridge = CONF.xenserver.ovs_integration_bridge
     with _network_lock:
-        network = find_network_by_bridge(session, bridge)
+        network = _networks.get(session, {}).get(bridge)
+    if network is not None:
+        return network
+    with _network_lock:
+        network = None
+        found = session.call('network.get_all_records_where',
+                             'field "bridge" = "%s"' % bridge)
+        network = next(iter(found), None)
         if network is None and create:
             LOG.info('creating xapi network for integration bridge %s',
                      bridge)
@@ -39,6 +66,8 @@ def integration_network(session, create=True):
                 'name_description': 'VIFs of Neutron OVS ports',
                 'bridge': bridge, 'MTU': '1500',
                 'other_config': {'nova_role': 'integration-bridge'}})
+        if network is not None:
+            _networks.setdefault(session, {})[bridge] = network
         return network
 
 
@@ -70,6 +99,15 @@ def fixed_ips(vif):
 
 
 def create_vif(session, vm, instance, vif, device):
+    try:
+        return _create_vif(session, vm, instance, vif, device)
+    except exception.NotFound:
+        # the network we knew is gone (an operator removed it): look again
+        forget_networks(session)
+        return _create_vif(session, vm, instance, vif, device)
+
+
+def _create_vif(session, vm, instance, vif, device):
     network = network_for_vif(session, vif)
     v4, v6 = fixed_ips(vif)
     return session.call('VIF.create', {
@@ -92,11 +130,16 @@ def create_vif(session, vm, instance, vif, device):
     })
 
 
+def vifs_of(session, vm):
+    """{VIF ref: record} of every VIF of ``vm``, in one call."""
+    return session.call('VIF.get_all_records_where',
+                        'field "VM" = "%s"' % vm)
+
+
 def vif_of_port(session, vm, port_id):
     """The VIF of ``vm`` for a Neutron port, or None."""
-    for vif in session.call('VM.get_VIFs', vm):
-        other = session.call('VIF.get_other_config', vif)
-        if other.get('neutron-port-id') == port_id:
+    for vif, record in vifs_of(session, vm).items():
+        if record['other_config'].get('neutron-port-id') == port_id:
             return vif
     return None
 
@@ -158,19 +201,29 @@ class Isolation(object):
         self._applied = {}      # VM ref -> domid whose devices have rules
         self._lock = threading.Lock()
         self._vm_locks = {}     # VM ref -> lock: one apply at a time
+        # VM ref -> {VIF ref: what its rules need}: a VIF's uuid, device,
+        # MAC and addresses do not change; a new domain needs only its
+        # domid (and the VM's list of VIFs) to be read
+        self._vifs = {}
 
     def _vm_lock(self, vm):
         with self._lock:
             return self._vm_locks.setdefault(vm, threading.Lock())
 
-    def apply(self, vm, force=False):
+    def apply(self, vm, force=False, record=None):
         """The driver (after starting a domain) and the VM watcher (seeing
-        a new domain) may both ask: one applies, the other finds it done."""
+        a new domain) may both ask: one applies, the other finds it done.
+        ``record``: the VM's record as the caller has it (the watcher's,
+        or one it has just read), so that it is not read again; ``force``
+        reads the VM and its VIFs afresh (a VIF was just plugged)."""
         with self._vm_lock(vm):
-            self._apply(vm, force)
+            self._apply(vm, force, record)
 
-    def _apply(self, vm, force):
-        record = self.session.call('VM.get_record', vm)
+    def _apply(self, vm, force, record):
+        if force or record is None or not all(
+                key in record for key in ('domid', 'power_state', 'VIFs',
+                                          'HVM_boot_policy', 'resident_on')):
+            record = self.session.call('VM.get_record', vm)
         domid = int(record['domid'])
         if record['power_state'] not in ('Running', 'Paused') or domid < 0:
             return
@@ -179,17 +232,13 @@ class Isolation(object):
                 return
         hvm = bool(record['HVM_boot_policy'])
         calls = []
-        for vif in record['VIFs']:
-            rec = self.session.call('VIF.get_record', vif)
-            if not rec['currently_attached']:
-                continue
-            devices = ['vif%d.%s' % (domid, rec['device'])]
+        for vif in self._vif_facts(vm, record['VIFs'], force):
+            devices = ['vif%d.%s' % (domid, vif['device'])]
             if hvm:
-                devices.append('tap%d.%s' % (domid, rec['device']))
-            calls.append({'vif_uuid': rec['uuid'], 'devices': devices,
-                          'mac': rec['MAC'].lower(),
-                          'ipv4': rec['ipv4_allowed'],
-                          'ipv6': rec['ipv6_allowed']})
+                devices.append('tap%d.%s' % (domid, vif['device']))
+            calls.append({'vif_uuid': vif['uuid'], 'devices': devices,
+                          'mac': vif['mac'], 'ipv4': vif['ipv4'],
+                          'ipv6': vif['ipv6']})
         _all_at_once([
             lambda args=args: self.session.call_plugin(
                 record['resident_on'], self.PLUGIN, 'apply_rules', args)
@@ -197,17 +246,47 @@ class Isolation(object):
         with self._lock:
             self._applied[vm] = domid
 
+    def _vif_facts(self, vm, refs, fresh=False):
+        """What the rules of each plugged VIF of ``vm`` need (``refs``:
+        its VIFs).  Known VIFs are not read again: a new domain plugs
+        every VIF of its VM; VIFs read afresh must be plugged."""
+        with self._lock:
+            known = dict(self._vifs.get(vm, {}))
+        if not fresh and all(ref in known for ref in refs):
+            return [known[ref] for ref in refs]
+        facts, plugged = {}, []
+        for ref, rec in vifs_of(self.session, vm).items():
+            facts[ref] = {'uuid': rec['uuid'], 'device': rec['device'],
+                          'mac': rec['MAC'].lower(),
+                          'ipv4': rec['ipv4_allowed'],
+                          'ipv6': rec['ipv6_allowed']}
+            if rec['currently_attached']:
+                plugged.append(facts[ref])
+        with self._lock:
+            self._vifs[vm] = facts
+        return plugged
+
     def remove(self, vm, host_ref=None):
         """Drop the rules of every VIF of ``vm`` (before it is destroyed)."""
         with self._lock:
             self._applied.pop(vm, None)
             self._vm_locks.pop(vm, None)
-        for vif in self.session.call('VM.get_VIFs', vm):
-            self.remove_table(self.session.call('VIF.get_uuid', vif),
-                              host_ref)
+            known = self._vifs.pop(vm, None)
+        if known is None:
+            uuids = [rec['uuid']
+                     for rec in vifs_of(self.session, vm).values()]
+        else:
+            uuids = [facts['uuid'] for facts in known.values()]
+        for uuid in uuids:
+            self.remove_table(uuid, host_ref)
 
     def remove_table(self, vif_uuid, host_ref=None):
         """Drop the rule table of one VIF (the reclaimer's sweep)."""
+        with self._lock:
+            for facts in self._vifs.values():
+                for ref, known in list(facts.items()):
+                    if known['uuid'] == vif_uuid:
+                        del facts[ref]
         self.session.call_plugin(host_ref or self.host.ref, self.PLUGIN,
                                  'remove_rules', {'vif_uuid': vif_uuid})
 

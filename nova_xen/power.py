@@ -20,6 +20,19 @@ from nova_xen.conf import CONF
 LOG = logging.getLogger(__name__)
 
 
+# what a VM is like once it has no domain
+NO_DOMAIN = {'domid': '-1', 'resident_on': 'OpaqueRef:NULL'}
+
+
+def actual_state(exc):
+    """The power state xapi reported in a VM_BAD_POWER_STATE refusal
+    ('Halted', ...), or None for any other failure."""
+    if getattr(exc, 'xapi_code', None) == 'VM_BAD_POWER_STATE' and \
+            len(getattr(exc, 'params', ())) >= 3:
+        return exc.params[2].capitalize()
+    return None
+
+
 def start(session, vm, host_ref, paused=False):
     """VM.start_on the compute's host, within [xenserver]running_timeout."""
     session.call_async('VM.start_on', vm, host_ref, paused, False,
@@ -27,9 +40,13 @@ def start(session, vm, host_ref, paused=False):
 
 
 def halt(session, vm):
-    """Hard shutdown, unless the VM is halted already."""
-    if session.call('VM.get_power_state', vm) != 'Halted':
+    """Hard shutdown, unless the VM is halted already: xapi's refusal says
+    so (no power state is read first)."""
+    try:
         session.call_async('VM.hard_shutdown', vm)
+    except exception.InstanceInvalidState as exc:
+        if actual_state(exc) != 'Halted':
+            raise
 
 
 def start_filtered(session, vm, host_ref, apply_rules, resume=False):
@@ -41,30 +58,28 @@ def start_filtered(session, vm, host_ref, apply_rules, resume=False):
     else:
         start(session, vm, host_ref, paused=True)
     apply_rules(vm)
-    session.call_async('VM.unpause', vm)
+    # unpausing a domain is immediate: no task to wait for
+    session.call('VM.unpause', vm)
 
 
 class PowerOps(object):
-    def __init__(self, session, host, watcher, vifs=None):
+    """Each operation starts from the power state in the VM watcher's
+    cache (no read); where that may be stale by a few milliseconds, xapi's
+    refusal (VM_BAD_POWER_STATE, which names the actual state) decides.
+    What an operation leaves is written into the cache, not read back; a
+    new domain's record is read once, for its isolation rules."""
+
+    def __init__(self, session, host, watcher, isolation=None):
         self.session = session
         self.host = host
         self.watcher = watcher
-        self.vifs = vifs          # called with the VM after its domain changed
+        self.isolation = isolation    # network.Isolation
 
     def _vm(self, instance):
-        vm = self.watcher.lookup(instance.uuid)
+        vm, record = self.watcher.record(instance.uuid)
         if vm is None:
             raise exception.InstanceNotFound(instance_id=instance.uuid)
-        return vm
-
-    def _state(self, vm):
-        return self.session.call('VM.get_power_state', vm)
-
-    def _done(self, instance, vm):
-        """After the domain changed: refresh the cache, re-plug the VIFs."""
-        self.watcher.refresh_vm(vm)
-        if self.vifs is not None:
-            self.vifs(vm)
+        return vm, record['power_state']
 
     def _ask(self, instance, vm, clean, timeout, retry_interval=0):
         """Ask the guest (``clean``) for up to ``timeout`` seconds, asking
@@ -92,83 +107,133 @@ class PowerOps(object):
                 return False
         return False
 
+    def _run(self, instance, vm):
+        """Let a paused domain run: its rules go on first (unless they
+        are on already: the watcher's record says which domain it is)."""
+        if self.isolation is not None:
+            _, record = self.watcher.record(instance.uuid)
+            self.isolation.apply(vm, record=record)
+        self.session.call('VM.unpause', vm)
+        self.watcher.assume(vm, power_state='Running')
+
     def _start(self, instance, vm, resume=False):
-        start_filtered(self.session, vm, self.host.ref,
-                       lambda vm: self._done(instance, vm), resume=resume)
-        self.watcher.refresh_vm(vm)
+        """A new domain, started paused; its record (read once) gives the
+        rules their domain and goes into the cache; then it runs."""
+        if resume:
+            self.session.call_async('VM.resume_on', vm, self.host.ref, True,
+                                    False)
+        else:
+            start(self.session, vm, self.host.ref, paused=True)
+        self._new_domain(vm)
+        self.session.call('VM.unpause', vm)
+        self.watcher.assume(vm, power_state='Running')
+
+    def _new_domain(self, vm):
+        """Read the VM once it has a new domain: the cache gets its
+        record, its VIFs their rules."""
+        record = self.session.call('VM.get_record', vm)
+        self.watcher.remember(vm, record)
+        if self.isolation is not None:
+            self.isolation.apply(vm, record=record)
+
+    def _halt(self, vm):
+        halt(self.session, vm)
+        self.watcher.assume(vm, power_state='Halted', **NO_DOMAIN)
+
+    def _to_running(self, instance, vm, state):
+        """Whatever ``state`` the VM is in, it ends running; a state the
+        cache had wrong is corrected by xapi's refusal, once."""
+        try:
+            self._from(instance, vm, state)
+        except exception.InstanceInvalidState as exc:
+            actual = actual_state(exc)
+            if actual is None or actual == state:
+                raise
+            LOG.info('the VM is %s, not %s', actual, state,
+                     instance=instance)
+            self._from(instance, vm, actual)
+
+    def _from(self, instance, vm, state):
+        if state == 'Halted':
+            self._start(instance, vm)
+        elif state == 'Suspended':
+            self._start(instance, vm, resume=True)
+        elif state == 'Paused':
+            self._run(instance, vm)
+        else:
+            LOG.info('the VM runs already', instance=instance)
 
     # -- Nova's calls ------------------------------------------------------
 
     def reboot(self, instance, reboot_type):
-        vm = self._vm(instance)
-        state = self._state(vm)
+        vm, state = self._vm(instance)
         if state == 'Running' and reboot_type == 'SOFT' and self._ask(
                 instance, vm, 'VM.clean_reboot',
                 CONF.xenserver.soft_reboot_timeout):
-            self._done(instance, vm)
+            # xapi gave it a new domain, running: its rules follow now
+            self._new_domain(vm)
             return
         # hard: the domain goes and a new one starts paused, so that its
         # VIFs have their isolation rules before the guest runs; a reboot
         # ends with the instance running, whatever it was
         if state != 'Halted':
             LOG.info('hard reboot: stopping the domain', instance=instance)
-            self.session.call_async('VM.hard_shutdown', vm)
-        self._start(instance, vm)
+            self._halt(vm)
+        self._to_running(instance, vm, 'Halted')
 
     def power_off(self, instance, timeout=0, retry_interval=0):
-        vm = self._vm(instance)
-        state = self._state(vm)
+        vm, state = self._vm(instance)
         if state == 'Halted':
             return
         if not (state == 'Running' and self._ask(
                 instance, vm, 'VM.clean_shutdown', timeout, retry_interval)):
             halt(self.session, vm)
-        self._done(instance, vm)
+        self.watcher.assume(vm, power_state='Halted', **NO_DOMAIN)
 
     def power_on(self, instance):
-        vm = self._vm(instance)
-        state = self._state(vm)
-        if state == 'Halted':
-            self._start(instance, vm)
-        elif state == 'Suspended':
-            self._start(instance, vm, resume=True)
-        elif state == 'Paused':
-            self.session.call_async('VM.unpause', vm)
-            self._done(instance, vm)
+        vm, state = self._vm(instance)
+        self._to_running(instance, vm, state)
 
-    # pause, unpause, suspend and resume look at xapi's power state first:
     # Nova's view may be stale (a change behind its back), and asking xapi
     # for a transition from the wrong state fails with VM_BAD_POWER_STATE
-    # where the user only wants the server in the state asked for
+    # where the user only wants the server in the state asked for: the
+    # cache says where it starts, xapi's refusal where it really was
 
     def pause(self, instance):
-        vm = self._vm(instance)
-        if self._state(vm) != 'Paused':
-            self.session.call_async('VM.pause', vm)
-        self._done(instance, vm)
+        vm, state = self._vm(instance)
+        if state == 'Paused':
+            return
+        try:
+            self.session.call('VM.pause', vm)
+        except exception.InstanceInvalidState as exc:
+            if actual_state(exc) != 'Paused':
+                raise
+        self.watcher.assume(vm, power_state='Paused')
 
     def unpause(self, instance):
-        vm = self._vm(instance)
-        if self._state(vm) == 'Running':
+        vm, state = self._vm(instance)
+        if state == 'Running':
             LOG.info('unpause: the VM runs already', instance=instance)
-        else:
-            self.session.call_async('VM.unpause', vm)
-        self._done(instance, vm)
+            return
+        try:
+            self._run(instance, vm)
+        except exception.InstanceInvalidState as exc:
+            if actual_state(exc) != 'Running':
+                raise
+            LOG.info('unpause: the VM runs already', instance=instance)
+            self.watcher.assume(vm, power_state='Running')
 
     def suspend(self, instance):
-        vm = self._vm(instance)
-        if self._state(vm) != 'Suspended':
+        vm, state = self._vm(instance)
+        if state == 'Suspended':
+            return
+        try:
             self.session.call_async('VM.suspend', vm)
-        self._done(instance, vm)
+        except exception.InstanceInvalidState as exc:
+            if actual_state(exc) != 'Suspended':
+                raise
+        self.watcher.assume(vm, power_state='Suspended', **NO_DOMAIN)
 
     def resume(self, instance):
-        vm = self._vm(instance)
-        state = self._state(vm)
-        if state == 'Running':
-            LOG.info('resume: the VM runs already', instance=instance)
-            self._done(instance, vm)
-        elif state == 'Paused':
-            self.session.call_async('VM.unpause', vm)
-            self._done(instance, vm)
-        else:
-            self._start(instance, vm, resume=state == 'Suspended')
+        vm, state = self._vm(instance)
+        self._to_running(instance, vm, state)

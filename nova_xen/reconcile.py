@@ -89,7 +89,7 @@ class Reconciler(object):
     def _rescues(self, found, reap):
         """Rescue VMs whose instance is no longer rescued (an unrescue or a
         delete lost in a crash): they hold the instance's disk."""
-        for vm, record in rescue.rescue_vms(self.session).items():
+        for vm, record in rescue.rescue_vms(self.watcher).items():
             if events.host_of(record) != self.host.ref:
                 continue
             uuid = record['other_config'][rescue.TAG]
@@ -102,6 +102,7 @@ class Reconciler(object):
                         state, ': removing it' if reap else '')
             if reap:
                 rescue.remove(self.session, self.isolation, vm)
+                self.watcher.forget(vm)
                 found['removed'].append(vm)
 
     def _resize_originals(self, found):

@@ -9,6 +9,7 @@ Unrescue removes the rescue VM and its disk and starts the instance again.
 from nova import exception
 from oslo_log import log as logging
 
+from nova_xen import events
 from nova_xen import network
 from nova_xen import power
 from nova_xen import storage
@@ -16,7 +17,7 @@ from nova_xen import vmops
 from nova_xen import xenstore
 
 LOG = logging.getLogger(__name__)
-TAG = 'nova_rescue_of'
+TAG = events.RESCUE_TAG
 GIB = 1024 ** 3
 
 
@@ -37,10 +38,10 @@ def _destroy_vm(session, isolation, vm):
     session.call('VM.destroy', vm)
 
 
-def rescue_vms(session):
-    """{ref: record} of every rescue VM of the pool."""
-    return {ref: record for ref, record
-            in session.call('VM.get_all_records').items()
+def rescue_vms(watcher):
+    """{ref: record} of every rescue VM of the pool (the VM watcher keeps
+    them)."""
+    return {ref: record for ref, record in watcher.rescue_vms().items()
             if record['other_config'].get(TAG)}
 
 
@@ -54,13 +55,15 @@ class Rescue(object):
         self.sr_of = sr_of       # () -> the SR for instance disks
 
     def rescue_vm(self, instance):
-        found = self.session.call(
-            'VM.get_all_records_where',
-            'field "name__label" = "%s-rescue"' % instance.name)
-        for ref, record in found.items():
+        """The instance's rescue VM, or None: from the VM watcher's cache,
+        into which rescue() puts the VM it makes at once."""
+        return self._rescue_record(instance)[0]
+
+    def _rescue_record(self, instance):
+        for ref, record in rescue_vms(self.watcher).items():
             if record['other_config'].get(TAG) == instance.uuid:
-                return ref
-        return None
+                return ref, record
+        return None, None
 
     def rescue(self, context, instance, network_info, image_meta,
                password=None):
@@ -90,11 +93,13 @@ class Rescue(object):
             record['other_config'] = {TAG: instance.uuid,
                                       'nova_role': 'rescue'}
             rescue = session.call('VM.create', record)
+            self.watcher.refresh_vm(rescue)
             storage.create_vbd(session, rescue, vdi, 'root', bootable=True)
             storage.create_vbd(session, rescue, root, 'rescue')
             network.create_vifs(session, rescue, instance, network_info)
             power.start_filtered(session, rescue, self.host.ref,
                                  self.isolation.apply)
+            self.watcher.refresh_vm(rescue)
             if password:
                 # for the rescue image's guest agent, as at boot
                 xenstore.write_password(session, instance, rescue, password)
@@ -124,6 +129,7 @@ class Rescue(object):
         session = self.session
         if rescue is not None:
             _destroy_vm(session, self.isolation, rescue)
+            self.watcher.forget(rescue)
         for vdi in vdis:
             storage.destroy_vdi(session, vdi)
 
@@ -132,8 +138,9 @@ class Rescue(object):
         rescue = self.rescue_vm(instance)
         if rescue is not None:
             remove(self.session, self.isolation, rescue)
+            self.watcher.forget(rescue)
 
     def power_state(self, instance):
-        rescue = self.rescue_vm(instance)
-        return None if rescue is None else self.session.call(
-            'VM.get_power_state', rescue)
+        """The rescue VM's power state, from the VM watcher's cache."""
+        rescue, record = self._rescue_record(instance)
+        return None if rescue is None else record['power_state']

@@ -28,7 +28,7 @@ class Snapshots(object):
             raise exception.InstanceNotRunning(instance_id=instance.uuid)
         update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
         snap = self.session.call_async('VDI.snapshot',
-                                       storage.root_vdi(self.session, vm), {})
+                                       self._root_vdi(vm), {})
         try:
             self.session.call('VDI.add_to_other_config', snap,
                               'nova_snapshot_of', instance.uuid)
@@ -42,3 +42,14 @@ class Snapshots(object):
                      instance=instance)
         finally:
             storage.destroy_vdi(self.session, snap)
+
+    def _root_vdi(self, vm):
+        """The VDI behind the VM's first disk (xvda): its VBDs in one
+        call."""
+        vbds = self.session.call('VBD.get_all_records_where',
+                                 'field "VM" = "%s"' % vm)
+        for record in vbds.values():
+            if record['userdevice'] == storage.DEVICES['root'] and \
+                    record['VDI'] != storage.NULL:
+                return record['VDI']
+        raise exception.NovaException('VM %s has no root disk' % vm)

@@ -180,7 +180,8 @@ class VMOps(object):
             network.create_vifs(session, vm, instance, network_info)
         if power_on:
             self._start(instance, vm, network_info, step)
-        self.index.refresh_vm(vm)
+        else:
+            self.index.refresh_vm(vm)
         return vm
 
     def _start(self, instance, vm, network_info, step):
@@ -202,20 +203,29 @@ class VMOps(object):
                 with step('start the VM'):
                     power.start(session, vm, self.host.ref, paused=True)
                 with step('apply network isolation'):
-                    self.isolation.apply(vm)
+                    # the new domain's record, read once: for its rules
+                    # and for the VM watcher's cache
+                    record = session.call('VM.get_record', vm)
+                    self.index.remember(vm, record)
+                    self.isolation.apply(vm, record=record)
         except exception.InstanceEventTimeout:
             if CONF.vif_plugging_is_fatal:
                 raise exception.VirtualInterfaceCreateException()
             LOG.warning('Neutron did not report every port plugged in %s s; '
                         'starting anyway', timeout, instance=instance)
         with step('unpause the VM'):
-            session.call_async('VM.unpause', vm)
+            # immediate: no task to wait for
+            session.call('VM.unpause', vm)
+        self.index.assume(vm, power_state='Running')
 
     # -- destroy ---------------------------------------------------------
 
     def destroy(self, instance, destroy_disks=True):
+        """From what the VM watcher knows of the VM (its power state, its
+        host): a halted VM is not stopped, and if it was not halted after
+        all, xapi's refusal to destroy it says so."""
         session = self.session
-        vm = self.index.lookup(instance.uuid)
+        vm, record = self.index.record(instance.uuid)
         if vm is None:
             LOG.warning('VM not found in the pool; removing what is left of '
                         'it', instance=instance)
@@ -227,13 +237,27 @@ class VMOps(object):
         # (which would send Nova a stop racing the delete)
         self.index.leaving(instance.uuid)
         try:
-            resident = session.call('VM.get_resident_on', vm)
-            power.halt(session, vm)
-            self._remove_rules(instance, vm, resident)
-            vdis = [vdi for vdi in storage.vdis_of_vm(session, vm)
-                    if session.call('VDI.get_other_config', vdi)
-                    .get('nova_uuid') == instance.uuid]
-            session.call('VM.destroy', vm)
+            if record['power_state'] != 'Halted':
+                power.halt(session, vm)
+            self._remove_rules(instance, vm, record['resident_on'])
+            vdis = []
+            if destroy_disks:
+                # the VM's VBDs in one call; the disks tagged as the
+                # instance's are its own
+                vbds = session.call('VBD.get_all_records_where',
+                                    'field "VM" = "%s"' % vm)
+                vdis = [rec['VDI'] for rec in vbds.values()
+                        if rec['VDI'] != storage.NULL and session.call(
+                            'VDI.get_other_config', rec['VDI']).get(
+                                'nova_uuid') == instance.uuid]
+            try:
+                session.call('VM.destroy', vm)
+            except exception.InstanceInvalidState as exc:
+                if power.actual_state(exc) in (None, 'Halted'):
+                    raise
+                # it had started meanwhile: stop it, then destroy it
+                power.halt(session, vm)
+                session.call('VM.destroy', vm)
         except exception.NotFound:
             LOG.warning('VM disappeared while being destroyed',
                         instance=instance)
