@@ -295,7 +295,7 @@ def _free_port(host):
 def _free_control_port():
     """A tgtd control port whose socket no running tgtd holds."""
     for _ in range(100):
-        port = random.randint(20000, 60000)
+        port = random.randint(10000, 32000)   # tgtd takes up to 32767
         if not os.path.exists('/var/run/tgtd/socket.%d.lock' % port):
             return port
     raise RuntimeError('no free tgtd control port')

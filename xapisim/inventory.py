@@ -161,7 +161,9 @@ def _add_host(pool, host, pool_network):
         'control_domain': NULL_REF,
         'tags': [], 'logging': {}, 'bios_strings': {},
         'license_server': {'address': 'localhost', 'port': '27000'},
-        'cpu_configuration': {}, 'iscsi_iqn': '', 'multipathing': False,
+        'cpu_configuration': {},
+        'iscsi_iqn': 'iqn.2024-01.org.xcp-ng:%s' % host.uuid[:8],
+        'multipathing': False,
         'uefi_certificates': '', 'https_only': False,
         'tls_verification_enabled': True,
     })

@@ -17,6 +17,7 @@ from xapisim import inventory
 from xapisim.api import common, memory
 from xapisim.db import Database, new_uuid
 from xapisim.faults import Faults
+from xapisim.rawiscsi import Initiators
 from xapisim.rpc import Api
 from xapisim.schema import NULL_REF
 from xapisim.schema import load as load_schema
@@ -106,6 +107,7 @@ class Pool(object):
         self.api = Api(self)
         self.tasks = Tasks(self)
         self.storage = Storage(self)
+        self.initiators = Initiators(self.options.verbose)
         self.hosts = [Host(self, i, addr) for i, addr in enumerate(addresses)]
         self.master = self.hosts[0]
         self.guest = {}     # VM uuid -> guest behaviour overrides
@@ -253,6 +255,8 @@ class World(object):
 
     def stop(self):
         from xapisim.http import shutdown_host
+        for pool in self.pools:
+            pool.initiators.close()
         for host in self.all_hosts():
             shutdown_host(host)
             if os.path.exists(host.socket_path):

@@ -3,6 +3,7 @@
 import os
 import re
 
+from xapisim import rawiscsi
 from xapisim.api import common
 from xapisim.api.implicit import constructor_values
 from xapisim.db import new_uuid, now_datetime
@@ -38,6 +39,10 @@ def new_vdi(ctx, sr, size, fields):
         if row['content_type'] == 'iso' or row['type'] == 'iso':
             raise XapiError('SR_OPERATION_NOT_SUPPORTED', sr)
         storage.assert_attached(sr)
+        if row['type'] == rawiscsi.SR_TYPE:
+            # SM hands out an unmanaged LUN at least that large; every
+            # LUN a scan finds is managed already
+            raise rawiscsi.sm_error('SRNoSpace')
         size = round_size(size)
         storage.assert_space(sr, size)
         uuid = new_uuid()
@@ -161,10 +166,17 @@ def _chain(ctx, vdi, new):
         db.set('VDI', child, sm_config=sm)
 
 
+def _assert_sm_can(db, sr):
+    """RawISCSISR has no VDI_CLONE, VDI_SNAPSHOT nor VDI_RESIZE."""
+    if db.get('SR', sr, 'type') == rawiscsi.SR_TYPE:
+        raise XapiError('SR_OPERATION_NOT_SUPPORTED', sr)
+
+
 def _clone_or_snapshot(ctx, vdi, snapshot):
     db = ctx.db
     op = 'snapshot' if snapshot else 'clone'
     sr = db.get('VDI', vdi, 'SR')
+    _assert_sm_can(db, sr)
     with common.object_operation(ctx, 'VDI', vdi, op):
         new = _derived_vdi(ctx, vdi, sr, snapshot)
         _chain(ctx, vdi, new)
@@ -206,6 +218,7 @@ def _resize(ctx, vdi, size, online):
     storage = ctx.pool.storage
     with db.lock:
         row = db.row('VDI', vdi)
+        _assert_sm_can(db, row['SR'])
         if not online and vdi_in_use(db, vdi):
             raise XapiError('VDI_IN_USE', vdi, 'resize')
         new_size = round_size(size)
@@ -251,6 +264,9 @@ def vdi_update(ctx, vdi):
 @handler('SR', 'scan')
 def sr_scan(ctx, sr):
     ctx.pool.storage.assert_attached(sr)
+    if ctx.db.get('SR', sr, 'type') == rawiscsi.SR_TYPE:
+        _scan_luns(ctx, sr)
+        return
     for vdi in ctx.db.get('SR', sr, 'VDIs'):
         ctx.pool.storage.refresh_utilisation(vdi)
     ctx.pool.storage.update_usage(sr)
@@ -275,10 +291,14 @@ def sr_introduce(ctx, uuid, name_label, name_description, type_,
         'content_type': content_type, 'shared': shared,
         'sm_config': sm_config, 'physical_size': 0,
         'physical_utilisation': 0, 'virtual_allocation': 0,
-        'allowed_operations': ['scan', 'plug', 'unplug', 'forget',
-                               'vdi_create', 'vdi_destroy', 'vdi_clone',
-                               'vdi_snapshot', 'vdi_resize', 'pbd_create',
-                               'pbd_destroy'],
+        'allowed_operations': (
+            # what RawISCSISR's capabilities allow
+            ['scan', 'plug', 'unplug', 'forget', 'vdi_create',
+             'vdi_destroy', 'vdi_introduce', 'pbd_create', 'pbd_destroy']
+            if type_ == rawiscsi.SR_TYPE else
+            ['scan', 'plug', 'unplug', 'forget', 'vdi_create',
+             'vdi_destroy', 'vdi_clone', 'vdi_snapshot', 'vdi_resize',
+             'pbd_create', 'pbd_destroy']),
         'other_config': {}})
     os.makedirs(ctx.pool.storage.sr_dir(sr), exist_ok=True)
     return sr
@@ -317,6 +337,24 @@ def pbd_plug(ctx, pbd):
         row = db.row('PBD', pbd)
         if row['currently_attached']:
             return
+        if db.get('SR', row['SR'], 'type') == rawiscsi.SR_TYPE:
+            config = dict(row['device_config'])
+            initiator = initiator_iqn(db, row['host'])
+        else:
+            config = None
+    if config is not None:
+        # a real login, outside the database lock: it may take seconds
+        ctx.pool.initiators.attach(pbd, config, initiator)
+        with db.lock:
+            if not db.exists('PBD', pbd):
+                ctx.pool.initiators.detach(pbd)
+                raise XapiError('HANDLE_INVALID', 'PBD', pbd)
+            db.set('PBD', pbd, currently_attached=True)
+        return
+    with db.lock:
+        row = db.row('PBD', pbd)
+        if row['currently_attached']:
+            return
         db.set('PBD', pbd, currently_attached=True)
         sr = db.row('SR', row['SR'])
         if not sr['physical_size']:
@@ -336,6 +374,7 @@ def pbd_unplug(ctx, pbd):
         if active:
             raise XapiError('VDI_IN_USE', *active)
         db.set('PBD', pbd, currently_attached=False)
+    ctx.pool.initiators.detach(pbd)
 
 
 def _active_on(db, vdi, host):
@@ -346,6 +385,133 @@ def _active_on(db, vdi, host):
                 db.get('VM', row['VM'], 'resident_on') == host:
             return True
     return False
+
+
+def initiator_iqn(db, host):
+    """The host's initiator name, where SM looks for it."""
+    return db.get('host', host, 'other_config').get('iscsi_iqn') or \
+        db.get('host', host, 'iscsi_iqn')
+
+
+def _plugged_pbds(db, sr, host=None):
+    """The SR's plugged PBDs, the master's (or ``host``'s) first."""
+    first = host or db.get('pool', db.refs('pool')[0], 'master')
+    pbds = [p for p in db.get('SR', sr, 'PBDs')
+            if db.get('PBD', p, 'currently_attached')]
+    return sorted(pbds, key=lambda p: db.get('PBD', p, 'host') != first)
+
+
+def _lun_sm_config(lun, base=None):
+    sm = dict(base or {})
+    sm.update({'LUNid': str(lun.lun), 'SCSIid': lun.scsi_id,
+               'backend-kind': 'vbd'})
+    return sm
+
+
+def _lun_vdi(db, sr, lun, sm_config=None):
+    """The VDI of ``lun`` in ``sr``, made or brought up to date; None
+    if that LUN is a VDI of another SR (one target introduced twice)."""
+    vdi = db.by_uuid['VDI'].get(lun.uuid)
+    if vdi is not None and db.get('VDI', vdi, 'SR') != sr:
+        return None
+    if vdi is None:
+        return db.create('VDI', {
+            'uuid': lun.uuid, 'SR': sr, 'location': lun.uuid,
+            'virtual_size': lun.size, 'physical_utilisation': lun.size,
+            'managed': True, 'missing': False, 'storage_lock': False,
+            'sm_config': _lun_sm_config(lun, sm_config),
+            'xenstore_data': {}, 'other_config': {},
+            'allowed_operations': ['destroy', 'forget', 'copy',
+                                   'generate_config', 'update'],
+            'is_a_snapshot': False, 'snapshot_of': NULL_REF,
+            'snapshot_time': '19700101T00:00:00Z',
+            'name_label': '', 'name_description': '', 'type': 'user',
+            'sharable': False, 'read_only': False})
+    base = db.get('VDI', vdi, 'sm_config') if sm_config is None \
+        else sm_config
+    db.set('VDI', vdi, virtual_size=lun.size, physical_utilisation=lun.size,
+           missing=False, managed=True, sm_config=_lun_sm_config(lun, base))
+    return vdi
+
+
+def _scan_luns(ctx, sr):
+    """SM's scan of a LUN-per-VDI SR: a VDI per disk LUN; the VDI of a
+    LUN gone is forgotten (marked missing while a VM uses it)."""
+    db = ctx.db
+    luns = ctx.pool.initiators.luns(_plugged_pbds(db, sr))
+    with db.lock:
+        if not db.exists('SR', sr):
+            raise XapiError('HANDLE_INVALID', 'SR', sr)
+        seen = set()
+        for lun in luns:
+            seen.add(_lun_vdi(db, sr, lun))
+        for vdi in list(db.get('SR', sr, 'VDIs')):
+            if vdi in seen:
+                continue
+            if vdi_in_use(db, vdi):
+                db.set('VDI', vdi, missing=True)
+            else:
+                _destroy_vdi(ctx, vdi, op='forget')
+        db.set('SR', sr, physical_size=sum(lun.size for lun in luns))
+        ctx.pool.storage.update_usage(sr)
+
+
+@handler('VDI', 'introduce')
+def vdi_introduce(ctx, uuid, name_label, name_description, sr, type_,
+                  sharable, read_only, other_config, location,
+                  xenstore_data, sm_config, managed, virtual_size,
+                  physical_utilisation, metadata_of_pool, is_a_snapshot,
+                  snapshot_time, snapshot_of):
+    """xapi's VDI.introduce over SM's: on a LUN-per-VDI SR the LUN is
+    found by ``sm_config['LUNid']`` and the VDI's uuid and location are
+    SM's (from the LUN's SCSI id), whatever ``uuid`` says."""
+    db = ctx.db
+    ctx.pool.storage.assert_attached(sr)
+    with db.lock:
+        for vdi in db.get('SR', sr, 'VDIs'):
+            row = db.row('VDI', vdi)
+            if row['location'] == location and row['uuid'] != uuid:
+                raise XapiError('LOCATION_NOT_UNIQUE', sr, location)
+        if db.get('SR', sr, 'type') != rawiscsi.SR_TYPE:
+            # xapisim's other SRs hold files it made itself
+            raise XapiError('SR_OPERATION_NOT_SUPPORTED', sr)
+    try:
+        wanted = int(sm_config['LUNid'])
+    except (KeyError, ValueError):
+        raise rawiscsi.sm_error('VDIUnavailable')
+    luns = ctx.pool.initiators.luns(_plugged_pbds(db, sr))
+    found = [lun for lun in luns if lun.lun == wanted]
+    if not found:
+        raise rawiscsi.sm_error('VDIUnavailable')
+    with db.lock:
+        vdi = _lun_vdi(db, sr, found[0], sm_config)
+        if vdi is None:
+            raise rawiscsi.sm_error('VDIUnavailable')
+        db.set('VDI', vdi, other_config=other_config,
+               xenstore_data=xenstore_data, sharable=sharable, type=type_)
+        if name_label:
+            db.set('VDI', vdi, name_label=name_label)
+        if name_description:
+            db.set('VDI', vdi, name_description=name_description)
+        ctx.pool.storage.update_usage(sr)
+    return vdi
+
+
+def _assert_lun_present(ctx, vbd):
+    """SM's attach of a LUN VDI: the LUN must still be on the target."""
+    db = ctx.db
+    with db.lock:
+        row = db.row('VBD', vbd)
+        if row['empty'] or row['VDI'] == NULL_REF:
+            return
+        vdi = db.row('VDI', row['VDI'])
+        if db.get('SR', vdi['SR'], 'type') != rawiscsi.SR_TYPE:
+            return
+        host = db.get('VM', row['VM'], 'resident_on')
+        pbds = _plugged_pbds(db, vdi['SR'], host)
+    luns = ctx.pool.initiators.luns(pbds)
+    if vdi['uuid'] not in [lun.uuid for lun in luns]:
+        raise rawiscsi.sm_error('VDIUnavailable')
 
 
 @handler('PBD', 'destroy')
@@ -448,6 +614,7 @@ def vbd_plug(ctx, vbd):
             raise XapiError('DEVICE_ALREADY_ATTACHED', vbd)
         common.assert_hotplug(db, 'VBD', vbd, vm, 'plug')
         assert_vdi_attachable(db, vbd)
+    _assert_lun_present(ctx, vbd)
     with common.object_operation(ctx, 'VBD', vbd, 'plug'):
         common.pause(ctx, ctx.pool.options.guest_delay)
         attach_vbd(db, vbd)
