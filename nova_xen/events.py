@@ -221,7 +221,13 @@ class VMWatcher(object):
                 self._leaving.discard(instance_uuid)
 
     def forget(self, vm):
-        """A VM the driver has destroyed."""
+        """A VM that is no longer an instance (destroyed, or hidden by a
+        resize: the watcher's next event of it says what it is now)."""
+        with self._lock:
+            self._drop(vm)
+
+    def gone(self, vm):
+        """A VM the driver has destroyed, whatever it was."""
         with self._lock:
             self._drop(vm)
             self._resize_vms.pop(vm, None)

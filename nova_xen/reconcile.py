@@ -102,7 +102,7 @@ class Reconciler(object):
                         state, ': removing it' if reap else '')
             if reap:
                 rescue.remove(self.session, self.isolation, vm)
-                self.watcher.forget(vm)
+                self.watcher.gone(vm)
                 found['removed'].append(vm)
 
     def _resize_originals(self, found):

@@ -129,7 +129,7 @@ class Rescue(object):
         session = self.session
         if rescue is not None:
             _destroy_vm(session, self.isolation, rescue)
-            self.watcher.forget(rescue)
+            self.watcher.gone(rescue)
         for vdi in vdis:
             storage.destroy_vdi(session, vdi)
 
@@ -138,7 +138,7 @@ class Rescue(object):
         rescue = self.rescue_vm(instance)
         if rescue is not None:
             remove(self.session, self.isolation, rescue)
-            self.watcher.forget(rescue)
+            self.watcher.gone(rescue)
 
     def power_state(self, instance):
         """The rescue VM's power state, from the VM watcher's cache."""
