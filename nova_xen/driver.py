@@ -38,6 +38,7 @@ from nova_xen import session as session_mod
 from nova_xen import snapshot as snapshot_mod
 from nova_xen import storage
 from nova_xen import vmops
+from nova_xen import volumes
 from nova_xen import xenstore
 
 LOG = logging.getLogger(__name__)
@@ -93,9 +94,11 @@ class XenAPIDriver(driver.ComputeDriver):
         self._images = images.handler(self._session, self._host)
         self._cache = imagecache.ImageCache(self._session, self._host,
                                             self._images)
+        self._volumes = volumes.VolumeOps(self._session, self._host,
+                                          self._index)
         self._vmops = vmops.VMOps(self._session, self._host, self._index,
                                   self._images, self._isolation, self.virtapi,
-                                  cache=self._cache)
+                                  cache=self._cache, volumes=self._volumes)
         self._snapshots = snapshot_mod.Snapshots(self._session, self._host,
                                                  self._index, self._images)
         self._rescue = rescue_mod.Rescue(self._session, self._host,
@@ -211,12 +214,16 @@ class XenAPIDriver(driver.ComputeDriver):
         self._vmops.spawn(context, instance, image_meta, network_info,
                           self._sr, power_on=power_on,
                           injected_files=injected_files,
-                          admin_password=admin_password)
+                          admin_password=admin_password,
+                          block_device_info=block_device_info)
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):
         self._rescue.discard(instance)
         self._vmops.destroy(instance, destroy_disks=destroy_disks)
+        # the volumes stay in Cinder; their SRs go from the pool
+        for bdm in volumes.mapping(block_device_info):
+            self._volumes.disconnect(bdm['connection_info'])
         if instance.task_state == task_states.DELETING and \
                 self._index.has_resize_vms(instance.uuid):
             # a resize whose finish failed left the original behind (the
@@ -231,6 +238,24 @@ class XenAPIDriver(driver.ComputeDriver):
         # the VM and its disks itself: nothing of the instance is ours.
         if destroy_disks and migrate_data is None:
             self._vmops.destroy(instance, destroy_disks=True)
+
+    # -- volumes -----------------------------------------------------------
+
+    def get_volume_connector(self, instance):
+        return self._volumes.connector()
+
+    def attach_volume(self, context, connection_info, instance, mountpoint,
+                      disk_bus=None, device_type=None, encryption=None):
+        if encryption:
+            raise NotImplementedError(
+                'nova-xen: encrypted volumes are not supported: the guest '
+                'sees the LUN as xapi plugs it, with no host-side '
+                'decryption')
+        self._volumes.attach(connection_info, instance, mountpoint)
+
+    def detach_volume(self, context, connection_info, instance, mountpoint,
+                      encryption=None):
+        self._volumes.detach(connection_info, instance)
 
     def manage_image_cache(self, context, all_instances):
         # usage is read from the pool (clones name their cached image), so
@@ -371,6 +396,10 @@ class XenAPIDriver(driver.ComputeDriver):
     def migrate_disk_and_power_off(self, context, instance, dest, flavor,
                                    network_info, block_device_info=None,
                                    timeout=0, retry_interval=0):
+        if volumes.mapping(block_device_info):
+            raise exception.InstanceFaultRollback(
+                inner_exception=exception.ResizeError(
+                    reason=volumes.NOT_MOVED % 'resized or migrated'))
         return self._resize.migrate_disk_and_power_off(
             instance, dest, flavor, timeout, retry_interval)
 
@@ -402,6 +431,8 @@ class XenAPIDriver(driver.ComputeDriver):
         if not evacuate:
             # Nova's own rebuild: destroy, then spawn from the new image
             raise NotImplementedError()
+        if volumes.mapping(block_device_info):
+            raise exception.NovaException(volumes.NOT_MOVED % 'evacuated')
         self._evacuation.check(instance)
         # the task states and block devices of Nova's own rebuild
         detach_block_devices(context, bdms)
@@ -433,6 +464,9 @@ class XenAPIDriver(driver.ComputeDriver):
 
     def check_can_live_migrate_source(self, context, instance,
                                       dest_check_data, block_device_info=None):
+        if volumes.mapping(block_device_info):
+            raise exception.MigrationPreCheckError(
+                reason=volumes.NOT_MOVED % 'live-migrated')
         return self._migration.check_source(instance, dest_check_data)
 
     def pre_live_migration(self, context, instance, block_device_info,
@@ -516,19 +550,13 @@ def _unsupported(feature, why):
 # one sentence (see doc/support-matrix.md) instead of a bare
 # NotImplementedError from nova's base class.
 for _name, _feature, _why in (
-        ('get_volume_connector', 'Cinder volumes (boot from volume, '
-         'attach)', 'Cinder volumes are not wired to xapi SRs yet'),
-        ('attach_volume', 'attaching a volume',
-         'Cinder volumes are not wired to xapi SRs yet'),
-        ('detach_volume', 'detaching a volume',
-         'Cinder volumes are not wired to xapi SRs yet'),
         ('swap_volume', 'swapping a volume',
-         'Cinder volumes are not wired to xapi SRs yet'),
+         'xapi cannot copy an attached disk into another LUN'),
         ('extend_volume', 'extending a volume',
-         'Cinder volumes are not wired to xapi SRs yet'),
+         'xapi\'s iscsi SR does not show a grown LUN to a running guest'),
         ('block_stats', 'per-volume I/O counters',
-         'Nova asks them only of Cinder volumes, which are not wired to '
-         'xapi SRs yet'),
+         'Nova polls them only with volume_usage_poll_interval, which '
+         'xapi\'s RRDs do not feed per volume'),
         ('trigger_crash_dump', 'triggering a crash dump',
          'xapi has no NMI call in its API'),
         ('get_spice_console', 'SPICE consoles', 'xapi offers VNC (RFB) only'),
@@ -540,11 +568,13 @@ for _name, _feature, _why in (
         ('unquiesce', 'quiescing the guest for a snapshot',
          'XenServer 8 and XCP-ng 8.3 have no quiesced snapshots'),
         ('get_all_volume_usage', 'volume usage counters',
-         'Cinder volumes are not wired to xapi SRs yet'),
+         'xapi\'s RRDs do not feed them per volume'),
         ('volume_snapshot_create', 'snapshots of attached volumes',
-         'Cinder volumes are not wired to xapi SRs yet'),
+         'only for volumes on a file share the compute mounts (Cinder\'s '
+         'NFS/GlusterFS drivers); iSCSI volumes snapshot in Cinder'),
         ('volume_snapshot_delete', 'snapshots of attached volumes',
-         'Cinder volumes are not wired to xapi SRs yet'),
+         'only for volumes on a file share the compute mounts (Cinder\'s '
+         'NFS/GlusterFS drivers); iSCSI volumes snapshot in Cinder'),
         ('check_instance_shared_storage_local', 'probing shared instance '
          'storage', 'disks live in xapi SRs, not in a directory of the '
          'compute'),

@@ -52,7 +52,7 @@ def create_vdi(session, sr, instance, role, size, name=None,
 
 
 def create_vbd(session, vm, vdi, role, bootable=False, read_only=False,
-               vbd_type='Disk', userdevice=None):
+               vbd_type='Disk', userdevice=None, other_config=None):
     return session.call('VBD.create', {
         'VM': vm,
         'VDI': vdi,
@@ -62,7 +62,7 @@ def create_vbd(session, vm, vdi, role, bootable=False, read_only=False,
         'type': vbd_type,
         'empty': False,
         'unpluggable': True,
-        'other_config': {'nova_role': role},
+        'other_config': dict(other_config or {}, nova_role=role),
         'qos_algorithm_type': '',
         'qos_algorithm_params': {},
     })

@@ -20,6 +20,7 @@ from nova_xen import images
 from nova_xen import network
 from nova_xen import power
 from nova_xen import storage
+from nova_xen import volumes as volumes_mod
 
 CONF = nova_conf.CONF
 
@@ -48,6 +49,8 @@ class Undo(object):
         self.isolation = isolation
         self.vm = None
         self.vdis = []
+        # more to undo once VM and disks are gone: (what, callable)
+        self.after = []
 
     def rollback(self, instance):
         """Remove everything, each piece on its own: one failure (xapi
@@ -65,6 +68,8 @@ class Undo(object):
         for vdi in reversed(self.vdis):
             _attempt(instance, 'destroy VDI %s' % vdi,
                      lambda vdi=vdi: storage.destroy_vdi(session, vdi))
+        for what, action in reversed(self.after):
+            _attempt(instance, what, action)
 
 
 def _attempt(instance, what, action, leftover=None):
@@ -84,9 +89,10 @@ def _attempt(instance, what, action, leftover=None):
 
 class VMOps(object):
     def __init__(self, session, host, index, image_handler, isolation,
-                 virtapi, cache=None):
+                 virtapi, cache=None, volumes=None):
         self.virtapi = virtapi
         self.cache = cache
+        self.volumes = volumes
         self.session = session
         self.host = host
         self.index = index
@@ -96,12 +102,14 @@ class VMOps(object):
     # -- spawn -----------------------------------------------------------
 
     def spawn(self, context, instance, image_meta, network_info, sr,
-              power_on=True, injected_files=None, admin_password=None):
+              power_on=True, injected_files=None, admin_password=None,
+              block_device_info=None):
         undo = Undo(self.session, self.isolation)
         step = Step()
         try:
             self._spawn(context, instance, image_meta, network_info, sr,
-                        power_on, undo, step, injected_files, admin_password)
+                        power_on, undo, step, injected_files, admin_password,
+                        block_device_info)
         except _PASS_THROUGH:
             undo.rollback(instance)
             raise
@@ -112,17 +120,22 @@ class VMOps(object):
             raise errors.SpawnFailed(step=step.name, reason=str(exc))
 
     def _spawn(self, context, instance, image_meta, network_info, sr,
-               power_on, undo, step, injected_files, admin_password):
+               power_on, undo, step, injected_files, admin_password,
+               block_device_info=None):
         session = self.session
         flavor = instance.flavor
-        root = None
-        if self.cache is not None:
-            root = self.cache.root_disk(context, instance, image_meta, sr,
-                                        flavor.root_gb * GIB, undo, step)
-        if root is None:
-            root = self._import_root(context, instance, image_meta, sr,
-                                     undo, step)
-        disks = [(root, 'root', True)]
+        attached = self._connect_volumes(block_device_info, undo, step)
+        disks = []
+        if not any(bootable for _, _, _, bootable in attached):
+            root = None
+            if self.cache is not None:
+                root = self.cache.root_disk(context, instance, image_meta,
+                                            sr, flavor.root_gb * GIB, undo,
+                                            step)
+            if root is None:
+                root = self._import_root(context, instance, image_meta, sr,
+                                         undo, step)
+            disks.append((root, 'root', True))
         for role, size_bytes in (('ephemeral', flavor.ephemeral_gb * GIB),
                                  ('swap', flavor.swap * MIB)):
             if size_bytes:
@@ -142,7 +155,26 @@ class VMOps(object):
                 undo.vdis.append(vdi)
                 disks.append((vdi, 'config-drive', False))
         self.assemble(instance, image_meta, network_info, disks, power_on,
-                      undo, step)
+                      undo, step, volumes=attached)
+
+    def _connect_volumes(self, block_device_info, undo, step):
+        """The VDIs of the instance's Cinder volumes, their SRs plugged:
+        [(vdi, userdevice, volume id, bootable)], the boot volume first."""
+        attached = []
+        for bdm in volumes_mod.mapping(block_device_info):
+            info = bdm['connection_info']
+            with step('connect volume %s' % info.get('data', {}).get(
+                    'volume_id', '')):
+                vdi, sr = self.volumes.connect(info)
+                undo.after.append(
+                    ('forget the SR of a volume',
+                     lambda sr=sr: self.volumes.disconnect_sr(sr)))
+            root = bdm is volumes_mod.root_volume(block_device_info)
+            device = '0' if root else volumes_mod.userdevice(
+                bdm['mount_device'])
+            attached.append((vdi, device, info['data'].get('volume_id'),
+                             root))
+        return attached
 
     def _import_root(self, context, instance, image_meta, sr, undo, step):
         """A root disk of its own, the image streamed into it."""
@@ -163,7 +195,7 @@ class VMOps(object):
         return root
 
     def assemble(self, instance, image_meta, network_info, disks, power_on,
-                 undo, step):
+                 undo, step, volumes=()):
         """The VM of an instance whose disks exist (``disks``: (VDI, role,
         bootable) tuples), with its VIFs; started if ``power_on``.  A spawn
         and the destination of a resize both end here."""
@@ -176,6 +208,9 @@ class VMOps(object):
             for vdi, role, bootable in disks:
                 storage.create_vbd(session, vm, vdi, role, bootable=bootable,
                                    read_only=role == 'config-drive')
+            for vdi, device, volume_id, bootable in volumes:
+                self.volumes.create_vbd(vm, vdi, volume_id, device,
+                                        bootable=bootable)
         with step('create the network interfaces'):
             network.create_vifs(session, vm, instance, network_info)
         if power_on:

@@ -1,0 +1,241 @@
+"""Cinder volumes through Nova: iSCSI LUNs of a real target (tgtd) as xapi
+``iscsi`` SRs, attached to and detached from servers, and booted from."""
+
+import copy
+import time
+
+from oslo_utils.fixture import uuidsentinel as uuids
+
+from nova_xen import volumes
+
+from tests.functional import base
+from tests.functional.test_boot import pattern
+from tests import iscsi_target
+
+MIB = 1024 * 1024
+NOTHING = {'VM': [], 'VDI': [], 'VBD': [], 'VIF': []}
+
+
+class _VolumeTestCase(base.XenAPIFunctionalTestCase):
+    # attach and detach are casts to the compute, as in a real cloud
+    CAST_AS_CALL = False
+
+    def setUp(self):
+        super(_VolumeTestCase, self).setUp()
+        self.tgt = self.useFixture(iscsi_target.TgtTarget())
+        # this test's own table: connection_info by volume id
+        self.cinder.VOLUME_CONNECTION_INFO = copy.deepcopy(
+            self.cinder.VOLUME_CONNECTION_INFO)
+        self.x = self.xapi.x
+
+    def volume(self, volume_id, size=64 * MIB, chap=True):
+        """A Cinder volume whose LUN is on a target of its own (as Cinder's
+        tgt and LVM drivers export them)."""
+        target = self.tgt.add_target(luns=[size], chap=chap)
+        info = target.connection_info(lun=1, volume_id=volume_id)
+        self.cinder.VOLUME_CONNECTION_INFO[volume_id] = info
+        return target, info
+
+    def sr_of(self, info):
+        uuid = volumes.Target(info).sr_uuid
+        found = [ref for ref, r in self.x.SR.get_all_records().items()
+                 if r['uuid'] == uuid]
+        return found[0] if found else None
+
+    def volume_vbds(self, vm):
+        return {self.x.VBD.get_other_config(vbd).get('nova_volume_id'): vbd
+                for vbd in self.x.VM.get_VBDs(vm)
+                if self.x.VBD.get_other_config(vbd).get('nova_role') ==
+                'volume'}
+
+    def _detach_volume(self, server, volume_id):
+        self.api.delete_server_volume(server['id'], volume_id)
+        self._wait_for_volume_detach(server['id'], volume_id)
+
+    def iscsi_srs(self):
+        return [ref for ref, r in self.x.SR.get_all_records().items()
+                if r['type'] == 'iscsi']
+
+
+class AttachTest(_VolumeTestCase):
+
+    def setUp(self):
+        super(AttachTest, self).setUp()
+        self.server = self.boot(self.image_with(pattern(MIB)))
+        self.vm, _ = self.xapi.vm_of(self.server['id'])
+
+    def test_attach_to_a_running_server_and_detach(self):
+        target, info = self.volume(uuids.vol1, size=96 * MIB)
+        self._attach_volume(self.server, uuids.vol1)
+        vbd = self.volume_vbds(self.vm)[uuids.vol1]
+        record = self.x.VBD.get_record(vbd)
+        # hot-plugged, as the device Nova shows
+        self.assertTrue(record['currently_attached'])
+        attachment = self.api.get_server_volumes(self.server['id'])[0]
+        self.assertEqual('/dev/xvd' + chr(ord('a') +
+                                          int(record['userdevice'])),
+                         attachment['device'])
+        # the LUN's VDI, in the SR of its target, plugged on this host
+        vdi = self.x.VDI.get_record(record['VDI'])
+        self.assertEqual('1', vdi['sm_config']['LUNid'])
+        self.assertEqual(str(96 * MIB), vdi['virtual_size'])
+        sr = self.sr_of(info)
+        self.assertEqual('iscsi', self.x.SR.get_type(sr))
+        (pbd,) = self.x.SR.get_PBDs(sr)
+        self.assertTrue(self.x.PBD.get_currently_attached(pbd))
+        # dom0 is logged into the target, as the host's initiator
+        iqn = self.x.host.get_iscsi_iqn(self.x.VM.get_resident_on(self.vm))
+        self.assertIn(iqn, self.tgt.show())
+
+        self._detach_volume(self.server, uuids.vol1)
+        self.assertEqual({}, self.volume_vbds(self.vm))
+        self.assertIsNone(self.sr_of(info))
+        self.assertNotIn(iqn, self.tgt.show())
+        self.assertEqual('Running', self.x.VM.get_power_state(self.vm))
+
+    def test_attach_to_a_stopped_server_plugs_at_start(self):
+        target, info = self.volume(uuids.vol2)
+        self._stop_server(self.server)
+        self._attach_volume(self.server, uuids.vol2)
+        vbd = self.volume_vbds(self.vm)[uuids.vol2]
+        self.assertFalse(self.x.VBD.get_currently_attached(vbd))
+        self._start_server(self.server)
+        self.assertTrue(self.x.VBD.get_currently_attached(vbd))
+        # and it stays through reboots
+        self._reboot_server(self.server, hard=True)
+        self.assertTrue(self.x.VBD.get_currently_attached(
+            self.volume_vbds(self.vm)[uuids.vol2]))
+
+    def test_two_volumes_and_delete_keeps_their_data(self):
+        t1, info1 = self.volume(uuids.vol3)
+        t2, info2 = self.volume(uuids.vol4)
+        with open(t1.luns[1], 'r+b') as fh:
+            fh.write(b'volume data stays')
+        self._attach_volume(self.server, uuids.vol3)
+        self._attach_volume(self.server, uuids.vol4)
+        self.assertEqual({uuids.vol3, uuids.vol4},
+                         set(self.volume_vbds(self.vm)))
+        self.assertEqual(2, len(self.iscsi_srs()))
+        self._delete_server(self.server)
+        self.assertEqual([], self.iscsi_srs())
+        with open(t1.luns[1], 'rb') as fh:
+            self.assertEqual(b'volume data stays', fh.read(17))
+        self.assertEqual(NOTHING, self.xapi.objects_of(self.server['id']))
+
+    def test_a_wrong_chap_secret_names_the_target_not_the_secret(self):
+        target, info = self.volume(uuids.vol5)
+        secret = info['data']['auth_password']
+        info['data']['auth_password'] = 'not-' + secret
+        self.api.post_server_volume(
+            self.server['id'], {'volumeAttachment': {'volumeId': uuids.vol5}})
+        self.notifier.wait_for_versioned_notifications(
+            'instance.volume_attach.error')
+        self.assertEqual([], self.iscsi_srs())
+        self.assertEqual({}, self.volume_vbds(self.vm))
+        output = self.stdlog.logger.output
+        self.assertIn(target.iqn, output)
+        self.assertIn('SR_BACKEND_FAILURE_68', output)
+        self.assertNotIn(secret, output)
+        self.assertNotIn('not-' + secret, output)
+        self.assertEqual([], self.api.get_server_volumes(self.server['id']))
+
+    def test_an_unreachable_target_leaves_nothing(self):
+        target, info = self.volume(uuids.vol6)
+        info['data']['target_portal'] = '127.0.0.1:1'
+        self.api.post_server_volume(
+            self.server['id'], {'volumeAttachment': {'volumeId': uuids.vol6}})
+        self.notifier.wait_for_versioned_notifications(
+            'instance.volume_attach.error')
+        self.assertEqual([], self.iscsi_srs())
+        self.assertIn('SR_BACKEND_FAILURE_141', self.stdlog.logger.output)
+
+    def test_a_volume_type_xapi_cannot_plug_is_refused(self):
+        self.cinder.VOLUME_CONNECTION_INFO[uuids.vol7] = {
+            'driver_volume_type': 'rbd', 'data': {'name': 'pool/vol'}}
+        self.api.post_server_volume(
+            self.server['id'], {'volumeAttachment': {'volumeId': uuids.vol7}})
+        self.notifier.wait_for_versioned_notifications(
+            'instance.volume_attach.error')
+        self.assertIn('rbd', self.stdlog.logger.output)
+        self.assertEqual([], self.iscsi_srs())
+
+    def test_a_server_with_a_volume_does_not_move(self):
+        self.flags(allow_resize_to_same_host=True)
+        self.volume(uuids.vol8)
+        self._attach_volume(self.server, uuids.vol8)
+        self.api.post_server_action(self.server['id'], {
+            'resize': {'flavorRef': self.flavor('m1.small')['id']}})
+        deadline = time.time() + 30
+        while not self._get_instance_faults_message(self.server) and \
+                time.time() < deadline:
+            time.sleep(0.2)
+        self.assertIn('Cinder volumes attached',
+                      self._get_instance_faults_message(self.server))
+        self._wait_for_state_change(self.server, "ACTIVE")
+        self.assertEqual('Running', self.x.VM.get_power_state(self.vm))
+        self.assertTrue(self.x.VBD.get_currently_attached(
+            self.volume_vbds(self.vm)[uuids.vol8]))
+
+    def _get_instance_faults_message(self, server):
+        from nova import context as nova_context
+        from nova import objects
+        faults = objects.InstanceFaultList.get_latest_by_instance_uuids(
+            nova_context.get_admin_context(), [server['id']])
+        return ' '.join(f.message for f in faults)
+
+
+class BootFromVolumeTest(_VolumeTestCase):
+
+    def test_boot_from_volume_reboot_stop_start_delete(self):
+        target, info = self.volume(uuids.boot, size=128 * MIB)
+        self.xapi.control.reset_calls()
+        server = self._build_server(networks=[
+            {'uuid': self.neutron.network_1['id']}])
+        server.pop('imageRef')
+        server['block_device_mapping_v2'] = [{
+            'source_type': 'volume', 'destination_type': 'volume',
+            'boot_index': 0, 'uuid': uuids.boot}]
+        server = self.api.post_server({'server': server})
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        vm, record = self.xapi.vm_of(server['id'])
+        self.assertEqual('Running', record['power_state'])
+        (root,) = [vbd for vbd in record['VBDs']
+                   if self.x.VBD.get_userdevice(vbd) == '0']
+        vbd = self.x.VBD.get_record(root)
+        self.assertTrue(vbd['bootable'])
+        self.assertEqual(uuids.boot, vbd['other_config']['nova_volume_id'])
+        self.assertEqual('1', self.x.VDI.get_sm_config(vbd['VDI'])['LUNid'])
+        # no image import, no cached image
+        self.assertNotIn('VDI.create', self.xapi.control.calls())
+        self.assertEqual({}, self.xapi.image_cache())
+
+        self._reboot_server(server, hard=True)
+        self._stop_server(server)
+        self._start_server(server)
+        vm, record = self.xapi.vm_of(server['id'])
+        self.assertEqual('Running', record['power_state'])
+        with open(target.luns[1], 'r+b') as fh:
+            fh.write(b'written by the guest')
+        self._delete_server(server)
+        self.assertEqual([], self.iscsi_srs())
+        self.assertEqual(NOTHING, self.xapi.objects_of(server['id']))
+        with open(target.luns[1], 'rb') as fh:
+            self.assertEqual(b'written by the guest', fh.read(20))
+
+    def test_a_boot_volume_that_cannot_connect_leaves_nothing(self):
+        self.flags(max_attempts=1, group='scheduler')
+        target, info = self.volume(uuids.bad_boot)
+        info['data']['auth_password'] = 'wrong'
+        server = self._build_server(networks=[
+            {'uuid': self.neutron.network_1['id']}])
+        server.pop('imageRef')
+        server['block_device_mapping_v2'] = [{
+            'source_type': 'volume', 'destination_type': 'volume',
+            'boot_index': 0, 'uuid': uuids.bad_boot}]
+        server = self.api.post_server({'server': server})
+        server = self._wait_for_state_change(server, 'ERROR')
+        self.assertEqual([], self.iscsi_srs())
+        self.assertEqual(NOTHING, self.xapi.objects_of(server['id']))
+        self.assertNotIn('wrong', self.api.get_server(
+            server['id']).get('fault', {}).get('message', '').replace(
+                'wrong CHAP', ''))
