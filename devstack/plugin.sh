@@ -17,7 +17,8 @@
 # - ``install``: pip-installs nova-xen; with NOVA_XEN_INSTALL_DOM0_PLUGINS,
 #   installs the dom0 plugins on the host (before nova-compute starts)
 # - ``post-config``: nova-compute's driver and ``[xenserver]`` options;
-#   Glance's image formats
+#   with Cinder, Nova's ``[cinder]`` and service tokens where lib/nova has
+#   not set them; Glance's image formats
 # - ``extra``: uploads the test image to Glance
 # - ``test-config``: on the node with Nova's API, one Nova host aggregate
 #   per XenAPI pool (``nova-xen-manage pools sync``: this is the first phase
@@ -228,6 +229,42 @@ function configure_nova_xen {
         # network-vif-plugged of the destination binding: none comes
         iniset "$conf" compute live_migration_wait_for_vif_plug False
     done
+}
+
+# configure_nova_xen_cinder - Nova's side of Cinder, where lib/nova has
+# not written it: ``[cinder]`` (the nova user, as lib/nova's
+# configure_cinder_access: Nova's own calls need an admin) and
+# ``[service_user] send_service_user_token``, without which Cinder (22.1
+# and later, bug #2004555) refuses Nova's deletion of the attachment of a
+# server: nova-xen's detach.  Values already there are kept.
+function configure_nova_xen_cinder {
+    local conf token
+    for conf in "$NOVA_CONF" "$NOVA_CPU_CONF"; do
+        if [[ -z "$(iniget "$conf" cinder auth_type)" ]]; then
+            iniset "$conf" cinder os_region_name "$REGION_NAME"
+            _nova_xen_conf_auth "$conf" cinder
+        fi
+        # shellcheck disable=SC2034  # trueorfalse reads it by its name
+        token=$(iniget "$conf" service_user send_service_user_token)
+        if [[ "$(trueorfalse False token)" != "True" ]]; then
+            iniset "$conf" service_user send_service_user_token True
+            if [[ -z "$(iniget "$conf" service_user auth_type)" ]]; then
+                _nova_xen_conf_auth "$conf" service_user
+            fi
+        fi
+    done
+}
+
+# _nova_xen_conf_auth FILE SECTION - keystoneauth's password plugin there,
+# as the nova service user
+function _nova_xen_conf_auth {
+    iniset "$1" "$2" auth_type password
+    iniset "$1" "$2" auth_url "$KEYSTONE_SERVICE_URI"
+    iniset "$1" "$2" username nova
+    _nova_xen_iniset_secret "$1" "$2" password SERVICE_PASSWORD
+    iniset "$1" "$2" user_domain_name "$SERVICE_DOMAIN_NAME"
+    iniset "$1" "$2" project_name "$SERVICE_PROJECT_NAME"
+    iniset "$1" "$2" project_domain_name "$SERVICE_DOMAIN_NAME"
 }
 
 # _nova_xen_add_formats OPTION DEFAULTS FORMAT... - add FORMATs to the list
@@ -467,6 +504,11 @@ if [[ "${1:-}" == "stack" ]]; then
             if is_service_enabled n-cpu; then
                 echo_summary "Configuring nova-compute for XenServer"
                 configure_nova_xen
+            fi
+            if is_service_enabled nova && \
+                    is_service_enabled cinder c-api c-sch c-vol; then
+                echo_summary "Configuring Nova for Cinder (service tokens)"
+                configure_nova_xen_cinder
             fi
             if is_service_enabled g-api; then
                 echo_summary "Configuring Glance for XenServer images"

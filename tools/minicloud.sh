@@ -21,7 +21,10 @@
 # Three nova-computes, each its own process with its own config overlay,
 # manage two hosts of one xapisim pool and one host of a second pool
 # (MINICLOUD_COMPUTES), so that servers live-migrate inside a pool and
-# across pools.
+# across pools.  Cinder (MINICLOUD_CINDER, on by default): cinder-api,
+# -scheduler and -volume from PyPI, one file-backed backend exported over
+# iSCSI by a tgtd of the minicloud's own (tools/minicloud/cinder.sh); Nova
+# sends it service tokens.
 #
 # Everything (venv, configs, data, logs, pid files) is under MINICLOUD_DIR,
 # by default .minicloud/ in this checkout.  ``up`` starts from empty
@@ -40,6 +43,8 @@ source "$MC_MAIN_DIR/minicloud/devstack_functions.sh"
 source "$MC_MAIN_DIR/minicloud/infra.sh"
 # shellcheck source=tools/minicloud/openstack.sh
 source "$MC_MAIN_DIR/minicloud/openstack.sh"
+# shellcheck source=tools/minicloud/cinder.sh
+source "$MC_MAIN_DIR/minicloud/cinder.sh"
 # shellcheck source=tools/minicloud/tempest.sh
 source "$MC_MAIN_DIR/minicloud/tempest.sh"
 
@@ -53,6 +58,9 @@ MC_SUBNET_CIDR=${MINICLOUD_SUBNET_CIDR:-10.20.0.0/24}
 # shellcheck disable=SC2034  # read by devstack/plugin.sh and settings
 function mc_localrc {
     ENABLED_SERVICES=key,mysql,rabbit,placement-api,g-api,q-svc,n-api,n-cond,n-sch,n-cpu
+    if mc_cinder_enabled; then
+        ENABLED_SERVICES+=,c-api,c-sch,c-vol
+    fi
     XENAPI_CONNECTION_URL=$MC_XAPI_URL
     XENAPI_USER=$MC_XAPI_USER
     XENAPI_PASSWORD=$MINICLOUD_PASSWORD
@@ -127,6 +135,9 @@ function mc_up {
     # Install
     mc_install_apt
     mc_install_venv
+    if mc_cinder_enabled; then
+        mc_install_cinder
+    fi
     run_plugin stack install
     mc_install_noagent_driver
     mc_say "installed ($((SECONDS - started)) s)"
@@ -142,6 +153,10 @@ function mc_up {
     mc_configure_glance
     mc_configure_neutron
     mc_configure_nova
+    if mc_cinder_enabled; then
+        mc_configure_cinder
+        mc_start_tgtd
+    fi
     run_plugin stack post-config
     mc_configure_nova_compute
     mc_write_clouds_yaml
@@ -154,9 +169,15 @@ function mc_up {
     _mc_bg glance mc_init_glance
     _mc_bg neutron mc_init_neutron
     _mc_bg nova mc_init_nova
+    if mc_cinder_enabled; then
+        _mc_bg cinder mc_init_cinder
+    fi
     _mc_join keystone
     mc_start_keystone
     _mc_join placement glance neutron nova
+    if mc_cinder_enabled; then
+        _mc_join cinder
+    fi
     mc_say "schemas created ($((SECONDS - started)) s)"
 
     mc_wait_rabbit
@@ -168,12 +189,14 @@ function mc_up {
     mc_start_glance
     mc_start_neutron
     mc_start_nova_api
+    if mc_cinder_enabled; then
+        mc_start_cinder
+    fi
 
     mc_wait keystone "answer" mc_http_ok "$MC_KEYSTONE_URL"
     mc_run keystone env OS_CLIENT_CONFIG_FILE="$MINICLOUD_DIR/clouds.yaml" \
         OS_CLOUD=devstack-admin "$MC_VENV/bin/python3" "$MC_TOOLS/bootstrap.py" \
-        identity "$MC_HOST" "$MINICLOUD_PASSWORD" \
-        "compute=$MC_PORT_NOVA,placement=$MC_PORT_PLACEMENT,image=$MC_PORT_GLANCE,network=$MC_PORT_NEUTRON"
+        identity "$MC_HOST" "$MINICLOUD_PASSWORD" "$(mc_catalog_ports)"
     mc_say "Keystone is up, catalog written"
 
     # they check placement at start, as nova and placement users
@@ -185,6 +208,9 @@ function mc_up {
     mc_wait glance "answer" mc_http_ok "http://$MC_HOST:$MC_PORT_GLANCE/"
     mc_wait neutron "answer" mc_http_ok "http://$MC_HOST:$MC_PORT_NEUTRON/"
     mc_wait n-api "answer" mc_http_ok "http://$MC_HOST:$MC_PORT_NOVA/"
+    if mc_cinder_enabled; then
+        mc_wait c-api "answer" mc_http_ok "http://$MC_HOST:$MC_PORT_CINDER/"
+    fi
     mc_say "APIs answer ($((SECONDS - started)) s)"
 
     # (the image's details: in log/plugin.log)
@@ -195,6 +221,15 @@ function mc_up {
         resources "$MC_SUBNET_CIDR" "$MC_PHYSNET"
     mc_discover_hosts
     run_plugin stack test-config
+    if mc_cinder_enabled; then
+        mc_wait c-vol "cinder-volume service up" mc_cinder_volume_up
+        # a volume through attach and detach, as Nova drives them
+        if ! mc_cinder_check >> "$MC_LOG/cinder-check.log" 2>&1; then
+            mc_log_tail cinder-check
+            mc_die "Cinder's check failed (log: $MC_LOG/cinder-check.log; services: c-api.log, c-vol.log, c-tgt.log)"
+        fi
+        mc_say "Cinder works: $(grep -c '\] ok ' "$MC_LOG/cinder-check.log") checks passed (log/cinder-check.log)"
+    fi
 
     mc_say "up in $((SECONDS - started)) s"
     mc_status || true
@@ -206,13 +241,32 @@ function mc_up {
 EOF
 }
 
+# mc_catalog_ports - bootstrap.py's PORTS: each service type's port
+function mc_catalog_ports {
+    local ports="compute=$MC_PORT_NOVA,placement=$MC_PORT_PLACEMENT"
+    ports+=",image=$MC_PORT_GLANCE,network=$MC_PORT_NEUTRON"
+    if mc_cinder_enabled; then
+        ports+=",block-storage=$MC_PORT_CINDER,volumev3=$MC_PORT_CINDER"
+    fi
+    echo "$ports"
+}
+
 # mc_check_ports - stop if another program holds one of our ports
 function mc_check_ports {
     local port address
-    for port in "$MC_PORT_MYSQL" "$MC_PORT_EPMD" "$MC_PORT_RABBIT" \
-            "$MC_PORT_RABBIT_DIST" "$MC_PORT_MEMCACHED" "$MC_PORT_KEYSTONE" \
-            "$MC_PORT_PLACEMENT" "$MC_PORT_GLANCE" "$MC_PORT_NEUTRON" \
-            "$MC_PORT_NOVA"; do
+    local -a ports=("$MC_PORT_MYSQL" "$MC_PORT_EPMD" "$MC_PORT_RABBIT"
+        "$MC_PORT_RABBIT_DIST" "$MC_PORT_MEMCACHED" "$MC_PORT_KEYSTONE"
+        "$MC_PORT_PLACEMENT" "$MC_PORT_GLANCE" "$MC_PORT_NEUTRON"
+        "$MC_PORT_NOVA")
+    if mc_cinder_enabled; then
+        ports+=("$MC_PORT_CINDER" "$MC_PORT_ISCSI")
+        if [[ -S /var/run/tgtd/socket.$MC_TGT_CONTROL_PORT ]] && \
+                /usr/sbin/tgtadm -C "$MC_TGT_CONTROL_PORT" --mode sys \
+                --op show >/dev/null 2>&1; then
+            mc_die "a tgtd already answers on control port $MC_TGT_CONTROL_PORT: stop it, or set MINICLOUD_TGT_CONTROL_PORT"
+        fi
+    fi
+    for port in "${ports[@]}"; do
         if mc_tcp_open "$port"; then
             mc_die "port $port of $MC_HOST is taken by another program: stop it, or move the minicloud's (MINICLOUD_PORT_* in tools/minicloud/common.sh)"
         fi
@@ -233,8 +287,9 @@ function mc_down {
         return 0
     fi
     # OpenStack and xapisim first, together; then what they used
-    mc_stop "${MC_COMPUTES[@]}" n-sch n-cond n-api neutron glance placement \
-        keystone xapisim
+    mc_stop "${MC_COMPUTES[@]}" c-vol c-sch c-api n-sch n-cond n-api neutron \
+        glance placement keystone xapisim
+    mc_stop_tgtd
     mc_stop memcached rabbit mysql
     mc_stop epmd
     mc_stop "${MC_SERVICES[@]}"     # (none left: the lists above are all)
@@ -263,6 +318,23 @@ function _mc_answer {
         glance) code=$(mc_http_code "http://$MC_HOST:$MC_PORT_GLANCE/") ;;
         neutron) code=$(mc_http_code "http://$MC_HOST:$MC_PORT_NEUTRON/") ;;
         n-api) code=$(mc_http_code "http://$MC_HOST:$MC_PORT_NOVA/") ;;
+        c-api) code=$(mc_http_code "http://$MC_HOST:$MC_PORT_CINDER/") ;;
+        c-tgt) "$MC_TGT_BIN/tgtadm" --mode sys --op show >/dev/null 2>&1 \
+            && echo "ok (tgtadm -C $MC_TGT_CONTROL_PORT)" \
+            || echo "NO (tgtadm -C $MC_TGT_CONTROL_PORT)"
+            return ;;
+        c-vol)
+            local state
+            state=$(awk '$1 == "cinder-volume" { print $2 ": " $3 ", " $4 }' \
+                <<< "${MC_CINDER_SERVICES:-}")
+            if [[ -z ${MC_CINDER_SERVICES:-} ]]; then
+                echo "-"
+            elif [[ $state == *", up" ]]; then
+                echo "ok (cinder: $state)"
+            else
+                echo "NO (cinder: ${state:-no cinder-volume})"
+            fi
+            return ;;
         n-cpu-*)
             # its service, as nova-api reports it (mc_status asked it)
             local host state
@@ -302,6 +374,9 @@ function _mc_where {
         glance) echo "http://$MC_HOST:$MC_PORT_GLANCE" ;;
         neutron) echo "http://$MC_HOST:$MC_PORT_NEUTRON" ;;
         n-api) echo "http://$MC_HOST:$MC_PORT_NOVA/v2.1" ;;
+        c-api) echo "http://$MC_HOST:$MC_PORT_CINDER/v3" ;;
+        c-tgt) echo "iscsi $MC_HOST:$MC_PORT_ISCSI (control port $MC_TGT_CONTROL_PORT)" ;;
+        c-vol) echo "backend $MC_CINDER_BACKEND: ${MC_CINDER_VOLUMES#"$MINICLOUD_DIR"/}" ;;
         *) echo "(rpc)" ;;
     esac
 }
@@ -314,6 +389,11 @@ function mc_status {
         MC_NOVA_SERVICES=$(openstack compute service list -f value \
             -c Binary -c Host -c Status -c State 2>/dev/null) \
             || MC_NOVA_SERVICES="(compute service list failed)"
+    fi
+    MC_CINDER_SERVICES=
+    if mc_pid c-api >/dev/null; then
+        MC_CINDER_SERVICES=$(mc_cinder_services) \
+            || MC_CINDER_SERVICES="(volume service list failed)"
     fi
     printf '%-10s %-8s %-42s %s\n' service pid where answers
     for name in "${MC_SERVICES[@]}"; do
@@ -334,6 +414,11 @@ function mc_status {
             echo "nova: $line"
         done <<< "$MC_NOVA_SERVICES"
     fi
+    if [[ -n $MC_CINDER_SERVICES ]]; then
+        while read -r line; do
+            echo "cinder: $line"
+        done <<< "$MC_CINDER_SERVICES"
+    fi
     if [[ $up -eq 0 ]]; then
         echo "minicloud: not running ($MINICLOUD_DIR)"
         return 3
@@ -342,6 +427,7 @@ function mc_status {
 }
 
 function mc_smoke {
+    local rc=0
     if ! mc_pid n-api >/dev/null || [[ ! -s $MC_COMPUTE_TABLE ]]; then
         mc_die "not running: $0 up first"
     fi
@@ -351,7 +437,12 @@ function mc_smoke {
         --xapi-json "$MINICLOUD_DIR/xapisim.json" \
         --computes "$MC_COMPUTE_TABLE" --log-dir "$MC_LOG" \
         --image "$(_nova_xen_image_name)" --flavor m1.tiny \
-        --network minicloud-net
+        --network minicloud-net || rc=$?
+    # Cinder: a volume attached and detached as Nova does it
+    if mc_pid c-api >/dev/null; then
+        mc_cinder_check || rc=1
+    fi
+    return $rc
 }
 
 function mc_usage {

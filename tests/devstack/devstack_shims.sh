@@ -22,6 +22,12 @@ GLANCE_API_CONF=$SHIM_ROOT/etc/glance/glance-api.conf
 TEMPEST_CONFIG=$SHIM_ROOT/opt/stack/tempest/etc/tempest.conf
 ENABLED_SERVICES=${ENABLED_SERVICES:-}
 PYTHON=${PYTHON:-python3}
+# stackrc and lib/keystone: the service accounts
+REGION_NAME=${REGION_NAME:-RegionOne}
+KEYSTONE_SERVICE_URI=${KEYSTONE_SERVICE_URI:-http://203.0.113.10/identity}
+SERVICE_PASSWORD=${SERVICE_PASSWORD:-service-pw}
+SERVICE_DOMAIN_NAME=${SERVICE_DOMAIN_NAME:-Default}
+SERVICE_PROJECT_NAME=${SERVICE_PROJECT_NAME:-service}
 
 # shellcheck source=tools/devstack_common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../tools/devstack_common.sh"

@@ -249,8 +249,9 @@ class ComputesTest(MinicloudTestCase):
         result = self.bash('echo "${MC_SERVICES[*]}"', computes='2.2')
         self.assertEqual(0, result.returncode, result.stderr)
         self.assertEqual(
-            'mysql epmd rabbit memcached xapisim keystone placement glance '
-            'neutron n-api n-cond n-sch n-cpu-1 n-cpu-2 n-cpu-3',
+            'mysql epmd rabbit memcached xapisim c-tgt keystone placement '
+            'glance neutron n-api n-cond n-sch c-api c-sch c-vol n-cpu-1 '
+            'n-cpu-2 n-cpu-3',
             result.stdout.strip())
         result = self.bash('_mc_where n-cpu-3')
         self.assertEqual('compute3: xcp-ng-2-1 (pool-2)',

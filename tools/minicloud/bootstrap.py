@@ -8,7 +8,9 @@ its clouds.yaml (OS_CLIENT_CONFIG_FILE, OS_CLOUD):
     bootstrap.py resources CIDR PHYSNET         flavors, provider network
                                                 and subnet
 
-PORTS is "compute=8774,placement=8778,...".  Every step finds what is
+PORTS is "compute=8774,placement=8778,...": the services of the catalog
+(block-storage and volumev3 with Cinder), each with a user of its name
+(nova, placement, glance, neutron, cinder).  Every step finds what is
 there before it creates anything, so a second run changes nothing.
 (devstack does the same with one ``openstack`` command per object: two
 seconds each, a minute in all.)
@@ -24,8 +26,11 @@ SERVICES = {
     'placement': ('placement', 'Placement Service', ''),
     'image': ('glance', 'Glance Image Service', ''),
     'network': ('neutron', 'Neutron Service', ''),
+    # Cinder: one service under both types, as devstack registers it
+    # (Tempest looks for block-storage, Nova for volumev3)
+    'block-storage': ('cinder', 'Cinder Volume Service', '/v3'),
+    'volumev3': ('cinder', 'Cinder Volume Service V3', '/v3'),
 }
-USERS = ('nova', 'placement', 'glance', 'neutron')
 FLAVORS = (
     # name, id, RAM MiB, disk GiB, vCPUs
     ('m1.nano', '42', 128, 1, 1),
@@ -53,7 +58,8 @@ def identity(conn, host, password, ports):
     for name in ('admin', 'service', 'member', 'reader'):
         roles[name] = (ident.find_role(name)
                        or ident.create_role(name=name))
-    for name in USERS:
+    users = sorted({SERVICES[stype][0] for stype in ports})
+    for name in users:
         user = ident.find_user(name, domain_id=domain.id)
         if user is None:
             user = ident.create_user(name=name, password=password,
@@ -62,7 +68,8 @@ def identity(conn, host, password, ports):
         for role in ('admin', 'service'):
             ident.assign_project_role_to_user(project, user, roles[role])
         say('user %s: admin, service on project service' % name)
-    for stype, (name, description, path) in sorted(SERVICES.items()):
+    for stype in sorted(ports):
+        name, description, path = SERVICES[stype]
         service = next(iter(ident.services(type=stype)), None)
         if service is None:
             service = ident.create_service(name=name, type=stype,

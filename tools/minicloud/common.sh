@@ -44,6 +44,9 @@ MINICLOUD_COMPUTES=${MINICLOUD_COMPUTES:-1.1 1.2 2.1}
 MINICLOUD_DEBUG=${MINICLOUD_DEBUG:-True}
 # Seconds a service may take to answer after it started
 MINICLOUD_START_TIMEOUT=${MINICLOUD_START_TIMEOUT:-120}
+# True: Cinder (api, scheduler, volume) with tgt and the file-backed test
+# backend (tools/minicloud/cinder.sh)
+MINICLOUD_CINDER=${MINICLOUD_CINDER:-True}
 
 # Ports, all on loopback (xapisim's hosts: 127.0.0.2, 127.0.0.3, ...)
 MC_HOST=127.0.0.1
@@ -58,6 +61,11 @@ MC_PORT_PLACEMENT=${MINICLOUD_PORT_PLACEMENT:-8778}
 MC_PORT_GLANCE=${MINICLOUD_PORT_GLANCE:-9292}
 MC_PORT_NEUTRON=${MINICLOUD_PORT_NEUTRON:-9696}
 MC_PORT_XAPI=${MINICLOUD_PORT_XAPI:-8080}
+MC_PORT_CINDER=${MINICLOUD_PORT_CINDER:-8776}
+# the minicloud's tgtd: iSCSI portal, and its management socket
+# (/var/run/tgtd/socket.N: a system tgtd has N=0)
+MC_PORT_ISCSI=${MINICLOUD_PORT_ISCSI:-3260}
+MC_TGT_CONTROL_PORT=${MINICLOUD_TGT_CONTROL_PORT:-3260}
 
 MC_KEYSTONE_URL=http://$MC_HOST:$MC_PORT_KEYSTONE/v3
 MC_DB_URL=mysql+pymysql://openstack:$MINICLOUD_PASSWORD@$MC_HOST:$MC_PORT_MYSQL
@@ -82,12 +90,24 @@ function mc_set_computes {
         MC_COMPUTES+=("n-cpu-$i")
     done
     # Services in start order (``down`` stops the OpenStack ones and
-    # xapisim, then memcached, RabbitMQ and MariaDB, then epmd)
-    MC_SERVICES=(
-        mysql epmd rabbit memcached xapisim
-        keystone placement glance neutron n-api n-cond n-sch
-        "${MC_COMPUTES[@]}"
-    )
+    # xapisim, then tgtd, memcached, RabbitMQ and MariaDB, then epmd);
+    # Cinder's if enabled, or if ``up`` started them (whatever
+    # MINICLOUD_CINDER says now)
+    local cinder=False
+    if mc_cinder_enabled || compgen -G "$MC_RUN/c-*.pid" >/dev/null; then
+        cinder=True
+    fi
+    MC_SERVICES=(mysql epmd rabbit memcached xapisim)
+    [[ $cinder == True ]] && MC_SERVICES+=(c-tgt)
+    MC_SERVICES+=(keystone placement glance neutron n-api n-cond n-sch)
+    [[ $cinder == True ]] && MC_SERVICES+=(c-api c-sch c-vol)
+    MC_SERVICES+=("${MC_COMPUTES[@]}")
+}
+
+# mc_cinder_enabled - the minicloud runs Cinder (MINICLOUD_CINDER: True,
+# the default, or False)
+function mc_cinder_enabled {
+    [[ ${MINICLOUD_CINDER,,} =~ ^(true|yes|1)$ ]]
 }
 mc_set_computes
 
@@ -97,8 +117,14 @@ MC_PIP_PACKAGES=(
     'neutron==29.*' 'nova==34.*' python-openstackclient gunicorn PyMySQL
     python-memcached 'SQLAlchemy<2.1' 'setuptools>=64' wheel
 )
-# Debian packages of the infrastructure services
+# Cinder, installed after them, constrained to the versions they brought
+MC_CINDER_PIP_PACKAGES=('cinder==29.*')
+# Debian packages of the infrastructure services (tgt: Cinder's iSCSI
+# target; qemu-utils: qemu-img, which writes images into volumes)
 MC_APT_PACKAGES=(mariadb-server mariadb-client rabbitmq-server memcached curl)
+if mc_cinder_enabled; then
+    MC_APT_PACKAGES+=(tgt qemu-utils)
+fi
 
 
 # Messages

@@ -24,6 +24,12 @@ GLANCE_API_CONF=$MC_ETC/glance/glance-api.conf
 # $TEMPEST_DIR/etc
 TEMPEST_CONFIG=$MINICLOUD_DIR/tempest/etc/tempest.conf
 PYTHON=$MC_VENV/bin/python3
+# stackrc and lib/keystone: the service accounts (bootstrap.py's)
+REGION_NAME=RegionOne
+KEYSTONE_SERVICE_URI=$MC_KEYSTONE_URL
+SERVICE_PASSWORD=$MINICLOUD_PASSWORD
+SERVICE_DOMAIN_NAME=Default
+SERVICE_PROJECT_NAME=service
 # What stack.sh exports for the clients the plugin runs: the admin of its
 # clouds.yaml (devstack's is in /etc/openstack, the minicloud's in
 # $MINICLOUD_DIR)

@@ -36,6 +36,9 @@ function mc_install_apt {
 
 MC_MYSQL_SOCKET=$MC_RUN/mysqld.sock
 MC_DATABASES=(keystone placement glance neutron nova_api nova nova_cell0)
+if mc_cinder_enabled; then
+    MC_DATABASES+=(cinder)
+fi
 
 function mc_mysql {
     mariadb --no-defaults --socket="$MC_MYSQL_SOCKET" -uroot "$@"

@@ -302,6 +302,14 @@ function mc_configure_nova {
     iniset "$NOVA_CONF" service_user send_service_user_token True
     mc_conf_auth "$NOVA_CONF" placement placement
     mc_conf_auth "$NOVA_CONF" neutron neutron
+    if mc_cinder_enabled; then
+        # as lib/nova's configure_cinder_access: the nova user (admin) for
+        # the calls Nova makes on its own; the volume calls carry the
+        # user's token with nova's service token ([service_user]), which
+        # Cinder needs to delete an attachment of a server
+        mc_conf_auth "$NOVA_CONF" cinder nova
+        iniset "$NOVA_CONF" cinder os_region_name RegionOne
+    fi
     iniset "$NOVA_CONF" glance region_name RegionOne
     iniset "$NOVA_CONF" vnc enabled False
     iniset "$NOVA_CONF" conductor workers 1

@@ -34,6 +34,18 @@ MC_TEMPEST_PACKAGES=('tempest==47.0.0' 'XenAPI>=24.0.0')
 MC_TEMPEST_BUILD_TIMEOUT=${MINICLOUD_TEMPEST_BUILD_TIMEOUT:-196}
 # The second image ([compute] image_ref_alt): rebuilds change the image
 MC_TEMPEST_IMAGE_ALT=nova-xen-blank-alt
+# 1 (or True): Tempest's compute volume tests too.  The same regex: they
+# are tempest.api.compute's (volumes.*, admin.test_volume*, the
+# boot-from-volume and volume-backed server tests), which Tempest skips
+# while tempest.conf says there is no Cinder; with 1 it says there is (the
+# minicloud's, which must run: MINICLOUD_CINDER), and the tests in
+# tools/minicloud/tempest-exclude-volumes.txt are excluded too.  Default 0
+# until nova-xen attaches volumes.
+MINICLOUD_VOLUME_TESTS=${MINICLOUD_VOLUME_TESTS:-0}
+MC_TEMPEST_EXCLUDE_VOLUMES=$MC_TOOLS/tempest-exclude-volumes.txt
+# the volume type of Tempest's multiattach tests ([volume]
+# volume_type_multiattach), made by mc_tempest_configure
+MC_TEMPEST_MULTIATTACH_TYPE=multiattach
 
 
 # Install
@@ -169,7 +181,7 @@ function mc_tempest_configure {
     iniset "$conf" network-feature-enabled floating_ips False
     iniset "$conf" network-feature-enabled port_security True
 
-    # Volumes: no Cinder
+    # Volumes: no Cinder, or the minicloud's (mc_tempest_volumes)
     iniset "$conf" volume-feature-enabled backup False
     iniset "$conf" volume-feature-enabled snapshot False
     iniset "$conf" volume-feature-enabled clone False
@@ -181,6 +193,9 @@ function mc_tempest_configure {
     for service in cinder swift; do
         iniset "$conf" service_available "$service" False
     done
+    if mc_tempest_volumes; then
+        _mc_tempest_cinder "$conf"
+    fi
 
     # The plugins' phase: the driver's features, the test image, [xenapi]
     local ENABLED_SERVICES=$ENABLED_SERVICES,tempest
@@ -204,6 +219,49 @@ function mc_tempest_configure {
     fi
     iniset "$conf" compute image_ref_alt "$alt"
     mc_say "tempest.conf: $conf"
+}
+
+# mc_tempest_volumes - the run includes the compute volume tests
+# (MINICLOUD_VOLUME_TESTS)
+function mc_tempest_volumes {
+    [[ ${MINICLOUD_VOLUME_TESTS,,} =~ ^(1|true|yes)$ ]]
+}
+
+# _mc_tempest_cinder CONF - the minicloud's Cinder, as lib/tempest writes
+# it for a Cinder with the LVM driver and tgt: snapshots and clones (the
+# file-backed backend copies files), no backup service; a volume type for
+# the multiattach tests (whether they run is the driver's
+# volume_multiattach, from the plugin's test-config phase)
+function _mc_tempest_cinder {
+    local conf=$1
+    if ! mc_pid c-api >/dev/null; then
+        mc_die "MINICLOUD_VOLUME_TESTS=$MINICLOUD_VOLUME_TESTS, but the minicloud runs no Cinder: $0 down; MINICLOUD_CINDER=True $0 up"
+    fi
+    iniset "$conf" service_available cinder True
+    iniset "$conf" volume-feature-enabled snapshot True
+    iniset "$conf" volume-feature-enabled clone True
+    iniset "$conf" volume backend_names "$MC_CINDER_BACKEND"
+    iniset "$conf" volume storage_protocol iSCSI
+    iniset "$conf" volume vendor_name nova-xen
+    if ! _mc_tempest_value volume type show "$MC_TEMPEST_MULTIATTACH_TYPE" \
+            -c id >/dev/null 2>&1; then
+        openstack volume type create "$MC_TEMPEST_MULTIATTACH_TYPE" \
+            --property multiattach='<is> True' >/dev/null
+    fi
+    iniset "$conf" volume volume_type_multiattach "$MC_TEMPEST_MULTIATTACH_TYPE"
+}
+
+# mc_tempest_exclude_file - the exclude list of the run: tempest-exclude.txt,
+# and with the volume tests tempest-exclude-volumes.txt too (both, one
+# file, in the workspace)
+function mc_tempest_exclude_file {
+    local combined=$MC_TEMPEST_DIR/exclude.txt
+    if ! mc_tempest_volumes; then
+        echo "$MC_TEMPEST_EXCLUDE"
+        return 0
+    fi
+    cat "$MC_TEMPEST_EXCLUDE" "$MC_TEMPEST_EXCLUDE_VOLUMES" > "$combined"
+    echo "$combined"
 }
 
 # _mc_tempest_pools CONF - [xenapi]connection_url: the plugin's phase wrote
@@ -291,9 +349,16 @@ function mc_tempest {
     mc_status > /dev/null || mc_die "the minicloud is not healthy: $0 status; $0 down; $0 up"
     mc_tempest_install
     mc_tempest_configure
+    # the exclude list of this run (the functions below read it)
+    local exclude
+    exclude=$(mc_tempest_exclude_file)
+    local MC_TEMPEST_EXCLUDE=$exclude
 
     listed=$MC_TEMPEST_DIR/selected.txt
     mc_tempest_list "$regex" "$listed"
+    if mc_tempest_volumes; then
+        mc_say "with the compute volume tests (MINICLOUD_VOLUME_TESTS=$MINICLOUD_VOLUME_TESTS)"
+    fi
     mc_say "tempest run: $regex minus $MC_TEMPEST_EXCLUDE, concurrency $concurrency"
     run_started=$SECONDS
     (cd "$MC_TEMPEST_DIR" && "$MC_TEMPEST_VENV/bin/tempest" run \
