@@ -25,8 +25,8 @@ LOG = logging.getLogger(__name__)
 
 # kinds of leftovers, in the order a pass retries them: a VM first (its
 # destruction frees its disks), then disks, then tasks
-VM, VDI, TASK = 'VM', 'VDI', 'task'
-_ORDER = (VM, VDI, TASK)
+VM, VDI, TASK, SECRET = 'VM', 'VDI', 'task', 'secret'
+_ORDER = (VM, VDI, TASK, SECRET)
 
 
 def destroy(session, kind, ref):
@@ -177,4 +177,5 @@ class Reclaimer(object):
 
 
 _REMOVE = {VM: Reclaimer._remove_vm, VDI: Reclaimer._remove_vdi,
-           TASK: Reclaimer._remove_task}
+           TASK: Reclaimer._remove_task,
+           SECRET: lambda self, ref: self.session.call('secret.destroy', ref)}

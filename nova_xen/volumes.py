@@ -22,11 +22,14 @@ from nova import exception
 from nova.virt import driver as virt_driver
 from oslo_log import log as logging
 
+from nova_xen import errors
+from nova_xen import reclaim
 from nova_xen import storage
 
 LOG = logging.getLogger(__name__)
 
 SUPPORTED = ('iscsi',)
+SECRET = 'nova_chap_secret'     # on a PBD: the uuid of its CHAP secret
 # the namespace of the SR uuids this driver derives (its own constant)
 SR_NAMESPACE = uuid.UUID('4c8b3f1e-6d0e-5a4b-9b1e-7a7e0f3d2c11')
 NULL = storage.NULL
@@ -67,11 +70,15 @@ class Target(object):
         return str(uuid.uuid5(SR_NAMESPACE, '%s/%s/%s' % (
             self.host, self.port, self.iqn)))
 
-    def device_config(self):
+    def device_config(self, secret_uuid=None):
+        """sm's iscsi SR's device_config; the CHAP password by the uuid of
+        a xapi secret holding it (``chappassword_secret``), so that it is
+        not in the PBD's device_config for every xapi client to read."""
         config = {'target': self.host, 'port': self.port,
                   'targetIQN': self.iqn}
         if self.auth:
-            config['chapuser'], config['chappassword'] = self.auth
+            config['chapuser'] = self.auth[0]
+            config['chappassword_secret'] = secret_uuid
         return config
 
     def scrub(self, text):
@@ -192,12 +199,24 @@ class VolumeOps(object):
             for vdi in self.session.call('SR.get_VDIs', sr):
                 if self.session.call('VDI.get_VBDs', vdi):
                     return
+            secrets = []
             for pbd in self.session.call('SR.get_PBDs', sr):
-                if self.session.call('PBD.get_currently_attached', pbd):
+                record = self.session.call('PBD.get_record', pbd)
+                if record['other_config'].get(SECRET):
+                    secrets.append(record['other_config'][SECRET])
+                if record['currently_attached']:
                     self.session.call('PBD.unplug', pbd)
             self.session.call('SR.forget', sr)
         except exception.NotFound:
-            pass
+            return
+        for secret_uuid in secrets:
+            try:
+                secret = self.session.call('secret.get_by_uuid', secret_uuid)
+            except errors.XenAPIError as exc:
+                if exc.xapi_code == 'UUID_INVALID':
+                    continue       # gone already
+                raise
+            reclaim.destroy(self.session, reclaim.SECRET, secret)
 
     # -- helpers -------------------------------------------------------------
 
@@ -208,10 +227,8 @@ class VolumeOps(object):
     def _find_sr(self, target):
         try:
             return self.session.call('SR.get_by_uuid', target.sr_uuid)
-        except exception.NotFound:
-            return None
-        except Exception as exc:
-            if 'UUID_INVALID' in str(exc):
+        except errors.XenAPIError as exc:
+            if exc.xapi_code == 'UUID_INVALID':
                 return None
             raise
 
@@ -233,10 +250,19 @@ class VolumeOps(object):
             if record['currently_attached']:
                 return sr
         else:
+            other = {'nova_role': 'volume'}
+            secret_uuid = None
+            if target.auth:
+                secret = self.session.call('secret.create', {
+                    'value': target.auth[1],
+                    'other_config': {'nova_role': 'volume-chap'}})
+                made.append(('secret', secret))
+                secret_uuid = self.session.call('secret.get_uuid', secret)
+                other[SECRET] = secret_uuid
             pbd = self.session.call('PBD.create', {
                 'host': self.host.ref, 'SR': sr,
-                'device_config': target.device_config(),
-                'other_config': {'nova_role': 'volume'}})
+                'device_config': target.device_config(secret_uuid),
+                'other_config': other})
             made.append(('PBD', pbd))
         self.session.call('PBD.plug', pbd)
         made.append(('plugged', pbd))
@@ -261,6 +287,8 @@ class VolumeOps(object):
                 _quietly(self.session.call, 'PBD.destroy', ref)
             elif kind == 'SR':
                 _quietly(self.session.call, 'SR.forget', ref)
+            elif kind == 'secret':
+                _quietly(self.session.call, 'secret.destroy', ref)
 
     def _vbds_of(self, vm, volume_id):
         found = []

@@ -83,6 +83,13 @@ class AttachTest(_VolumeTestCase):
         self.assertEqual('iscsi', self.x.SR.get_type(sr))
         (pbd,) = self.x.SR.get_PBDs(sr)
         self.assertTrue(self.x.PBD.get_currently_attached(pbd))
+        # the CHAP password is in a xapi secret, not in device_config
+        config = self.x.PBD.get_device_config(pbd)
+        self.assertNotIn('chappassword', config)
+        self.assertNotIn(info['data']['auth_password'], str(config))
+        secret = self.x.secret.get_by_uuid(config['chappassword_secret'])
+        self.assertEqual(info['data']['auth_password'],
+                         self.x.secret.get_value(secret))
         # dom0 is logged into the target, as the host's initiator
         iqn = self.x.host.get_iscsi_iqn(self.x.VM.get_resident_on(self.vm))
         self.assertIn(iqn, self.tgt.show())
@@ -90,6 +97,7 @@ class AttachTest(_VolumeTestCase):
         self._detach_volume(self.server, uuids.vol1)
         self.assertEqual({}, self.volume_vbds(self.vm))
         self.assertIsNone(self.sr_of(info))
+        self.assertEqual([], self.x.secret.get_all())
         self.assertNotIn(iqn, self.tgt.show())
         self.assertEqual('Running', self.x.VM.get_power_state(self.vm))
 
@@ -113,6 +121,8 @@ class AttachTest(_VolumeTestCase):
             fh.write(b'volume data stays')
         self._attach_volume(self.server, uuids.vol3)
         self._attach_volume(self.server, uuids.vol4)
+        self.notifier.wait_for_versioned_notifications(
+            'instance.volume_attach.end', n_events=2)
         self.assertEqual({uuids.vol3, uuids.vol4},
                          set(self.volume_vbds(self.vm)))
         self.assertEqual(2, len(self.iscsi_srs()))
@@ -131,6 +141,7 @@ class AttachTest(_VolumeTestCase):
         self.notifier.wait_for_versioned_notifications(
             'instance.volume_attach.error')
         self.assertEqual([], self.iscsi_srs())
+        self.assertEqual([], self.x.secret.get_all())
         self.assertEqual({}, self.volume_vbds(self.vm))
         output = self.stdlog.logger.output
         self.assertIn(target.iqn, output)

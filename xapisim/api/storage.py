@@ -340,6 +340,12 @@ def pbd_plug(ctx, pbd):
         if db.get('SR', row['SR'], 'type') == rawiscsi.SR_TYPE:
             config = dict(row['device_config'])
             initiator = initiator_iqn(db, row['host'])
+            if config.get('chappassword_secret'):
+                # as sm's iSCSI SRs do: the secret object's value, so the
+                # password need not be in device_config
+                secret = db.ref_of_uuid('secret',
+                                        config['chappassword_secret'])
+                config['chappassword'] = db.get('secret', secret, 'value')
         else:
             config = None
     if config is not None:
