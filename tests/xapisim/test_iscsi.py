@@ -258,6 +258,22 @@ class IscsiSrTest(SimTestCase):
         self.assertIn('CHAP initiator auth', self.tgt.log())
         self.assertEqual([], self.initiators())
 
+    def test_chap_password_from_a_secret_object(self):
+        # sm's iSCSI SRs take the password by the uuid of a xapi secret
+        config = dict(self.target.device_config())
+        password = config.pop('chappassword')
+        secret = self.x.secret.create({'value': password,
+                                       'other_config': {}})
+        self.addCleanup(self.x.secret.destroy, secret)
+        config['chappassword_secret'] = self.x.secret.get_uuid(secret)
+        _, (pbd,) = self.introduce(config)
+        self.x.PBD.plug(pbd)
+        self.assertEqual([self.host_iqn(self.master)], self.initiators())
+        # a secret that does not exist
+        config['chappassword_secret'] = str(uuidlib.uuid4())
+        _, (other,) = self.introduce(config)
+        self.assertFailure('UUID_INVALID', self.x.PBD.plug, other)
+
     def test_no_chap_for_a_target_that_wants_it(self):
         config = self.target.device_config()
         del config['chapuser'], config['chappassword']
