@@ -94,6 +94,10 @@ class AttachTest(_VolumeTestCase):
         iqn = self.x.host.get_iscsi_iqn(self.x.VM.get_resident_on(self.vm))
         self.assertIn(iqn, self.tgt.show())
 
+        # nova-compute's log never shows the secret
+        self.assertNotIn(info['data']['auth_password'],
+                         self.stdlog.logger.output)
+
         self._detach_volume(self.server, uuids.vol1)
         self.assertEqual({}, self.volume_vbds(self.vm))
         self.assertIsNone(self.sr_of(info))
@@ -159,6 +163,37 @@ class AttachTest(_VolumeTestCase):
             'instance.volume_attach.error')
         self.assertEqual([], self.iscsi_srs())
         self.assertIn('SR_BACKEND_FAILURE_141', self.stdlog.logger.output)
+
+    def test_a_lun_missing_from_its_target_leaves_nothing(self):
+        target, info = self.volume(uuids.vol9)
+        info['data']['target_lun'] = 5
+        self.api.post_server_volume(
+            self.server['id'], {'volumeAttachment': {'volumeId': uuids.vol9}})
+        self.notifier.wait_for_versioned_notifications(
+            'instance.volume_attach.error')
+        self.assertIn('LUN 5 of target %s' % target.iqn,
+                      self.stdlog.logger.output)
+        self.assertEqual([], self.iscsi_srs())
+        self.assertEqual([], self.x.secret.get_all())
+        self.assertEqual([], [p for p, r in self.x.PBD.get_all_records(
+        ).items() if r['other_config'].get('nova_role') == 'volume'])
+
+    def test_volumes_stay_through_suspend_resume_and_rebuild(self):
+        target, info = self.volume(uuids.vol10)
+        self._attach_volume(self.server, uuids.vol10)
+        self._suspend_server(self.server)
+        self._resume_server(self.server)
+        vbd = self.volume_vbds(self.vm)[uuids.vol10]
+        self.assertTrue(self.x.VBD.get_currently_attached(vbd))
+        # Nova's rebuild: the volume is detached, the VM made anew from
+        # the image, the volume attached to the new VM
+        self._rebuild_server(self.server, self.image_with(
+            pattern(MIB, seed=b'rebuilt')))
+        vm, _ = self.xapi.vm_of(self.server['id'])
+        self.assertNotEqual(self.vm, vm)
+        vbd = self.volume_vbds(vm)[uuids.vol10]
+        self.assertTrue(self.x.VBD.get_currently_attached(vbd))
+        self.assertEqual(1, len(self.iscsi_srs()))
 
     def test_a_volume_type_xapi_cannot_plug_is_refused(self):
         self.cinder.VOLUME_CONNECTION_INFO[uuids.vol7] = {
