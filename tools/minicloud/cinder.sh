@@ -89,6 +89,11 @@ function mc_stop_tgtd {
         "$MC_TGT_BIN/tgtadm" --op delete --mode system >/dev/null 2>&1 || true
     fi
     mc_stop c-tgt
+    # its management socket, which it leaves behind
+    if ! mc_pid c-tgt >/dev/null; then
+        rm -f "/var/run/tgtd/socket.$MC_TGT_CONTROL_PORT" \
+            "/var/run/tgtd/socket.$MC_TGT_CONTROL_PORT.lock"
+    fi
 }
 
 
