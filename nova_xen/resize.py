@@ -339,7 +339,7 @@ class Resize(object):
     # -- destination ---------------------------------------------------------
 
     def finish_migration(self, instance, disk_info, network_info,
-                         image_meta, power_on):
+                         image_meta, power_on, block_device_info=None):
         info = json.loads(disk_info)
         if info.get('format') != FORMAT:
             raise exception.ResizeError(
@@ -355,8 +355,13 @@ class Resize(object):
                 remote = self._remote(info['transfer'])
                 vdis = self._receive(instance, info, remote, undo, step)
             disks = self._fit(instance, vdis, undo, step)
+            # Cinder volumes: the same LUNs, plugged on this host too
+            attached = self.vms.connect_volumes(block_device_info, undo,
+                                                step)
+            if any(bootable for _, _, _, bootable in attached):
+                disks = [d for d in disks if d[1] != 'root']
             vm = self.vms.assemble(instance, image_meta, network_info, disks,
-                                   False, undo, step)
+                                   False, undo, step, volumes=attached)
             if power_on:
                 with step('start the VM'):
                     self._start(vm)

@@ -106,7 +106,7 @@ def disks_by_role(session, vm):
             continue
         role = record['other_config'].get('nova_role') or by_device.get(
             record['userdevice'])
-        if role:
+        if role and role != 'volume':     # a Cinder volume is not ours
             found[role] = (record['VDI'], int(session.call(
                 'VDI.get_virtual_size', record['VDI'])))
     return found

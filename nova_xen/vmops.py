@@ -124,7 +124,7 @@ class VMOps(object):
                block_device_info=None):
         session = self.session
         flavor = instance.flavor
-        attached = self._connect_volumes(block_device_info, undo, step)
+        attached = self.connect_volumes(block_device_info, undo, step)
         disks = []
         if not any(bootable for _, _, _, bootable in attached):
             root = None
@@ -157,7 +157,7 @@ class VMOps(object):
         self.assemble(instance, image_meta, network_info, disks, power_on,
                       undo, step, volumes=attached)
 
-    def _connect_volumes(self, block_device_info, undo, step):
+    def connect_volumes(self, block_device_info, undo, step):
         """The VDIs of the instance's Cinder volumes, their SRs plugged:
         [(vdi, userdevice, volume id, bootable)], the boot volume first."""
         attached = []

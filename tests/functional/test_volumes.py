@@ -2,7 +2,6 @@
 ``iscsi`` SRs, attached to and detached from servers, and booted from."""
 
 import copy
-import time
 
 from oslo_utils.fixture import uuidsentinel as uuids
 
@@ -205,29 +204,35 @@ class AttachTest(_VolumeTestCase):
         self.assertIn('rbd', self.stdlog.logger.output)
         self.assertEqual([], self.iscsi_srs())
 
-    def test_a_server_with_a_volume_does_not_move(self):
+    def test_resize_keeps_the_volume_and_revert_gives_it_back(self):
         self.flags(allow_resize_to_same_host=True)
-        self.volume(uuids.vol8)
+        target, info = self.volume(uuids.vol8)
         self._attach_volume(self.server, uuids.vol8)
-        self.api.post_server_action(self.server['id'], {
-            'resize': {'flavorRef': self.flavor('m1.small')['id']}})
-        deadline = time.time() + 30
-        while not self._get_instance_faults_message(self.server) and \
-                time.time() < deadline:
-            time.sleep(0.2)
-        self.assertIn('Cinder volumes attached',
-                      self._get_instance_faults_message(self.server))
-        self._wait_for_state_change(self.server, "ACTIVE")
-        self.assertEqual('Running', self.x.VM.get_power_state(self.vm))
+        small = self.flavor('m1.small')['id']
+        self._resize_server(self.server, small)
+        vm, record = self.xapi.vm_of(self.server['id'])
+        self.assertNotEqual(self.vm, vm)
+        self.assertEqual('Running', record['power_state'])
+        vbd = self.volume_vbds(vm)[uuids.vol8]
+        self.assertTrue(self.x.VBD.get_currently_attached(vbd))
+        # the kept original still has its VBD (halted), for a revert
+        self.assertFalse(self.x.VBD.get_currently_attached(
+            self.volume_vbds(self.vm)[uuids.vol8]))
+        self._revert_resize(self.server)
+        self.assertEqual(self.vm, self.xapi.vm_of(self.server['id'])[0])
         self.assertTrue(self.x.VBD.get_currently_attached(
             self.volume_vbds(self.vm)[uuids.vol8]))
-
-    def _get_instance_faults_message(self, server):
-        from nova import context as nova_context
-        from nova import objects
-        faults = objects.InstanceFaultList.get_latest_by_instance_uuids(
-            nova_context.get_admin_context(), [server['id']])
-        return ' '.join(f.message for f in faults)
+        # the resized VM is gone
+        self.assertEqual({}, self.x.VM.get_all_records_where(
+            'field "uuid"="%s"' % record['uuid']))
+        # resize again, confirm: one SR, the volume on the new VM only
+        self._resize_server(self.server, small)
+        self._confirm_resize(self.server)
+        vm, _ = self.xapi.vm_of(self.server['id'])
+        self.assertEqual([uuids.vol8], list(self.volume_vbds(vm)))
+        self.assertEqual(1, len(self.iscsi_srs()))
+        self.assertEqual(1, len(self.x.VDI.get_VBDs(self.x.VBD.get_VDI(
+            self.volume_vbds(vm)[uuids.vol8]))))
 
 
 class BootFromVolumeTest(_VolumeTestCase):
@@ -267,6 +272,34 @@ class BootFromVolumeTest(_VolumeTestCase):
         self.assertEqual(NOTHING, self.xapi.objects_of(server['id']))
         with open(target.luns[1], 'rb') as fh:
             self.assertEqual(b'written by the guest', fh.read(20))
+
+    def test_resize_of_a_volume_backed_server(self):
+        self.flags(allow_resize_to_same_host=True)
+        target, info = self.volume(uuids.boot2, size=128 * MIB)
+        server = self._build_server(networks=[
+            {'uuid': self.neutron.network_1['id']}])
+        server.pop('imageRef')
+        server['block_device_mapping_v2'] = [{
+            'source_type': 'volume', 'destination_type': 'volume',
+            'boot_index': 0, 'uuid': uuids.boot2}]
+        server = self.api.post_server({'server': server})
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self._resize_server(server, self.flavor('m1.small')['id'])
+        self._confirm_resize(server)
+        vm, record = self.xapi.vm_of(server['id'])
+        self.assertEqual('Running', record['power_state'])
+        self.assertEqual(str(self.flavor('m1.small')['ram'] * MIB),
+                         record['memory_static_max'])
+        (root,) = [vbd for vbd in record['VBDs']
+                   if self.x.VBD.get_userdevice(vbd) == '0']
+        self.assertEqual(uuids.boot2,
+                         self.x.VBD.get_other_config(root)['nova_volume_id'])
+        # no local root disk was made for the new flavor
+        self.assertEqual([], [v for v in self.xapi.objects_of(
+            server['id'])['VDI'] if self.x.VDI.get_other_config(v).get(
+                'nova_role') == 'root'])
+        self._delete_server(server)
+        self.assertEqual([], self.iscsi_srs())
 
     def test_a_boot_volume_that_cannot_connect_leaves_nothing(self):
         self.flags(max_attempts=1, group='scheduler')
