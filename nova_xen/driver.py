@@ -469,14 +469,27 @@ class XenAPIDriver(driver.ComputeDriver):
 
     def check_can_live_migrate_source(self, context, instance,
                                       dest_check_data, block_device_info=None):
-        if volumes.mapping(block_device_info):
+        if volumes.mapping(block_device_info) and \
+                migration.is_storage_move(dest_check_data):
+            # XenMotion inside a pool keeps the LUNs (the destination
+            # plugs them); a storage move could not take them along
             raise exception.MigrationPreCheckError(
-                reason=volumes.NOT_MOVED % 'live-migrated')
+                reason=volumes.NOT_MOVED % 'live-migrated with a storage '
+                'move (to another pool, or between local SRs)')
         return self._migration.check_source(instance, dest_check_data)
 
     def pre_live_migration(self, context, instance, block_device_info,
                            network_info, disk_info, migrate_data):
+        # the instance's volumes are plugged on this host before it comes
+        for bdm in volumes.mapping(block_device_info):
+            self._volumes.connect(bdm['connection_info'])
         return self._migration.pre(instance, network_info, migrate_data)
+
+    def post_live_migration(self, context, instance, block_device_info,
+                            migrate_data=None):
+        # the source: its hold on the volumes' targets goes
+        for bdm in volumes.mapping(block_device_info):
+            self._volumes.release(bdm['connection_info'])
 
     def live_migration(self, context, instance, dest, post_method,
                        recover_method, block_migration=False,
@@ -503,6 +516,8 @@ class XenAPIDriver(driver.ComputeDriver):
                                                destroy_disks=True,
                                                migrate_data=None):
         self._migration.rollback_at_destination(instance, migrate_data)
+        for bdm in volumes.mapping(block_device_info):
+            self._volumes.release(bdm['connection_info'])
 
     # -- rescue, password --------------------------------------------------
 

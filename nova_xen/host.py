@@ -146,10 +146,16 @@ class Host(object):
                    for pbd in session.call('SR.get_PBDs', sr))
 
     def unseen_srs(self, vm):
-        """The SRs of ``vm``'s disks this host does not see."""
+        """The SRs of ``vm``'s disks this host does not see (its Cinder
+        volumes aside: a destination plugs their targets itself)."""
         session = self.session
+        vbds = session.call('VBD.get_all_records_where',
+                            'field "VM"="%s"' % vm)
+        vdis = {r['VDI'] for r in vbds.values()
+                if r['VDI'] != storage.NULL and
+                r['other_config'].get('nova_role') != 'volume'}
         return {sr for sr in {session.call('VDI.get_SR', vdi)
-                              for vdi in storage.vdis_of_vm(session, vm)}
+                              for vdi in vdis}
                 if not self.sees(sr)}
 
     def peer(self, address):

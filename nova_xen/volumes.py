@@ -193,6 +193,31 @@ class VolumeOps(object):
         if sr is not None:
             self.disconnect_sr(sr)
 
+    def release(self, connection_info):
+        """This host's hold on a volume's target (its PBD), once no VM
+        here uses it (after a live migration away, or a rolled back one
+        to here); the SR goes too when no VBD uses it at all."""
+        try:
+            target = Target(connection_info)
+        except exception.VolumeDriverNotFound:
+            return
+        sr = self._find_sr(target)
+        if sr is None:
+            return
+        with self._lock(target.sr_uuid):
+            try:
+                pbds = self.session.call(
+                    'PBD.get_all_records_where',
+                    'field "SR"="%s" and field "host"="%s"'
+                    % (sr, self.host.ref))
+                for pbd, record in pbds.items():
+                    if record['currently_attached']:
+                        self.session.call('PBD.unplug', pbd)
+            except Exception as exc:
+                LOG.warning('could not unplug the target %s from this host: '
+                            '%s', target, target.scrub(_why(exc)))
+        self.disconnect_sr(sr)
+
     def disconnect_sr(self, sr):
         """Unplug and forget ``sr`` unless a VBD still uses its VDIs."""
         try:

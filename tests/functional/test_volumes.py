@@ -318,3 +318,36 @@ class BootFromVolumeTest(_VolumeTestCase):
         self.assertNotIn('wrong', self.api.get_server(
             server['id']).get('fault', {}).get('message', '').replace(
                 'wrong CHAP', ''))
+
+
+class LiveMigrationWithVolumeTest(_VolumeTestCase):
+    xapisim_options = dict(base.XenAPIFunctionalTestCase.xapisim_options,
+                           hosts=2)
+
+    def test_xenmotion_takes_the_volume_along(self):
+        hosts = self.xapi.pool['hosts']
+        self.flags(host_uuid=hosts[1]['uuid'], group='xenserver')
+        self._start_compute(hosts[1]['name_label'])
+        server = self.boot(self.image_with(pattern(MIB)))
+        target, info = self.volume(uuids.lm)
+        self._attach_volume(server, uuids.lm)
+        vm, record = self.xapi.vm_of(server['id'])
+        source = record['resident_on']
+        self.api.post_server_action(server['id'], {'os-migrateLive': {
+            'host': None, 'block_migration': 'auto'}})
+        self._wait_for_migration_status(server, ['completed'])
+        record = self.x.VM.get_record(vm)
+        self.assertNotEqual(source, record['resident_on'])
+        self.assertEqual('Running', record['power_state'])
+        vbd = self.volume_vbds(vm)[uuids.lm]
+        self.assertTrue(self.x.VBD.get_currently_attached(vbd))
+        # the target is plugged where the VM runs, no longer at the source
+        sr = self.sr_of(info)
+        plugged = {self.x.PBD.get_host(p) for p in self.x.SR.get_PBDs(sr)
+                   if self.x.PBD.get_currently_attached(p)}
+        self.assertEqual({record['resident_on']}, plugged)
+        self.assertIn(self.x.host.get_iscsi_iqn(record['resident_on']),
+                      self.tgt.show())
+        self.assertNotIn(self.x.host.get_iscsi_iqn(source), self.tgt.show())
+        self._delete_server(server)
+        self.assertEqual([], self.iscsi_srs())
