@@ -13,6 +13,7 @@ the instance fault (a string there makes Nova drop the fault and answer
 
 from nova import exception
 from nova.i18n import _
+import XenAPI
 
 
 class XenAPIError(exception.NovaException):
@@ -113,3 +114,10 @@ def translate(method, details):
     exc.params = details[1:]
     exc.details = details
     return exc
+
+
+def why(exc):
+    """One line for a log: xapi's code and parameters, or the message."""
+    if isinstance(exc, XenAPI.Failure):
+        return describe([str(d) for d in exc.details])
+    return str(exc) or exc.__class__.__name__

@@ -24,7 +24,6 @@ import time
 
 from nova.virt import event as virtevent
 from oslo_log import log as logging
-import XenAPI
 
 from nova_xen import errors
 
@@ -294,7 +293,7 @@ class VMWatcher(object):
                     LOG.info('VM watcher resynchronised with xapi')
                     delay = 0.5
                 except Exception as exc:
-                    LOG.debug('resync failed: %s', _why(exc))
+                    LOG.debug('resync failed: %s', errors.why(exc))
                     self._drop_connection()
                     self._stop.wait(delay)
                     delay = min(delay * 2, BACKOFF_MAX)
@@ -313,7 +312,7 @@ class VMWatcher(object):
                 if self._stop.is_set():
                     return
                 LOG.warning('VM watcher lost its connection to xapi (%s); '
-                            'resynchronising in %.1f s', _why(exc), delay)
+                            'resynchronising in %.1f s', errors.why(exc), delay)
                 self._drop_connection()
                 self._stop.wait(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
@@ -414,9 +413,3 @@ class VMWatcher(object):
         except Exception:
             LOG.exception('could not deliver the lifecycle event of %s',
                           uuid)
-
-
-def _why(exc):
-    if isinstance(exc, XenAPI.Failure):
-        return errors.describe([str(d) for d in exc.details])
-    return str(exc) or exc.__class__.__name__

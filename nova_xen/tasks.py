@@ -21,7 +21,6 @@ import time
 
 from nova import exception
 from oslo_log import log as logging
-import XenAPI
 
 from nova_xen import errors
 
@@ -170,7 +169,7 @@ class TaskWatcher(object):
                 if self._stop.is_set():
                     return
                 LOG.warning('task watcher lost its connection to xapi (%s); '
-                            'reconnecting in %.1f s', _why(exc), delay)
+                            'reconnecting in %.1f s', errors.why(exc), delay)
                 self._drop_connection()
                 self._stop.wait(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
@@ -225,9 +224,3 @@ class TaskWatcher(object):
                 return
         waiter.record = record
         waiter.done.set()
-
-
-def _why(exc):
-    if isinstance(exc, XenAPI.Failure):
-        return errors.describe([str(d) for d in exc.details])
-    return str(exc) or exc.__class__.__name__

@@ -51,6 +51,16 @@ class _VolumeTestCase(base.XenAPIFunctionalTestCase):
         self.api.delete_server_volume(server['id'], volume_id)
         self._wait_for_volume_detach(server['id'], volume_id)
 
+    def boot_from_volume(self, volume_id):
+        """POST a server whose boot disk is the volume (no image)."""
+        server = self._build_server(networks=[
+            {'uuid': self.neutron.network_1['id']}])
+        server.pop('imageRef')
+        server['block_device_mapping_v2'] = [{
+            'source_type': 'volume', 'destination_type': 'volume',
+            'boot_index': 0, 'uuid': volume_id}]
+        return self.api.post_server({'server': server})
+
     def iscsi_srs(self):
         return [ref for ref, r in self.x.SR.get_all_records().items()
                 if r['type'] == 'iscsi']
@@ -240,13 +250,7 @@ class BootFromVolumeTest(_VolumeTestCase):
     def test_boot_from_volume_reboot_stop_start_delete(self):
         target, info = self.volume(uuids.boot, size=128 * MIB)
         self.xapi.control.reset_calls()
-        server = self._build_server(networks=[
-            {'uuid': self.neutron.network_1['id']}])
-        server.pop('imageRef')
-        server['block_device_mapping_v2'] = [{
-            'source_type': 'volume', 'destination_type': 'volume',
-            'boot_index': 0, 'uuid': uuids.boot}]
-        server = self.api.post_server({'server': server})
+        server = self.boot_from_volume(uuids.boot)
         server = self._wait_for_state_change(server, 'ACTIVE')
         vm, record = self.xapi.vm_of(server['id'])
         self.assertEqual('Running', record['power_state'])
@@ -276,13 +280,7 @@ class BootFromVolumeTest(_VolumeTestCase):
     def test_resize_of_a_volume_backed_server(self):
         self.flags(allow_resize_to_same_host=True)
         target, info = self.volume(uuids.boot2, size=128 * MIB)
-        server = self._build_server(networks=[
-            {'uuid': self.neutron.network_1['id']}])
-        server.pop('imageRef')
-        server['block_device_mapping_v2'] = [{
-            'source_type': 'volume', 'destination_type': 'volume',
-            'boot_index': 0, 'uuid': uuids.boot2}]
-        server = self.api.post_server({'server': server})
+        server = self.boot_from_volume(uuids.boot2)
         server = self._wait_for_state_change(server, 'ACTIVE')
         self._resize_server(server, self.flavor('m1.small')['id'])
         self._confirm_resize(server)
@@ -305,13 +303,7 @@ class BootFromVolumeTest(_VolumeTestCase):
         self.flags(max_attempts=1, group='scheduler')
         target, info = self.volume(uuids.bad_boot)
         info['data']['auth_password'] = 'wrong'
-        server = self._build_server(networks=[
-            {'uuid': self.neutron.network_1['id']}])
-        server.pop('imageRef')
-        server['block_device_mapping_v2'] = [{
-            'source_type': 'volume', 'destination_type': 'volume',
-            'boot_index': 0, 'uuid': uuids.bad_boot}]
-        server = self.api.post_server({'server': server})
+        server = self.boot_from_volume(uuids.bad_boot)
         server = self._wait_for_state_change(server, 'ERROR')
         self.assertEqual([], self.iscsi_srs())
         self.assertEqual(NOTHING, self.xapi.objects_of(server['id']))

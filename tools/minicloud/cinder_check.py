@@ -37,11 +37,13 @@ from keystoneauth1 import service_token
 from keystoneauth1 import session as ks_session
 import openstack
 
+import checklog  # noqa: E402  (this script's own directory)
+
 GIB = 1024 ** 3
 MICROVERSION = {'OpenStack-API-Version': 'volume 3.54'}
 
 
-class Check(object):
+class Check(checklog.Checks):
 
     def __init__(self, args):
         self.args = args
@@ -63,16 +65,6 @@ class Check(object):
     def _adapter(sess):
         return adapter.Adapter(sess, service_type='block-storage',
                                interface='public', region_name='RegionOne')
-
-    def say(self, text):
-        sys.stdout.write('[%5.1fs] %s\n' % (time.time() - self.started, text))
-        sys.stdout.flush()
-
-    def check(self, ok, text):
-        self.say('%s %s' % ('ok  ' if ok else 'FAIL', text))
-        if not ok:
-            self.failed += 1
-        return ok
 
     def volume(self, volume_id):
         return self.admin.get('/volumes/%s' % volume_id,

@@ -33,6 +33,8 @@ import time
 
 import XenAPI
 
+import checklog  # noqa: E402  (this script's own directory)
+
 MIB = 1024 * 1024
 VERSION_PLUGIN = 'nova_xen_version.py'
 ISOLATION_PLUGIN = 'nova_xen_isolation.py'
@@ -46,7 +48,7 @@ class Compute(object):
          self.host_uuid, self.master, self.pool) = line.split()
 
 
-class Smoke(object):
+class Smoke(checklog.Checks):
 
     def __init__(self, args):
         self.args = args
@@ -57,16 +59,6 @@ class Smoke(object):
         with open(args.xapi_json) as f:
             self.world = json.load(f)
         self.sessions = {}
-
-    def say(self, text):
-        sys.stdout.write('[%5.1fs] %s\n' % (time.time() - self.started, text))
-        sys.stdout.flush()
-
-    def check(self, ok, text):
-        self.say('%s %s' % ('ok  ' if ok else 'FAIL', text))
-        if not ok:
-            self.failed += 1
-        return ok
 
     def openstack(self, *argv, json_out=True):
         cmd = [self.args.openstack] + list(argv)
