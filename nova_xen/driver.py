@@ -55,6 +55,7 @@ class XenAPIDriver(driver.ComputeDriver):
         'supports_attach_interface': True,
         'supports_device_tagging': False,
         'supports_multiattach': False,
+        'supports_extend_volume': True,
         'supports_image_type_raw': True,
         'supports_image_type_vhd': True,
     })
@@ -256,6 +257,10 @@ class XenAPIDriver(driver.ComputeDriver):
     def detach_volume(self, context, connection_info, instance, mountpoint,
                       encryption=None):
         self._volumes.detach(connection_info, instance)
+
+    def extend_volume(self, context, connection_info, instance,
+                      requested_size):
+        self._volumes.extend(connection_info, requested_size)
 
     def manage_image_cache(self, context, all_instances):
         # usage is read from the pool (clones name their cached image), so
@@ -572,8 +577,6 @@ def _unsupported(feature, why):
 for _name, _feature, _why in (
         ('swap_volume', 'swapping a volume',
          'xapi cannot copy an attached disk into another LUN'),
-        ('extend_volume', 'extending a volume',
-         'xapi\'s iscsi SR does not show a grown LUN to a running guest'),
         ('block_stats', 'per-volume I/O counters',
          'Nova polls them only with volume_usage_poll_interval, which '
          'xapi\'s RRDs do not feed per volume'),

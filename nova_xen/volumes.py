@@ -183,6 +183,23 @@ class VolumeOps(object):
         self.disconnect_sr(sr)
         LOG.info('volume %s detached', target.volume_id, instance=instance)
 
+    def extend(self, connection_info, size):
+        """Cinder grew the LUN: a rescan gives its VDI the new size.  A
+        running guest sees it at its next boot (xapi does not resize a
+        plugged disk under a guest)."""
+        target = Target(connection_info)
+        sr = self._find_sr(target)
+        if sr is None:
+            raise exception.VolumeNotFound(volume_id=target.volume_id)
+        self.session.call('SR.scan', sr)
+        vdi = self._lun_vdi(sr, target)
+        now = int(self.session.call('VDI.get_virtual_size', vdi))
+        if now < size:
+            raise exception.NovaException(
+                'volume %s: target %s still shows %d bytes, not %d, after a '
+                'rescan' % (target.volume_id, target, now, size))
+        LOG.info('volume %s now %d bytes', target.volume_id, now)
+
     def disconnect(self, connection_info):
         """Forget a volume's SR if nothing uses it (after the VM went)."""
         try:

@@ -3,6 +3,8 @@
 
 import copy
 
+from nova import context as nova_context
+from nova import objects
 from oslo_utils.fixture import uuidsentinel as uuids
 
 from nova_xen import volumes
@@ -113,6 +115,23 @@ class AttachTest(_VolumeTestCase):
         self.assertEqual([], self.x.secret.get_all())
         self.assertNotIn(iqn, self.tgt.show())
         self.assertEqual('Running', self.x.VM.get_power_state(self.vm))
+
+    def test_extend_shows_the_new_size_to_xapi(self):
+        target, info = self.volume(uuids.vol11, size=64 * MIB)
+        self._attach_volume(self.server, uuids.vol11)
+        vdi = self.x.VBD.get_VDI(self.volume_vbds(self.vm)[uuids.vol11])
+        self.assertEqual(str(64 * MIB), self.x.VDI.get_virtual_size(vdi))
+        # Cinder grew the LUN; Nova tells the driver (volume-extended)
+        self.tgt.grow_lun(target, 1, 160 * MIB)
+        instance = objects.Instance.get_by_uuid(
+            nova_context.get_admin_context(), self.server['id'])
+        self.compute.driver.extend_volume(None, info, instance, 160 * MIB)
+        self.assertEqual(str(160 * MIB), self.x.VDI.get_virtual_size(vdi))
+        # asked for more than the LUN holds: said so
+        wanted = 'still shows %d bytes, not %d' % (160 * MIB, 256 * MIB)
+        self.assertRaisesRegex(
+            Exception, wanted, self.compute.driver.extend_volume, None,
+            info, instance, 256 * MIB)
 
     def test_attach_to_a_stopped_server_plugs_at_start(self):
         target, info = self.volume(uuids.vol2)
