@@ -227,7 +227,8 @@ class TempestTest(CinderTestCase):
         path = self.root / 'calls'
         return path.read_text().splitlines() if path.exists() else []
 
-    def test_no_volume_tests_by_default(self):
+    def test_no_volume_tests_when_turned_off(self):
+        self.env['MINICLOUD_VOLUME_TESTS'] = '0'
         conf = self.tempest_conf()
         self.assertEqual('False', conf.get('service_available', 'cinder'))
         self.assertEqual('False', conf.get('volume-feature-enabled',
@@ -238,7 +239,7 @@ class TempestTest(CinderTestCase):
         self.assertFalse([c for c in self.calls() if 'volume type' in c])
 
     def test_volume_tests(self):
-        self.env['MINICLOUD_VOLUME_TESTS'] = '1'
+        # on by default
         conf = self.tempest_conf(
             more='function mc_pid { [[ $1 == c-api ]] && echo 42; }\n'
             'function _mc_tempest_value { [[ $1 != volume ]] '

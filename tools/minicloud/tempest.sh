@@ -39,9 +39,9 @@ MC_TEMPEST_IMAGE_ALT=nova-xen-blank-alt
 # boot-from-volume and volume-backed server tests), which Tempest skips
 # while tempest.conf says there is no Cinder; with 1 it says there is (the
 # minicloud's, which must run: MINICLOUD_CINDER), and the tests in
-# tools/minicloud/tempest-exclude-volumes.txt are excluded too.  Default 0
-# until nova-xen attaches volumes.
-MINICLOUD_VOLUME_TESTS=${MINICLOUD_VOLUME_TESTS:-0}
+# tools/minicloud/tempest-exclude-volumes.txt are excluded too.  Default 1:
+# nova-xen attaches Cinder's iSCSI volumes.
+MINICLOUD_VOLUME_TESTS=${MINICLOUD_VOLUME_TESTS:-1}
 MC_TEMPEST_EXCLUDE_VOLUMES=$MC_TOOLS/tempest-exclude-volumes.txt
 # the volume type of Tempest's multiattach tests ([volume]
 # volume_type_multiattach), made by mc_tempest_configure
