@@ -168,8 +168,10 @@ class TaskWatcher(object):
             except Exception as exc:
                 if self._stop.is_set():
                     return
-                LOG.warning('task watcher lost its connection to xapi (%s); '
-                            'reconnecting in %.1f s', errors.why(exc), delay)
+                # once per outage at WARNING, then quietly until it is back
+                log = LOG.warning if delay == 0.5 else LOG.debug
+                log('task watcher lost its connection to xapi (%s); '
+                    'reconnecting in %.1f s', errors.why(exc), delay)
                 self._drop_connection()
                 self._stop.wait(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
