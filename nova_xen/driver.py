@@ -401,14 +401,6 @@ class XenAPIDriver(driver.ComputeDriver):
     def migrate_disk_and_power_off(self, context, instance, dest, flavor,
                                    network_info, block_device_info=None,
                                    timeout=0, retry_interval=0):
-        if volumes.mapping(block_device_info) and \
-                self._host.peer(dest) is None:
-            # inside a pool the destination plugs the same LUNs; a VM sent
-            # to another pool could not take its volumes along
-            raise exception.InstanceFaultRollback(
-                inner_exception=exception.ResizeError(
-                    reason=volumes.NOT_MOVED % 'resized or migrated to '
-                    'another pool'))
         return self._resize.migrate_disk_and_power_off(
             instance, dest, flavor, timeout, retry_interval)
 

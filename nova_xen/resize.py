@@ -212,8 +212,23 @@ class Resize(object):
 
     def _transfer_clone(self, instance, vm):
         session = self.session
-        clone = session.call_async('VM.clone', vm, instance.name +
-                                   '-transfer')
+        # Cinder volumes do not travel: the destination plugs the same
+        # LUNs in its own pool.  xapi would clone every disk of the VM
+        # (and cannot clone a LUN), so the original lets go of its volume
+        # VBDs for the clone and takes them back at once
+        volumes = self._volume_vbds(vm)
+        for vbd in volumes:
+            session.call('VBD.destroy', vbd)
+        try:
+            clone = session.call_async('VM.clone', vm, instance.name +
+                                       '-transfer')
+        finally:
+            for record in volumes.values():
+                storage.create_vbd(
+                    session, vm, record['VDI'], 'volume',
+                    bootable=record['bootable'],
+                    userdevice=record['userdevice'],
+                    other_config=record['other_config'])
         try:
             for vif in session.call('VM.get_VIFs', clone):
                 session.call('VIF.destroy', vif)
@@ -286,9 +301,27 @@ class Resize(object):
         if vm is None:
             LOG.info('confirm: no original left to remove', instance=instance)
             return
-        remove_vm_and_disks(self.session, vm, ORIGINAL, instance.uuid)
+        self._remove(vm, ORIGINAL, instance.uuid)
         LOG.info('resize confirmed: the original VM and its disks are gone',
                  instance=instance)
+
+    def _remove(self, vm, key, uuid):
+        """remove_vm_and_disks, and the targets of the VM's volumes when
+        nothing else in this pool uses them (the instance went to another
+        pool, or was deleted)."""
+        srs = {self.session.call('VDI.get_SR', record['VDI'])
+               for record in self._volume_vbds(vm).values()}
+        remove_vm_and_disks(self.session, vm, key, uuid)
+        for sr in srs:
+            if self.vms.volumes is not None:
+                self.vms.volumes.disconnect_sr(sr)
+
+    def _volume_vbds(self, vm):
+        """{VBD: record} of the VM's Cinder volumes."""
+        vbds = self.session.call('VBD.get_all_records_where',
+                                 'field "VM"="%s"' % vm)
+        return {ref: record for ref, record in vbds.items()
+                if record['other_config'].get('nova_role') == 'volume'}
 
     def finish_revert(self, instance, power_on):
         self._drop_transfer(instance)
@@ -320,7 +353,7 @@ class Resize(object):
                 for vm in find_tagged(self.session, name + suffix, key, uuid):
                     LOG.info('removing VM %s%s: its instance %s was deleted',
                              name, suffix, uuid)
-                    remove_vm_and_disks(self.session, vm, key, uuid)
+                    self._remove(vm, key, uuid)
                     done.append(('VM', vm))
             with self._lock:
                 self._kept.pop(uuid, None)
@@ -334,7 +367,7 @@ class Resize(object):
                                   instance.uuid):
                 LOG.info('removing the %s VM a resize left', suffix[1:],
                          instance=instance)
-                remove_vm_and_disks(self.session, vm, key, instance.uuid)
+                self._remove(vm, key, instance.uuid)
 
     # -- destination ---------------------------------------------------------
 

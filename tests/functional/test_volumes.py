@@ -362,3 +362,57 @@ class LiveMigrationWithVolumeTest(_VolumeTestCase):
         self.assertNotIn(self.x.host.get_iscsi_iqn(source), self.tgt.show())
         self._delete_server(server)
         self.assertEqual([], self.iscsi_srs())
+
+
+class CrossPoolWithVolumeTest(_VolumeTestCase):
+    xapisim_options = dict(base.XenAPIFunctionalTestCase.xapisim_options,
+                           pools=2)
+
+    def setUp(self):
+        super(CrossPoolWithVolumeTest, self).setUp()
+        self.server = self.boot(self.image_with(pattern(MIB)))
+        self.vm, _ = self.xapi.vm_of(self.server['id'])
+        other = self.xapi.world['pools'][1]
+        self.flags(connection_url=other['master'],
+                   host_uuid=other['hosts'][0]['uuid'], group='xenserver')
+        self.target = other['hosts'][0]['name_label']
+        self._start_compute(self.target)
+        self.y = self.xapi.login(other['master']).xenapi
+        self.vol, self.info = self.volume(uuids.xpool)
+        self._attach_volume(self.server, uuids.xpool)
+
+    def vm_in(self, x):
+        return [ref for ref, r in x.VM.get_all_records().items()
+                if r['other_config'].get('nova_uuid') == self.server['id']]
+
+    def srs_in(self, x):
+        uuid = volumes.Target(self.info).sr_uuid
+        return [ref for ref, r in x.SR.get_all_records().items()
+                if r['uuid'] == uuid]
+
+    def test_cold_migration_to_the_other_pool_takes_the_volume(self):
+        server = self._migrate_server(self.server, host=self.target)
+        (vm,) = self.vm_in(self.y)
+        vbds = {self.y.VBD.get_other_config(v).get('nova_volume_id'): v
+                for v in self.y.VM.get_VBDs(vm)}
+        self.assertTrue(self.y.VBD.get_currently_attached(
+            vbds[uuids.xpool]))
+        self.assertEqual('1', self.y.VDI.get_sm_config(self.y.VBD.get_VDI(
+            vbds[uuids.xpool]))['LUNid'])
+        # the kept original still has its VBD, in its own pool
+        self.assertIn(uuids.xpool, self.volume_vbds(self.vm))
+        self._confirm_resize(server)
+        self.assertEqual([], self.vm_in(self.x))
+        self.assertEqual([], self.srs_in(self.x))
+        self.assertEqual(1, len(self.srs_in(self.y)))
+        self._delete_server(server)
+        self.assertEqual([], self.srs_in(self.y))
+
+    def test_revert_from_the_other_pool(self):
+        server = self._migrate_server(self.server, host=self.target)
+        self._revert_resize(server)
+        self.assertEqual([self.vm], self.vm_in(self.x))
+        self.assertTrue(self.x.VBD.get_currently_attached(
+            self.volume_vbds(self.vm)[uuids.xpool]))
+        self.assertEqual([], self.vm_in(self.y))
+        self.assertEqual([], self.srs_in(self.y))
