@@ -31,6 +31,10 @@ LOG = logging.getLogger(__name__)
 
 NULL = 'OpaqueRef:NULL'
 WAIT = 30.0          # seconds one event.from may block
+# seconds a new domain's record is awaited from the watcher before it is
+# read (its event usually arrives within milliseconds of the start)
+DOMAIN_WAIT = 2.0
+SEEN_DOMIDS = 8      # domids remembered per VM (see domids())
 BACKOFF_MAX = 30.0   # seconds between reconnection attempts, at most
 KEPT = ('name_label', 'power_state', 'resident_on', 'affinity', 'domid',
         'other_config', 'is_a_template', 'is_a_snapshot',
@@ -85,8 +89,10 @@ class VMWatcher(object):
         self.emit = emit or (lambda event: None)
         # called with the VM ref when one of our VMs gets a new domain
         self.new_domain = new_domain
-        self._lock = threading.Lock()
+        # notified whenever a record changes (wait_domain)
+        self._lock = threading.Condition(threading.Lock())
         self._records = {}        # VM ref -> kept fields, instances only
+        self._domids = {}         # VM ref -> domids seen, latest last
         self._by_uuid = {}        # instance uuid -> {VM refs}: O(1) lookups
         self._resize_vms = {}     # VM ref -> kept fields, RESIZE_TAGS
         self._rescue_vms = {}     # VM ref -> kept fields, RESCUE_TAG
@@ -133,6 +139,41 @@ class VMWatcher(object):
         self._records[ref] = kept
         self._by_uuid.setdefault(kept['other_config']['nova_uuid'],
                                  set()).add(ref)
+        domid = int(kept['domid'])
+        if domid >= 0:
+            seen = self._domids.setdefault(ref, [])
+            if domid not in seen:
+                seen.append(domid)
+                del seen[:-SEEN_DOMIDS]
+        self._lock.notify_all()
+
+    def domids(self, vm):
+        """The domains the cache has seen ``vm`` in: taken before a
+        start, they tell its new domain from a late event of an old one
+        (wait_domain)."""
+        with self._lock:
+            return frozenset(self._domids.get(vm, ()))
+
+    def wait_domain(self, vm, known, host_ref, timeout=DOMAIN_WAIT):
+        """The record of ``vm`` once the watcher has seen it paused in a
+        domain on ``host_ref`` that is none of ``known`` (the new domain of
+        a start or resume the driver made, paused), or None after
+        ``timeout`` seconds (the caller reads it instead).  A late event
+        of an older domain does not qualify: that domain was running, or
+        is in ``known``."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                rec = self._records.get(vm)
+                if rec is not None and rec['power_state'] == 'Paused' and \
+                        rec['resident_on'] == host_ref and \
+                        int(rec['domid']) >= 0 and \
+                        int(rec['domid']) not in known:
+                    return dict(rec)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._lock.wait(left)
 
     def _drop(self, ref):
         """Forget an instance VM (with the lock held); its record."""
@@ -232,6 +273,7 @@ class VMWatcher(object):
             self._resize_vms.pop(vm, None)
             self._rescue_vms.pop(vm, None)
             self._foreign.pop(vm, None)
+            self._domids.pop(vm, None)
 
     # -- the loop ----------------------------------------------------------
 
@@ -362,6 +404,7 @@ class VMWatcher(object):
             self._resize_vms.pop(ref, None)
             self._rescue_vms.pop(ref, None)
             self._foreign.pop(ref, None)
+            self._domids.pop(ref, None)
         if old is not None and old['other_config']['nova_uuid'] in \
                 self._leaving:
             # it left for another pool: no stop, for Nova (mark consumed)

@@ -49,6 +49,18 @@ def halt(session, vm):
             raise
 
 
+def paused_domain(session, watcher, vm, known, host_ref):
+    """The record of the new, paused domain of ``vm`` on ``host_ref``
+    (``known``: the VM's domids before the start, watcher.domids): the
+    watcher's event brings it, without a call; read (and cached) if the
+    event is late."""
+    record = watcher.wait_domain(vm, known, host_ref)
+    if record is None:
+        record = session.call('VM.get_record', vm)
+        watcher.remember(vm, record)
+    return record
+
+
 def start_filtered(session, vm, host_ref, apply_rules, resume=False):
     """Start (or resume) ``vm`` paused, put the isolation rules on the new
     domain's VIFs (``apply_rules(vm)``), then let the guest run: it never
@@ -67,7 +79,8 @@ class PowerOps(object):
     cache (no read); where that may be stale by a few milliseconds, xapi's
     refusal (VM_BAD_POWER_STATE, which names the actual state) decides.
     What an operation leaves is written into the cache, not read back; a
-    new domain's record is read once, for its isolation rules."""
+    new domain's record comes with the watcher's event of it (read once
+    if that is late), for its isolation rules."""
 
     def __init__(self, session, host, watcher, isolation=None):
         self.session = session
@@ -117,14 +130,18 @@ class PowerOps(object):
         self.watcher.assume(vm, power_state='Running')
 
     def _start(self, instance, vm, resume=False):
-        """A new domain, started paused; its record (read once) gives the
-        rules their domain and goes into the cache; then it runs."""
+        """A new domain, started paused; its record (the watcher's, or
+        read once) gives the rules their domain; then it runs."""
+        known = self.watcher.domids(vm)
         if resume:
             self.session.call_async('VM.resume_on', vm, self.host.ref, True,
                                     False)
         else:
             start(self.session, vm, self.host.ref, paused=True)
-        self._new_domain(vm)
+        record = paused_domain(self.session, self.watcher, vm, known,
+                               self.host.ref)
+        if self.isolation is not None:
+            self.isolation.apply(vm, record=record)
         self.session.call('VM.unpause', vm)
         self.watcher.assume(vm, power_state='Running')
 

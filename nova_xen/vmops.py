@@ -236,12 +236,13 @@ class VMOps(object):
                     instance, events if wait else [], timeout=timeout,
                     error_callback=_neutron_failed):
                 with step('start the VM'):
+                    known = self.index.domids(vm)
                     power.start(session, vm, self.host.ref, paused=True)
                 with step('apply network isolation'):
-                    # the new domain's record, read once: for its rules
-                    # and for the VM watcher's cache
-                    record = session.call('VM.get_record', vm)
-                    self.index.remember(vm, record)
+                    # the new domain's record: the VM watcher's event of
+                    # it, or read if that is late
+                    record = power.paused_domain(session, self.index, vm,
+                                                 known, self.host.ref)
                     self.isolation.apply(vm, record=record)
         except exception.InstanceEventTimeout:
             if CONF.vif_plugging_is_fatal:

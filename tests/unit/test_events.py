@@ -20,7 +20,9 @@ def vm_record(nova_uuid, host):
                              other_config={'nova_uuid': nova_uuid})
 
 
-class WatcherTest(unittest.TestCase):
+class WatcherCase(unittest.TestCase):
+    """A watcher of the first host of a two-host pool."""
+
     def setUp(self):
         self.sim = xapisim.Simulator(hosts=2, guest_delay=0.01)
         self.addCleanup(self.sim.stop)
@@ -55,6 +57,8 @@ class WatcherTest(unittest.TestCase):
                     self.fail('no %s in %s' % (item, self.events))
                 self.cond.wait(left)
 
+
+class WatcherTest(WatcherCase):
     def test_events_for_our_instances_only(self):
         ours = self.session.call('VM.create', vm_record('ours', self.host))
         # an instance of another compute: it runs on the other host
@@ -111,3 +115,41 @@ class WatcherTest(unittest.TestCase):
         self.assertEqual(resyncs + 1, self.watcher.resyncs)
         self.session.call('VM.hard_shutdown', vm)
         self.wait_for(('ours', virtevent.EVENT_LIFECYCLE_STOPPED))
+
+
+class WaitDomainTest(WatcherCase):
+    """A start's new domain comes from the watcher's event, never from a
+    late event of the domain before it."""
+
+    def test_the_new_paused_domain_arrives_without_a_read(self):
+        vm = self.session.call('VM.create', vm_record('ours', self.host))
+        self.session.call('VM.start_on', vm, self.host, False, False)
+        self.wait_for(('ours', virtevent.EVENT_LIFECYCLE_STARTED))
+        old = int(self.session.call('VM.get_domid', vm))
+        known = self.watcher.domids(vm)
+        self.assertEqual({old}, known)
+        self.session.call('VM.hard_shutdown', vm)
+        self.wait_for(('ours', virtevent.EVENT_LIFECYCLE_STOPPED))
+        self.session.call('VM.start_on', vm, self.host, True, False)
+        record = self.watcher.wait_domain(vm, known, self.host, timeout=10)
+        self.assertIsNotNone(record)
+        self.assertEqual('Paused', record['power_state'])
+        self.assertEqual(self.session.call('VM.get_domid', vm),
+                         record['domid'])
+        self.assertNotEqual(old, int(record['domid']))
+
+    def test_a_late_event_of_the_old_domain_does_not_qualify(self):
+        vm = self.session.call('VM.create', vm_record('ours', self.host))
+        self.session.call('VM.start_on', vm, self.host, True, False)
+        record = self.watcher.wait_domain(vm, frozenset(), self.host,
+                                          timeout=10)
+        self.assertIsNotNone(record)
+        # the cache still shows that domain, paused (as a late event
+        # would): with its domid known, it is no new domain
+        started = time.monotonic()
+        self.assertIsNone(self.watcher.wait_domain(
+            vm, self.watcher.domids(vm), self.host, timeout=0.3))
+        self.assertGreaterEqual(time.monotonic() - started, 0.3)
+        # nor is a domain on another host
+        self.assertIsNone(self.watcher.wait_domain(
+            vm, frozenset(), self.other_host, timeout=0.1))
