@@ -7,8 +7,6 @@ MINICLOUD_VOLUME_TESTS; and the devstack plugin's ``[cinder]`` and
 
 import os
 import re
-import shlex
-import subprocess
 
 from tests.devstack.harness import ALL_IN_ONE
 from tests.devstack.harness import REPO
@@ -33,26 +31,6 @@ class CinderTestCase(MinicloudTestCase):
             paste = self.dir / 'venv' / 'etc' / name / 'api-paste.ini'
             paste.parent.mkdir(parents=True)
             paste.write_text('[composite:%s]\n' % name)
-        self.env = {}
-
-    def bash(self, script, computes='1.1 1.2 2.1'):
-        prologue = (
-            'set -o errexit -o nounset -o pipefail\n'
-            'source %s\n' % shlex.quote(str(TOOLS / 'minicloud.sh')))
-        env = {
-            'PATH': os.environ.get('PATH', '/usr/bin:/bin'),
-            'HOME': str(self.root),
-            'LC_ALL': 'C.UTF-8',
-            'MINICLOUD_DIR': str(self.dir),
-            'MINICLOUD_PASSWORD': PASSWORD,
-            'MINICLOUD_COMPUTES': computes,
-            'NOVA_XEN_PYTHON': str(self.stub),
-            'SHIM_ROOT': str(self.root),
-        }
-        env.update(self.env)
-        return subprocess.run(['bash', '-c', prologue + script], env=env,
-                              cwd=str(REPO), capture_output=True, text=True,
-                              timeout=120)
 
     def ok(self, script):
         result = self.bash(script)

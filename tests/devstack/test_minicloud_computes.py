@@ -140,6 +140,7 @@ class MinicloudTestCase(unittest.TestCase):
         files = self.dir / 'files'
         files.mkdir()
         (files / 'nova-xen-blank.vhd').write_text('vhd')
+        self.env = {}     # more of the environment, for one test
 
     def bash(self, script, computes='1.1 1.2 2.1'):
         prologue = (
@@ -156,6 +157,7 @@ class MinicloudTestCase(unittest.TestCase):
             'NOVA_XEN_PYTHON': str(self.stub),
             'SHIM_ROOT': str(self.root),
         }
+        env.update(self.env)
         return subprocess.run(['bash', '-c', prologue + script], env=env,
                               cwd=str(REPO), capture_output=True, text=True,
                               timeout=120)
