@@ -3,8 +3,11 @@
 
 import copy
 
+import fixtures
+
 from nova import context as nova_context
 from nova import objects
+from nova.tests.functional.api import client
 from oslo_utils.fixture import uuidsentinel as uuids
 
 from nova_xen import volumes
@@ -223,6 +226,27 @@ class AttachTest(_VolumeTestCase):
         self.assertTrue(self.x.VBD.get_currently_attached(vbd))
         self.assertEqual(1, len(self.iscsi_srs()))
 
+    def test_rescue_and_unrescue_keep_the_volume(self):
+        target, info = self.volume(uuids.vol11)
+        self._attach_volume(self.server, uuids.vol11)
+        with open(target.luns[1], 'r+b') as fh:
+            fh.write(b'before the rescue')
+        self._rescue_server(self.server)
+        # the original is halted while the rescue VM runs: its volume VBD
+        # stays on it, and the target stays connected
+        self.assertEqual('Halted', self.x.VM.get_power_state(self.vm))
+        self.assertIn(uuids.vol11, self.volume_vbds(self.vm))
+        self.assertEqual(1, len(self.iscsi_srs()))
+        self._unrescue_server(self.server)
+        vm, record = self.xapi.vm_of(self.server['id'])
+        self.assertEqual('Running', record['power_state'])
+        vbd = self.volume_vbds(vm)[uuids.vol11]
+        self.assertTrue(self.x.VBD.get_currently_attached(vbd))
+        with open(target.luns[1], 'rb') as fh:
+            self.assertEqual(b'before the rescue', fh.read(17))
+        self._delete_server(self.server)
+        self.assertEqual([], self.iscsi_srs())
+
     def test_a_volume_type_xapi_cannot_plug_is_refused(self):
         self.cinder.VOLUME_CONNECTION_INFO[uuids.vol7] = {
             'driver_volume_type': 'rbd', 'data': {'name': 'pool/vol'}}
@@ -295,6 +319,50 @@ class BootFromVolumeTest(_VolumeTestCase):
         self.assertEqual(NOTHING, self.xapi.objects_of(server['id']))
         with open(target.luns[1], 'rb') as fh:
             self.assertEqual(b'written by the guest', fh.read(20))
+
+    def test_snapshot_is_cinders_and_copies_no_disk(self):
+        # Nova snapshots a volume-backed server in Cinder (a snapshot of
+        # the volume, recorded in an image's block device mapping): the
+        # driver neither copies nor uploads a disk
+        self.volume(uuids.snap_boot, size=128 * MIB)
+        # Cinder's volumes carry a description (nova's fixture leaves it
+        # out, and Nova's snapshot reads it)
+        fake_get = self.cinder.fake_get
+        self.useFixture(fixtures.MockPatch(
+            'nova.volume.cinder.API.get', autospec=False,
+            side_effect=lambda *a, **kw: dict(
+                {'display_description': None}, **fake_get(*a, **kw))))
+        server = self._wait_for_state_change(
+            self.boot_from_volume(uuids.snap_boot), 'ACTIVE')
+        self.xapi.control.reset_calls()
+        resp = self.api.post_server_action(
+            server['id'], {'createImage': {'name': 'bfv-snap'}})
+        image = self.glance.show(None, resp['image_id'])
+        self.assertEqual(0, image['size'] or 0)
+        mapping = image['properties']['block_device_mapping']
+        self.assertEqual('snapshot', mapping[0]['source_type'])
+        self.assertIn(mapping[0]['snapshot_id'], self.cinder.volume_snapshots)
+        calls = self.xapi.control.calls()
+        for call in ('VDI.snapshot', 'VM.snapshot', 'VDI.copy'):
+            self.assertNotIn(call, calls)
+        self.assertEqual('Running', self.xapi.vm_of(
+            server['id'])[1]['power_state'])
+
+    def test_rescue_is_refused_by_nova_with_its_reason(self):
+        # Nova rescues a volume-backed server only on a driver that offers
+        # stable device rescue of boot volumes (COMPUTE_RESCUE_BFV), which
+        # nova-xen does not: the API refuses, the server keeps running
+        self.volume(uuids.rescue_boot, size=128 * MIB)
+        server = self._wait_for_state_change(
+            self.boot_from_volume(uuids.rescue_boot), 'ACTIVE')
+        caught = self.assertRaises(
+            client.OpenStackApiException, self.api.post_server_action,
+            server['id'], {'rescue': {'adminPass': 'MySecretPass'}})
+        self.assertEqual(400, caught.response.status_code)
+        self.assertIn('volume-backed', str(caught))
+        self.assertEqual('ACTIVE', self.api.get_server(server['id'])['status'])
+        self.assertEqual('Running', self.xapi.vm_of(
+            server['id'])[1]['power_state'])
 
     def test_resize_of_a_volume_backed_server(self):
         self.flags(allow_resize_to_same_host=True)
