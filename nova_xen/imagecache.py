@@ -50,6 +50,10 @@ CHECKSUM = 'nova_image_checksum'
 SIZE = 'nova_image_virtual_size'   # the image's size ('0': not known)
 STARTED = 'nova_image_import_started'
 UNUSED = 'nova_image_unused_since'
+# on a cache VDI: its own uuid.  xapi copies name and other_config into a
+# clone, so a spawn's fresh clone looks like the entry until the spawn
+# renames and re-tags it: only the VDI whose uuid this names is the entry
+SELF = 'nova_image_cache_vdi'
 
 CACHED = 'nova image cache %s'
 IMPORTING = 'nova image import %s'
@@ -204,8 +208,9 @@ class ImageCache(object):
             % (CACHED % image_id, sr))
         for ref in sorted(found):
             rec = found[ref]
-            if rec['other_config'].get(KEY) != image_id:
-                continue
+            if rec['other_config'].get(KEY) != image_id or \
+                    rec['other_config'].get(SELF) != rec['uuid']:
+                continue     # not the entry (a clone a spawn is tagging)
             if rec['other_config'].get(CHECKSUM) != checksum:
                 LOG.info('cached image %s no longer matches Glance\'s '
                          'checksum: retired', image_id)
@@ -243,6 +248,8 @@ class ImageCache(object):
         finally:
             plan.close()
         with step('import the image'):
+            self.session.call('VDI.add_to_other_config', vdi, SELF,
+                              self.session.call('VDI.get_uuid', vdi))
             self.session.call('VDI.set_name_label', vdi,
                               CACHED % image_meta.id)
         undo.vdis.remove(vdi)
@@ -266,8 +273,8 @@ class ImageCache(object):
         for ref, rec in everything.items():
             other = rec['other_config']
             image_id = other.get(KEY)
-            if not image_id:
-                continue
+            if not image_id or other.get(SELF, rec['uuid']) != rec['uuid']:
+                continue     # no entry (a clone a spawn is tagging)
             name = rec['name_label']
             if name == IMPORTING % image_id:
                 started = int(other.get(STARTED) or 0)

@@ -206,6 +206,32 @@ class ImageCacheTest(base.XenAPIFunctionalTestCase):
         self.assertEqual(record['uuid'], self.x.VDI.get_other_config(
             self.root_of(server))['nova_image_base'])
 
+    def test_a_fresh_clone_is_never_taken_for_the_entry(self):
+        # xapi copies a VDI's name and other_config into its clones: until
+        # a spawn (here, or on another compute of the pool) renames and
+        # re-tags its clone, the clone looks like the cache entry
+        self.boot(self.image)
+        ref, entry = self.entry()
+        driver = self.compute.driver
+        clones = [self.x.VDI.clone(ref, {}) for _ in range(4)]
+        for clone in clones:
+            self.assertEqual(entry['name_label'],
+                             self.x.VDI.get_name_label(clone))
+        driver._cache._known.clear()
+        server = self.boot(self.image)
+        self.assertEqual(entry['uuid'], self.x.VDI.get_other_config(
+            self.root_of(server))['nova_image_base'])
+        self.assertEqual(1, self.downloads(self.image))
+        # nor does Nova's periodic pass treat them as entries
+        self.flags(remove_unused_original_minimum_age_seconds=0,
+                   group='image_cache')
+        driver.manage_image_cache(self.ctx(), [])
+        driver.manage_image_cache(self.ctx(), [])
+        for clone in clones:
+            self.assertNotIn('nova_image_unused_since',
+                             self.x.VDI.get_other_config(clone))
+            self.x.VDI.destroy(clone)
+
     def test_a_failed_import_leaves_no_entry(self):
         self.flags(max_attempts=1, group='scheduler')
         self.xapi.control.fail('host.call_plugin', ['INTERNAL_ERROR', 'x'])
