@@ -118,6 +118,7 @@ class XenAPIDriver(driver.ComputeDriver):
                                      self._isolation, self._vmops,
                                      self._power, lambda: self._sr)
         self._reclaimer.sweeps.append(self._resize.reap)
+        self._reclaimer.sweeps.append(self._volumes.retry_leftovers)
         self._evacuation = evacuate.Evacuation(self._session, self._host,
                                                self._index, self._isolation)
         LOG.info('nova-xen ready: host %s, instance SR %s',

@@ -22,6 +22,7 @@ from nova import exception
 from nova.virt import driver as virt_driver
 from oslo_log import log as logging
 
+from nova_xen.conf import CONF
 from nova_xen import errors
 from nova_xen import reclaim
 from nova_xen import storage
@@ -100,6 +101,9 @@ class VolumeOps(object):
         self._guard = threading.Lock()
         self._locks = collections.defaultdict(threading.Lock)
         self._iqn = None
+        # SRs a failed clean-up left: {SR ref: (SR uuid, why)}, retried by
+        # the reclaimer (retry_leftovers) until they are gone or used again
+        self._left = {}
 
     # -- what Cinder needs to know about this host ---------------------------
 
@@ -128,6 +132,9 @@ class VolumeOps(object):
             made = []
             try:
                 sr = self._sr(target, made)
+                # in use again: no leftover for the reclaimer
+                with self._guard:
+                    self._left.pop(sr, None)
                 self.session.call('SR.scan', sr)
                 vdi = self._lun_vdi(sr, target)
             except Exception as exc:
@@ -236,21 +243,29 @@ class VolumeOps(object):
         self.disconnect_sr(sr)
 
     def disconnect_sr(self, sr):
-        """Unplug and forget ``sr`` unless a VBD still uses its VDIs."""
+        """Unplug and forget ``sr`` unless a VBD still uses its VDIs.  An
+        SR xapi will not unplug or forget now is left to the reclaimer
+        (the volume is off the guest already: that is no failure of the
+        caller's)."""
         try:
-            for vdi in self.session.call('SR.get_VDIs', sr):
-                if self.session.call('VDI.get_VBDs', vdi):
-                    return
-            secrets = []
-            for pbd in self.session.call('SR.get_PBDs', sr):
-                record = self.session.call('PBD.get_record', pbd)
-                if record['other_config'].get(SECRET):
-                    secrets.append(record['other_config'][SECRET])
-                if record['currently_attached']:
-                    self.session.call('PBD.unplug', pbd)
-            self.session.call('SR.forget', sr)
+            self._disconnect_sr(sr)
         except exception.NotFound:
-            return
+            pass
+        except Exception as exc:
+            self._leave(sr, exc)
+
+    def _disconnect_sr(self, sr):
+        for vdi in self.session.call('SR.get_VDIs', sr):
+            if self.session.call('VDI.get_VBDs', vdi):
+                return
+        secrets = []
+        for pbd in self.session.call('SR.get_PBDs', sr):
+            record = self.session.call('PBD.get_record', pbd)
+            if record['other_config'].get(SECRET):
+                secrets.append(record['other_config'][SECRET])
+            if record['currently_attached']:
+                self.session.call('PBD.unplug', pbd)
+        self.session.call('SR.forget', sr)
         for secret_uuid in secrets:
             try:
                 secret = self.session.call('secret.get_by_uuid', secret_uuid)
@@ -259,6 +274,52 @@ class VolumeOps(object):
                     continue       # gone already
                 raise
             reclaim.destroy(self.session, reclaim.SECRET, secret)
+
+    # -- leftovers ------------------------------------------------------------
+
+    def _leave(self, sr, exc):
+        """A volume SR a clean-up could not remove: the reclaimer's."""
+        why = _why(exc)
+        try:
+            uuid_ = self.session.call('SR.get_uuid', sr)
+        except Exception:
+            uuid_ = None
+        with self._guard:
+            new = sr not in self._left
+            self._left[sr] = (uuid_, why)
+        if new:
+            LOG.warning('could not remove the volume SR %s (%s); nova-xen '
+                        'tries again every %d s', sr, why,
+                        CONF.xenserver.reclaim_interval)
+
+    def retry_leftovers(self):
+        """The reclaimer's sweep: each volume SR a failed detach or undo
+        left is unplugged and forgotten now, unless a VBD uses it again
+        (an attach of its volume took it back meanwhile)."""
+        with self._guard:
+            left = dict(self._left)
+        done = []
+        for sr, (uuid_, why) in sorted(left.items()):
+            with self._lock(uuid_ or sr):
+                with self._guard:
+                    if sr not in self._left:
+                        continue       # connected again meanwhile
+                try:
+                    self._disconnect_sr(sr)
+                except exception.NotFound:
+                    LOG.info('volume SR %s left over earlier (%s) is gone',
+                             sr, why)
+                except Exception as exc:
+                    LOG.debug('volume SR %s still cannot be removed: %s', sr,
+                              _why(exc))
+                    continue
+                else:
+                    LOG.info('reclaimed volume SR %s, left over earlier (%s)',
+                             sr, why)
+            with self._guard:
+                self._left.pop(sr, None)
+            done.append(('SR', sr))
+        return done
 
     # -- helpers -------------------------------------------------------------
 
@@ -322,15 +383,19 @@ class VolumeOps(object):
                    % (target.lun, target))
 
     def _undo(self, made):
+        """Remove what a failed connect made; what xapi refuses to remove
+        now goes to the reclaimer (an SR this call introduced, a secret)."""
         for kind, ref in reversed(made):
             if kind == 'plugged':
                 _quietly(self.session.call, 'PBD.unplug', ref)
             elif kind == 'PBD':
                 _quietly(self.session.call, 'PBD.destroy', ref)
             elif kind == 'SR':
-                _quietly(self.session.call, 'SR.forget', ref)
+                failed = _quietly(self.session.call, 'SR.forget', ref)
+                if failed is not None:
+                    self._leave(ref, failed)
             elif kind == 'secret':
-                _quietly(self.session.call, 'secret.destroy', ref)
+                reclaim.destroy(self.session, reclaim.SECRET, ref)
 
     def _vbds_of(self, vm, volume_id):
         found = []
@@ -368,11 +433,15 @@ def root_volume(block_device_info):
 
 
 def _quietly(call, *args):
+    """``call(*args)``; its failure logged and returned (None if none)."""
     try:
         call(*args)
+    except exception.NotFound:
+        return None
     except Exception as exc:
-        LOG.warning('volume clean-up: %s%s failed: %s', args[0],
-                    '', _why(exc))
+        LOG.warning('volume clean-up: %s failed: %s', args[0], _why(exc))
+        return exc
+    return None
 
 
 def _why(exc):

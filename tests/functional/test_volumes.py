@@ -2,6 +2,7 @@
 ``iscsi`` SRs, attached to and detached from servers, and booted from."""
 
 import copy
+import time
 
 import fixtures
 
@@ -286,6 +287,88 @@ class AttachTest(_VolumeTestCase):
         self.assertEqual(1, len(self.iscsi_srs()))
         self.assertEqual(1, len(self.x.VDI.get_VBDs(self.x.VBD.get_VDI(
             self.volume_vbds(vm)[uuids.vol8]))))
+
+
+class VolumeLeftoversTest(_VolumeTestCase):
+    """What xapi refuses to remove when a volume goes (its SR, a CHAP
+    secret) is reclaimed while nova-compute runs."""
+
+    def _setup_services(self):
+        # the reclaimer's first pass comes after one interval
+        self.flags(reclaim_interval=1, group='xenserver')
+        super(VolumeLeftoversTest, self)._setup_services()
+
+    def setUp(self):
+        super(VolumeLeftoversTest, self).setUp()
+        self.server = self.boot(self.image_with(pattern(MIB)))
+        self.vm, _ = self.xapi.vm_of(self.server['id'])
+
+    def eventually(self, check, seconds=15, what='the condition'):
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            if check():
+                return
+            time.sleep(0.2)
+        self.fail('%s did not hold within %d s' % (what, seconds))
+
+    def log_lines(self, text):
+        return [line for line in self.stdlog.logger.output.splitlines()
+                if text in line]
+
+    def test_a_detach_xapi_would_not_forget_the_sr_of(self):
+        target, info = self.volume(uuids.left1)
+        self._attach_volume(self.server, uuids.left1)
+        sr = self.sr_of(info)
+        self.xapi.control.fail('SR.forget', ['INTERNAL_ERROR', 'busy'])
+        # the volume leaves the guest and Nova at once; its SR follows
+        self._detach_volume(self.server, uuids.left1)
+        self.assertEqual([], self.api.get_server_volumes(self.server['id']))
+        self.assertEqual({}, self.volume_vbds(self.vm))
+        self.eventually(lambda: self.iscsi_srs() == [] and
+                        self.x.secret.get_all() == [],
+                        what='the SR and its secret reclaimed')
+        self.assertEqual(1, len(self.log_lines(
+            'could not remove the volume SR %s' % sr)))
+        self.assertEqual(1, len(self.log_lines('reclaimed volume SR %s' % sr)))
+        # dom0 logged out of the target
+        iqn = self.x.host.get_iscsi_iqn(self.x.VM.get_resident_on(self.vm))
+        self.assertNotIn(iqn, self.tgt.show())
+        self.assertNotIn(info['data']['auth_password'],
+                         self.stdlog.logger.output)
+
+    def test_a_failed_attach_whose_sr_xapi_would_not_forget(self):
+        target, info = self.volume(uuids.left2)
+        info['data']['auth_password'] = 'wrong'
+        self.xapi.control.fail('SR.forget', ['INTERNAL_ERROR', 'busy'])
+        self.api.post_server_volume(
+            self.server['id'],
+            {'volumeAttachment': {'volumeId': uuids.left2}})
+        self.notifier.wait_for_versioned_notifications(
+            'instance.volume_attach.error')
+        self.eventually(lambda: self.iscsi_srs() == [] and
+                        self.x.secret.get_all() == [],
+                        what='the SR and the secret reclaimed')
+        self.assertEqual(1, len(self.log_lines('reclaimed volume SR')))
+
+    def test_a_leftover_sr_attached_again_is_kept(self):
+        target, info = self.volume(uuids.left3)
+        self._attach_volume(self.server, uuids.left3)
+        # the reclaimer's passes fail until the volume is back
+        self.xapi.control.fail('SR.forget', ['INTERNAL_ERROR', 'busy'],
+                               times=1000)
+        self._detach_volume(self.server, uuids.left3)
+        self.assertEqual(1, len(self.iscsi_srs()))
+        self._attach_volume(self.server, uuids.left3)
+        self.xapi.control.clear_faults()
+        passes = self.driver_reclaimer().passes
+        self.eventually(lambda: self.driver_reclaimer().passes >= passes + 2,
+                        what='two passes of the reclaimer')
+        vbd = self.volume_vbds(self.vm)[uuids.left3]
+        self.assertTrue(self.x.VBD.get_currently_attached(vbd))
+        self.assertEqual(1, len(self.iscsi_srs()))
+
+    def driver_reclaimer(self):
+        return self.computes[self.compute.host].manager.driver._reclaimer
 
 
 class BootFromVolumeTest(_VolumeTestCase):
