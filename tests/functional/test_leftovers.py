@@ -12,18 +12,14 @@ MIB = 1024 * 1024
 NOTHING = {'VM': [], 'VDI': [], 'VBD': [], 'VIF': []}
 
 
-class _Leftovers(base.XenAPIFunctionalTestCase):
+class Reclaiming(object):
+    """For a functional test case whose reclaimer passes every second."""
 
     def _setup_services(self):
         # the reclaimer's first pass comes after one interval: set it
         # before nova-compute starts
         self.flags(reclaim_interval=1, group='xenserver')
-        super(_Leftovers, self)._setup_services()
-
-    def setUp(self):
-        super(_Leftovers, self).setUp()
-        self.server = self.boot(self.image_with(pattern(MIB)))
-        self.driver = self.computes[self.compute.host].manager.driver
+        super(Reclaiming, self)._setup_services()
 
     def eventually(self, check, seconds=15, what='the condition'):
         deadline = time.time() + seconds
@@ -37,6 +33,14 @@ class _Leftovers(base.XenAPIFunctionalTestCase):
     def log_lines(self, text):
         return [line for line in self.stdlog.logger.output.splitlines()
                 if text in line]
+
+
+class _Leftovers(Reclaiming, base.XenAPIFunctionalTestCase):
+
+    def setUp(self):
+        super(_Leftovers, self).setUp()
+        self.server = self.boot(self.image_with(pattern(MIB)))
+        self.driver = self.computes[self.compute.host].manager.driver
 
 
 class FailedDeleteTest(_Leftovers):

@@ -2,7 +2,6 @@
 ``iscsi`` SRs, attached to and detached from servers, and booted from."""
 
 import copy
-import time
 
 import fixtures
 
@@ -14,6 +13,7 @@ from oslo_utils.fixture import uuidsentinel as uuids
 from nova_xen import volumes
 
 from tests.functional import base
+from tests.functional import test_leftovers
 from tests.functional.test_boot import pattern
 from tests import iscsi_target
 
@@ -289,31 +289,14 @@ class AttachTest(_VolumeTestCase):
             self.volume_vbds(vm)[uuids.vol8]))))
 
 
-class VolumeLeftoversTest(_VolumeTestCase):
+class VolumeLeftoversTest(test_leftovers.Reclaiming, _VolumeTestCase):
     """What xapi refuses to remove when a volume goes (its SR, a CHAP
     secret) is reclaimed while nova-compute runs."""
-
-    def _setup_services(self):
-        # the reclaimer's first pass comes after one interval
-        self.flags(reclaim_interval=1, group='xenserver')
-        super(VolumeLeftoversTest, self)._setup_services()
 
     def setUp(self):
         super(VolumeLeftoversTest, self).setUp()
         self.server = self.boot(self.image_with(pattern(MIB)))
         self.vm, _ = self.xapi.vm_of(self.server['id'])
-
-    def eventually(self, check, seconds=15, what='the condition'):
-        deadline = time.time() + seconds
-        while time.time() < deadline:
-            if check():
-                return
-            time.sleep(0.2)
-        self.fail('%s did not hold within %d s' % (what, seconds))
-
-    def log_lines(self, text):
-        return [line for line in self.stdlog.logger.output.splitlines()
-                if text in line]
 
     def test_a_detach_xapi_would_not_forget_the_sr_of(self):
         target, info = self.volume(uuids.left1)
