@@ -13,7 +13,6 @@ the instance fault (a string there makes Nova drop the fault and answer
 
 from nova import exception
 from nova.i18n import _
-import XenAPI
 
 
 class XenAPIError(exception.NovaException):
@@ -117,7 +116,10 @@ def translate(method, details):
 
 
 def why(exc):
-    """One line for a log: xapi's code and parameters, or the message."""
-    if isinstance(exc, XenAPI.Failure):
-        return describe([str(d) for d in exc.details])
+    """One line for a log or a fault: xapi's code and parameters (of a
+    XenAPI.Failure, or of an error translated from one), or the
+    message."""
+    details = getattr(exc, 'details', None)
+    if details:
+        return describe([str(d) for d in details])
     return str(exc) or exc.__class__.__name__

@@ -149,11 +149,8 @@ class Host(object):
         """The SRs of ``vm``'s disks this host does not see (its Cinder
         volumes aside: a destination plugs their targets itself)."""
         session = self.session
-        vbds = session.call('VBD.get_all_records_where',
-                            'field "VM"="%s"' % vm)
-        vdis = {r['VDI'] for r in vbds.values()
-                if r['VDI'] != storage.NULL and
-                r['other_config'].get('nova_role') != 'volume'}
+        vdis = {r['VDI'] for r in storage.vbd_records(
+            session, vm, volumes=False).values() if r['VDI'] != storage.NULL}
         return {sr for sr in {session.call('VDI.get_SR', vdi)
                               for vdi in vdis}
                 if not self.sees(sr)}

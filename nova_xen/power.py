@@ -61,15 +61,22 @@ def paused_domain(session, watcher, vm, known, host_ref):
     return record
 
 
-def start_filtered(session, vm, host_ref, apply_rules, resume=False):
+def start_filtered(session, vm, host_ref, apply_rules, resume=False,
+                   watcher=None):
     """Start (or resume) ``vm`` paused, put the isolation rules on the new
-    domain's VIFs (``apply_rules(vm)``), then let the guest run: it never
-    sends a frame without them."""
+    domain's VIFs (``apply_rules(vm, record=...)``), then let the guest
+    run: it never sends a frame without them.  With the VM ``watcher``,
+    the new domain's record comes from its event (paused_domain);
+    without, ``apply_rules`` reads it (record None)."""
+    known = watcher.domids(vm) if watcher is not None else None
     if resume:
         session.call_async('VM.resume_on', vm, host_ref, True, False)
     else:
         start(session, vm, host_ref, paused=True)
-    apply_rules(vm)
+    record = None
+    if watcher is not None:
+        record = paused_domain(session, watcher, vm, known, host_ref)
+    apply_rules(vm, record=record)
     # unpausing a domain is immediate: no task to wait for
     session.call('VM.unpause', vm)
 
@@ -132,18 +139,13 @@ class PowerOps(object):
     def _start(self, instance, vm, resume=False):
         """A new domain, started paused; its record (the watcher's, or
         read once) gives the rules their domain; then it runs."""
-        known = self.watcher.domids(vm)
-        if resume:
-            self.session.call_async('VM.resume_on', vm, self.host.ref, True,
-                                    False)
-        else:
-            start(self.session, vm, self.host.ref, paused=True)
-        record = paused_domain(self.session, self.watcher, vm, known,
-                               self.host.ref)
+        start_filtered(self.session, vm, self.host.ref, self._apply_rules,
+                       resume=resume, watcher=self.watcher)
+        self.watcher.assume(vm, power_state='Running')
+
+    def _apply_rules(self, vm, record=None):
         if self.isolation is not None:
             self.isolation.apply(vm, record=record)
-        self.session.call('VM.unpause', vm)
-        self.watcher.assume(vm, power_state='Running')
 
     def _new_domain(self, vm):
         """Read the VM once it has a new domain: the cache gets its

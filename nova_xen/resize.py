@@ -216,7 +216,7 @@ class Resize(object):
         # LUNs in its own pool.  xapi would clone every disk of the VM
         # (and cannot clone a LUN), so the original lets go of its volume
         # VBDs for the clone and takes them back at once
-        volumes = self._volume_vbds(vm)
+        volumes = storage.vbd_records(session, vm, volumes=True)
         for vbd in volumes:
             session.call('VBD.destroy', vbd)
         try:
@@ -310,18 +310,12 @@ class Resize(object):
         nothing else in this pool uses them (the instance went to another
         pool, or was deleted)."""
         srs = {self.session.call('VDI.get_SR', record['VDI'])
-               for record in self._volume_vbds(vm).values()}
+               for record in storage.vbd_records(
+                   self.session, vm, volumes=True).values()}
         remove_vm_and_disks(self.session, vm, key, uuid)
         for sr in srs:
             if self.vms.volumes is not None:
                 self.vms.volumes.disconnect_sr(sr)
-
-    def _volume_vbds(self, vm):
-        """{VBD: record} of the VM's Cinder volumes."""
-        vbds = self.session.call('VBD.get_all_records_where',
-                                 'field "VM"="%s"' % vm)
-        return {ref: record for ref, record in vbds.items()
-                if record['other_config'].get('nova_role') == 'volume'}
 
     def finish_revert(self, instance, power_on):
         self._drop_transfer(instance)

@@ -94,6 +94,15 @@ def vdis_of_vm(session, vm):
     return found
 
 
+def vbd_records(session, vm, volumes):
+    """{VBD ref: record} of ``vm``'s VBDs, in one call: its Cinder
+    volumes (``volumes`` True) or every other one."""
+    vbds = session.call('VBD.get_all_records_where', 'field "VM"="%s"' % vm)
+    return {ref: record for ref, record in vbds.items()
+            if (record['other_config'].get('nova_role') == 'volume') ==
+            volumes}
+
+
 def disks_by_role(session, vm):
     """{role: (VDI ref, virtual size)} of a VM's disks (the role its VBD
     was made with: root, ephemeral, swap, config-drive, ...)."""

@@ -142,7 +142,7 @@ class VolumeOps(object):
                 raise exception.VolumeAttachFailed(
                     volume_id=target.volume_id,
                     reason='target %s: %s' % (target, target.scrub(
-                        _why(exc))))
+                        errors.why(exc))))
         return vdi, sr
 
     def attach(self, connection_info, instance, mountpoint):
@@ -165,7 +165,8 @@ class VolumeOps(object):
             self.disconnect_sr(sr)
             raise exception.VolumeAttachFailed(
                 volume_id=target.volume_id,
-                reason='target %s: %s' % (target, target.scrub(_why(exc))))
+                reason='target %s: %s' % (target,
+                                          target.scrub(errors.why(exc))))
         LOG.info('volume %s attached as %s', target.volume_id, mountpoint,
                  instance=instance)
 
@@ -239,7 +240,7 @@ class VolumeOps(object):
                         self.session.call('PBD.unplug', pbd)
             except Exception as exc:
                 LOG.warning('could not unplug the target %s from this host: '
-                            '%s', target, target.scrub(_why(exc)))
+                            '%s', target, target.scrub(errors.why(exc)))
         self.disconnect_sr(sr)
 
     def disconnect_sr(self, sr):
@@ -279,7 +280,7 @@ class VolumeOps(object):
 
     def _leave(self, sr, exc):
         """A volume SR a clean-up could not remove: the reclaimer's."""
-        why = _why(exc)
+        why = errors.why(exc)
         try:
             uuid_ = self.session.call('SR.get_uuid', sr)
         except Exception:
@@ -311,7 +312,7 @@ class VolumeOps(object):
                              sr, why)
                 except Exception as exc:
                     LOG.debug('volume SR %s still cannot be removed: %s', sr,
-                              _why(exc))
+                              errors.why(exc))
                     continue
                 else:
                     LOG.info('reclaimed volume SR %s, left over earlier (%s)',
@@ -439,13 +440,7 @@ def _quietly(call, *args):
     except exception.NotFound:
         return None
     except Exception as exc:
-        LOG.warning('volume clean-up: %s failed: %s', args[0], _why(exc))
+        LOG.warning('volume clean-up: %s failed: %s', args[0],
+                    errors.why(exc))
         return exc
     return None
-
-
-def _why(exc):
-    details = getattr(exc, 'details', None)
-    if details:
-        return ' '.join(str(d) for d in details)
-    return str(exc) or exc.__class__.__name__
