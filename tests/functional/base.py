@@ -8,11 +8,13 @@ import nova_xen.conf  # noqa: F401  registers [xenserver]
 
 from tests.functional import fixtures as xen_fixtures
 from tests.functional import glance_http
+from tests.functional import waits
 
 MIB = 1024 * 1024
 
 
-class XenAPIFunctionalTestCase(integrated_helpers._IntegratedTestBase):
+class XenAPIFunctionalTestCase(waits.PatientWaits,
+                               integrated_helpers._IntegratedTestBase):
     compute_driver = 'xenapi.XenAPIDriver'
     ADMIN_API = True
     microversion = 'latest'
