@@ -78,6 +78,18 @@ HOST_OPTS = [
     cfg.IntOpt('soft_reboot_timeout', default=120, min=1,
                help='Seconds a soft reboot waits for the guest to restart '
                     'cleanly before xapi reboots it hard.'),
+    cfg.BoolOpt('disable_host_with_service', default=False,
+                help='Also disable the XenServer host in xapi '
+                     '(host.disable) when Nova disables this compute '
+                     'service (os-services, os-hosts), as Nova\'s old XenAPI '
+                     'driver did. xapi then starts no VM on the host: '
+                     'starting a stopped server there, a hard reboot and a '
+                     'resize revert onto it fail until the service is '
+                     'enabled again. When false (the default) a disabled '
+                     'service only stops Nova from scheduling new servers '
+                     'to the host, and the servers there keep working. '
+                     'Maintenance mode (os-hosts) always disables the host '
+                     'in xapi.'),
 ]
 
 IMAGE_OPTS = [

@@ -23,6 +23,7 @@ from nova_xen import consoles
 from nova_xen import diagnostics
 from nova_xen import errors
 from nova_xen import host as host_mod
+from nova_xen import hostactions
 from nova_xen import evacuate
 from nova_xen import events
 from nova_xen import imagecache
@@ -121,6 +122,9 @@ class XenAPIDriver(driver.ComputeDriver):
         self._reclaimer.sweeps.append(self._volumes.retry_leftovers)
         self._evacuation = evacuate.Evacuation(self._session, self._host,
                                                self._index, self._isolation)
+        self._host_actions = hostactions.HostActions(self._session,
+                                                     self._host)
+        self._host_actions.warn_if_disabled()
         LOG.info('nova-xen ready: host %s, instance SR %s',
                  self._host.nodename, self._sr)
 
@@ -535,24 +539,16 @@ class XenAPIDriver(driver.ComputeDriver):
     # -- the host ------------------------------------------------------------
 
     def get_host_uptime(self):
-        return self._session.call_plugin(self._host.ref, consoles.HOST_PLUGIN,
-                                         'host_uptime')['text']
+        return self._host_actions.uptime()
 
     def set_host_enabled(self, enabled):
-        self._session.call('host.enable' if enabled else 'host.disable',
-                           self._host.ref)
-        return 'enabled' if enabled else 'disabled'
+        return self._host_actions.set_enabled(enabled)
 
     def host_maintenance_mode(self, host, mode):
-        """Maintenance takes the XenServer host out of placement decisions
-        (host.disable); instances stay: live-migrate them first."""
-        self.set_host_enabled(not mode)
-        return 'on_maintenance' if mode else 'off_maintenance'
+        return self._host_actions.maintenance(mode)
 
     def host_power_action(self, action):
-        raise NotImplementedError(
-            'nova-xen does not %s XenServer hosts; use xe host-%s or '
-            'XCP-ng Center' % (action, action))
+        return self._host_actions.power_action(action)
 
 
 def _unsupported(feature, why):

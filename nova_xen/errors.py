@@ -88,6 +88,10 @@ _TABLE = {
                        'the %(0)s object no longer exists'),
     'NO_HOSTS_AVAILABLE': (exception.ComputeResourcesUnavailable,
                            'no host of the pool can run the VM'),
+    'HOST_DISABLED': (exception.ComputeResourcesUnavailable,
+                      'the XenServer host %(0)s is disabled in xapi, which '
+                      'starts no VM on it: xe host-enable, or end its '
+                      'maintenance mode'),
     'VDI_IN_USE': (exception.InstanceInvalidState,
                    'the disk is in use'),
     'TASK_CANCELLED': (exception.NovaException,

@@ -20,6 +20,7 @@ from oslo_utils import importutils
 from nova_xen import conf as xen_conf
 from nova_xen import errors
 from nova_xen import host as host_mod
+from nova_xen import hostactions
 from nova_xen import network
 from nova_xen import session as session_mod
 
@@ -141,8 +142,15 @@ class StartupChecks(object):
 
     def discover(self):
         host = host_mod.Host(self.session).discover()
-        return '%s (%s, address %s) of pool %s' % (
-            host.nodename, host.uuid, host.address, host.pool_uuid), host
+        found = '%s (%s, address %s) of pool %s' % (
+            host.nodename, host.uuid, host.address, host.pool_uuid)
+        why = hostactions.disabled(host.record)
+        if why is not None:
+            found += ('; disabled in xapi (%s): xapi starts no VM on it'
+                      % ('by nova-xen, for ' + why.replace(',', ' and ')
+                         if why else 'not by nova-xen: xe host-enable '
+                         'enables it'))
+        return found, host
 
     def plugins(self):
         version = self.host.check_plugins()

@@ -101,10 +101,13 @@ class HostTest(base.XenAPIFunctionalTestCase):
                                 body).body
 
     def test_enable_disable_and_maintenance(self):
+        # a disabled service only stops Nova's scheduling (see
+        # test_service_disable): xapi's host stays enabled
         self.assertEqual('disabled', self.put({'status': 'disable'})['status'])
-        self.assertFalse(self.xapi.x.host.get_enabled(self.host))
+        self.assertTrue(self.xapi.x.host.get_enabled(self.host))
         self.assertEqual('enabled', self.put({'status': 'enable'})['status'])
         self.assertTrue(self.xapi.x.host.get_enabled(self.host))
+        # maintenance empties the host: xapi starts no VM there
         self.assertEqual('on_maintenance', self.put(
             {'maintenance_mode': 'enable'})['maintenance_mode'])
         self.assertFalse(self.xapi.x.host.get_enabled(self.host))

@@ -607,6 +607,21 @@ class CheckTest(CheckTestCase):
         self.assertStatus('OK', lines, 'login', 'integration bridge')
         self.assertEqual('SKIP instance SR: host failed', lines['instance SR'])
 
+    def test_a_host_disabled_in_xapi_is_said(self):
+        import XenAPI
+        member = self.pool['hosts'][1]
+        x = XenAPI.Session(self.pool['master'])
+        x.xenapi.login_with_password('root', PASSWORD)
+        ref = x.xenapi.host.get_by_uuid(member['uuid'])
+        x.xenapi.host.disable(ref)
+        self.addCleanup(x.xenapi.session.logout)
+        self.addCleanup(x.xenapi.host.enable, ref)
+        rc, lines = self.check()
+        self.assertEqual(0, rc, lines)
+        self.assertTrue(lines['host'].endswith(
+            '; disabled in xapi (not by nova-xen: xe host-enable enables '
+            'it): xapi starts no VM on it'), lines['host'])
+
     def test_an_sr_filter_that_matches_nothing(self):
         rc, lines = self.check(sr_matching_filter='other-config:no=such')
         self.assertEqual(1, rc)
