@@ -57,7 +57,7 @@ MC_SUBNET_CIDR=${MINICLOUD_SUBNET_CIDR:-10.20.0.0/24}
 
 # shellcheck disable=SC2034  # read by devstack/plugin.sh and settings
 function mc_localrc {
-    ENABLED_SERVICES=key,mysql,rabbit,placement-api,g-api,q-svc,n-api,n-cond,n-sch,n-cpu
+    ENABLED_SERVICES=key,mysql,rabbit,placement-api,g-api,q-svc,n-api,n-cond,n-sch,n-novnc,n-cpu
     if mc_cinder_enabled; then
         ENABLED_SERVICES+=,c-api,c-sch,c-vol
     fi
@@ -208,6 +208,7 @@ function mc_up {
     mc_wait glance "answer" mc_http_ok "http://$MC_HOST:$MC_PORT_GLANCE/"
     mc_wait neutron "answer" mc_http_ok "http://$MC_HOST:$MC_PORT_NEUTRON/"
     mc_wait n-api "answer" mc_http_ok "http://$MC_HOST:$MC_PORT_NOVA/"
+    mc_wait n-novnc "answer" mc_http_ok "http://$MC_HOST:$MC_PORT_NOVNC/vnc_lite.html"
     if mc_cinder_enabled; then
         mc_wait c-api "answer" mc_http_ok "http://$MC_HOST:$MC_PORT_CINDER/"
     fi
@@ -257,7 +258,7 @@ function mc_check_ports {
     local -a ports=("$MC_PORT_MYSQL" "$MC_PORT_EPMD" "$MC_PORT_RABBIT"
         "$MC_PORT_RABBIT_DIST" "$MC_PORT_MEMCACHED" "$MC_PORT_KEYSTONE"
         "$MC_PORT_PLACEMENT" "$MC_PORT_GLANCE" "$MC_PORT_NEUTRON"
-        "$MC_PORT_NOVA")
+        "$MC_PORT_NOVA" "$MC_PORT_NOVNC")
     if mc_cinder_enabled; then
         ports+=("$MC_PORT_CINDER" "$MC_PORT_ISCSI")
         if [[ -S /var/run/tgtd/socket.$MC_TGT_CONTROL_PORT ]] && \
@@ -287,8 +288,8 @@ function mc_down {
         return 0
     fi
     # OpenStack and xapisim first, together; then what they used
-    mc_stop "${MC_COMPUTES[@]}" c-vol c-sch c-api n-sch n-cond n-api neutron \
-        glance placement keystone xapisim
+    mc_stop "${MC_COMPUTES[@]}" c-vol c-sch c-api n-novnc n-sch n-cond n-api \
+        neutron glance placement keystone xapisim
     mc_stop_tgtd
     mc_stop memcached rabbit mysql
     mc_stop epmd

@@ -252,7 +252,8 @@ class ComputesTest(MinicloudTestCase):
         self.assertEqual(0, result.returncode, result.stderr)
         self.assertEqual(
             'mysql epmd rabbit memcached xapisim c-tgt keystone placement '
-            'glance neutron n-api n-cond n-sch c-api c-sch c-vol n-cpu-1 '
+            'glance neutron n-api n-cond n-sch n-novnc c-api c-sch c-vol '
+            'n-cpu-1 '
             'n-cpu-2 n-cpu-3',
             result.stdout.strip())
         result = self.bash('_mc_where n-cpu-3')
@@ -321,6 +322,14 @@ class TempestFlagsTest(MinicloudTestCase):
         self.assertEqual('True',
                          features['block_migration_for_live_migration'])
         self.assertEqual('True', features['live_migrate_back_and_forth'])
+        # nova-novncproxy runs (n-novnc), as in devstack
+        self.assertEqual('True', features['vnc_console'])
+        # devstack's scheduler filters, for the affinity tests
+        self.assertEqual(
+            'ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,'
+            'ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter,'
+            'SameHostFilter,DifferentHostFilter',
+            features['scheduler_enabled_filters'])
         # no Cinder: neither volume-backed nor block migration with volumes
         self.assertNotEqual('True',
                             features.get('volume_backed_live_migration'))

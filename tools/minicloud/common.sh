@@ -62,6 +62,11 @@ MC_PORT_GLANCE=${MINICLOUD_PORT_GLANCE:-9292}
 MC_PORT_NEUTRON=${MINICLOUD_PORT_NEUTRON:-9696}
 MC_PORT_XAPI=${MINICLOUD_PORT_XAPI:-8080}
 MC_PORT_CINDER=${MINICLOUD_PORT_CINDER:-8776}
+MC_PORT_NOVNC=${MINICLOUD_PORT_NOVNC:-6080}
+# [filter_scheduler]enabled_filters, as devstack's lib/nova sets them
+MC_NOVA_FILTERS=ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter
+MC_NOVA_FILTERS+=,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter
+MC_NOVA_FILTERS+=,SameHostFilter,DifferentHostFilter
 # the minicloud's tgtd: iSCSI portal, and its management socket
 # (/var/run/tgtd/socket.N: a system tgtd has N=0)
 MC_PORT_ISCSI=${MINICLOUD_PORT_ISCSI:-3260}
@@ -99,7 +104,7 @@ function mc_set_computes {
     fi
     MC_SERVICES=(mysql epmd rabbit memcached xapisim)
     [[ $cinder == True ]] && MC_SERVICES+=(c-tgt)
-    MC_SERVICES+=(keystone placement glance neutron n-api n-cond n-sch)
+    MC_SERVICES+=(keystone placement glance neutron n-api n-cond n-sch n-novnc)
     [[ $cinder == True ]] && MC_SERVICES+=(c-api c-sch c-vol)
     MC_SERVICES+=("${MC_COMPUTES[@]}")
 }
@@ -119,9 +124,11 @@ MC_PIP_PACKAGES=(
 )
 # Cinder, installed after them, constrained to the versions they brought
 MC_CINDER_PIP_PACKAGES=('cinder==29.*')
-# Debian packages of the infrastructure services (tgt: Cinder's iSCSI
+# Debian packages of the infrastructure services (novnc: the web client
+# nova-novncproxy serves, as devstack's n-novnc does; tgt: Cinder's iSCSI
 # target; qemu-utils: qemu-img, which writes images into volumes)
-MC_APT_PACKAGES=(mariadb-server mariadb-client rabbitmq-server memcached curl)
+MC_APT_PACKAGES=(mariadb-server mariadb-client rabbitmq-server memcached curl
+    novnc)
 if mc_cinder_enabled; then
     MC_APT_PACKAGES+=(tgt qemu-utils)
 fi

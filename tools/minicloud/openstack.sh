@@ -311,7 +311,17 @@ function mc_configure_nova {
         iniset "$NOVA_CONF" cinder os_region_name RegionOne
     fi
     iniset "$NOVA_CONF" glance region_name RegionOne
-    iniset "$NOVA_CONF" vnc enabled False
+    # as lib/nova with n-novnc: the proxy on the controller, each
+    # console's address from the driver (xapi's host, CONNECT /console)
+    iniset "$NOVA_CONF" vnc enabled True
+    iniset "$NOVA_CONF" vnc novncproxy_host "$MC_HOST"
+    iniset "$NOVA_CONF" vnc novncproxy_port "$MC_PORT_NOVNC"
+    iniset "$NOVA_CONF" vnc novncproxy_base_url \
+        "http://$MC_HOST:$MC_PORT_NOVNC/vnc_lite.html"
+    # devstack's NOVA_FILTERS: Nova's defaults and the two that
+    # Tempest's affinity tests need
+    iniset "$NOVA_CONF" filter_scheduler enabled_filters \
+        "$MC_NOVA_FILTERS"
     iniset "$NOVA_CONF" conductor workers 1
     iniset "$NOVA_CONF" scheduler workers 1
     iniset "$NOVA_CONF" oslo_policy enforce_new_defaults True
@@ -481,6 +491,9 @@ function mc_start_nova {
         --config-file "$NOVA_CONF"
     mc_spawn n-sch "$MC_DATA/nova" "$MC_VENV/bin/nova-scheduler" \
         --config-file "$NOVA_CONF"
+    # the web client from Debian's novnc, as devstack's NOVNC_FROM_PACKAGE
+    mc_spawn n-novnc "$MC_DATA/nova" "$MC_VENV/bin/nova-novncproxy" \
+        --config-file "$NOVA_CONF" --web /usr/share/novnc
 }
 
 # mc_rabbit_queue NAME - RabbitMQ has queue NAME: its RPC server listens

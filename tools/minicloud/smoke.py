@@ -18,18 +18,26 @@ Run by ``tools/minicloud.sh smoke`` with the minicloud's venv Python:
    a pool, storage XenMotion to another pool), and each time runs on the
    destination's host, in the destination's pool only, with its rules
    there and none left on the source, its port bound to the destination;
-5. ``openstack server delete --wait`` leaves nothing in any pool tagged
+5. the first server's VNC console answers through nova-novncproxy:
+   Nova's URL and token, the proxy's ``CONNECT /console`` to xapi, and
+   the RFB banner of the guest's console, over a WebSocket as a browser
+   would open it;
+6. ``openstack server delete --wait`` leaves nothing in any pool tagged
    with a server's UUID, and no port in Neutron.
 
 Prints every check; exits 1 if one failed.
 """
 
 import argparse
+import base64
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
 import time
+import urllib.parse
 
 import XenAPI
 
@@ -38,6 +46,37 @@ import checklog  # noqa: E402  (this script's own directory)
 MIB = 1024 * 1024
 VERSION_PLUGIN = 'nova_xen_version.py'
 ISOLATION_PLUGIN = 'nova_xen_isolation.py'
+
+
+def first_websocket_message(host, port, path, origin):
+    """Open a WebSocket as noVNC does (binary subprotocol) and return the
+    first message the server sends: for a VNC console, the RFB banner."""
+    sock = socket.create_connection((host, port), timeout=30)
+    with sock:
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(('GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket'
+                      '\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\n'
+                      'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: '
+                      'binary\r\nOrigin: %s\r\n\r\n'
+                      % (path, host, port, key, origin)).encode())
+        reader = sock.makefile('rb')
+        status = reader.readline()
+        if b' 101 ' not in status:
+            raise ValueError('no WebSocket: %r' % status.strip())
+        while reader.readline() not in (b'\r\n', b''):
+            pass
+        head = reader.read(2)
+        if len(head) < 2:
+            raise ValueError('the proxy closed the WebSocket')
+        length = head[1] & 0x7f
+        if length == 126:
+            length = struct.unpack('>H', reader.read(2))[0]
+        elif length == 127:
+            length = struct.unpack('>Q', reader.read(8))[0]
+        if head[0] & 0x0f == 8:
+            raise ValueError('the proxy closed the WebSocket: %r'
+                             % reader.read(length))
+        return reader.read(length)
 
 
 class Compute(object):
@@ -284,6 +323,22 @@ class Smoke(checklog.Checks):
                                    'none'))
         return True
 
+    def check_console(self, server):
+        url = self.openstack('console', 'url', 'show', '--novnc',
+                             server['id'])['url']
+        parts = urllib.parse.urlsplit(url)
+        # vnc_lite.html?path=%3Ftoken%3D...: the page opens ws://.../?token=
+        path = urllib.parse.parse_qs(parts.query).get('path', ['/'])[0]
+        try:
+            banner = first_websocket_message(
+                parts.hostname, parts.port, '/' + path.lstrip('/'),
+                origin='%s://%s' % (parts.scheme, parts.netloc))
+        except (OSError, ValueError) as exc:
+            banner = ('%s: %s' % (exc.__class__.__name__, exc)).encode()
+        self.check(banner.startswith(b'RFB 003.'),
+                   'the VNC console of %s answers through nova-novncproxy '
+                   '(%s): %r' % (server['id'], url.split('?')[0], banner))
+
     def delete(self, server):
         started = time.time()
         self.openstack('server', 'delete', '--wait', server['id'],
@@ -331,6 +386,8 @@ class Smoke(checklog.Checks):
                                         server['id'])
                 self.say('     server events: %s'
                          % ', '.join(e['Action'] for e in events))
+            if servers:
+                self.check_console(servers[0])
             if len(self.computes) >= 2 and servers and \
                     servers[0].get('OS-EXT-SRV-ATTR:host') == \
                     self.computes[0].host:

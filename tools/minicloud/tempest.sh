@@ -168,10 +168,11 @@ function mc_tempest_configure {
     iniset "$conf" compute fixed_network_name minicloud-net
     iniset "$conf" compute max_microversion latest
     iniset "$conf" compute-feature-enabled hostname_fqdn_sanitization True
-    # nova.conf's [filter_scheduler]enabled_filters (Nova's defaults here)
+    # nova.conf's [filter_scheduler]enabled_filters (devstack's, which
+    # mc_configure_nova sets)
     filters=$(iniget "$NOVA_CONF" filter_scheduler enabled_filters)
     iniset "$conf" compute-feature-enabled scheduler_enabled_filters \
-        "${filters:-ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter}"
+        "${filters:-$MC_NOVA_FILTERS}"
 
     # Network: one shared flat network, no router, no floating IPs, no
     # DHCP or metadata agent
