@@ -74,7 +74,9 @@ HOST_OPTS = [
                help='Seconds between two passes of the reclaimer, which '
                     'removes what a failed clean-up left (a disk or VM xapi '
                     'would not destroy, a task, isolation rules of VIFs '
-                    'that no longer exist) while nova-compute runs.'),
+                    'that no longer exist) and finishes what failed after a '
+                    'live migration had moved the VM (its affinity, its '
+                    'rules), while nova-compute runs.'),
     cfg.IntOpt('soft_reboot_timeout', default=120, min=1,
                help='Seconds a soft reboot waits for the guest to restart '
                     'cleanly before xapi reboots it hard.'),

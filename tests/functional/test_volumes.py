@@ -550,3 +550,64 @@ class CrossPoolWithVolumeTest(_VolumeTestCase):
             self.volume_vbds(self.vm)[uuids.xpool]))
         self.assertEqual([], self.vm_in(self.y))
         self.assertEqual([], self.srs_in(self.y))
+
+
+class LiveMigrationReleaseTest(test_leftovers.Reclaiming, _VolumeTestCase):
+    """The source's hold on a volume's target, after XenMotion: a failure
+    there does not fail the migration, and the reclaimer lets go later."""
+    xapisim_options = dict(base.XenAPIFunctionalTestCase.xapisim_options,
+                           hosts=2)
+
+    def test_a_failed_release_at_the_source_finishes_the_move(self):
+        hosts = self.xapi.pool['hosts']
+        self.flags(host_uuid=hosts[1]['uuid'], group='xenserver')
+        self._start_compute(hosts[1]['name_label'])
+        server = self.boot(self.image_with(pattern(MIB)))
+        target, info = self.volume(uuids.release)
+        self._attach_volume(server, uuids.release)
+        vm, _ = self.xapi.vm_of(server['id'])
+        sr = self.sr_of(info)
+        busy = ['INTERNAL_ERROR', 'xapi is busy']
+        cases = [
+            # the source's look for the SR (the destination's pre looks
+            # first), its unplug of the target
+            ('SR.get_by_uuid', 2),
+            ('PBD.unplug', 1),
+        ]
+        for number, (what, nth) in enumerate(cases, 1):
+            with self.subTest(what=what):
+                source = self.x.VM.get_resident_on(vm)
+                self.xapi.control.fail(what, busy, nth=nth)
+                self.api.post_server_action(server['id'], {
+                    'os-migrateLive': {'host': None,
+                                       'block_migration': 'auto'}})
+                migrations = self.eventually(
+                    lambda: [m for m in self.api.api_get(
+                        '/os-migrations?instance_uuid=%s' % server['id']
+                    ).body['migrations'] if m['status'] in (
+                        'completed', 'error', 'failed')][number - 1:],
+                    what='migration %d ended' % number)
+                self.assertEqual('completed', migrations[0]['status'])
+                self._wait_for_state_change(server, 'ACTIVE')
+                self.assertEqual({}, self.placement.get(
+                    '/allocations/%s' % migrations[0]['uuid']
+                ).body['allocations'])
+                self.assertEqual({}, {
+                    rc: n for rc, n in self._get_provider_usages(
+                        self.x.host.get_uuid(source)).items() if n})
+                dest = self.x.VM.get_resident_on(vm)
+                self.assertNotEqual(source, dest)
+                self.assertTrue(self.x.VBD.get_currently_attached(
+                    self.volume_vbds(vm)[uuids.release]))
+                # the target ends plugged where the VM runs only
+                self.eventually(
+                    lambda: {self.x.PBD.get_host(p)
+                             for p in self.x.SR.get_PBDs(sr)
+                             if self.x.PBD.get_currently_attached(p)} ==
+                    {dest}, what='the source letting go of the target')
+                self.assertNotIn(self.x.host.get_iscsi_iqn(source),
+                                 self.tgt.show())
+                self.xapi.control.clear_faults()
+        self._delete_server(server)
+        self.assertEqual([], self.iscsi_srs())
+        self.assertEqual([], self.x.secret.get_all())
