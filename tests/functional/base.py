@@ -1,6 +1,8 @@
 """In-process Nova (API, conductor, scheduler, compute, placement) driving
 nova-xen against a simulated XCP-ng pool."""
 
+import time
+
 import fixtures
 from nova.tests.functional import integrated_helpers
 
@@ -92,3 +94,17 @@ class XenAPIFunctionalTestCase(integrated_helpers._IntegratedTestBase):
         return self._create_server(image_uuid=image_id, flavor_id=flavor_id,
                                    networks=networks,
                                    expected_state=expected_state)
+
+
+def reclaimer_passes(test, driver, passes=2, seconds=300):
+    """Wait until ``driver``'s reclaimer has made ``passes`` more passes:
+    with two, at least one of them began after this call (what it had to
+    do then, it has done, or tried)."""
+    reclaimer = driver._reclaimer
+    target = reclaimer.passes + passes
+    deadline = time.monotonic() + seconds
+    while reclaimer.passes < target:
+        if time.monotonic() > deadline:
+            test.fail('the reclaimer made %d passes in %d s, not %d' % (
+                reclaimer.passes - target + passes, seconds, passes))
+        time.sleep(0.1)

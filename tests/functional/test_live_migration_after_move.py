@@ -10,6 +10,7 @@ import os
 
 from xapisim.client import Control
 
+from tests.functional import base
 from tests.functional import test_live_migration as lm
 from tests.functional.test_leftovers import Reclaiming
 
@@ -52,6 +53,10 @@ def nft_failing(x, host):
 
 class _AfterMove(Reclaiming):
 
+    def reclaimers_passed(self):
+        for service in self.computes.values():
+            base.reclaimer_passes(self, service.manager.driver)
+
     def usages(self, host_uuid):
         return {rc: used for rc, used in self._get_provider_usages(
             host_uuid).items() if used}
@@ -66,7 +71,7 @@ class _AfterMove(Reclaiming):
             over = [m for m in found if m['status'] in
                     ('completed', 'error', 'failed', 'cancelled')]
             return over if len(over) >= number else None
-        migrations = self.eventually(ended, seconds=60,
+        migrations = self.eventually(ended, seconds=120,
                                      what='migration %d ended' % number)
         self.assertEqual(['completed'] * len(migrations),
                          [m['status'] for m in migrations])
@@ -124,17 +129,17 @@ class CrossPoolAfterMoveTest(_AfterMove, lm._TwoPools):
                     self.assertMovedAndAccounted(migration, src['uuid'],
                                                  dst['uuid'], dst['host'])
                 # the VM runs in the destination pool, its affinity and
-                # rules follow, the source's rules go
+                # rules follow, the source's rules go (what failed, once
+                # each compute's reclaimer has passed)
+                self.reclaimers_passed()
                 x = dst['x']
                 host = x.host.get_all()[0]
                 (vm,) = self.objects_in(x)['VM']
                 self.assertEqual(host, x.VM.get_resident_on(vm))
+                self.assertEqual(host, x.VM.get_affinity(vm))
                 vif = x.VIF.get_uuid(x.VM.get_VIFs(vm)[0])
-                self.eventually(
-                    lambda: x.VM.get_affinity(vm) == host and
-                    list(self.rules_in(x)) == [vif] and
-                    self.rules_in(src['x']) == {},
-                    what='the affinity and rules where the VM runs')
+                self.assertEqual([vif], list(self.rules_in(x)))
+                self.assertEqual({}, self.rules_in(src['x']))
                 self.assertEqual({'VM': [], 'VDI': [], 'VIF': []},
                                  self.objects_in(src['x']))
         self._delete_server(self._wait_for_state_change(self.server,
@@ -178,12 +183,11 @@ class InPoolAfterMoveTest(_AfterMove, lm._TwoHosts):
                     migration = self.completed_migrations(number)
                     self.assertMovedAndAccounted(migration, src, dst,
                                                  services[dst])
+                self.reclaimers_passed()
                 self.assertEqual(dst_ref, self.x.VM.get_resident_on(self.vm))
-                self.eventually(
-                    lambda: self.x.VM.get_affinity(self.vm) == dst_ref and
-                    list(self.rules(dst_ref)) == [self.vif_uuid] and
-                    self.rules(src_ref) == {},
-                    what='the affinity and rules where the VM runs')
+                self.assertEqual(dst_ref, self.x.VM.get_affinity(self.vm))
+                self.assertEqual([self.vif_uuid], list(self.rules(dst_ref)))
+                self.assertEqual({}, self.rules(src_ref))
                 self.xapi.control.clear_faults()
         self._delete_server(self._wait_for_state_change(self.server,
                                                         'ACTIVE'))

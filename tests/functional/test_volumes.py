@@ -582,11 +582,12 @@ class LiveMigrationReleaseTest(test_leftovers.Reclaiming, _VolumeTestCase):
                     'os-migrateLive': {'host': None,
                                        'block_migration': 'auto'}})
                 migrations = self.eventually(
-                    lambda: [m for m in self.api.api_get(
+                    lambda: sorted((m for m in self.api.api_get(
                         '/os-migrations?instance_uuid=%s' % server['id']
                     ).body['migrations'] if m['status'] in (
-                        'completed', 'error', 'failed')][number - 1:],
-                    what='migration %d ended' % number)
+                        'completed', 'error', 'failed')),
+                        key=lambda m: m['id'])[number - 1:],
+                    seconds=120, what='migration %d ended' % number)
                 self.assertEqual('completed', migrations[0]['status'])
                 self._wait_for_state_change(server, 'ACTIVE')
                 self.assertEqual({}, self.placement.get(
@@ -600,11 +601,11 @@ class LiveMigrationReleaseTest(test_leftovers.Reclaiming, _VolumeTestCase):
                 self.assertTrue(self.x.VBD.get_currently_attached(
                     self.volume_vbds(vm)[uuids.release]))
                 # the target ends plugged where the VM runs only
-                self.eventually(
-                    lambda: {self.x.PBD.get_host(p)
-                             for p in self.x.SR.get_PBDs(sr)
-                             if self.x.PBD.get_currently_attached(p)} ==
-                    {dest}, what='the source letting go of the target')
+                for service in self.computes.values():
+                    base.reclaimer_passes(self, service.manager.driver)
+                self.assertEqual({dest}, {
+                    self.x.PBD.get_host(p) for p in self.x.SR.get_PBDs(sr)
+                    if self.x.PBD.get_currently_attached(p)})
                 self.assertNotIn(self.x.host.get_iscsi_iqn(source),
                                  self.tgt.show())
                 self.xapi.control.clear_faults()
