@@ -144,10 +144,14 @@ class Transfer(object):
                for r in storage.vbd_records(self.session, vm,
                                             volumes=True).values()):
             return
-        storage.create_vbd(self.session, vm, record['VDI'], 'volume',
-                           bootable=record['bootable'],
-                           userdevice=record['userdevice'],
-                           other_config=record['other_config'])
+        vbd = storage.create_vbd(self.session, vm, record['VDI'], 'volume',
+                                 bootable=record['bootable'],
+                                 userdevice=record['userdevice'],
+                                 other_config=record['other_config'])
+        if self.session.call('VM.get_power_state', vm) in ('Running',
+                                                            'Paused'):
+            # the failed resize's undo has started the original meanwhile
+            self.session.call('VBD.plug', vbd)
 
     # -- destination ---------------------------------------------------------
 

@@ -531,3 +531,36 @@ class CrossPoolReceiveFailureTest(test_leftovers.Reclaiming, _CrossPool):
             self.x, server['id'], ('nova_resize_transfer', 'nova_uuid')))
         self._delete_server(server)
         self.assertEqual({'VM': [], 'VDI': []}, tagged(self.y, server['id']))
+
+
+class SourceUndoFailureTest(test_leftovers.Reclaiming, _ResizeBase):
+    """The undo of a failed resize on the source cannot give the original
+    back at once: the reclaimer does, and the server works on."""
+
+    def test_an_original_xapi_would_not_give_back_at_once(self):
+        server, vm, record = self.boot_small()
+        before = tagged(self.x, server['id'])
+        vif = self.x.VIF.get_uuid(record['VIFs'][0])
+        # the VM's new name fails; so does the undo's first try to tag
+        # the VM as the instance again
+        self.xapi.control.fail('VM.set_name_label',
+                               ['INTERNAL_ERROR', 'db locked'])
+        self.xapi.control.fail('VM.set_other_config',
+                               ['INTERNAL_ERROR', 'db locked'], nth=2)
+        self.api.post_server_action(server['id'],
+                                    {'resize': {'flavorRef': self.big}})
+        self.eventually(lambda: [m['status'] for m in self.api.api_get(
+            '/os-migrations?instance_uuid=%s' % server['id']
+        ).body['migrations']] == ['error'], seconds=120,
+            what='the migration in error')
+        base.reclaimer_passes(self, self.compute.manager.driver)
+        record = self.x.VM.get_record(vm)
+        self.assertEqual('Running', record['power_state'])
+        self.assertEqual(server['id'], record['other_config']['nova_uuid'])
+        self.assertEqual(server['OS-EXT-SRV-ATTR:instance_name'],
+                         record['name_label'])
+        self.assertEqual(before, tagged(self.x, server['id']))
+        self.assertEqual([vif], list(self.xapi.isolation_rules()))
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self._stop_server(server)
+        self.assertEqual('Halted', self.x.VM.get_power_state(vm))

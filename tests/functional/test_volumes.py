@@ -498,12 +498,12 @@ class LiveMigrationWithVolumeTest(_VolumeTestCase):
         self.assertEqual([], self.iscsi_srs())
 
 
-class CrossPoolWithVolumeTest(_VolumeTestCase):
+class _CrossPoolWithVolume(_VolumeTestCase):
     xapisim_options = dict(base.XenAPIFunctionalTestCase.xapisim_options,
                            pools=2)
 
     def setUp(self):
-        super(CrossPoolWithVolumeTest, self).setUp()
+        super(_CrossPoolWithVolume, self).setUp()
         self.server = self.boot(self.image_with(pattern(MIB)))
         self.vm, _ = self.xapi.vm_of(self.server['id'])
         other = self.xapi.world['pools'][1]
@@ -523,6 +523,9 @@ class CrossPoolWithVolumeTest(_VolumeTestCase):
         uuid = volumes.Target(self.info).sr_uuid
         return [ref for ref, r in x.SR.get_all_records().items()
                 if r['uuid'] == uuid]
+
+
+class CrossPoolWithVolumeTest(_CrossPoolWithVolume):
 
     def test_cold_migration_to_the_other_pool_takes_the_volume(self):
         server = self._migrate_server(self.server, host=self.target)
@@ -612,3 +615,42 @@ class LiveMigrationReleaseTest(test_leftovers.Reclaiming, _VolumeTestCase):
         self._delete_server(server)
         self.assertEqual([], self.iscsi_srs())
         self.assertEqual([], self.x.secret.get_all())
+
+
+class CrossPoolLentVolumeTest(test_leftovers.Reclaiming,
+                              _CrossPoolWithVolume):
+    """The original lets go of its volume VBDs while the clone for the
+    other pool is made: one xapi will not make again at once is made by
+    the reclaimer, plugged into the original running again."""
+
+    def test_a_volume_vbd_xapi_would_not_make_again_at_once(self):
+        # the only VBD.create of the source pool during the move: the
+        # original's volume VBD, made again after the clone
+        self.xapi.control.fail('VBD.create', ['INTERNAL_ERROR', 'busy'])
+        self.api.post_server_action(self.server['id'],
+                                    {'migrate': {'host': self.target}})
+        self.eventually(lambda: [m['status'] for m in self.api.api_get(
+            '/os-migrations?instance_uuid=%s' % self.server['id']
+        ).body['migrations']] == ['error'], seconds=120,
+            what='the migration in error')
+        server = self._wait_for_state_change(self.server, 'ACTIVE')
+        self.assertNotEqual(self.target, server['OS-EXT-SRV-ATTR:host'])
+        base.reclaimer_passes(self, self.compute.manager.driver)
+        self.assertEqual('Running', self.x.VM.get_power_state(self.vm))
+        vbd = self.volume_vbds(self.vm)[uuids.xpool]
+        self.assertTrue(self.x.VBD.get_currently_attached(vbd))
+        vif = self.x.VIF.get_uuid(self.x.VM.get_VIFs(self.vm)[0])
+        self.assertEqual([vif], list(self.xapi.isolation_rules()))
+        # no clone left; nothing in the other pool
+        self.assertEqual([self.vm], self.vm_in(self.x))
+        self.assertEqual([], [
+            r for r in self.x.VM.get_all_records().values()
+            if r['other_config'].get('nova_resize_of') == self.server['id']
+            or r['other_config'].get('nova_resize_transfer') ==
+            self.server['id']])
+        self.assertEqual([], self.vm_in(self.y))
+        self.assertEqual(1, len(self.log_lines(
+            'done now: attach volume %s to the original VM again'
+            % uuids.xpool)))
+        self._delete_server(server)
+        self.assertEqual([], self.srs_in(self.x))
