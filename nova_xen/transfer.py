@@ -148,8 +148,8 @@ class Transfer(object):
                                  bootable=record['bootable'],
                                  userdevice=record['userdevice'],
                                  other_config=record['other_config'])
-        if self.session.call('VM.get_power_state', vm) in ('Running',
-                                                            'Paused'):
+        state = self.session.call('VM.get_power_state', vm)
+        if state in ('Running', 'Paused'):
             # the failed resize's undo has started the original meanwhile
             self.session.call('VBD.plug', vbd)
 
