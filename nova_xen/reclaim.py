@@ -30,10 +30,11 @@ from nova_xen import power
 
 LOG = logging.getLogger(__name__)
 
-# kinds of leftovers, in the order a pass retries them: a VM first (its
-# destruction frees its disks), then disks, then tasks
-VM, VDI, TASK, SECRET = 'VM', 'VDI', 'task', 'secret'
-_ORDER = (VM, VDI, TASK, SECRET)
+# kinds of leftovers, in the order a pass retries them: a detached
+# volume's VBD (its SR goes after it), a VM (its destruction frees its
+# disks), then disks, then tasks
+VBD, VM, VDI, TASK, SECRET = 'VBD', 'VM', 'VDI', 'task', 'secret'
+_ORDER = (VBD, VM, VDI, TASK, SECRET)
 
 
 def destroy(session, kind, ref):
@@ -67,6 +68,11 @@ class Leftovers(object):
         with self._lock:
             return sorted(self._items.items(),
                           key=lambda item: _ORDER.index(item[0][0]))
+
+    def refs(self, kind):
+        """The refs of one kind still waiting."""
+        with self._lock:
+            return {ref for k, ref in self._items if k == kind}
 
     def discard(self, kind, ref):
         with self._lock:
@@ -191,6 +197,13 @@ class Reclaimer(object):
         self.passes += 1
         return done
 
+    def _remove_vbd(self, vbd):
+        # a detached volume's VBD: power.start keeps it from being plugged
+        # again, but unplug it if something did
+        if self.session.call('VBD.get_currently_attached', vbd):
+            self.session.call('VBD.unplug', vbd)
+        self.session.call('VBD.destroy', vbd)
+
     def _remove_vm(self, vm):
         power.halt(self.session, vm)
         self.session.call('VM.destroy', vm)
@@ -241,6 +254,7 @@ class Reclaimer(object):
         return removed
 
 
-_REMOVE = {VM: Reclaimer._remove_vm, VDI: Reclaimer._remove_vdi,
+_REMOVE = {VBD: Reclaimer._remove_vbd, VM: Reclaimer._remove_vm,
+           VDI: Reclaimer._remove_vdi,
            TASK: Reclaimer._remove_task,
            SECRET: lambda self, ref: self.session.call('secret.destroy', ref)}

@@ -183,12 +183,29 @@ class VolumeOps(object):
             LOG.warning('volume %s: its SR is gone already', target.volume_id,
                         instance=instance)
             return
+        held = None
         if vm is not None:
             for vbd in self._vbds_of(vm, target.volume_id):
                 if self.session.call('VBD.get_currently_attached', vbd):
+                    # a failure here: the guest still has the disk, and
+                    # Nova keeps the volume attached
                     self.session.call('VBD.unplug', vbd)
-                self.session.call('VBD.destroy', vbd)
-        self.disconnect_sr(sr)
+                try:
+                    self.session.call('VBD.destroy', vbd)
+                except exception.NotFound:
+                    pass
+                except Exception as exc:
+                    # the guest no longer sees the disk: the detach is
+                    # done; the VBD is the reclaimer's (and is never
+                    # plugged again: power.without_detached_volumes), the
+                    # SR goes after it
+                    held = exc
+                    self.session.leftovers.add(reclaim.VBD, vbd,
+                                               errors.why(exc))
+        if held is not None:
+            self._leave(sr, held)
+        else:
+            self.disconnect_sr(sr)
         LOG.info('volume %s detached', target.volume_id, instance=instance)
 
     def extend(self, connection_info, size):
@@ -278,9 +295,14 @@ class VolumeOps(object):
             self._leave(sr, exc)
 
     def _disconnect_sr(self, sr):
+        waiting = self.session.leftovers.refs(reclaim.VBD)
         for vdi in self.session.call('SR.get_VDIs', sr):
-            if self.session.call('VDI.get_VBDs', vdi):
-                return
+            vbds = self.session.call('VDI.get_VBDs', vdi)
+            if waiting.intersection(vbds):
+                raise exception.NovaException(
+                    'a VBD of a detached volume still uses it')
+            if vbds:
+                return      # in use (attached again)
         secrets = []
         for pbd in self.session.call('SR.get_PBDs', sr):
             record = self.session.call('PBD.get_record', pbd)

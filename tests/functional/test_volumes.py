@@ -654,3 +654,79 @@ class CrossPoolLentVolumeTest(test_leftovers.Reclaiming,
             % uuids.xpool)))
         self._delete_server(server)
         self.assertEqual([], self.srs_in(self.x))
+
+
+class DetachLeftoverTest(test_leftovers.Reclaiming, _VolumeTestCase):
+    """A detach whose VBD xapi will not destroy (it is unplugged already:
+    the guest no longer sees the disk) is finished: Nova and Cinder show
+    the volume detached, the reclaimer removes the VBD and then the SR,
+    and the VBD is never plugged again."""
+
+    def setUp(self):
+        super(DetachLeftoverTest, self).setUp()
+        self.server = self.boot(self.image_with(pattern(MIB)))
+        self.vm, _ = self.xapi.vm_of(self.server['id'])
+        self.driver = self.computes[self.compute.host].manager.driver
+
+    def start_failed(self, server):
+        """Nova's start of the server has ended in error."""
+        for action in self.api.get_instance_actions(server['id']):
+            if action['action'] == 'start':
+                events = self.api.get_instance_action_details(
+                    server['id'], action['request_id'])['events']
+                return any(e['event'] == 'compute_start_instance' and
+                           (e['result'] or '').lower() == 'error'
+                           for e in events)
+        return False
+
+    def assertDetached(self, volume_id):
+        """Nova and Cinder: the volume is off the server."""
+        self.assertEqual([], self.api.get_server_volumes(self.server['id']))
+        self.assertEqual({}, dict(
+            self.cinder.volume_to_attachment.get(volume_id, {})))
+
+    def test_a_detach_whose_vbd_xapi_would_not_destroy(self):
+        target, info = self.volume(uuids.held1)
+        self._attach_volume(self.server, uuids.held1)
+        self.xapi.control.fail('VBD.destroy', ['INTERNAL_ERROR', 'busy'])
+        self._detach_volume(self.server, uuids.held1)
+        self.assertDetached(uuids.held1)
+        base.reclaimer_passes(self, self.driver)
+        self.assertEqual({}, self.volume_vbds(self.vm))
+        self.assertEqual([], self.iscsi_srs())
+        self.assertEqual([], self.x.secret.get_all())
+        iqn = self.x.host.get_iscsi_iqn(self.x.VM.get_resident_on(self.vm))
+        self.assertNotIn(iqn, self.tgt.show())
+        self.assertEqual(1, len(self.log_lines('reclaimed VBD')))
+        # the server stops and starts without the volume
+        server = self._stop_server(self.server)
+        self._start_server(server)
+        self.assertEqual('Running', self.x.VM.get_power_state(self.vm))
+        self.assertEqual({}, self.volume_vbds(self.vm))
+        self.assertEqual([], self.iscsi_srs())
+
+    def test_a_vbd_still_there_is_never_plugged_again(self):
+        target, info = self.volume(uuids.held2)
+        self._attach_volume(self.server, uuids.held2)
+        # xapi refuses every VBD.destroy until the faults are cleared
+        self.xapi.control.fail('VBD.destroy', ['INTERNAL_ERROR', 'busy'],
+                               times=0)
+        self._detach_volume(self.server, uuids.held2)
+        self.assertDetached(uuids.held2)
+        server = self._stop_server(self.server)
+        # a start would plug every VBD of the VM: it is refused, saying why
+        self.api.post_server_action(server['id'], {'os-start': None})
+        self.eventually(lambda: self.start_failed(server), seconds=120,
+                        what='the start refused')
+        server = self._wait_for_state_change(server, 'SHUTOFF')
+        self.assertEqual('Halted', self.x.VM.get_power_state(self.vm))
+        self.assertIn('a volume detached from this server is still there',
+                      self.stdlog.logger.output)
+        self.assertEqual([uuids.held2], list(self.volume_vbds(self.vm)))
+        self.xapi.control.clear_faults()
+        base.reclaimer_passes(self, self.driver)
+        self.assertEqual({}, self.volume_vbds(self.vm))
+        self.assertEqual([], self.iscsi_srs())
+        self._start_server(server)
+        self.assertEqual('Running', self.x.VM.get_power_state(self.vm))
+        self.assertEqual({}, self.volume_vbds(self.vm))
