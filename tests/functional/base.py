@@ -108,3 +108,19 @@ def reclaimer_passes(test, driver, passes=2, seconds=300):
             test.fail('the reclaimer made %d passes in %d s, not %d' % (
                 reclaimer.passes - target + passes, seconds, passes))
         time.sleep(0.1)
+
+
+def wait_for_migrations(test, server_id, statuses, seconds=300):
+    """Wait until the server's migrations, oldest first, have ``statuses``
+    (a migration still running does not match); returns them."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = sorted(test.api.api_get(
+            '/os-migrations?instance_uuid=%s' % server_id
+        ).body['migrations'], key=lambda m: m['id'])
+        if [m['status'] for m in found] == list(statuses):
+            return found
+        if time.monotonic() > deadline:
+            test.fail('the migrations of server %s are %s, not %s' % (
+                server_id, [m['status'] for m in found], list(statuses)))
+        time.sleep(0.2)

@@ -62,20 +62,10 @@ class _AfterMove(Reclaiming):
             host_uuid).items() if used}
 
     def completed_migrations(self, number):
-        """The first ``number`` migrations of the server, once they have
-        all ended completed (the test fails if one ends otherwise)."""
-        def ended():
-            found = self.api.api_get(
-                '/os-migrations?instance_uuid=%s' % self.server['id']
-            ).body['migrations']
-            over = [m for m in found if m['status'] in
-                    ('completed', 'error', 'failed', 'cancelled')]
-            return over if len(over) >= number else None
-        migrations = self.eventually(ended, seconds=120,
-                                     what='migration %d ended' % number)
-        self.assertEqual(['completed'] * len(migrations),
-                         [m['status'] for m in migrations])
-        return sorted(migrations, key=lambda m: m['id'])[-1]
+        """The last of the server's ``number`` migrations, once they have
+        all completed."""
+        return base.wait_for_migrations(self, self.server['id'],
+                                        ['completed'] * number)[-1]
 
     def assertMovedAndAccounted(self, migration, source_uuid, dest_uuid,
                                 dest_host):

@@ -469,10 +469,7 @@ class CrossPoolSourceFailureTest(test_leftovers.Reclaiming, _CrossPool):
                                    nth=nth)
         self.api.post_server_action(self.server['id'],
                                     {'migrate': {'host': self.target}})
-        self.eventually(lambda: [m['status'] for m in self.api.api_get(
-            '/os-migrations?instance_uuid=%s' % self.server['id']
-        ).body['migrations']] == ['error'], seconds=120,
-            what='the migration in error')
+        base.wait_for_migrations(self, self.server['id'], ['error'])
         server = self._wait_for_state_change(self.server, 'ACTIVE')
         self.assertEqual(self.source, server['OS-EXT-SRV-ATTR:host'])
         self.assertIn('resize failed at step "%s"' % step,
@@ -549,10 +546,7 @@ class SourceUndoFailureTest(test_leftovers.Reclaiming, _ResizeBase):
                                ['INTERNAL_ERROR', 'db locked'], nth=2)
         self.api.post_server_action(server['id'],
                                     {'resize': {'flavorRef': self.big}})
-        self.eventually(lambda: [m['status'] for m in self.api.api_get(
-            '/os-migrations?instance_uuid=%s' % server['id']
-        ).body['migrations']] == ['error'], seconds=120,
-            what='the migration in error')
+        base.wait_for_migrations(self, server['id'], ['error'])
         base.reclaimer_passes(self, self.compute.manager.driver)
         record = self.x.VM.get_record(vm)
         self.assertEqual('Running', record['power_state'])

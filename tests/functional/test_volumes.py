@@ -584,17 +584,11 @@ class LiveMigrationReleaseTest(test_leftovers.Reclaiming, _VolumeTestCase):
                 self.api.post_server_action(server['id'], {
                     'os-migrateLive': {'host': None,
                                        'block_migration': 'auto'}})
-                migrations = self.eventually(
-                    lambda: sorted((m for m in self.api.api_get(
-                        '/os-migrations?instance_uuid=%s' % server['id']
-                    ).body['migrations'] if m['status'] in (
-                        'completed', 'error', 'failed')),
-                        key=lambda m: m['id'])[number - 1:],
-                    seconds=120, what='migration %d ended' % number)
-                self.assertEqual('completed', migrations[0]['status'])
+                migrations = base.wait_for_migrations(
+                    self, server['id'], ['completed'] * number)
                 self._wait_for_state_change(server, 'ACTIVE')
                 self.assertEqual({}, self.placement.get(
-                    '/allocations/%s' % migrations[0]['uuid']
+                    '/allocations/%s' % migrations[-1]['uuid']
                 ).body['allocations'])
                 self.assertEqual({}, {
                     rc: n for rc, n in self._get_provider_usages(
@@ -629,10 +623,7 @@ class CrossPoolLentVolumeTest(test_leftovers.Reclaiming,
         self.xapi.control.fail('VBD.create', ['INTERNAL_ERROR', 'busy'])
         self.api.post_server_action(self.server['id'],
                                     {'migrate': {'host': self.target}})
-        self.eventually(lambda: [m['status'] for m in self.api.api_get(
-            '/os-migrations?instance_uuid=%s' % self.server['id']
-        ).body['migrations']] == ['error'], seconds=120,
-            what='the migration in error')
+        base.wait_for_migrations(self, self.server['id'], ['error'])
         server = self._wait_for_state_change(self.server, 'ACTIVE')
         self.assertNotEqual(self.target, server['OS-EXT-SRV-ATTR:host'])
         base.reclaimer_passes(self, self.compute.manager.driver)
