@@ -660,15 +660,16 @@ class DetachLeftoverTest(test_leftovers.Reclaiming, _VolumeTestCase):
         self.driver = self.computes[self.compute.host].manager.driver
 
     def start_failed(self, server):
-        """Nova's start of the server has ended in error."""
+        """The event of Nova's start of the server, once it has ended in
+        error; None before."""
         for action in self.api.get_instance_actions(server['id']):
             if action['action'] == 'start':
-                events = self.api.get_instance_action_details(
-                    server['id'], action['request_id'])['events']
-                return any(e['event'] == 'compute_start_instance' and
-                           (e['result'] or '').lower() == 'error'
-                           for e in events)
-        return False
+                for event in self.api.get_instance_action_details(
+                        server['id'], action['request_id'])['events']:
+                    if event['event'] == 'compute_start_instance' and \
+                            (event['result'] or '').lower() == 'error':
+                        return event
+        return None
 
     def assertDetached(self, volume_id):
         """Nova and Cinder: the volume is off the server."""
@@ -711,8 +712,11 @@ class DetachLeftoverTest(test_leftovers.Reclaiming, _VolumeTestCase):
                         what='the start refused')
         server = self._wait_for_state_change(server, 'SHUTOFF')
         self.assertEqual('Halted', self.x.VM.get_power_state(self.vm))
+        # the instance fault (recorded before the start's event ends)
+        (fault,) = objects.InstanceFaultList.get_latest_by_instance_uuids(
+            nova_context.get_admin_context(), [server['id']])
         self.assertIn('a volume detached from this server is still there',
-                      self.stdlog.logger.output)
+                      fault.message)
         self.assertEqual([uuids.held2], list(self.volume_vbds(self.vm)))
         self.xapi.control.clear_faults()
         base.reclaimer_passes(self, self.driver)
