@@ -72,9 +72,12 @@ HOST_OPTS = [
                     'abort it: DELETE /servers/{id}/migrations/{id}).'),
     cfg.IntOpt('reclaim_interval', default=60, min=1,
                help='Seconds between two passes of the reclaimer, which '
-                    'removes what a failed clean-up left (a disk or VM xapi '
-                    'would not destroy, a task, isolation rules of VIFs '
-                    'that no longer exist) while nova-compute runs.'),
+                    'removes what a failed clean-up left (a disk, a VM or '
+                    'a detached volume\'s VBD xapi would not destroy, a '
+                    'task, isolation rules of VIFs that no longer exist) '
+                    'and finishes what failed after a '
+                    'live migration had moved the VM (its affinity, its '
+                    'rules), while nova-compute runs.'),
     cfg.IntOpt('soft_reboot_timeout', default=120, min=1,
                help='Seconds a soft reboot waits for the guest to restart '
                     'cleanly before xapi reboots it hard.'),

@@ -31,12 +31,12 @@ the destination's VM watcher does it as the domain appears, in any case)
 and the source's dom0 loses the VIFs' tables.  xapi resumes the guest on
 the destination before the call returns and offers no hook to keep it
 paused there, so a guest can send unfiltered for as long as one plugin
-call per VIF takes.
+call per VIF takes.  Nothing after the move fails the migration: a step
+that fails is retried by the reclaimer (aftermove.py).
 """
 
 import json
 import threading
-import time
 
 from nova.compute import utils as compute_utils
 from nova import context as nova_context
@@ -44,6 +44,7 @@ from nova import exception
 from nova import objects
 from oslo_log import log as logging
 
+from nova_xen import aftermove
 from nova_xen.conf import CONF
 from nova_xen import errors
 from nova_xen import migrate_data as md
@@ -125,6 +126,7 @@ class LiveMigration(object):
         # from another pool), for the move a pre() prepared here
         self._receiving = {}
         self._lock = threading.Lock()
+        self.after = aftermove.AfterMove(session, host, watcher, isolation)
 
     # -- destination: checks ---------------------------------------------
 
@@ -318,16 +320,10 @@ class LiveMigration(object):
 
     def post_at_destination(self, instance):
         self._received(instance.uuid)
-        vm, _ = self.watcher.anywhere(instance.uuid)
-        if vm is None:
-            vm = self._vm_by_tag(instance.uuid)
-            if vm is None:
-                return
-        if self.session.call('VM.get_affinity', vm) != self.host.ref:
-            # a halted VM belongs to its affinity host
-            self.session.call('VM.set_affinity', vm, self.host.ref)
-        self.watcher.refresh_vm(vm)
-        self.isolation.apply(vm)
+        self.after.at_destination(instance)
+
+    def post_at_source(self, instance):
+        self.after.post_at_source(instance)
 
     def rollback_at_destination(self, instance, migrate_data=None):
         """The move failed: the receive session goes and, for an instance
@@ -347,7 +343,7 @@ class LiveMigration(object):
         if not from_elsewhere:
             return
         leftovers = self.session.leftovers
-        for vm in self._vms_by_tag(instance.uuid):
+        for vm in aftermove.vms_by_tag(self.session, instance.uuid):
             try:
                 state = self.session.call('VM.get_power_state', vm)
             except exception.NotFound:
@@ -377,16 +373,6 @@ class LiveMigration(object):
     def _source_host(self, instance):
         return _node_uuid(nova_context.get_admin_context(), instance.host,
                           instance.node)
-
-    def _vms_by_tag(self, instance_uuid):
-        return [ref for ref, rec in self.session.call(
-            'VM.get_all_records_where',
-            'field "is_a_template" = "false"').items()
-            if rec['other_config'].get('nova_uuid') == instance_uuid]
-
-    def _vm_by_tag(self, instance_uuid):
-        vms = self._vms_by_tag(instance_uuid)
-        return vms[0] if vms else None
 
     # -- source: the move --------------------------------------------------
 
@@ -457,7 +443,8 @@ class LiveMigration(object):
                 return
         else:
             self._finished(instance)
-        self._after_move(instance, vm, dest_ref, vif_uuids, not other_pool)
+        self.after.at_source(instance, vm, dest_ref, vif_uuids,
+                             not other_pool)
         post_method(context, instance, dest, block_migration, migrate_data)
 
     def _outcome(self, vm, dest_ref, other_pool):
@@ -505,51 +492,6 @@ class LiveMigration(object):
         migration = migrate_data.migration
         return self.session.call('host.get_by_uuid', _node_uuid(
             context, migration.dest_compute, migration.dest_node))
-
-    def _after_move(self, instance, vm, dest_ref, vif_uuids, same_pool):
-        """The VM runs on the destination: there it gets its rules and its
-        affinity (a halted VM is its affinity host's); here it loses its
-        rule tables."""
-        if same_pool:
-            started = time.monotonic()
-            try:
-                self.isolation.apply(vm, force=True)
-                LOG.info('isolation rules in place on the destination %d ms '
-                         'after xapi reported the move done',
-                         (time.monotonic() - started) * 1000,
-                         instance=instance)
-            except Exception as exc:
-                # the destination's watcher applies them too
-                LOG.warning('could not filter the VIFs on the destination '
-                            'yet: %s', exc, instance=instance)
-            try:
-                self.session.call('VM.set_affinity', vm, dest_ref)
-            except Exception as exc:
-                LOG.warning('could not set the VM\'s affinity to its new '
-                            'host: %s', exc, instance=instance)
-            self.watcher.refresh_vm(vm)
-        # (to another pool the VM is gone: the watcher's "del" event
-        # drops it and its leaving mark)
-        self._remove_rules(instance, vif_uuids)
-
-    def _remove_rules(self, instance, vif_uuids):
-        for vif_uuid in vif_uuids:
-            try:
-                self.isolation.remove_table(vif_uuid, self.host.ref)
-            except Exception as exc:
-                # the reclaimer's sweep removes it once the VIF is gone; a
-                # table without devices filters nothing meanwhile
-                LOG.warning('could not remove the rules of VIF %s from the '
-                            'source: %s', vif_uuid, exc, instance=instance)
-
-    def post_at_source(self, instance):
-        """Inside a pool the VM is still known here: make sure no table of
-        its VIFs is left in this dom0."""
-        vm, _ = self.watcher.anywhere(instance.uuid)
-        if vm is not None:
-            self._remove_rules(instance, [
-                self.session.call('VIF.get_uuid', vif)
-                for vif in self.session.call('VM.get_VIFs', vm)])
 
     def _failed(self, context, instance, step, exc, aborted, migrate_data):
         if aborted:

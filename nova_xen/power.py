@@ -35,8 +35,32 @@ def actual_state(exc):
 
 def start(session, vm, host_ref, paused=False):
     """VM.start_on the compute's host, within [xenserver]running_timeout."""
+    without_detached_volumes(session, vm)
     session.call_async('VM.start_on', vm, host_ref, paused, False,
                        timeout=CONF.xenserver.running_timeout)
+
+
+def without_detached_volumes(session, vm):
+    """Before ``vm`` starts or resumes: the VBDs of volumes detached from
+    it that xapi would not destroy then (session.leftovers, for the
+    reclaimer) go now, for xapi plugs every VBD of a VM that starts, and a
+    detached volume must not come back (Cinder may have removed its LUN,
+    or attached it elsewhere).  If one still cannot go, the VM does not
+    start."""
+    for vbd in session.leftovers.refs('VBD'):
+        try:
+            if session.call('VBD.get_VM', vbd) != vm:
+                continue
+            session.call('VBD.destroy', vbd)
+        except exception.NotFound:
+            pass
+        except Exception as exc:
+            raise exception.NovaException(
+                'the VBD %s of a volume detached from this server is still '
+                'there (%s): the server starts once it is removed (nova-xen '
+                'tries again every %d s)' % (
+                    vbd, errors.why(exc), CONF.xenserver.reclaim_interval))
+        session.leftovers.discard('VBD', vbd)
 
 
 def halt(session, vm):
@@ -70,6 +94,7 @@ def start_filtered(session, vm, host_ref, apply_rules, resume=False,
     without, ``apply_rules`` reads it (record None)."""
     known = watcher.domids(vm) if watcher is not None else None
     if resume:
+        without_detached_volumes(session, vm)
         session.call_async('VM.resume_on', vm, host_ref, True, False)
     else:
         start(session, vm, host_ref, paused=True)

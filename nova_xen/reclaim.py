@@ -8,6 +8,13 @@ seconds until it is gone: no leftover waits for the next start of
 nova-compute.  Each pass also looks for what no failure reported:
 isolation rule tables in this host's dom0 whose VIF no longer exists.
 
+Steps that must happen but may happen later go the same way
+(``Deferred``, the session's too): after a live migration has moved the
+VM, a step that fails (its affinity, its isolation rules, the source
+letting go of a volume's target) must not fail the migration in Nova; it
+is logged and retried by every pass until it is done, or has nothing
+left to do.
+
 Each object is logged once when it is left over and once when it is
 reclaimed (or found gone); failed retries in between log at debug level.
 """
@@ -23,10 +30,11 @@ from nova_xen import power
 
 LOG = logging.getLogger(__name__)
 
-# kinds of leftovers, in the order a pass retries them: a VM first (its
-# destruction frees its disks), then disks, then tasks
-VM, VDI, TASK, SECRET = 'VM', 'VDI', 'task', 'secret'
-_ORDER = (VM, VDI, TASK, SECRET)
+# kinds of leftovers, in the order a pass retries them: a detached
+# volume's VBD (its SR goes after it), a VM (its destruction frees its
+# disks), then disks, then tasks
+VBD, VM, VDI, TASK, SECRET = 'VBD', 'VM', 'VDI', 'task', 'secret'
+_ORDER = (VBD, VM, VDI, TASK, SECRET)
 
 
 def destroy(session, kind, ref):
@@ -61,9 +69,71 @@ class Leftovers(object):
             return sorted(self._items.items(),
                           key=lambda item: _ORDER.index(item[0][0]))
 
+    def refs(self, kind):
+        """The refs of one kind still waiting."""
+        with self._lock:
+            return {ref for k, ref in self._items if k == kind}
+
     def discard(self, kind, ref):
         with self._lock:
             self._items.pop((kind, ref), None)
+
+    def __len__(self):
+        with self._lock:
+            return len(self._items)
+
+
+class Deferred(object):
+    """Steps to retry until they succeed: {key: (what, action, why)}.
+    Thread-safe.  An action that finds nothing to do (its object gone, or
+    no longer this compute's) returns, and is done."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._items = {}
+
+    def attempt(self, key, what, action, retry=None, instance=None):
+        """``action()`` now; if it fails, the reclaimer calls ``retry``
+        (``action`` by default) every pass until it succeeds.  A step of
+        the same ``key`` still waiting is replaced.  True if done now."""
+        with self._lock:
+            self._items.pop(key, None)
+        try:
+            action()
+        except exception.NotFound:
+            return True
+        except Exception as exc:
+            why = errors.why(exc)
+            with self._lock:
+                self._items[key] = (what, retry or action, why)
+            LOG.warning('could not %s (%s); nova-xen tries again every %d s',
+                        what, why, CONF.xenserver.reclaim_interval,
+                        instance=instance)
+            return False
+        return True
+
+    def run(self):
+        """One retry of every waiting step: [('step', what)] of those now
+        done."""
+        with self._lock:
+            items = sorted(self._items.items(), key=lambda item: str(
+                item[0]))
+        done = []
+        for key, (what, action, why) in items:
+            try:
+                action()
+            except exception.NotFound:
+                pass
+            except Exception as exc:
+                LOG.debug('still cannot %s: %s', what, errors.why(exc))
+                continue
+            with self._lock:
+                if self._items.get(key, (None, action))[1] is not action:
+                    continue        # attempted anew meanwhile: that one's
+                self._items.pop(key, None)
+            LOG.info('done now: %s (it failed earlier: %s)', what, why)
+            done.append(('step', what))
+        return done
 
     def __len__(self):
         with self._lock:
@@ -117,6 +187,7 @@ class Reclaimer(object):
                          ref, why)
             self.session.leftovers.discard(kind, ref)
             done.append((kind, ref))
+        done.extend(self.session.deferred.run())
         done.extend(self._orphaned_rules())
         for sweep in self.sweeps:
             try:
@@ -125,6 +196,13 @@ class Reclaimer(object):
                 LOG.exception('a reclaimer sweep failed')
         self.passes += 1
         return done
+
+    def _remove_vbd(self, vbd):
+        # a detached volume's VBD: power.start keeps it from being plugged
+        # again, but unplug it if something did
+        if self.session.call('VBD.get_currently_attached', vbd):
+            self.session.call('VBD.unplug', vbd)
+        self.session.call('VBD.destroy', vbd)
 
     def _remove_vm(self, vm):
         power.halt(self.session, vm)
@@ -176,6 +254,7 @@ class Reclaimer(object):
         return removed
 
 
-_REMOVE = {VM: Reclaimer._remove_vm, VDI: Reclaimer._remove_vdi,
+_REMOVE = {VBD: Reclaimer._remove_vbd, VM: Reclaimer._remove_vm,
+           VDI: Reclaimer._remove_vdi,
            TASK: Reclaimer._remove_task,
            SECRET: lambda self, ref: self.session.call('secret.destroy', ref)}

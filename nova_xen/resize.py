@@ -30,23 +30,26 @@ ran) and Nova keeps the instance there, with a fault naming the step and
 xapi's reason (``InstanceFaultRollback``).  A failure on the destination
 removes everything made there and the clone in the source pool; Nova sets
 the instance to ERROR (its rule for a failed finish) and the original
-stays hidden on the source until the instance is deleted.
+stays hidden on the source until the instance is deleted.  What xapi will
+not remove or give back at once, the reclaimer does (a clone the
+destination could not remove in the source pool: the source's, once Nova
+has ended the resize).  The clone itself: transfer.py.
 """
 
+import functools
 import json
 import threading
 
+from nova.compute import task_states
 from nova import context as nova_context
 from nova import exception
 from nova import objects
 from oslo_log import log as logging
 
-from nova_xen.conf import CONF
 from nova_xen import errors
-from nova_xen import events
 from nova_xen import power
-from nova_xen import session as session_mod
 from nova_xen import storage
+from nova_xen import transfer
 from nova_xen import vmops
 
 LOG = logging.getLogger(__name__)
@@ -54,23 +57,13 @@ LOG = logging.getLogger(__name__)
 GIB = 1024 ** 3
 MIB = 1024 ** 2
 NULL = storage.NULL
-# other_config tags of a kept original, of a clone on its way to a pool
-ORIGINAL, TRANSFER = events.RESIZE_TAGS
-# the disks that move, in the order the VM gets them (swap is made anew)
-MOVED = ('root', 'ephemeral', 'config-drive')
+ORIGINAL, TRANSFER = transfer.ORIGINAL, transfer.TRANSFER
+CLONE_KEYS = transfer.CLONE_KEYS
+# what a resize keeps in the source pool: (the VM's tag, its name's
+# suffix, the tags of its disks)
+KEPT = ((ORIGINAL, '-orig', (ORIGINAL,)), (TRANSFER, '-transfer', CLONE_KEYS))
+MOVED = transfer.MOVED
 FORMAT = 1
-
-
-def _retag(session, kind, ref, old_key, new_key, name=None):
-    """Move the instance's uuid from one other_config key to another."""
-    other = session.call('%s.get_other_config' % kind, ref)
-    uuid = other.pop(old_key, None)
-    if uuid is None:
-        return
-    other[new_key] = uuid
-    session.call('%s.set_other_config' % kind, ref, other)
-    if name is not None:
-        session.call('%s.set_name_label' % kind, ref, name)
 
 
 def _refuse(reason):
@@ -95,33 +88,13 @@ def check_sizes(instance, flavor, disks):
                 % (flavor.name, new_gb, role, size / float(GIB)))
 
 
-def find_tagged(session, name, key, instance_uuid):
-    """VMs named ``name`` whose other_config[key] is the instance's."""
-    found = session.call('VM.get_by_name_label', name)
-    return [vm for vm in found
-            if session.call('VM.get_other_config', vm).get(key) ==
-            instance_uuid]
-
-
-def remove_vm_and_disks(session, vm, key, instance_uuid):
-    """A hidden original or a clone, with the disks tagged like it."""
-    vdis = [vdi for vdi in storage.vdis_of_vm(session, vm)
-            if session.call('VDI.get_other_config', vdi).get(key) ==
-            instance_uuid]
-    power.halt(session, vm)
-    session.call('VM.destroy', vm)
-    for vdi in vdis:
-        storage.destroy_vdi(session, vdi)
-
-
-def instance_gone(uuid):
-    """Nova deleted the instance (or never had it)."""
+def nova_instance(uuid):
+    """Nova's instance (deleted ones too), or None."""
     try:
-        instance = objects.Instance.get_by_uuid(
+        return objects.Instance.get_by_uuid(
             nova_context.get_admin_context(read_deleted='yes'), uuid)
     except exception.InstanceNotFound:
-        return True
-    return bool(instance.deleted)
+        return None
 
 
 class Resize(object):
@@ -134,6 +107,7 @@ class Resize(object):
         self.vms = vms                  # vmops.VMOps
         self.power = power_ops
         self.sr_of = sr_of
+        self.transfers = transfer.Transfer(session, host, sr_of)
         # instance uuid -> session handed to another pool's compute
         self._handed = {}
         # instance uuid -> name: originals kept here, until confirm/revert
@@ -154,7 +128,8 @@ class Resize(object):
         was = session.call('VM.get_power_state', vm)
         resident = session.call('VM.get_resident_on', vm)
         step = vmops.Step()
-        hidden = clone = handed = None
+        hidden = handed = None
+        made = {}           # the clone for another pool, once it exists
         try:
             with step('stop the VM'):
                 self.power.power_off(instance, timeout, retry_interval)
@@ -172,19 +147,19 @@ class Resize(object):
                               for vdi in [disks[role][0]]]}
             if not in_pool:
                 with step('clone the stopped VM for the other pool'):
-                    clone = self._transfer_clone(instance, vm)
+                    self.transfers.clone(instance, vm, made)
                 with step('open a session for the destination'):
                     handed = session.hand_out()
                 info['transfer'] = {'url': session.url, 'session': handed,
                                     'vm': session.call('VM.get_uuid',
-                                                       clone)}
+                                                       made['clone'])}
                 with self._lock:
                     self._handed[instance.uuid] = handed
         except Exception as exc:
             LOG.error('resize failed at step "%s": %s; the instance stays '
                       'here as it was', step.name, exc, instance=instance)
-            self._undo_source(instance, vm, hidden, clone, handed,
-                              was != 'Halted')
+            self._undo_source(instance, vm, hidden, made.get('clone'),
+                              handed, was != 'Halted')
             raise _refuse('resize failed at step "%s": %s'
                           % (step.name, exc))
         with self._lock:
@@ -198,80 +173,60 @@ class Resize(object):
     def _hide(self, instance, vm):
         session = self.session
         for vdi, _ in storage.disks_by_role(session, vm).values():
-            _retag(session, 'VDI', vdi, 'nova_uuid', ORIGINAL)
-        _retag(session, 'VM', vm, 'nova_uuid', ORIGINAL,
-               name=instance.name + '-orig')
+            transfer.retag(session, 'VDI', vdi, 'nova_uuid', ORIGINAL)
+        transfer.retag(session, 'VM', vm, 'nova_uuid', ORIGINAL,
+                       name=instance.name + '-orig')
         self.watcher.forget(vm)
 
     def _unhide(self, instance, vm):
         session = self.session
-        _retag(session, 'VM', vm, ORIGINAL, 'nova_uuid', name=instance.name)
+        transfer.retag(session, 'VM', vm, ORIGINAL, 'nova_uuid',
+                       name=instance.name)
         for vdi, _ in storage.disks_by_role(session, vm).values():
-            _retag(session, 'VDI', vdi, ORIGINAL, 'nova_uuid')
+            transfer.retag(session, 'VDI', vdi, ORIGINAL, 'nova_uuid')
         self.watcher.refresh_vm(vm)
 
-    def _transfer_clone(self, instance, vm):
-        session = self.session
-        # Cinder volumes do not travel: the destination plugs the same
-        # LUNs in its own pool.  xapi would clone every disk of the VM
-        # (and cannot clone a LUN), so the original lets go of its volume
-        # VBDs for the clone and takes them back at once
-        volumes = storage.vbd_records(session, vm, volumes=True)
-        for vbd in volumes:
-            session.call('VBD.destroy', vbd)
-        try:
-            clone = session.call_async('VM.clone', vm, instance.name +
-                                       '-transfer')
-        finally:
-            for record in volumes.values():
-                storage.create_vbd(
-                    session, vm, record['VDI'], 'volume',
-                    bootable=record['bootable'],
-                    userdevice=record['userdevice'],
-                    other_config=record['other_config'])
-        try:
-            for vif in session.call('VM.get_VIFs', clone):
-                session.call('VIF.destroy', vif)
-            _retag(session, 'VM', clone, ORIGINAL, TRANSFER)
-            for vbd in session.call('VM.get_VBDs', clone):
-                vdi = session.call('VBD.get_VDI', vbd)
-                if vdi == NULL:
-                    continue
-                role = session.call('VDI.get_other_config', vdi).get(
-                    'nova_role')
-                if role in MOVED:
-                    _retag(session, 'VDI', vdi, ORIGINAL, TRANSFER)
-                else:
-                    # swap: made anew at the destination, not sent
-                    session.call('VBD.destroy', vbd)
-                    storage.destroy_vdi(session, vdi)
-        except Exception:
-            remove_vm_and_disks(session, clone, ORIGINAL, instance.uuid)
-            raise
-        return clone
-
     def _undo_source(self, instance, vm, hidden, clone, handed, start):
+        """Put the original back as it was; what xapi will not let go of
+        or change now is the reclaimer's (the clone, the original's name
+        and tags)."""
         session = self.session
-        steps = []
         if handed is not None:
-            steps.append(('log out the handed session',
-                          lambda: session.logout_session(handed)))
+            session.logout_session(handed)
         if clone is not None:
-            steps.append(('remove the clone', lambda: remove_vm_and_disks(
-                session, clone, TRANSFER, instance.uuid)))
-        if hidden is not None:
-            steps.append(('give the original its name back',
-                          lambda: self._unhide(instance, vm)))
-        if start:
-            steps.append(('start the VM again', lambda: self._start(vm)))
-        for what, action in steps:
-            try:
-                action()
-            except Exception as exc:
-                LOG.error('undoing a failed resize: could not %s: %s',
-                          what, exc, instance=instance)
+            # its disks carry the original's tag or, re-tagged already,
+            # the transfer's
+            session.deferred.attempt(
+                ('remove', clone),
+                'remove the clone %s a failed resize made' % clone,
+                lambda: transfer.remove_vm_and_disks(
+                    session, clone, CLONE_KEYS, instance.uuid),
+                instance=instance)
+        if hidden is not None or start:
+            session.deferred.attempt(
+                ('give back', instance.uuid),
+                'give the original VM %s of instance %s back' % (
+                    vm, instance.uuid),
+                functools.partial(self._give_back, instance, vm,
+                                  hidden is not None, start),
+                retry=functools.partial(self._give_back, instance, vm,
+                                        hidden is not None, start,
+                                        check_nova=True),
+                instance=instance)
         with self._lock:
             self._handed.pop(instance.uuid, None)
+
+    def _give_back(self, instance, vm, unhide, start, check_nova=False):
+        if check_nova:
+            # later: only for an instance Nova still has here, active
+            now = nova_instance(instance.uuid)
+            if now is None or now.deleted or now.host != instance.host:
+                return
+            start = start and now.vm_state == 'active'
+        if unhide:
+            self._unhide(instance, vm)
+        if start:
+            self._start(vm)
 
     def _start(self, vm):
         if self.session.call('VM.get_power_state', vm) == 'Halted':
@@ -280,8 +235,8 @@ class Resize(object):
         self.watcher.refresh_vm(vm)
 
     def _original(self, instance):
-        found = find_tagged(self.session, instance.name + '-orig', ORIGINAL,
-                            instance.uuid)
+        found = transfer.find_tagged(self.session, instance.name + '-orig',
+                                     ORIGINAL, instance.uuid)
         return found[0] if found else None
 
     def _drop_transfer(self, instance):
@@ -291,9 +246,11 @@ class Resize(object):
             self._kept.pop(instance.uuid, None)
         if handed is not None:
             self.session.logout_session(handed)
-        for clone in find_tagged(self.session, instance.name + '-transfer',
-                                 TRANSFER, instance.uuid):
-            remove_vm_and_disks(self.session, clone, TRANSFER, instance.uuid)
+        for clone in transfer.find_tagged(
+                self.session, instance.name + '-transfer', TRANSFER,
+                instance.uuid):
+            transfer.remove_vm_and_disks(self.session, clone, CLONE_KEYS,
+                                         instance.uuid)
 
     def confirm(self, instance):
         self._drop_transfer(instance)
@@ -301,18 +258,18 @@ class Resize(object):
         if vm is None:
             LOG.info('confirm: no original left to remove', instance=instance)
             return
-        self._remove(vm, ORIGINAL, instance.uuid)
+        self._remove(vm, (ORIGINAL,), instance.uuid)
         LOG.info('resize confirmed: the original VM and its disks are gone',
                  instance=instance)
 
-    def _remove(self, vm, key, uuid):
+    def _remove(self, vm, keys, uuid):
         """remove_vm_and_disks, and the targets of the VM's volumes when
         nothing else in this pool uses them (the instance went to another
         pool, or was deleted)."""
         srs = {self.session.call('VDI.get_SR', record['VDI'])
                for record in storage.vbd_records(
                    self.session, vm, volumes=True).values()}
-        remove_vm_and_disks(self.session, vm, key, uuid)
+        transfer.remove_vm_and_disks(self.session, vm, keys, uuid)
         for sr in srs:
             if self.vms.volumes is not None:
                 self.vms.volumes.disconnect_sr(sr)
@@ -336,32 +293,49 @@ class Resize(object):
     def reap(self):
         """The reclaimer's sweep: originals kept here for instances Nova
         has since deleted (a finish that failed at the destination, then a
-        delete there: in another pool, no call reaches this compute)."""
+        delete there: in another pool, no call reaches this compute), and
+        a clone for another pool once the resize is no longer under way
+        (the destination failed, and could not remove it)."""
         with self._lock:
             kept = dict(self._kept)
+            handed = set(self._handed)
         done = []
         for uuid, name in kept.items():
-            if not instance_gone(uuid):
+            instance = nova_instance(uuid)
+            if instance is None or instance.deleted:
+                kinds = KEPT
+            elif uuid in handed and instance.task_state not in \
+                    task_states.resizing_states:
+                kinds = KEPT[1:]
+                with self._lock:
+                    session_ref = self._handed.pop(uuid, None)
+                if session_ref is not None:
+                    self.session.logout_session(session_ref)
+            else:
                 continue
-            for key, suffix in ((ORIGINAL, '-orig'), (TRANSFER, '-transfer')):
-                for vm in find_tagged(self.session, name + suffix, key, uuid):
-                    LOG.info('removing VM %s%s: its instance %s was deleted',
-                             name, suffix, uuid)
-                    self._remove(vm, key, uuid)
+            for key, suffix, keys in kinds:
+                for vm in transfer.find_tagged(self.session, name + suffix,
+                                               key, uuid):
+                    LOG.info('removing VM %s%s of instance %s: %s', name,
+                             suffix, uuid, 'its resize is over'
+                             if kinds is not KEPT else 'it was deleted')
+                    self._remove(vm, keys, uuid)
                     done.append(('VM', vm))
-            with self._lock:
-                self._kept.pop(uuid, None)
+            if kinds is KEPT:
+                with self._lock:
+                    self._kept.pop(uuid, None)
         return done
 
     def forget_originals(self, instance):
         """A deleted instance leaves no original or clone in this pool
         (a resize whose finish failed left them)."""
-        for key, suffix in ((ORIGINAL, '-orig'), (TRANSFER, '-transfer')):
-            for vm in find_tagged(self.session, instance.name + suffix, key,
-                                  instance.uuid):
+        for key, suffix, keys in KEPT:
+            for vm in transfer.find_tagged(
+                    self.session, instance.name + suffix, key,
+                    instance.uuid):
                 LOG.info('removing the %s VM a resize left', suffix[1:],
                          instance=instance)
-                self._remove(vm, key, instance.uuid)
+                self._remove(vm, keys, instance.uuid)
 
     # -- destination ---------------------------------------------------------
 
@@ -379,8 +353,9 @@ class Resize(object):
             if info['pool'] == self.host.pool_uuid:
                 vdis = self._copy_in_pool(instance, info, undo, step)
             else:
-                remote = self._remote(info['transfer'])
-                vdis = self._receive(instance, info, remote, undo, step)
+                remote = self.transfers.remote(info['transfer'])
+                vdis = self.transfers.receive(instance, info, remote, undo,
+                                              step)
             disks = self._fit(instance, vdis, undo, step)
             # Cinder volumes: the same LUNs, plugged on this host too
             attached = self.vms.connect_volumes(block_device_info, undo,
@@ -397,7 +372,7 @@ class Resize(object):
                       step.name, exc, instance=instance)
             undo.rollback(instance)
             if remote is not None:
-                self._drop_remote_clone(instance, info, remote)
+                self.transfers.drop_remote_clone(instance, info, remote)
             raise errors.MoveFailed(what='resize', step=step.name,
                                     reason=str(exc))
         finally:
@@ -423,65 +398,9 @@ class Resize(object):
                     new = session.call_async('VDI.copy', vdi, self.sr_of(),
                                              NULL, NULL)
                 undo.vdis.append(new)
-                self._tag(instance, new, role)
+                storage.tag_vdi(session, instance, new, role)
                 vdis[role] = new
         return vdis
-
-    def _tag(self, instance, vdi, role):
-        session = self.session
-        session.call('VDI.set_other_config', vdi,
-                     storage.tags(instance, role))
-        session.call('VDI.set_name_label', vdi,
-                     '%s %s' % (instance.name, role))
-
-    def _remote(self, transfer):
-        opts = CONF.xenserver
-        return session_mod.HandedSession(
-            transfer['url'], transfer['session'],
-            login_timeout=opts.login_timeout, call_timeout=opts.call_timeout,
-            task_timeout=opts.task_timeout, ca_file=opts.ca_file,
-            insecure=opts.insecure)
-
-    def _receive(self, instance, info, remote, undo, step):
-        """The clone comes over from the source pool (its xapi sends it,
-        disks into this host's instance SR); its VDIs stay, its record
-        goes."""
-        session = self.session
-        uuid = info['transfer']['vm']
-        with step('find the clone in the source pool'):
-            clone = remote.call('VM.get_by_uuid', uuid)
-            vdi_map = {vdi: self.sr_of()
-                       for vdi in storage.vdis_of_vm(remote, clone)}
-        with step('get a receive token'):
-            token = self.host.receive_token()
-        try:
-            with step('send the disks over (VM.migrate_send)'):
-                remote.call_async('VM.migrate_send', clone, token, False,
-                                  vdi_map, {}, {}, {})
-        finally:
-            session.logout_session(token['session_id'])
-        with step('take the disks of the clone'):
-            here = session.call('VM.get_by_uuid', uuid)
-            vdis = {}
-            for vdi in storage.vdis_of_vm(session, here):
-                undo.vdis.append(vdi)
-                role = session.call('VDI.get_other_config', vdi).get(
-                    'nova_role')
-                self._tag(instance, vdi, role)
-                vdis[role] = vdi
-            session.call('VM.destroy', here)
-        return vdis
-
-    def _drop_remote_clone(self, instance, info, remote):
-        try:
-            clone = remote.call('VM.get_by_uuid', info['transfer']['vm'])
-            remove_vm_and_disks(remote, clone, TRANSFER, instance.uuid)
-        except exception.NotFound:
-            pass
-        except Exception as exc:
-            LOG.error('could not remove the clone in the source pool: %s '
-                      '(the source removes it on confirm or revert)', exc,
-                      instance=instance)
 
     def _fit(self, instance, vdis, undo, step):
         """The disks at the new flavor's sizes: (VDI, role, bootable)."""

@@ -179,6 +179,8 @@ class Session(object):
         self._generation = 0     # bumped when the master moves
         # what could not be removed, for the reclaimer (reclaim.py)
         self.leftovers = reclaim.Leftovers()
+        # steps to retry until they are done, for the reclaimer too
+        self.deferred = reclaim.Deferred()
         self._tasks = None       # the task watcher, at the first task
 
     # -- addresses -----------------------------------------------------

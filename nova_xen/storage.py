@@ -26,6 +26,12 @@ def tags(instance, role):
             'nova_instance_name': instance.name}
 
 
+def tag_vdi(session, instance, vdi, role):
+    """Make a VDI the instance's ``role`` disk (its tags and name)."""
+    session.call('VDI.set_other_config', vdi, tags(instance, role))
+    session.call('VDI.set_name_label', vdi, '%s %s' % (instance.name, role))
+
+
 def create_vdi(session, sr, instance, role, size, name=None,
                read_only=False, other_config=None):
     """A new VDI of ``instance`` (tagged as its ``role``), or, with no

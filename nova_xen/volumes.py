@@ -183,12 +183,29 @@ class VolumeOps(object):
             LOG.warning('volume %s: its SR is gone already', target.volume_id,
                         instance=instance)
             return
+        held = None
         if vm is not None:
             for vbd in self._vbds_of(vm, target.volume_id):
                 if self.session.call('VBD.get_currently_attached', vbd):
+                    # a failure here: the guest still has the disk, and
+                    # Nova keeps the volume attached
                     self.session.call('VBD.unplug', vbd)
-                self.session.call('VBD.destroy', vbd)
-        self.disconnect_sr(sr)
+                try:
+                    self.session.call('VBD.destroy', vbd)
+                except exception.NotFound:
+                    pass
+                except Exception as exc:
+                    # the guest no longer sees the disk: the detach is
+                    # done; the VBD is the reclaimer's (and is never
+                    # plugged again: power.without_detached_volumes), the
+                    # SR goes after it
+                    held = exc
+                    self.session.leftovers.add(reclaim.VBD, vbd,
+                                               errors.why(exc))
+        if held is not None:
+            self._leave(sr, held)
+        else:
+            self.disconnect_sr(sr)
         LOG.info('volume %s detached', target.volume_id, instance=instance)
 
     def extend(self, connection_info, size):
@@ -221,16 +238,27 @@ class VolumeOps(object):
     def release(self, connection_info):
         """This host's hold on a volume's target (its PBD), once no VM
         here uses it (after a live migration away, or a rolled back one
-        to here); the SR goes too when no VBD uses it at all."""
+        to here); the SR goes too when no VBD uses it at all.  Never
+        fails the move it follows: what xapi refuses now, the reclaimer
+        does later (session.deferred)."""
         try:
             target = Target(connection_info)
         except exception.VolumeDriverNotFound:
             return
-        sr = self._find_sr(target)
-        if sr is None:
-            return
-        with self._lock(target.sr_uuid):
-            try:
+        self.session.deferred.attempt(
+            ('release', target.sr_uuid),
+            'let go of the target %s on host %s' % (target,
+                                                    self.host.nodename),
+            lambda: self._release(target))
+
+    def _release(self, target):
+        try:
+            sr = self._find_sr(target)
+            if sr is None:
+                return
+            with self._lock(target.sr_uuid):
+                if self._used_here(sr):
+                    return      # a VM of this host uses the target (again)
                 pbds = self.session.call(
                     'PBD.get_all_records_where',
                     'field "SR"="%s" and field "host"="%s"'
@@ -238,10 +266,21 @@ class VolumeOps(object):
                 for pbd, record in pbds.items():
                     if record['currently_attached']:
                         self.session.call('PBD.unplug', pbd)
-            except Exception as exc:
-                LOG.warning('could not unplug the target %s from this host: '
-                            '%s', target, target.scrub(errors.why(exc)))
+        except exception.NotFound:
+            raise
+        except Exception as exc:
+            raise exception.NovaException(target.scrub(errors.why(exc)))
         self.disconnect_sr(sr)
+
+    def _used_here(self, sr):
+        """A VM running on this host has a disk of ``sr``."""
+        for vdi in self.session.call('SR.get_VDIs', sr):
+            for vbd in self.session.call('VDI.get_VBDs', vdi):
+                vm = self.session.call('VBD.get_VM', vbd)
+                if self.session.call('VM.get_resident_on', vm) == \
+                        self.host.ref:
+                    return True
+        return False
 
     def disconnect_sr(self, sr):
         """Unplug and forget ``sr`` unless a VBD still uses its VDIs.  An
@@ -256,9 +295,14 @@ class VolumeOps(object):
             self._leave(sr, exc)
 
     def _disconnect_sr(self, sr):
+        waiting = self.session.leftovers.refs(reclaim.VBD)
         for vdi in self.session.call('SR.get_VDIs', sr):
-            if self.session.call('VDI.get_VBDs', vdi):
-                return
+            vbds = self.session.call('VDI.get_VBDs', vdi)
+            if waiting.intersection(vbds):
+                raise exception.NovaException(
+                    'a VBD of a detached volume still uses it')
+            if vbds:
+                return      # in use (attached again)
         secrets = []
         for pbd in self.session.call('SR.get_PBDs', sr):
             record = self.session.call('PBD.get_record', pbd)

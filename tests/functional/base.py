@@ -1,6 +1,8 @@
 """In-process Nova (API, conductor, scheduler, compute, placement) driving
 nova-xen against a simulated XCP-ng pool."""
 
+import time
+
 import fixtures
 from nova.tests.functional import integrated_helpers
 
@@ -94,3 +96,33 @@ class XenAPIFunctionalTestCase(waits.PatientWaits,
         return self._create_server(image_uuid=image_id, flavor_id=flavor_id,
                                    networks=networks,
                                    expected_state=expected_state)
+
+
+def reclaimer_passes(test, driver, passes=2, seconds=300):
+    """Wait until ``driver``'s reclaimer has made ``passes`` more passes:
+    with two, at least one of them began after this call (what it had to
+    do then, it has done, or tried)."""
+    reclaimer = driver._reclaimer
+    target = reclaimer.passes + passes
+    deadline = time.monotonic() + seconds
+    while reclaimer.passes < target:
+        if time.monotonic() > deadline:
+            test.fail('the reclaimer made %d passes in %d s, not %d' % (
+                reclaimer.passes - target + passes, seconds, passes))
+        time.sleep(0.1)
+
+
+def wait_for_migrations(test, server_id, statuses, seconds=300):
+    """Wait until the server's migrations, oldest first, have ``statuses``
+    (a migration still running does not match); returns them."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = sorted(test.api.api_get(
+            '/os-migrations?instance_uuid=%s' % server_id
+        ).body['migrations'], key=lambda m: m['id'])
+        if [m['status'] for m in found] == list(statuses):
+            return found
+        if time.monotonic() > deadline:
+            test.fail('the migrations of server %s are %s, not %s' % (
+                server_id, [m['status'] for m in found], list(statuses)))
+        time.sleep(0.2)

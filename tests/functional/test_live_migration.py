@@ -419,13 +419,13 @@ class LocalStorageTest(_TwoHosts):
         self.assertFalse(self.x.SR.get_shared(self.x.VDI.get_SR(vdis[0])))
 
 
-class CrossPoolTest(base.XenAPIFunctionalTestCase):
+class _TwoPools(base.XenAPIFunctionalTestCase):
     """Two pools of one host, a nova-compute for each: storage XenMotion."""
     xapisim_options = dict(base.XenAPIFunctionalTestCase.xapisim_options,
                            pools=2)
 
     def setUp(self):
-        super(CrossPoolTest, self).setUp()
+        super(_TwoPools, self).setUp()
         # booted in the first pool before the second pool's compute starts
         self.server = self.boot(self.image_with(pattern(MIB, seed=b'far')))
         other = self.xapi.world['pools'][1]
@@ -449,6 +449,9 @@ class CrossPoolTest(base.XenAPIFunctionalTestCase):
 
     def rules_in(self, x):
         return xen_fixtures.rules_in(x)
+
+
+class CrossPoolTest(_TwoPools):
 
     def test_storage_xenmotion_to_the_other_pool(self):
         data = self.xapi.vdi_bytes(self.xapi.objects_of(

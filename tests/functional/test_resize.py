@@ -4,8 +4,11 @@ clones; local SRs: copies), across pools (VM.migrate_send of a clone);
 each checked on the xapi side, and failures injected at XenAPI steps."""
 
 
+from xapisim.client import Control
+
 from tests.functional import base
 from tests.functional import fixtures as xen_fixtures
+from tests.functional import test_leftovers
 from tests.functional.test_boot import pattern
 
 MIB = 1024 * 1024
@@ -309,13 +312,13 @@ class LocalSRMigrationTest(_TwoHostResize):
         self.assertEqual({}, self.xapi.isolation_rules(ref))
 
 
-class CrossPoolResizeTest(_ResizeBase):
+class _CrossPool(_ResizeBase):
     """Two pools of one host each: the disks go with VM.migrate_send of a
     clone, sent by the destination with a session the source handed it."""
     xapisim_options = dict(_ResizeBase.xapisim_options, pools=2)
 
     def setUp(self):
-        super(CrossPoolResizeTest, self).setUp()
+        super(_CrossPool, self).setUp()
         self.server, self.vm, _ = self.boot_small()
         self.source = self.server['OS-EXT-SRV-ATTR:host']
         other = self.xapi.world['pools'][1]
@@ -329,6 +332,9 @@ class CrossPoolResizeTest(_ResizeBase):
 
     def rules_in(self, x):
         return xen_fixtures.rules_in(x)
+
+
+class CrossPoolResizeTest(_CrossPool):
 
     def test_cold_migration_to_the_other_pool_then_confirm(self):
         server = self._migrate_server(self.server, host=self.target)
@@ -449,3 +455,106 @@ class CrossPoolResizeTest(_ResizeBase):
         self.assertEqual([self.vm], self.originals(server)['VM'])
         self.compute.manager.driver._reclaimer.run_once()
         self.assertEqual({'VM': [], 'VDI': []}, tagged(self.x, server['id']))
+
+
+class CrossPoolSourceFailureTest(test_leftovers.Reclaiming, _CrossPool):
+    """A failure while the source prepares the clone it sends to the other
+    pool: the server stays on the source, running, and nothing of the
+    clone is left (at once, or once the reclaimer has passed)."""
+
+    def _fail_while_preparing(self, step, *failures):
+        before = tagged(self.x, self.server['id'])
+        for message, nth in failures:
+            self.xapi.control.fail(message, ['INTERNAL_ERROR', 'injected'],
+                                   nth=nth)
+        self.api.post_server_action(self.server['id'],
+                                    {'migrate': {'host': self.target}})
+        base.wait_for_migrations(self, self.server['id'], ['error'])
+        server = self._wait_for_state_change(self.server, 'ACTIVE')
+        self.assertEqual(self.source, server['OS-EXT-SRV-ATTR:host'])
+        self.assertIn('resize failed at step "%s"' % step,
+                      self.stdlog.logger.output)
+        record = self.x.VM.get_record(self.vm)
+        self.assertEqual('Running', record['power_state'])
+        self.assertEqual(server['id'], record['other_config']['nova_uuid'])
+        base.reclaimer_passes(self, self.compute.manager.driver)
+        self.assertEqual({'VM': [], 'VDI': []}, tagged(
+            self.x, server['id'], ('nova_resize_of', 'nova_resize_transfer')))
+        self.assertEqual(before, tagged(self.x, server['id']))
+        self.assertEqual({'VM': [], 'VDI': []}, tagged(self.y, server['id']))
+        self._delete_server(server)
+        self.assertEqual({'VM': [], 'VDI': []}, tagged(self.x, server['id']))
+
+    def test_a_failed_removal_of_the_clone_s_swap(self):
+        # after the clone's root and ephemeral disks were re-tagged for
+        # the transfer
+        self._fail_while_preparing(
+            'clone the stopped VM for the other pool', ('VBD.destroy', 1))
+
+    def test_a_failed_retag_of_the_clone_s_second_disk(self):
+        # three for the original's disks, then the clone's root disk
+        self._fail_while_preparing(
+            'clone the stopped VM for the other pool',
+            ('VDI.set_other_config', 5))
+
+    def test_a_clone_the_undo_cannot_destroy_is_reclaimed(self):
+        # the session for the destination cannot be opened; the clone's
+        # removal is refused once
+        self._fail_while_preparing(
+            'open a session for the destination',
+            ('session.login_with_password', 1), ('VM.destroy', 1))
+
+
+class CrossPoolReceiveFailureTest(test_leftovers.Reclaiming, _CrossPool):
+    """A failure once the clone has reached the destination's pool: the
+    server goes to ERROR, nothing of the clone stays in either pool."""
+
+    def test_a_failure_taking_the_disks_of_the_clone(self):
+        other = self.xapi.world['pools'][1]
+        dest = Control(other['master'], self.xapi.username,
+                       self.xapi.password)
+        # the clone's record, once its disks are taken
+        dest.fail('VM.destroy', ['INTERNAL_ERROR', 'injected'])
+        self.api.post_server_action(self.server['id'],
+                                    {'migrate': {'host': self.target}})
+        server = self._wait_for_state_change(self.server, 'ERROR')
+        self.assertIn('take the disks of the clone',
+                      server['fault']['message'])
+        base.reclaimer_passes(self, self.computes[self.target].manager.driver)
+        self.assertEqual({'VM': [], 'VDI': []}, tagged(self.y, server['id']))
+        # the source pool: the original alone
+        self.assertEqual([self.vm], self.originals(server)['VM'])
+        self.assertEqual({'VM': [], 'VDI': []}, tagged(
+            self.x, server['id'], ('nova_resize_transfer', 'nova_uuid')))
+        self._delete_server(server)
+        self.assertEqual({'VM': [], 'VDI': []}, tagged(self.y, server['id']))
+
+
+class SourceUndoFailureTest(test_leftovers.Reclaiming, _ResizeBase):
+    """The undo of a failed resize on the source cannot give the original
+    back at once: the reclaimer does, and the server works on."""
+
+    def test_an_original_xapi_would_not_give_back_at_once(self):
+        server, vm, record = self.boot_small()
+        before = tagged(self.x, server['id'])
+        vif = self.x.VIF.get_uuid(record['VIFs'][0])
+        # the VM's new name fails; so does the undo's first try to tag
+        # the VM as the instance again
+        self.xapi.control.fail('VM.set_name_label',
+                               ['INTERNAL_ERROR', 'db locked'])
+        self.xapi.control.fail('VM.set_other_config',
+                               ['INTERNAL_ERROR', 'db locked'], nth=2)
+        self.api.post_server_action(server['id'],
+                                    {'resize': {'flavorRef': self.big}})
+        base.wait_for_migrations(self, server['id'], ['error'])
+        base.reclaimer_passes(self, self.compute.manager.driver)
+        record = self.x.VM.get_record(vm)
+        self.assertEqual('Running', record['power_state'])
+        self.assertEqual(server['id'], record['other_config']['nova_uuid'])
+        self.assertEqual(server['OS-EXT-SRV-ATTR:instance_name'],
+                         record['name_label'])
+        self.assertEqual(before, tagged(self.x, server['id']))
+        self.assertEqual([vif], list(self.xapi.isolation_rules()))
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self._stop_server(server)
+        self.assertEqual('Halted', self.x.VM.get_power_state(vm))

@@ -498,12 +498,12 @@ class LiveMigrationWithVolumeTest(_VolumeTestCase):
         self.assertEqual([], self.iscsi_srs())
 
 
-class CrossPoolWithVolumeTest(_VolumeTestCase):
+class _CrossPoolWithVolume(_VolumeTestCase):
     xapisim_options = dict(base.XenAPIFunctionalTestCase.xapisim_options,
                            pools=2)
 
     def setUp(self):
-        super(CrossPoolWithVolumeTest, self).setUp()
+        super(_CrossPoolWithVolume, self).setUp()
         self.server = self.boot(self.image_with(pattern(MIB)))
         self.vm, _ = self.xapi.vm_of(self.server['id'])
         other = self.xapi.world['pools'][1]
@@ -523,6 +523,9 @@ class CrossPoolWithVolumeTest(_VolumeTestCase):
         uuid = volumes.Target(self.info).sr_uuid
         return [ref for ref, r in x.SR.get_all_records().items()
                 if r['uuid'] == uuid]
+
+
+class CrossPoolWithVolumeTest(_CrossPoolWithVolume):
 
     def test_cold_migration_to_the_other_pool_takes_the_volume(self):
         server = self._migrate_server(self.server, host=self.target)
@@ -550,3 +553,175 @@ class CrossPoolWithVolumeTest(_VolumeTestCase):
             self.volume_vbds(self.vm)[uuids.xpool]))
         self.assertEqual([], self.vm_in(self.y))
         self.assertEqual([], self.srs_in(self.y))
+
+
+class LiveMigrationReleaseTest(test_leftovers.Reclaiming, _VolumeTestCase):
+    """The source's hold on a volume's target, after XenMotion: a failure
+    there does not fail the migration, and the reclaimer lets go later."""
+    xapisim_options = dict(base.XenAPIFunctionalTestCase.xapisim_options,
+                           hosts=2)
+
+    def test_a_failed_release_at_the_source_finishes_the_move(self):
+        hosts = self.xapi.pool['hosts']
+        self.flags(host_uuid=hosts[1]['uuid'], group='xenserver')
+        self._start_compute(hosts[1]['name_label'])
+        server = self.boot(self.image_with(pattern(MIB)))
+        target, info = self.volume(uuids.release)
+        self._attach_volume(server, uuids.release)
+        vm, _ = self.xapi.vm_of(server['id'])
+        sr = self.sr_of(info)
+        busy = ['INTERNAL_ERROR', 'xapi is busy']
+        cases = [
+            # the source's look for the SR (the destination's pre looks
+            # first), its unplug of the target
+            ('SR.get_by_uuid', 2),
+            ('PBD.unplug', 1),
+        ]
+        for number, (what, nth) in enumerate(cases, 1):
+            with self.subTest(what=what):
+                source = self.x.VM.get_resident_on(vm)
+                self.xapi.control.fail(what, busy, nth=nth)
+                self.api.post_server_action(server['id'], {
+                    'os-migrateLive': {'host': None,
+                                       'block_migration': 'auto'}})
+                migrations = base.wait_for_migrations(
+                    self, server['id'], ['completed'] * number)
+                self._wait_for_state_change(server, 'ACTIVE')
+                self.assertEqual({}, self.placement.get(
+                    '/allocations/%s' % migrations[-1]['uuid']
+                ).body['allocations'])
+                self.assertEqual({}, {
+                    rc: n for rc, n in self._get_provider_usages(
+                        self.x.host.get_uuid(source)).items() if n})
+                dest = self.x.VM.get_resident_on(vm)
+                self.assertNotEqual(source, dest)
+                self.assertTrue(self.x.VBD.get_currently_attached(
+                    self.volume_vbds(vm)[uuids.release]))
+                # the target ends plugged where the VM runs only
+                for service in self.computes.values():
+                    base.reclaimer_passes(self, service.manager.driver)
+                self.assertEqual({dest}, {
+                    self.x.PBD.get_host(p) for p in self.x.SR.get_PBDs(sr)
+                    if self.x.PBD.get_currently_attached(p)})
+                self.assertNotIn(self.x.host.get_iscsi_iqn(source),
+                                 self.tgt.show())
+                self.xapi.control.clear_faults()
+        self._delete_server(server)
+        self.assertEqual([], self.iscsi_srs())
+        self.assertEqual([], self.x.secret.get_all())
+
+
+class CrossPoolLentVolumeTest(test_leftovers.Reclaiming,
+                              _CrossPoolWithVolume):
+    """The original lets go of its volume VBDs while the clone for the
+    other pool is made: one xapi will not make again at once is made by
+    the reclaimer, plugged into the original running again."""
+
+    def test_a_volume_vbd_xapi_would_not_make_again_at_once(self):
+        # the only VBD.create of the source pool during the move: the
+        # original's volume VBD, made again after the clone
+        self.xapi.control.fail('VBD.create', ['INTERNAL_ERROR', 'busy'])
+        self.api.post_server_action(self.server['id'],
+                                    {'migrate': {'host': self.target}})
+        base.wait_for_migrations(self, self.server['id'], ['error'])
+        server = self._wait_for_state_change(self.server, 'ACTIVE')
+        self.assertNotEqual(self.target, server['OS-EXT-SRV-ATTR:host'])
+        base.reclaimer_passes(self, self.compute.manager.driver)
+        self.assertEqual('Running', self.x.VM.get_power_state(self.vm))
+        vbd = self.volume_vbds(self.vm)[uuids.xpool]
+        self.assertTrue(self.x.VBD.get_currently_attached(vbd))
+        vif = self.x.VIF.get_uuid(self.x.VM.get_VIFs(self.vm)[0])
+        self.assertEqual([vif], list(self.xapi.isolation_rules()))
+        # no clone left; nothing in the other pool
+        self.assertEqual([self.vm], self.vm_in(self.x))
+        self.assertEqual([], [
+            r for r in self.x.VM.get_all_records().values()
+            if r['other_config'].get('nova_resize_of') == self.server['id']
+            or r['other_config'].get('nova_resize_transfer') ==
+            self.server['id']])
+        self.assertEqual([], self.vm_in(self.y))
+        self.assertEqual(1, len(self.log_lines(
+            'done now: attach volume %s to the original VM again'
+            % uuids.xpool)))
+        self._delete_server(server)
+        self.assertEqual([], self.srs_in(self.x))
+
+
+class DetachLeftoverTest(test_leftovers.Reclaiming, _VolumeTestCase):
+    """A detach whose VBD xapi will not destroy (it is unplugged already:
+    the guest no longer sees the disk) is finished: Nova and Cinder show
+    the volume detached, the reclaimer removes the VBD and then the SR,
+    and the VBD is never plugged again."""
+
+    def setUp(self):
+        super(DetachLeftoverTest, self).setUp()
+        self.server = self.boot(self.image_with(pattern(MIB)))
+        self.vm, _ = self.xapi.vm_of(self.server['id'])
+        self.driver = self.computes[self.compute.host].manager.driver
+
+    def start_failed(self, server):
+        """The event of Nova's start of the server, once it has ended in
+        error; None before."""
+        for action in self.api.get_instance_actions(server['id']):
+            if action['action'] == 'start':
+                for event in self.api.get_instance_action_details(
+                        server['id'], action['request_id'])['events']:
+                    if event['event'] == 'compute_start_instance' and \
+                            (event['result'] or '').lower() == 'error':
+                        return event
+        return None
+
+    def assertDetached(self, volume_id):
+        """Nova and Cinder: the volume is off the server."""
+        self.assertEqual([], self.api.get_server_volumes(self.server['id']))
+        self.assertEqual({}, dict(
+            self.cinder.volume_to_attachment.get(volume_id, {})))
+
+    def test_a_detach_whose_vbd_xapi_would_not_destroy(self):
+        target, info = self.volume(uuids.held1)
+        self._attach_volume(self.server, uuids.held1)
+        self.xapi.control.fail('VBD.destroy', ['INTERNAL_ERROR', 'busy'])
+        self._detach_volume(self.server, uuids.held1)
+        self.assertDetached(uuids.held1)
+        base.reclaimer_passes(self, self.driver)
+        self.assertEqual({}, self.volume_vbds(self.vm))
+        self.assertEqual([], self.iscsi_srs())
+        self.assertEqual([], self.x.secret.get_all())
+        iqn = self.x.host.get_iscsi_iqn(self.x.VM.get_resident_on(self.vm))
+        self.assertNotIn(iqn, self.tgt.show())
+        self.assertEqual(1, len(self.log_lines('reclaimed VBD')))
+        # the server stops and starts without the volume
+        server = self._stop_server(self.server)
+        self._start_server(server)
+        self.assertEqual('Running', self.x.VM.get_power_state(self.vm))
+        self.assertEqual({}, self.volume_vbds(self.vm))
+        self.assertEqual([], self.iscsi_srs())
+
+    def test_a_vbd_still_there_is_never_plugged_again(self):
+        target, info = self.volume(uuids.held2)
+        self._attach_volume(self.server, uuids.held2)
+        # xapi refuses every VBD.destroy until the faults are cleared
+        self.xapi.control.fail('VBD.destroy', ['INTERNAL_ERROR', 'busy'],
+                               times=0)
+        self._detach_volume(self.server, uuids.held2)
+        self.assertDetached(uuids.held2)
+        server = self._stop_server(self.server)
+        # a start would plug every VBD of the VM: it is refused, saying why
+        self.api.post_server_action(server['id'], {'os-start': None})
+        self.eventually(lambda: self.start_failed(server), seconds=120,
+                        what='the start refused')
+        server = self._wait_for_state_change(server, 'SHUTOFF')
+        self.assertEqual('Halted', self.x.VM.get_power_state(self.vm))
+        # the instance fault (recorded before the start's event ends)
+        (fault,) = objects.InstanceFaultList.get_latest_by_instance_uuids(
+            nova_context.get_admin_context(), [server['id']])
+        self.assertIn('a volume detached from this server is still there',
+                      fault.message)
+        self.assertEqual([uuids.held2], list(self.volume_vbds(self.vm)))
+        self.xapi.control.clear_faults()
+        base.reclaimer_passes(self, self.driver)
+        self.assertEqual({}, self.volume_vbds(self.vm))
+        self.assertEqual([], self.iscsi_srs())
+        self._start_server(server)
+        self.assertEqual('Running', self.x.VM.get_power_state(self.vm))
+        self.assertEqual({}, self.volume_vbds(self.vm))
