@@ -41,6 +41,7 @@ SM_ERRORS = {
                                'incorrect target IQN parameter'),
     'ConfigISCSIIQNMissing': (97, 'Unable to retrieve the host '
                               'configuration ISCSI IQN parameter'),
+    'SnapshotChainTooLong': (109, 'The snapshot chain is too long'),
     'ISCSITarget': (141, 'Unable to connect to ISCSI service on target'),
     'ISCSIPort': (142, 'Incorrect value for iSCSI port, must be a number '
                   'between 1 and 65535'),

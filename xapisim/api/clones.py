@@ -1,5 +1,11 @@
-"""VDI.clone, VDI.snapshot and VDI.copy: new VDIs from another's bytes."""
+"""VDI.clone, VDI.snapshot and VDI.copy: new VDIs from another's bytes.
 
+On the SRs whose VDIs are VHD trees a clone or snapshot is linked into
+the tree as sm links it (xapisim/vhdtree.py); a copy is always a whole
+disk of its own.
+"""
+
+from xapisim import vhdtree
 from xapisim.api import common
 from xapisim.api.storage import assert_sm_can, new_vdi
 from xapisim.db import now_datetime
@@ -8,8 +14,9 @@ from xapisim.rpc import handler
 from xapisim.schema import NULL_REF
 
 
-def _derived_vdi(ctx, vdi, sr, snapshot):
-    """A new VDI holding a copy of ``vdi``'s bytes (clone/snapshot/copy)."""
+def _derived_vdi(ctx, vdi, sr, snapshot, child=False):
+    """A new VDI holding a copy of ``vdi``'s bytes (clone/snapshot/copy);
+    ``child``: a VHD child, which holds none of them in its own layer."""
     db = ctx.db
     src = db.record('VDI', vdi)
     fields = {k: src[k] for k in ('name_label', 'name_description', 'type',
@@ -21,34 +28,9 @@ def _derived_vdi(ctx, vdi, sr, snapshot):
         fields.update(is_a_snapshot=True, snapshot_of=vdi,
                       snapshot_time=now_datetime())
     new = new_vdi(ctx, sr, src['virtual_size'], fields)
-    ctx.pool.storage.copy_data(vdi, new, progress=ctx.progress)
-    ctx.pool.storage.refresh_utilisation(new)
+    ctx.pool.storage.copy_data(vdi, new, progress=ctx.progress,
+                               written=not child)
     return new
-
-
-def _chain(ctx, vdi, new):
-    """Record the VHD tree a VHD-based SR builds on clone and snapshot.
-
-    The source's current content becomes a hidden, read-only parent; the
-    source and the new VDI both continue from it.
-    """
-    db = ctx.db
-    src = db.record('VDI', vdi)
-    if db.get('SR', src['SR'], 'type') not in ('ext', 'nfs'):
-        return
-    parent = _derived_vdi(ctx, vdi, src['SR'], snapshot=False)
-    grand = src['sm_config'].get('vhd-parent')
-    psm = {'vhd-blocks': 'eJz7/x8KAA==', 'vdi_type': 'vhd'}
-    if grand:
-        psm['vhd-parent'] = grand
-    # SM introduces the base copy itself: none of xapi's other_config
-    db.set('VDI', parent, managed=False, read_only=True,
-           name_label='base copy', sm_config=psm, other_config={})
-    for child in (vdi, new):
-        sm = dict(db.get('VDI', child, 'sm_config'))
-        sm['vhd-parent'] = db.get('VDI', parent, 'uuid')
-        sm['vdi_type'] = 'vhd'
-        db.set('VDI', child, sm_config=sm)
 
 
 def _clone_or_snapshot(ctx, vdi, snapshot):
@@ -56,9 +38,14 @@ def _clone_or_snapshot(ctx, vdi, snapshot):
     op = 'snapshot' if snapshot else 'clone'
     sr = db.get('VDI', vdi, 'SR')
     assert_sm_can(db, sr)
+    tree = ctx.pool.storage.is_tree(sr)
     with common.object_operation(ctx, 'VDI', vdi, op):
-        new = _derived_vdi(ctx, vdi, sr, snapshot)
-        _chain(ctx, vdi, new)
+        if tree:
+            with db.lock:
+                vhdtree.assert_can_snapshot(db, vdi)
+        new = _derived_vdi(ctx, vdi, sr, snapshot, child=tree)
+        if tree:
+            vhdtree.link(ctx.pool, vdi, new)
     return new
 
 
@@ -75,7 +62,6 @@ def vdi_snapshot(ctx, vdi, driver_params):
 @handler('VDI', 'copy')
 def vdi_copy(ctx, vdi, sr, base_vdi, into_vdi):
     db = ctx.db
-    storage = ctx.pool.storage
     with common.object_operation(ctx, 'VDI', vdi, 'copy'):
         if into_vdi == NULL_REF:
             if sr == NULL_REF:
@@ -87,6 +73,5 @@ def vdi_copy(ctx, vdi, sr, base_vdi, into_vdi):
             raise XapiError('VDI_READONLY', into_vdi)
         if dst['virtual_size'] < src_size:
             raise XapiError('VDI_TOO_SMALL', into_vdi, src_size)
-        storage.copy_data(vdi, into_vdi, progress=ctx.progress)
-        storage.refresh_utilisation(into_vdi)
+        ctx.pool.storage.copy_data(vdi, into_vdi, progress=ctx.progress)
         return into_vdi

@@ -4,14 +4,14 @@ VBDs: vbd.py)."""
 import os
 import re
 
-from xapisim import rawiscsi
+from xapisim import rawiscsi, vhdtree
 from xapisim.api import common
 from xapisim.api.implicit import constructor_values
 from xapisim.db import new_uuid
 from xapisim.errors import XapiError, sm_error
 from xapisim.rpc import handler
 from xapisim.schema import NULL_REF
-from xapisim.storage import round_size
+from xapisim.storage import round_size, vdi_record
 
 # ---------------------------------------------------------------- VDI
 
@@ -45,18 +45,7 @@ def new_vdi(ctx, sr, size, fields):
         size = round_size(size)
         storage.assert_space(sr, size)
         uuid = new_uuid()
-        record = {
-            'uuid': uuid, 'SR': sr, 'virtual_size': size, 'location': uuid,
-            'managed': True, 'missing': False, 'storage_lock': False,
-            'physical_utilisation': 0, 'sm_config': {}, 'xenstore_data': {},
-            'allowed_operations': ['clone', 'copy', 'destroy', 'resize',
-                                   'snapshot', 'update', 'forget',
-                                   'generate_config', 'mirror'],
-            'is_a_snapshot': False, 'snapshot_of': NULL_REF,
-            'snapshot_time': '19700101T00:00:00Z',
-            'name_label': '', 'name_description': '', 'other_config': {},
-            'type': 'user', 'sharable': False, 'read_only': False,
-        }
+        record = vdi_record(uuid, sr, size)
         record.update(fields)
         record['virtual_size'] = size
         storage.new_file(sr, uuid, size)
@@ -76,11 +65,14 @@ def vdi_create(ctx, args):
         raise XapiError('INVALID_VALUE', 'virtual_size',
                         values['virtual_size'])
     values.pop('location', None)
+    values['sm_config'] = vhdtree.new_sm_config(
+        ctx.db, values['SR'], values.get('sm_config') or {})
     return new_vdi(ctx, values.pop('SR'), values.pop('virtual_size'), values)
 
 
 def _destroy_vdi(ctx, vdi, op='destroy'):
     db = ctx.db
+    storage = ctx.pool.storage
     with db.lock:
         if vdi_in_use(db, vdi):
             raise XapiError('VDI_IN_USE', vdi, op)
@@ -90,26 +82,14 @@ def _destroy_vdi(ctx, vdi, op='destroy'):
             db.destroy('VBD', vbd)
         for vm in db.find('VM', suspend_VDI=vdi):
             db.set('VM', vm, suspend_VDI=NULL_REF)
-        parent = db.get('VDI', vdi, 'sm_config').get('vhd-parent')
         if op == 'destroy':
-            ctx.pool.storage.remove_file(vdi)
+            storage.remove_file(vdi)
+        storage.forget_layer(vdi)
         db.destroy('VDI', vdi)
-        if op == 'destroy' and parent:
-            _collect_garbage(ctx, parent)
-        ctx.pool.storage.update_usage(sr)
-
-
-def _collect_garbage(ctx, parent_uuid):
-    """The SM's garbage collector: a hidden VHD parent no VDI still uses
-    (no child names it as vhd-parent) is deleted, and so on up the chain."""
-    db = ctx.db
-    parent = db.by_uuid['VDI'].get(parent_uuid)
-    if parent is None or db.get('VDI', parent, 'managed'):
-        return
-    for row in db.table('VDI').values():
-        if row['sm_config'].get('vhd-parent') == parent_uuid:
-            return
-    _destroy_vdi(ctx, parent)
+        if op == 'destroy':
+            # what the VDI's parents held for it alone goes too
+            vhdtree.collect(ctx.pool, sr)
+        storage.update_usage(sr)
 
 
 @handler('VDI', 'destroy')
@@ -184,6 +164,7 @@ def sr_scan(ctx, sr):
         return
     for vdi in ctx.db.get('SR', sr, 'VDIs'):
         ctx.pool.storage.refresh_utilisation(vdi)
+    vhdtree.collect(ctx.pool, sr)
     ctx.pool.storage.update_usage(sr)
 
 
