@@ -122,6 +122,23 @@ IMAGE_OPTS = [
                     'Unused entries are removed by Nova\'s image cache '
                     'pass after [image_cache]'
                     'remove_unused_original_minimum_age_seconds.'),
+    cfg.IntOpt('image_cache_max_chain_depth', default=10, min=1, max=29,
+               help='How deep the storage chain of a cached image may be '
+                    'when a spawn clones it: the cached VDI and each '
+                    'parent below it (sm_config vhd-parent). A deeper '
+                    'entry is retired and the image imported again. '
+                    'XCP-ng\'s and XenServer\'s storage manager refuses '
+                    'to clone or snapshot a disk whose chain is 30 deep '
+                    '(SR_BACKEND_FAILURE_109, "The snapshot chain is too '
+                    'long"); an instance\'s disk starts at most one level '
+                    'deeper than the entry it was cloned from, and each '
+                    'snapshot or clone of it (Nova snapshots, resize) needs '
+                    'one more level while it exists, so keep this well '
+                    'below 30. On VHD SRs an entry stays 2 deep however '
+                    'many instances are cloned from it, unless something '
+                    'writes into it; on QCOW2 SRs every clone adds a '
+                    'level, so an image is imported again after this many '
+                    'spawns at most.'),
 ]
 
 ALL_OPTS = CONNECTION_OPTS + HOST_OPTS + IMAGE_OPTS

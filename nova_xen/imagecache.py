@@ -24,6 +24,19 @@ still exist leaves its data as the clones' hidden parent until the last
 clone goes (the SR's garbage collector then coalesces or frees it), so
 a removed entry never holds space beyond its last user; a snapshot of an
 instance hangs off the instance's own chain, not off the cache entry.
+
+Storage chains.  sm refuses to clone or snapshot a VDI whose chain (the
+VDI and its parents, ``sm_config['vhd-parent']``) is 30 deep.  On VHD SRs
+the clones of a never-written entry are siblings under one base and its
+chain keeps its depth (2); something writing into the entry adds a level
+at its next clone, and on QCOW2 SRs every clone adds one.  Before a clone
+the entry's depth is checked: an entry deeper than
+``[xenserver]image_cache_max_chain_depth`` is retired and the image
+imported again, and so is one whose clone sm refuses for its chain
+(``SR_BACKEND_FAILURE_109``).  The chain changes only where the entry's
+own parent changes (a clone that made a base, sm's coalescing), so a
+spawn reads the entry's sm_config (one call) and walks the parents only
+when that parent is not the one seen before.
 """
 
 import collections
@@ -34,6 +47,7 @@ from nova import exception
 from oslo_log import log as logging
 
 from nova_xen.conf import CONF
+from nova_xen import errors
 from nova_xen import images
 from nova_xen import reclaim
 from nova_xen import storage
@@ -58,6 +72,9 @@ SELF = 'nova_image_cache_vdi'
 CACHED = 'nova image cache %s'
 IMPORTING = 'nova image import %s'
 RETIRED = 'nova image retired %s'
+
+PARENT = 'vhd-parent'                        # in sm_config: the parent's uuid
+CHAIN_TOO_LONG = 'SR_BACKEND_FAILURE_109'    # sm's SnapshotChainTooLong
 
 
 def glance_checksum(record):
@@ -89,6 +106,8 @@ class ImageCache(object):
         # (image id, SR) -> (ref, record) of entries found or made here:
         # no lookup per spawn (a clone of one removed since finds out)
         self._known = {}
+        # entry ref -> the uuids of its parents, nearest first, as last read
+        self._chains = {}
 
     # -- spawn -------------------------------------------------------------
 
@@ -111,13 +130,20 @@ class ImageCache(object):
                 return None
             checksum = glance_checksum(record)
             entry = self._known.get((image_meta.id, sr))
-            if entry is None or \
-                    entry[1]['other_config'].get(CHECKSUM) != checksum:
+            fresh = entry is None or \
+                entry[1]['other_config'].get(CHECKSUM) != checksum
+            if fresh:
                 entry = self._find(sr, image_meta.id, checksum)
+            if entry is not None and \
+                    not self._shallow(entry, image_meta.id, fresh):
+                entry = None
         if entry is None:
             with self._lock(image_meta.id, sr):
                 # another spawn may have imported it while we waited
                 entry = self._find(sr, image_meta.id, checksum)
+                if entry is not None and \
+                        not self._shallow(entry, image_meta.id, True):
+                    entry = None
                 if entry is None:
                     entry = self._import(context, instance, image_meta, sr,
                                          checksum, undo, step)
@@ -139,6 +165,18 @@ class ImageCache(object):
                 self._known.pop((image_meta.id, sr), None)
                 if not again:
                     return None
+                return self.root_disk(context, instance, image_meta, sr,
+                                      root_size, undo, step, again=False)
+            except errors.XenAPIError as exc:
+                if exc.xapi_code != CHAIN_TOO_LONG or not again:
+                    raise
+                # deepened since it was read (another compute's clone,
+                # a write into it): never cloned again
+                LOG.warning('SR %s refused to clone cached image %s (%s): '
+                            'retired, importing the image again', sr,
+                            image_meta.id, errors.why(exc),
+                            instance=instance)
+                self._retire(ref, image_meta.id)
                 return self.root_disk(context, instance, image_meta, sr,
                                       root_size, undo, step, again=False)
             undo.vdis.append(root)
@@ -222,10 +260,77 @@ class ImageCache(object):
         return None
 
     def _retire(self, ref, image_id):
+        self._forget(ref)
         try:
             self.session.call('VDI.set_name_label', ref, RETIRED % image_id)
         except exception.NotFound:
             pass
+
+    def _forget(self, ref):
+        """No more spawns of this nova-compute use the entry ``ref``."""
+        self._chains.pop(ref, None)
+        for key, (known, _) in list(self._known.items()):
+            if known == ref:
+                self._known.pop(key, None)
+
+    # -- storage chains ----------------------------------------------------
+
+    def _shallow(self, entry, image_id, fresh):
+        """Whether the entry's chain is within the bound; one deeper is
+        retired, one gone forgotten.  ``fresh``: its record was just read
+        (its sm_config is current)."""
+        ref, rec = entry
+        try:
+            sm_config = rec['sm_config'] if fresh else \
+                self.session.call('VDI.get_sm_config', ref)
+        except exception.NotFound:
+            self._forget(ref)        # removed by another compute's pass
+            return False
+        limit = CONF.xenserver.image_cache_max_chain_depth
+        depth = self._depth(ref, sm_config.get(PARENT), limit)
+        if depth <= limit:
+            return True
+        LOG.info('cached image %s on SR %s is %d deep, more than '
+                 '[xenserver]image_cache_max_chain_depth (%d): retired, '
+                 'importing the image again', image_id, rec['SR'], depth,
+                 limit)
+        self._retire(ref, image_id)
+        return False
+
+    def _depth(self, ref, parent, limit):
+        """The entry's depth as sm counts it (the entry and each parent);
+        ``limit`` + 1 for any deeper one (not counted further)."""
+        known = self._chains.get(ref, [])
+        if not parent:
+            chain, whole = [], True
+        elif known[:1] == [parent]:
+            # the same parent as before: at most as deep as then (sm's
+            # coalescing only shortens what lies below it)
+            chain, whole = known, True
+        else:
+            chain, whole = self._walk(parent, known, limit)
+        if whole and len(chain) < limit:
+            self._chains[ref] = chain
+        else:
+            self._chains.pop(ref, None)
+        return len(chain) + 1
+
+    def _walk(self, parent, known, most):
+        """The uuids of the parents from ``parent`` down (``most`` at
+        most), reusing ``known`` from where it joins it; and whether that
+        is the whole chain (False: a parent went while it was read)."""
+        chain = []
+        uuid = parent
+        while uuid and len(chain) < most:
+            if uuid in known:
+                return (chain + known[known.index(uuid):])[:most], True
+            chain.append(uuid)
+            found = self.session.call('VDI.get_all_records_where',
+                                      'field "uuid"="%s"' % uuid)
+            if not found:
+                return chain, False
+            uuid = next(iter(found.values()))['sm_config'].get(PARENT)
+        return chain, True
 
     def _import(self, context, instance, image_meta, sr, checksum, undo,
                 step):
@@ -308,9 +413,7 @@ class ImageCache(object):
 
     def _remove(self, ref, removed, why):
         LOG.info('removing cached image VDI %s (%s)', ref, why)
-        for key, (known, _) in list(self._known.items()):
-            if known == ref:
-                self._known.pop(key, None)
+        self._forget(ref)
         reclaim.destroy(self.session, reclaim.VDI, ref)
         removed.append(ref)
 

@@ -96,3 +96,9 @@ class Control(object):
             'count': count, 'running': running, 'memory_mib': memory_mib,
             'name_prefix': name_prefix, 'other_config': other_config or {},
             'instances': instances})
+
+    def write_vdi(self, vdi_uuid, data, offset=0):
+        """``data`` written into the VDI at ``offset``, as by its VM."""
+        return self._request('POST', 'vdi_write', {
+            'vdi_uuid': vdi_uuid, 'offset': offset,
+            'data': base64.b64encode(data).decode()})

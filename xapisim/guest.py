@@ -11,7 +11,7 @@ import threading
 
 from xapisim.api import common
 from xapisim.api import memory
-from xapisim.api.storage import attach_vbd
+from xapisim.api.vbd import attach_vbd
 from xapisim.db import now_datetime
 from xapisim.schema import NULL_REF
 

@@ -32,38 +32,10 @@ import threading
 import xml.dom.minidom
 
 from xapisim import iscsi
-from xapisim.errors import XapiError
+from xapisim.errors import XapiError, sm_error
 
 SR_TYPE = 'iscsi'
 CONNECT_TIMEOUT = 10.0
-
-# SM's XE_SR_ERRORCODES.xml: the codes and texts RawISCSISR raises
-SM_ERRORS = {
-    'SRNoSpace': (44, 'There is insufficient space'),
-    'VDIUnavailable': (46, 'The VDI is not available'),
-    'SRUnavailable': (47, 'The SR is not available'),
-    'ISCSILogin': (68, 'ISCSI login failed - check access settings for '
-                   'the initiator on the storage, if CHAP is used verify '
-                   'CHAP credentials'),
-    'ISCSIDiscovery': (83, 'ISCSI discovery failed'),
-    'ConfigTargetMissing': (95, 'The request is missing the target '
-                            'parameter'),
-    'ConfigTargetIQNMissing': (96, 'The request is missing or has an '
-                               'incorrect target IQN parameter'),
-    'ConfigISCSIIQNMissing': (97, 'Unable to retrieve the host '
-                              'configuration ISCSI IQN parameter'),
-    'ISCSITarget': (141, 'Unable to connect to ISCSI service on target'),
-    'ISCSIPort': (142, 'Incorrect value for iSCSI port, must be a number '
-                  'between 1 and 65535'),
-}
-
-
-def sm_error(name, opterr=None, stderr=''):
-    """The XapiError xapi makes of SM's XenError ``name``."""
-    code, text = SM_ERRORS[name]
-    if opterr:
-        text += ' [opterr=%s]' % opterr
-    return XapiError('SR_BACKEND_FAILURE_%d' % code, '', text, stderr)
 
 
 def vdi_uuid(scsi_id):

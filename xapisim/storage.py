@@ -1,9 +1,17 @@
 """Storage repositories whose VDIs hold real bytes.
 
 Each VDI is a sparse file of its virtual size under the pool's state
-directory (``sr-<uuid>/<vdi-uuid>.img``).  Copies skip holes, so cloning a
-mostly empty disk is cheap.  SR usage is accounted from the VDIs' virtual
-sizes: a VDI that does not fit fails with ``SR_FULL``.
+directory (``sr-<uuid>/<vdi-uuid>.img``) holding every byte a reader of
+that VDI sees.  Copies skip holes, so cloning a mostly empty disk is
+cheap.  SR usage is accounted from the VDIs' virtual sizes: a VDI that
+does not fit fails with ``SR_FULL``.
+
+On the SRs whose VDIs are VHD trees (``TREE_SR_TYPES``, see vhdtree.py) a
+VDI's own layer -- the 2 MiB blocks written into it since it became what
+it is -- is kept apart from its bytes (``layer``): it is what sm's
+snapshot and garbage collector look at, and what the VDI's
+``physical_utilisation`` counts.  Whatever writes bytes into a VDI
+(an import, a copy, the control interface's write) marks their blocks.
 """
 
 import errno
@@ -16,6 +24,8 @@ from xapisim.schema import NULL_REF
 # VHD-based SRs round a VDI's size up to the VHD block size.
 VHD_BLOCK = 2 * 1024 * 1024
 COPY_CHUNK = 4 * 1024 * 1024
+# sm's file-based SRs (FileSR, NFSSR): VDIs are VHD files in a tree
+TREE_SR_TYPES = ('ext', 'nfs')
 
 
 def round_size(size):
@@ -29,6 +39,8 @@ class Storage(object):
         self.root = os.path.join(pool.state_dir, 'storage')
         os.makedirs(self.root, exist_ok=True)
         self.lock = threading.RLock()
+        # VDI ref -> the VHD blocks its own layer holds (tree SRs)
+        self.layers = {}
 
     # -- SRs -----------------------------------------------------------
 
@@ -99,11 +111,16 @@ class Storage(object):
         return path
 
     def remove_file(self, vdi):
+        self.forget_layer(vdi)
         try:
             os.unlink(self.path(vdi))
         except OSError as exc:
             if exc.errno != errno.ENOENT:
                 raise
+
+    def take_file(self, vdi, other):
+        """``vdi``'s bytes become ``other``'s (whose file goes)."""
+        os.replace(self.path(other), self.path(vdi))
 
     def resize_file(self, vdi, size):
         with open(self.path(vdi), 'r+b') as fh:
@@ -115,14 +132,59 @@ class Storage(object):
         except OSError:
             return 0
 
+    def is_tree(self, sr):
+        return self.db.get('SR', sr, 'type') in TREE_SR_TYPES
+
+    # -- VDI layers ----------------------------------------------------
+
+    def layer(self, vdi):
+        """The blocks ``vdi``'s own layer holds (a copy)."""
+        return set(self.layers.get(vdi, ()))
+
+    def set_layer(self, vdi, blocks):
+        self.layers[vdi] = set(blocks)
+
+    def forget_layer(self, vdi):
+        """``vdi``'s record goes (its file may stay: VDI.forget)."""
+        self.layers.pop(vdi, None)
+
+    def mark_written(self, vdi, blocks):
+        """Bytes were written into these blocks of ``vdi``."""
+        if blocks:
+            self.layers.setdefault(vdi, set()).update(blocks)
+
     def refresh_utilisation(self, vdi):
         with self.db.lock:
-            self.db.set('VDI', vdi, physical_utilisation=self.allocated(vdi))
+            if self.is_tree(self.db.get('VDI', vdi, 'SR')):
+                used = len(self.layers.get(vdi, ())) * VHD_BLOCK
+            else:
+                used = self.allocated(vdi)
+            self.db.set('VDI', vdi, physical_utilisation=used)
             self.update_usage(self.db.get('VDI', vdi, 'SR'))
 
-    def copy_data(self, src_vdi, dst_vdi, progress=None):
-        """Copy a VDI's bytes, skipping holes; the destination keeps its size."""
-        copy_file_data(self.path(src_vdi), self.path(dst_vdi), progress)
+    # -- bytes ---------------------------------------------------------
+
+    def copy_data(self, src_vdi, dst_vdi, progress=None, written=True):
+        """Copy a VDI's bytes, skipping holes; the destination keeps its
+        size.  ``written``: the blocks copied become the destination's
+        own (False for a VHD child, which only reads them through its
+        parent)."""
+        self.receive(self.path(src_vdi), dst_vdi, progress, written)
+
+    def receive(self, src_path, dst_vdi, progress=None, written=True):
+        """Copy the data of file ``src_path`` into ``dst_vdi``."""
+        blocks = copy_file_data(src_path, self.path(dst_vdi), progress)
+        if written:
+            self.mark_written(dst_vdi, blocks)
+        self.refresh_utilisation(dst_vdi)
+
+    def write(self, vdi, offset, data):
+        """Bytes written into a VDI as its VM would."""
+        with open(self.path(vdi), 'r+b') as fh:
+            fh.seek(offset)
+            fh.write(data)
+        self.mark_written(vdi, blocks_of(offset, len(data)))
+        self.refresh_utilisation(vdi)
 
     def read(self, vdi, offset, length):
         with open(self.path(vdi), 'rb') as fh:
@@ -130,12 +192,48 @@ class Storage(object):
             return fh.read(length)
 
 
+def vdi_record(uuid, sr, size):
+    """A new VDI's record, as SM introduces it (the caller adds the
+    fields it chooses)."""
+    return {
+        'uuid': uuid, 'SR': sr, 'virtual_size': size, 'location': uuid,
+        'managed': True, 'missing': False, 'storage_lock': False,
+        'physical_utilisation': 0, 'sm_config': {}, 'xenstore_data': {},
+        'allowed_operations': ['clone', 'copy', 'destroy', 'resize',
+                               'snapshot', 'update', 'forget',
+                               'generate_config', 'mirror'],
+        'is_a_snapshot': False, 'snapshot_of': NULL_REF,
+        'snapshot_time': '19700101T00:00:00Z',
+        'name_label': '', 'name_description': '', 'other_config': {},
+        'type': 'user', 'sharable': False, 'read_only': False,
+    }
+
+
+def blocks_of(offset, length):
+    """The VHD blocks bytes [offset, offset + length) fall in."""
+    if length <= 0:
+        return set()
+    return set(range(offset // VHD_BLOCK,
+                     (offset + length - 1) // VHD_BLOCK + 1))
+
+
+def data_blocks(fh, size):
+    """The VHD blocks of sparse file ``fh`` that hold data."""
+    found = set()
+    for start, length in data_extents(fh, size):
+        found |= blocks_of(start, length)
+    return found
+
+
 def copy_file_data(src, dst, progress=None):
-    """Copy the data regions of sparse file ``src`` into ``dst``."""
+    """Copy the data regions of sparse file ``src`` into ``dst``; the VHD
+    blocks copied."""
     size = min(os.path.getsize(src), os.path.getsize(dst))
     reported = 0.0
+    copied = set()
     with open(src, 'rb') as fin, open(dst, 'r+b') as fout:
         for offset, length in data_extents(fin, size):
+            copied |= blocks_of(offset, length)
             done = 0
             while done < length:
                 n = min(COPY_CHUNK, length - done)
@@ -150,6 +248,7 @@ def copy_file_data(src, dst, progress=None):
                 if progress and at - reported >= 0.01:
                     reported = at
                     progress(at)
+    return copied
 
 
 def data_extents(fh, size):

@@ -12,7 +12,7 @@ import sys
 
 from xapisim import vhd
 from xapisim.errors import XapiError
-from xapisim.storage import data_extents
+from xapisim.storage import blocks_of, data_blocks, data_extents
 
 CHUNK = 1024 * 1024
 # an import reads its body in pieces of this size (fewer, larger writes)
@@ -109,6 +109,7 @@ def import_raw_vdi(handler, req):
     length = handler.headers.get('Content-Length')
     reader = _BodyReader(handler.rfile, int(length) if length else None,
                          pool, task)
+    written = set()     # the VHD blocks the import wrote into
     try:
         size = pool.db.get('VDI', vdi, 'virtual_size')
         path = pool.storage.path(vdi)
@@ -118,6 +119,7 @@ def import_raw_vdi(handler, req):
             def write(offset, data):
                 if offset + len(data) > size:
                     raise TransferError('write beyond the end of the VDI')
+                written.update(blocks_of(offset, len(data)))
                 view = memoryview(data)
                 while view:
                     done = os.pwrite(fd, view, offset)
@@ -145,6 +147,7 @@ def import_raw_vdi(handler, req):
         return
     finally:
         if pool.db.exists('VDI', vdi):
+            pool.storage.mark_written(vdi, written)
             pool.storage.refresh_utilisation(vdi)
     pool.tasks.succeed(task, vdi)
 
@@ -311,15 +314,9 @@ def _send_raw(handler, src, size):
             offset += len(chunk)
 
 
-def _data_blocks(fh, size):
-    block = vhd.BLOCK_SIZE
-    return {i for start, length in data_extents(fh, size)
-            for i in range(start // block, (start + length - 1) // block + 1)}
-
-
 def _send_vhd(handler, src, size, base_path):
     block = vhd.BLOCK_SIZE
-    blocks = _data_blocks(src, size)
+    blocks = data_blocks(src, size)
 
     def read_block(fh, idx):
         fh.seek(idx * block)
@@ -328,7 +325,7 @@ def _send_vhd(handler, src, size, base_path):
     if base_path is not None:
         # a differencing export: the blocks where the VDI and its base differ
         with open(base_path, 'rb') as base:
-            candidates = blocks | _data_blocks(base, size)
+            candidates = blocks | data_blocks(base, size)
             blocks = {i for i in candidates
                       if read_block(base, i) != read_block(src, i)}
     for piece in vhd.write_vhd(size, sorted(blocks),

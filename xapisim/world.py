@@ -25,6 +25,7 @@ from xapisim.storage import Storage
 from xapisim.tasks import Tasks
 
 # Importing the handler modules registers them.
+import xapisim.api.clones  # noqa: F401
 import xapisim.api.event  # noqa: F401
 import xapisim.api.host  # noqa: F401
 import xapisim.api.message  # noqa: F401
@@ -33,6 +34,7 @@ import xapisim.api.network  # noqa: F401
 import xapisim.api.session  # noqa: F401
 import xapisim.api.storage  # noqa: F401
 import xapisim.api.task  # noqa: F401
+import xapisim.api.vbd  # noqa: F401
 import xapisim.api.vm  # noqa: F401
 
 

@@ -485,22 +485,6 @@ class IscsiSrTests(SimTestCase):
         self.assertFalse(self.x.PBD.get_currently_attached(pbd))
 
 
-class GarbageCollectionTest(SimTestCase):
-    """A hidden VHD parent goes when its last child goes, as SM's GC does."""
-
-    def test_base_copy_outlives_one_child_but_not_both(self):
-        vdi = self.new_vdi()
-        snap = self.x.VDI.snapshot(vdi, {})
-        parent_uuid = self.x.VDI.get_sm_config(snap)['vhd-parent']
-        parent = self.x.VDI.get_by_uuid(parent_uuid)
-        self.assertFalse(self.x.VDI.get_managed(parent))
-        self.x.VDI.destroy(snap)
-        self.assertFalse(self.x.VDI.get_managed(parent))   # still there
-        self.x.VDI.destroy(vdi)
-        self.assertFailure(['UUID_INVALID', 'VDI', parent_uuid],
-                           self.x.VDI.get_by_uuid, parent_uuid)
-
-
 class CopyProgressTest(unittest.TestCase):
     """A copy reports how far it is, chunk by chunk (VDI.copy's task)."""
 

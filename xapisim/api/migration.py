@@ -35,7 +35,6 @@ from xapisim.db import Killed
 from xapisim.errors import XapiError
 from xapisim.rpc import Context, handler
 from xapisim.schema import NULL_REF
-from xapisim.storage import copy_file_data
 
 # A memory copy takes this many rounds of guest_delay.
 MEMORY_ROUNDS = 4
@@ -379,9 +378,8 @@ def _copy_disks(ctx, dctx, plan, copied):
         def progress(at, base=done, size=size):
             common.check_cancelled(ctx)
             ctx.progress(end * (base + at * size) / total)
-        copy_file_data(ctx.pool.storage.path(vdi),
-                       dctx.pool.storage.path(new), progress)
-        dctx.pool.storage.refresh_utilisation(new)
+        # the copy is a whole disk of its own there (no VHD parent)
+        dctx.pool.storage.receive(ctx.pool.storage.path(vdi), new, progress)
         done += size
         ctx.progress(end * done / total)
         _point(ctx, MIGRATE_SEND_COPY)

@@ -1,18 +1,17 @@
-"""SR, PBD, VDI and VBD messages."""
+"""SR, PBD and VDI messages (VDI.clone, snapshot and copy: clones.py;
+VBDs: vbd.py)."""
 
 import os
 import re
 
-from xapisim import rawiscsi
+from xapisim import rawiscsi, vhdtree
 from xapisim.api import common
 from xapisim.api.implicit import constructor_values
-from xapisim.db import new_uuid, now_datetime
-from xapisim.errors import XapiError
+from xapisim.db import new_uuid
+from xapisim.errors import XapiError, sm_error
 from xapisim.rpc import handler
 from xapisim.schema import NULL_REF
-from xapisim.storage import round_size
-
-VBD_DEVICE_LIMIT = 16   # devices 0..15 for an HVM guest
+from xapisim.storage import round_size, vdi_record
 
 # ---------------------------------------------------------------- VDI
 
@@ -42,22 +41,11 @@ def new_vdi(ctx, sr, size, fields):
         if row['type'] == rawiscsi.SR_TYPE:
             # SM hands out an unmanaged LUN at least that large; every
             # LUN a scan finds is managed already
-            raise rawiscsi.sm_error('SRNoSpace')
+            raise sm_error('SRNoSpace')
         size = round_size(size)
         storage.assert_space(sr, size)
         uuid = new_uuid()
-        record = {
-            'uuid': uuid, 'SR': sr, 'virtual_size': size, 'location': uuid,
-            'managed': True, 'missing': False, 'storage_lock': False,
-            'physical_utilisation': 0, 'sm_config': {}, 'xenstore_data': {},
-            'allowed_operations': ['clone', 'copy', 'destroy', 'resize',
-                                   'snapshot', 'update', 'forget',
-                                   'generate_config', 'mirror'],
-            'is_a_snapshot': False, 'snapshot_of': NULL_REF,
-            'snapshot_time': '19700101T00:00:00Z',
-            'name_label': '', 'name_description': '', 'other_config': {},
-            'type': 'user', 'sharable': False, 'read_only': False,
-        }
+        record = vdi_record(uuid, sr, size)
         record.update(fields)
         record['virtual_size'] = size
         storage.new_file(sr, uuid, size)
@@ -77,11 +65,14 @@ def vdi_create(ctx, args):
         raise XapiError('INVALID_VALUE', 'virtual_size',
                         values['virtual_size'])
     values.pop('location', None)
+    values['sm_config'] = vhdtree.new_sm_config(
+        ctx.db, values['SR'], values.get('sm_config') or {})
     return new_vdi(ctx, values.pop('SR'), values.pop('virtual_size'), values)
 
 
 def _destroy_vdi(ctx, vdi, op='destroy'):
     db = ctx.db
+    storage = ctx.pool.storage
     with db.lock:
         if vdi_in_use(db, vdi):
             raise XapiError('VDI_IN_USE', vdi, op)
@@ -91,26 +82,14 @@ def _destroy_vdi(ctx, vdi, op='destroy'):
             db.destroy('VBD', vbd)
         for vm in db.find('VM', suspend_VDI=vdi):
             db.set('VM', vm, suspend_VDI=NULL_REF)
-        parent = db.get('VDI', vdi, 'sm_config').get('vhd-parent')
         if op == 'destroy':
-            ctx.pool.storage.remove_file(vdi)
+            storage.remove_file(vdi)
+        storage.forget_layer(vdi)
         db.destroy('VDI', vdi)
-        if op == 'destroy' and parent:
-            _collect_garbage(ctx, parent)
-        ctx.pool.storage.update_usage(sr)
-
-
-def _collect_garbage(ctx, parent_uuid):
-    """The SM's garbage collector: a hidden VHD parent no VDI still uses
-    (no child names it as vhd-parent) is deleted, and so on up the chain."""
-    db = ctx.db
-    parent = db.by_uuid['VDI'].get(parent_uuid)
-    if parent is None or db.get('VDI', parent, 'managed'):
-        return
-    for row in db.table('VDI').values():
-        if row['sm_config'].get('vhd-parent') == parent_uuid:
-            return
-    _destroy_vdi(ctx, parent)
+        if op == 'destroy':
+            # what the VDI's parents held for it alone goes too
+            vhdtree.collect(ctx.pool, sr)
+        storage.update_usage(sr)
 
 
 @handler('VDI', 'destroy')
@@ -123,94 +102,10 @@ def vdi_forget(ctx, vdi):
     _destroy_vdi(ctx, vdi, op='forget')
 
 
-def _derived_vdi(ctx, vdi, sr, snapshot):
-    """A new VDI holding a copy of ``vdi``'s bytes (clone/snapshot/copy)."""
-    db = ctx.db
-    src = db.record('VDI', vdi)
-    fields = {k: src[k] for k in ('name_label', 'name_description', 'type',
-                                  'sharable', 'other_config',
-                                  'xenstore_data', 'on_boot',
-                                  'allow_caching')}
-    fields['read_only'] = src['read_only'] if snapshot else False
-    if snapshot:
-        fields.update(is_a_snapshot=True, snapshot_of=vdi,
-                      snapshot_time=now_datetime())
-    new = new_vdi(ctx, sr, src['virtual_size'], fields)
-    ctx.pool.storage.copy_data(vdi, new, progress=ctx.progress)
-    ctx.pool.storage.refresh_utilisation(new)
-    return new
-
-
-def _chain(ctx, vdi, new):
-    """Record the VHD tree a VHD-based SR builds on clone and snapshot.
-
-    The source's current content becomes a hidden, read-only parent; the
-    source and the new VDI both continue from it.
-    """
-    db = ctx.db
-    src = db.record('VDI', vdi)
-    if db.get('SR', src['SR'], 'type') not in ('ext', 'nfs'):
-        return
-    parent = _derived_vdi(ctx, vdi, src['SR'], snapshot=False)
-    grand = src['sm_config'].get('vhd-parent')
-    psm = {'vhd-blocks': 'eJz7/x8KAA==', 'vdi_type': 'vhd'}
-    if grand:
-        psm['vhd-parent'] = grand
-    # SM introduces the base copy itself: none of xapi's other_config
-    db.set('VDI', parent, managed=False, read_only=True,
-           name_label='base copy', sm_config=psm, other_config={})
-    for child in (vdi, new):
-        sm = dict(db.get('VDI', child, 'sm_config'))
-        sm['vhd-parent'] = db.get('VDI', parent, 'uuid')
-        sm['vdi_type'] = 'vhd'
-        db.set('VDI', child, sm_config=sm)
-
-
-def _assert_sm_can(db, sr):
+def assert_sm_can(db, sr):
     """RawISCSISR has no VDI_CLONE, VDI_SNAPSHOT nor VDI_RESIZE."""
     if db.get('SR', sr, 'type') == rawiscsi.SR_TYPE:
         raise XapiError('SR_OPERATION_NOT_SUPPORTED', sr)
-
-
-def _clone_or_snapshot(ctx, vdi, snapshot):
-    db = ctx.db
-    op = 'snapshot' if snapshot else 'clone'
-    sr = db.get('VDI', vdi, 'SR')
-    _assert_sm_can(db, sr)
-    with common.object_operation(ctx, 'VDI', vdi, op):
-        new = _derived_vdi(ctx, vdi, sr, snapshot)
-        _chain(ctx, vdi, new)
-    return new
-
-
-@handler('VDI', 'clone')
-def vdi_clone(ctx, vdi, driver_params):
-    return _clone_or_snapshot(ctx, vdi, snapshot=False)
-
-
-@handler('VDI', 'snapshot')
-def vdi_snapshot(ctx, vdi, driver_params):
-    return _clone_or_snapshot(ctx, vdi, snapshot=True)
-
-
-@handler('VDI', 'copy')
-def vdi_copy(ctx, vdi, sr, base_vdi, into_vdi):
-    db = ctx.db
-    storage = ctx.pool.storage
-    with common.object_operation(ctx, 'VDI', vdi, 'copy'):
-        if into_vdi == NULL_REF:
-            if sr == NULL_REF:
-                raise XapiError('HANDLE_INVALID', 'SR', sr)
-            return _derived_vdi(ctx, vdi, sr, snapshot=False)
-        src_size = db.get('VDI', vdi, 'virtual_size')
-        dst = db.row('VDI', into_vdi)
-        if dst['read_only']:
-            raise XapiError('VDI_READONLY', into_vdi)
-        if dst['virtual_size'] < src_size:
-            raise XapiError('VDI_TOO_SMALL', into_vdi, src_size)
-        storage.copy_data(vdi, into_vdi, progress=ctx.progress)
-        storage.refresh_utilisation(into_vdi)
-        return into_vdi
 
 
 def _resize(ctx, vdi, size, online):
@@ -218,7 +113,7 @@ def _resize(ctx, vdi, size, online):
     storage = ctx.pool.storage
     with db.lock:
         row = db.row('VDI', vdi)
-        _assert_sm_can(db, row['SR'])
+        assert_sm_can(db, row['SR'])
         if not online and vdi_in_use(db, vdi):
             raise XapiError('VDI_IN_USE', vdi, 'resize')
         new_size = round_size(size)
@@ -269,6 +164,7 @@ def sr_scan(ctx, sr):
         return
     for vdi in ctx.db.get('SR', sr, 'VDIs'):
         ctx.pool.storage.refresh_utilisation(vdi)
+    vhdtree.collect(ctx.pool, sr)
     ctx.pool.storage.update_usage(sr)
 
 
@@ -484,15 +380,15 @@ def vdi_introduce(ctx, uuid, name_label, name_description, sr, type_,
     try:
         wanted = int(sm_config['LUNid'])
     except (KeyError, ValueError):
-        raise rawiscsi.sm_error('VDIUnavailable')
+        raise sm_error('VDIUnavailable')
     luns = ctx.pool.initiators.luns(_plugged_pbds(db, sr))
     found = [lun for lun in luns if lun.lun == wanted]
     if not found:
-        raise rawiscsi.sm_error('VDIUnavailable')
+        raise sm_error('VDIUnavailable')
     with db.lock:
         vdi = _lun_vdi(db, sr, found[0], sm_config)
         if vdi is None:
-            raise rawiscsi.sm_error('VDIUnavailable')
+            raise sm_error('VDIUnavailable')
         db.set('VDI', vdi, other_config=other_config,
                xenstore_data=xenstore_data, sharable=sharable, type=type_)
         if name_label:
@@ -503,7 +399,7 @@ def vdi_introduce(ctx, uuid, name_label, name_description, sr, type_,
     return vdi
 
 
-def _assert_lun_present(ctx, vbd):
+def assert_lun_present(ctx, vbd):
     """SM's attach of a LUN VDI: the LUN must still be on the target."""
     db = ctx.db
     with db.lock:
@@ -517,7 +413,7 @@ def _assert_lun_present(ctx, vbd):
         pbds = _plugged_pbds(db, vdi['SR'], host)
     luns = ctx.pool.initiators.luns(pbds)
     if vdi['uuid'] not in [lun.uuid for lun in luns]:
-        raise rawiscsi.sm_error('VDIUnavailable')
+        raise sm_error('VDIUnavailable')
 
 
 @handler('PBD', 'destroy')
@@ -528,195 +424,3 @@ def pbd_destroy(ctx, pbd):
             raise XapiError('OPERATION_NOT_ALLOWED',
                             'PBD is currently attached')
         db.destroy('PBD', pbd)
-
-
-# ---------------------------------------------------------------- VBD
-
-# xapi's valid device names: a number, or sd/xvd/hd a..p and a partition
-_DEVICE_RE = re.compile(r'^(?:(-?\d+)|(?:xvd|sd|hd)([a-p])(\d*))$')
-
-
-def valid_vbd_device(name):
-    return name == 'autodetect' or _DEVICE_RE.match(name) is not None
-
-
-def device_number(name):
-    m = _DEVICE_RE.match(name)
-    if not m:
-        return None
-    if m.group(1) is not None:
-        return int(m.group(1))
-    return ord(m.group(2)) - ord('a')
-
-
-def used_vbd_devices(db, vm):
-    used = set()
-    for vbd in db.get('VM', vm, 'VBDs'):
-        n = device_number(db.get('VBD', vbd, 'userdevice'))
-        if n is not None:
-            used.add(n)
-    return used
-
-
-def device_name(number):
-    """Linux's name for disk ``number``: xvda .. xvdz, xvdaa ..."""
-    letters = ''
-    number += 1
-    while number > 0:
-        number, rest = divmod(number - 1, 26)
-        letters = chr(ord('a') + rest) + letters
-    return 'xvd' + letters
-
-
-@handler('VBD', 'create')
-def vbd_create(ctx, args):
-    db = ctx.db
-    values = constructor_values(ctx, 'VBD', args)
-    with db.lock:
-        vm = values['VM']
-        vdi = values['VDI']
-        userdevice = values['userdevice']
-        # xapi's order: media rules first, then the device name
-        if values['type'] == 'CD' and values['mode'] != 'RO':
-            raise XapiError('VBD_CDS_MUST_BE_READONLY')
-        if values['empty'] and values['type'] != 'CD':
-            raise XapiError('VBD_NOT_REMOVABLE_MEDIA', 'in constructor')
-        if not values['empty']:
-            if vdi == NULL_REF:
-                raise XapiError('HANDLE_INVALID', 'VDI', vdi)
-            if values['mode'] == 'RW' and db.get('VDI', vdi, 'read_only'):
-                raise XapiError('VDI_READONLY', vdi)
-        used = used_vbd_devices(db, vm)
-        free = [n for n in range(VBD_DEVICE_LIMIT) if n not in used]
-        if not valid_vbd_device(userdevice) or \
-                (userdevice == 'autodetect' and not free):
-            raise XapiError('INVALID_DEVICE', userdevice)
-        if userdevice == 'autodetect':
-            userdevice = str(free[0])
-        if device_number(userdevice) in used:
-            raise XapiError('DEVICE_ALREADY_EXISTS', userdevice)
-        metrics = db.create('VBD_metrics', {'other_config': {}})
-        values.update(userdevice=userdevice, currently_attached=False,
-                      device='', metrics=metrics, status_code=0,
-                      allowed_operations=['attach', 'plug', 'unplug',
-                                          'unplug_force'],
-                      unpluggable=values.get('unpluggable', True))
-        return db.create('VBD', values)
-
-
-def _assert_vm_running_for(db, cls, ref):
-    vm = db.get(cls, ref, 'VM')
-    common.assert_power(db, vm, (common.RUNNING,))
-    return vm
-
-
-@handler('VBD', 'plug')
-def vbd_plug(ctx, vbd):
-    db = ctx.db
-    with db.lock:
-        vm = _assert_vm_running_for(db, 'VBD', vbd)
-        row = db.row('VBD', vbd)
-        if row['currently_attached']:
-            raise XapiError('DEVICE_ALREADY_ATTACHED', vbd)
-        common.assert_hotplug(db, 'VBD', vbd, vm, 'plug')
-        assert_vdi_attachable(db, vbd)
-    _assert_lun_present(ctx, vbd)
-    with common.object_operation(ctx, 'VBD', vbd, 'plug'):
-        common.pause(ctx, ctx.pool.options.guest_delay)
-        attach_vbd(db, vbd)
-
-
-def assert_vdi_attachable(db, vbd):
-    """A non-sharable VDI is attached read-write by one running VM at most."""
-    row = db.row('VBD', vbd)
-    if row['empty'] or row['VDI'] == NULL_REF:
-        return
-    vdi = db.row('VDI', row['VDI'])
-    if vdi['sharable']:
-        return
-    for other in vdi['VBDs']:
-        if other != vbd and db.get('VBD', other, 'currently_attached') and \
-                (row['mode'] == 'RW' or db.get('VBD', other, 'mode') == 'RW'):
-            raise XapiError('VDI_IN_USE', row['VDI'])
-
-
-def attach_vbd(db, vbd):
-    number = device_number(db.get('VBD', vbd, 'userdevice'))
-    db.set('VBD', vbd, currently_attached=True,
-           device=device_name(number) if number is not None and number >= 0
-           else '')
-
-
-@handler('VBD', 'unplug')
-def vbd_unplug(ctx, vbd):
-    _unplug(ctx, vbd, force=False)
-
-
-@handler('VBD', 'unplug_force')
-def vbd_unplug_force(ctx, vbd):
-    _unplug(ctx, vbd, force=True)
-
-
-def _unplug(ctx, vbd, force):
-    db = ctx.db
-    with db.lock:
-        vm = _assert_vm_running_for(db, 'VBD', vbd)
-        row = db.row('VBD', vbd)
-        if not row['currently_attached']:
-            raise XapiError('DEVICE_ALREADY_DETACHED', vbd)
-        if not force and not row['unpluggable']:
-            raise XapiError('VBD_NOT_UNPLUGGABLE', vbd)
-        common.assert_hotplug(db, 'VBD', vbd, vm,
-                              'unplug_force' if force else 'unplug')
-    with common.object_operation(ctx, 'VBD', vbd, 'unplug'):
-        if not force:
-            common.pause(ctx, ctx.pool.options.guest_delay)
-        db.set('VBD', vbd, currently_attached=False, device='')
-
-
-@handler('VBD', 'destroy')
-def vbd_destroy(ctx, vbd):
-    db = ctx.db
-    with db.lock:
-        row = db.row('VBD', vbd)
-        if row['currently_attached']:
-            raise XapiError('OPERATION_NOT_ALLOWED',
-                            "VBD '%s' still attached to '%s'"
-                            % (row['uuid'], db.get('VM', row['VM'], 'uuid')))
-        common.busy(db, 'VBD', vbd)
-        metrics = row['metrics']
-        db.destroy('VBD', vbd)
-        if db.exists('VBD_metrics', metrics):
-            db.destroy('VBD_metrics', metrics)
-
-
-@handler('VBD', 'eject')
-def vbd_eject(ctx, vbd):
-    db = ctx.db
-    with db.lock:
-        row = db.row('VBD', vbd)
-        if row['type'] != 'CD':
-            raise XapiError('VBD_NOT_REMOVABLE_MEDIA', vbd)
-        if row['empty']:
-            raise XapiError('VBD_IS_EMPTY', vbd)
-        db.set('VBD', vbd, empty=True, VDI=NULL_REF)
-
-
-@handler('VBD', 'insert')
-def vbd_insert(ctx, vbd, vdi):
-    db = ctx.db
-    with db.lock:
-        row = db.row('VBD', vbd)
-        if row['type'] != 'CD':
-            raise XapiError('VBD_NOT_REMOVABLE_MEDIA', vbd)
-        if not row['empty']:
-            raise XapiError('VBD_NOT_EMPTY', vbd)
-        db.set('VBD', vbd, empty=False, VDI=vdi)
-
-
-@handler('VBD', 'set_mode')
-def vbd_set_mode(ctx, vbd, value):
-    db = ctx.db
-    with db.lock:
-        common.assert_power(db, db.get('VBD', vbd, 'VM'), (common.HALTED,))
-        db.set('VBD', vbd, mode=value)

@@ -7,8 +7,9 @@ from xapisim.api.common import HALTED, PAUSED, RUNNING, SUSPENDED
 from xapisim.api.implicit import constructor_values
 from xapisim.api.network import VIF_DEVICE_LIMIT, mac_from_seed, \
     vif_device_number
-from xapisim.api.storage import _clone_or_snapshot, _derived_vdi, \
-    assert_vdi_attachable, new_vdi, used_vbd_devices
+from xapisim.api.clones import _clone_or_snapshot, _derived_vdi
+from xapisim.api.storage import new_vdi
+from xapisim.api.vbd import assert_vdi_attachable, used_vbd_devices
 from xapisim.db import new_uuid, now_datetime
 from xapisim.errors import XapiError
 from xapisim.rpc import handler
