@@ -252,13 +252,58 @@ def direct_import(session, vdi, path, fmt):
         return time.monotonic() - start
 
 
+TICK = os.sysconf('SC_CLK_TCK')
+
+
+def cpu_seconds(pid, children=False):
+    """CPU seconds a process used (with ``children``: and its children
+    it has waited for, as xapisim waits for every plugin process)."""
+    with open('/proc/%d/stat' % pid) as fh:
+        fields = fh.read().rsplit(')', 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])        # utime, stime
+    if children:
+        ticks += int(fields[13]) + int(fields[14])   # cutime, cstime
+    return ticks / TICK
+
+
+def child_running(needle):
+    """The pid of this process's child whose command line has needle."""
+    for pid in os.listdir('/proc'):
+        if not pid.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % pid) as fh:
+                ppid = int(fh.read().rsplit(')', 1)[1].split()[1])
+            with open('/proc/%s/cmdline' % pid, 'rb') as fh:
+                cmdline = fh.read()
+        except OSError:
+            continue
+        if ppid == os.getpid() and needle in cmdline:
+            return int(pid)
+    raise RuntimeError('no child process runs %r' % needle)
+
+
+class Pipeline(object):
+    """CPU seconds the processes of a path used, together: xapisim (the
+    sink, and the plugin processes it runs), the Glance stand-in, and the
+    path's own when it runs elsewhere (nova-compute's)."""
+
+    def __init__(self, xapisim_pid, glance_pid, plugins):
+        self.pids = ((xapisim_pid, plugins), (glance_pid, False))
+        self.start = self._now()
+
+    def _now(self):
+        return sum(cpu_seconds(pid, children) for pid, children in self.pids)
+
+    def used(self):
+        return self._now() - self.start
+
+
 class PluginWatch(object):
     """Peak RSS (VmHWM) and CPU seconds of the processes running
     ``needle``, read from /proc while they run: new ones are looked for
     every 50 ms, known ones read every 10 ms (the watching must not take
     the CPU the measured path needs)."""
-
-    TICK = os.sysconf('SC_CLK_TCK')
 
     def __init__(self, needle):
         self.needle = needle.encode()
@@ -288,7 +333,7 @@ class PluginWatch(object):
             with open('/proc/%d/stat' % pid) as fh:
                 fields = fh.read().rsplit(')', 1)[1].split()
             # utime and stime, fields 14 and 15 of stat
-            self.cpu[pid] = (int(fields[11]) + int(fields[12])) / self.TICK
+            self.cpu[pid] = (int(fields[11]) + int(fields[12])) / TICK
         except (OSError, IndexError, ValueError):
             pass
 
@@ -396,7 +441,7 @@ def _remote_child(job):
                 before.ru_stime)}))
 
 
-def measure(args, python, pieces, images, tmp, glance_url):
+def measure(args, python, pieces, images, tmp, glance_url, glance_pid):
     """Every path, for each format: [(format, {path: Timed}), ...] per
     round (after one warm-up round, not kept)."""
     from nova_xen import session as session_mod
@@ -420,15 +465,19 @@ def measure(args, python, pieces, images, tmp, glance_url):
                 'name_description': '', 'sm_config': {},
                 'xenstore_data': {}, 'tags': []})
 
+        sim_pid = child_running(b'xapisim')
+
         def plugin(image, count):
             vdis = [new_vdi() for _ in range(count)]
+            pipeline = Pipeline(sim_pid, glance_pid, True)
             took, peak, cpu = dom0_plugin(session, host, [
                 plugin_params(image, glance_url,
                               session.call('VDI.get_uuid', v), size)
                 for v in vdis])
+            used = pipeline.used()
             for v in vdis:
                 session.call('VDI.destroy', v)
-            return Timed(took / count, peak, cpu / count)
+            return Timed(took / count, peak, cpu / count, used / count)
 
         for number in range(args.rounds + 1):
             got_round = []
@@ -436,8 +485,9 @@ def measure(args, python, pieces, images, tmp, glance_url):
                 image = images[fmt]
                 got = {'dd': Timed(dd(image['path'], tmp))}
                 vdi = new_vdi()
-                got['direct import'] = Timed(direct_import(
-                    session, vdi, image['path'], fmt))
+                pipeline = Pipeline(sim_pid, os.getpid(), False)
+                took = direct_import(session, vdi, image['path'], fmt)
+                got['direct import'] = Timed(took, pipeline=pipeline.used())
                 session.call('VDI.destroy', vdi)
                 got[PLUGIN_HASH] = hash_rate(python, image['path'],
                                              *pieces['plugin'])
@@ -448,8 +498,11 @@ def measure(args, python, pieces, images, tmp, glance_url):
                 got[REMOTE_HASH] = hash_rate(sys.executable, image['path'],
                                              *pieces['remote'])
                 vdi = new_vdi()
-                got['vdi_remote_stream'] = Timed(*remote_stream(
-                    world, glance_url, image, vdi, address))
+                pipeline = Pipeline(sim_pid, glance_pid, False)
+                took, peak, cpu = remote_stream(world, glance_url, image,
+                                                vdi, address)
+                got['vdi_remote_stream'] = Timed(took, peak, cpu,
+                                                 pipeline.used() + cpu)
                 session.call('VDI.destroy', vdi)
                 got_round.append((fmt, got))
             if number:
@@ -465,8 +518,9 @@ CEILING = {'dom0 plugin': PLUGIN_HASH, 'vdi_remote_stream': REMOTE_HASH}
 
 
 class Timed(object):
-    def __init__(self, seconds, peak=None, cpu=None):
+    def __init__(self, seconds, peak=None, cpu=None, pipeline=None):
         self.seconds, self.peak, self.cpu = seconds, peak, cpu
+        self.pipeline = pipeline     # CPU seconds of all its processes
 
 
 def _figures(args, got, name):
@@ -485,6 +539,9 @@ def _figures(args, got, name):
         found['ceiling'] = 100.0 * rate / min(hashed, direct)
     if item.peak is not None:
         found['peak'] = item.peak
+    if item.pipeline:
+        # what two cores allow at that much CPU per byte
+        found['cores'] = 2 * args.mib / item.pipeline
     own = got.get(CEILING.get(name.split(' x')[0]))
     if item.cpu is not None and own is not None:
         # the path's CPU seconds against the hash's own, same bytes
@@ -496,9 +553,9 @@ def report(args, python, pieces, rounds):
     print('%d MiB image (random bytes), dom0 plugin under %s, %s '
           'for nova-compute, checksum sha512; median of %d round(s)'
           % (args.mib, python, sys.executable, len(rounds)))
-    print('%-4s %-24s %7s %8s %7s %7s %8s %6s %7s %6s' % (
+    print('%-4s %-24s %7s %8s %7s %7s %8s %6s %7s %6s %9s' % (
         'fmt', 'path', 'seconds', 'MiB/s', 'import', 'sha512', 'ceiling',
-        'dd', 'CPU', 'peak'))
+        'dd', 'CPU', 'peak', '2 cores'))
     for index, (fmt, first) in enumerate(rounds[0]):
         for name in first:
             figures = [_figures(args, r[index][1], name) for r in rounds]
@@ -508,12 +565,12 @@ def report(args, python, pieces, rounds):
                 if not values:
                     return ' ' * width
                 return (form % statistics.median(values)).rjust(width)
-            print('%-4s %-24s %s %s %s %s %s %s %s %s' % (
+            print('%-4s %-24s %s %s %s %s %s %s %s %s %s' % (
                 fmt, name, median('seconds', '%.3f', 7),
                 median('MiB/s', '%.1f', 8), median('import', '%.0f%%', 7),
                 median('sha512', '%.0f%%', 7), median('ceiling', '%.0f%%', 8),
                 median('dd', '%.0f%%', 6), median('cpu', '%.2fx', 7),
-                median('peak', '%.1f', 6)))
+                median('peak', '%.1f', 6), median('cores', '%.0f', 9)))
     print('import, dd: %% of the direct import\'s, of dd\'s MiB/s; sha512: '
           '%% of one core\'s sha512 in the Python running the path (the '
           'sha512 rows), over the same bytes in the same pieces (plugin: %d '
@@ -527,7 +584,10 @@ def report(args, python, pieces, rounds):
           'over the same bytes (1.00x: nothing but the hash). peak: MiB, the '
           'plugin process\'s VmHWM, or the growth of nova-compute\'s peak '
           'RSS while it streams. x N: N plugin downloads at once, seconds '
-          'and CPU per image.')
+          'and CPU per image. 2 cores: the MiB/s at which every process of '
+          'the path (the streaming one, xapisim\'s import, the Glance '
+          'stand-in) would use two cores in full, at the CPU per byte they '
+          'used: what this machine allows, whatever the ceiling.')
 
 
 def main():
@@ -557,7 +617,8 @@ def main():
         glance, glance_url = start_glance(
             dict((image['id'], image) for image in images.values()))
         try:
-            rounds = measure(args, python, pieces, images, tmp, glance_url)
+            rounds = measure(args, python, pieces, images, tmp, glance_url,
+                             glance.pid)
         finally:
             glance.terminate()
     report(args, python, pieces, rounds)
