@@ -77,9 +77,9 @@ def skip(src, n):
         n -= len(piece)
 
 
-def iter_chunks(src, size=IO):
+def iter_chunks(src):
     while True:
-        piece = src.read(size)
+        piece = src.read(IO)
         if not piece:
             return
         yield piece
