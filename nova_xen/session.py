@@ -509,17 +509,26 @@ class Session(object):
             return
         watcher.wait(task, CANCEL_WAIT)
 
-    def call_plugin(self, host, plugin, fn, args=None, long_running=False):
+    def call_plugin(self, host, plugin, fn, args=None, long_running=False,
+                    as_task=False):
         """A dom0 plugin function: JSON arguments in, JSON result out.
 
-        ``long_running`` calls (image transfers) run as a task, bounded by
-        task_timeout rather than call_timeout.
+        ``as_task``: the call runs as a task (``Async.host.call_plugin``),
+        so that no pooled connection is held while dom0 works (xapi starts
+        a process for every plugin call: calls made for every domain, such
+        as isolation rules, would otherwise keep short calls waiting when
+        many run at once); it costs one call more (``task.destroy``).
+        ``long_running`` calls (image transfers) run as a task too,
+        bounded by task_timeout rather than call_timeout.
         """
         params = {'params': json.dumps(args or {})}
         try:
             if long_running:
                 text = self.call_async('host.call_plugin', host, plugin, fn,
                                        params)
+            elif as_task:
+                text = self.call_async('host.call_plugin', host, plugin, fn,
+                                       params, timeout=self.call_timeout)
             else:
                 text = self.call('host.call_plugin', host, plugin, fn, params)
         except (errors.XenAPIError, exception.NovaException) as exc:

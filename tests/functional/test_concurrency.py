@@ -1,5 +1,6 @@
 """Short calls do not wait behind long tasks."""
 
+import threading
 import time
 
 from tests.functional import base
@@ -40,3 +41,47 @@ class ShortCallsTest(base.XenAPIFunctionalTestCase):
         self.assertLess(took, 2.5, 'short calls waited %.1f s' % took)
         self.assertEqual('BUILD', self.api.get_server(slow['id'])['status'])
         self._wait_for_state_change(slow, 'ACTIVE')
+
+
+class RulesHoldNoConnectionTest(base.XenAPIFunctionalTestCase):
+    """The isolation plugin runs in dom0 as a task: while dom0 works on a
+    server's rules, the driver's one XenAPI connection serves others."""
+
+    def _setup_services(self):
+        self.flags(connection_concurrent=1, group='xenserver')
+        super(RulesHoldNoConnectionTest, self)._setup_services()
+
+    def test_another_server_pauses_while_rules_are_applied(self):
+        image = self.image_with(pattern(MIB))
+        rebooting = self.boot(image)
+        other = self.boot(image)
+        control = self.xapi.control
+        # the next plugin call stalls in dom0 until the faults are cleared
+        control.delay('host.call_plugin', 600)
+        # (Nova's test RPC answers the request once the reboot is over)
+        request = threading.Thread(target=self.api.post_server_action,
+                                   args=(rebooting['id'],
+                                         {'reboot': {'type': 'HARD'}}))
+        request.start()
+        self.addCleanup(request.join)
+        self.addCleanup(control.clear_faults)
+        # the new domain's rules are in dom0, stalled
+        deadline = time.time() + 60
+        while control.faults()[0]['fired'] != 1:
+            self.assertLess(time.time(), deadline, 'no plugin call came')
+            time.sleep(0.05)
+        self.api.post_server_action(other['id'], {'pause': None})
+        self._wait_for_state_change(other, 'PAUSED', max_retries=120)
+        # ... while the rules of the rebooted server are still being made
+        self.assertEqual('reboot_started_hard', self.api.get_server(
+            rebooting['id'])['OS-EXT-STS:task_state'])
+        control.clear_faults()
+        request.join()
+        self._wait_for_server_parameter(
+            rebooting, {'status': 'ACTIVE', 'OS-EXT-STS:task_state': None},
+            max_retries=120)
+        vm, record = self.xapi.vm_of(rebooting['id'])
+        vif = self.xapi.x.VIF.get_uuid(record['VIFs'][0])
+        domid = int(record['domid'])
+        self.assertEqual({'vif%d.0' % domid, 'tap%d.0' % domid},
+                         set(self.xapi.isolation_rules()[vif]))

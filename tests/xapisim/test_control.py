@@ -85,6 +85,26 @@ class FaultTest(ControlTestCase):
         self.assertGreaterEqual(slow, 0.3)
         self.assertLess(fast, 0.3)
 
+    def test_clearing_the_faults_ends_a_stall_in_progress(self):
+        # a call held for as long as a test needs: until the rules go
+        vm = self.new_vm(name='held')
+        control = self.control()
+        control.delay('VM.start', 600)
+        control.fail('VM.start', ['INTERNAL_ERROR', 'not after a clear'])
+        task = self.x.Async.VM.start(vm, False, False)
+        # the stall has begun: the task is running, held by the rule
+        deadline = time.monotonic() + 30
+        while control.faults()[0]['fired'] != 1:
+            self.assertLess(time.monotonic(), deadline, control.faults())
+            time.sleep(0.05)
+        self.assertEqual('pending', self.x.task.get_status(task))
+        control.clear_faults()
+        record = self.wait_task(task)
+        # it went on as if there had been no rule (not even the failure)
+        self.assertEqual('success', record['status'])
+        self.assertEqual('Running', self.x.VM.get_power_state(vm))
+        self.x.task.destroy(task)
+
     def test_latency(self):
         control = self.control()
         control.set_latency(150)
