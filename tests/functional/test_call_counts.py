@@ -5,7 +5,6 @@ table."""
 
 import collections
 import threading
-import time
 import xmlrpc.client
 
 import fixtures
@@ -13,6 +12,7 @@ from nova import context as nova_context
 from nova import objects
 
 from tests.functional import base
+from tests.functional import fixtures as xen_fixtures
 from tests.functional.test_boot import pattern
 
 MIB = 1024 * 1024
@@ -117,52 +117,6 @@ def _others(calls):
     return sum(n for name, n in calls.items() if name != EVENT_FROM)
 
 
-class Handlers(fixtures.Fixture):
-    """The compute manager's handlers of HANDLER: how many have returned,
-    and whether one runs."""
-
-    def __init__(self, manager):
-        super(Handlers, self).__init__()
-        self.manager = manager
-
-    def _setUp(self):
-        self._cond = threading.Condition()
-        self.returned = collections.Counter()
-        self.running = 0
-        for name in set(HANDLER.values()):
-            self.useFixture(fixtures.MockPatchObject(
-                self.manager, name,
-                new=self._counted(name, getattr(self.manager, name))))
-
-    def _counted(self, name, handler):
-        def counted(*args, **kwargs):
-            with self._cond:
-                self.running += 1
-            try:
-                return handler(*args, **kwargs)
-            finally:
-                with self._cond:
-                    self.running -= 1
-                    self.returned[name] += 1
-                    self._cond.notify_all()
-        return counted
-
-    def wait(self, name=None, count=0, limit=120):
-        """Until ``name`` has returned ``count`` times and none runs; a
-        failure after ``limit`` seconds (a safety net: the handlers return
-        well before)."""
-        deadline = time.monotonic() + limit
-        with self._cond:
-            while self.running or (name and self.returned[name] < count):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(
-                        '%s has not returned within %d s (returned: %s, '
-                        'running: %d)' % (name or 'a handler', limit,
-                                          dict(self.returned), self.running))
-                self._cond.wait(left)
-
-
 class Measured(object):
     """The calls of one operation."""
 
@@ -222,8 +176,8 @@ class CallCounting(base.XenAPIFunctionalTestCase):
                                              NEVER))
         self.client = self.useFixture(ClientCalls())
         super(CallCounting, self)._setup_services()
-        self.handlers = self.useFixture(
-            Handlers(self.computes[self.compute.host].manager))
+        self.handlers = self.useFixture(xen_fixtures.Handlers(
+            self.computes[self.compute.host].manager, set(HANDLER.values())))
 
     def measure(self, name, action):
         # whatever an earlier operation does is over
