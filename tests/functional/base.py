@@ -1,8 +1,6 @@
 """In-process Nova (API, conductor, scheduler, compute, placement) driving
 nova-xen against a simulated XCP-ng pool."""
 
-import time
-
 import fixtures
 from nova.tests.functional.api import client
 from nova.tests.functional import integrated_helpers
@@ -11,6 +9,7 @@ import nova_xen.conf  # noqa: F401  registers [xenserver]
 
 from tests.functional import fixtures as xen_fixtures
 from tests.functional import glance_http
+from tests import polling
 
 MIB = 1024 * 1024
 
@@ -83,14 +82,7 @@ class XenAPIFunctionalTestCase(integrated_helpers._IntegratedTestBase):
     def poll(self, check, what, seconds=WAIT):
         """The first true value of ``check()``, tried every POLL s; a
         failure saying ``what`` did not happen within ``seconds``."""
-        deadline = time.monotonic() + seconds
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                self.fail('%s: not within %d s' % (what, seconds))
-            time.sleep(POLL)
+        return polling.until(check, what, seconds, POLL)
 
     def _wait_for_server_parameter(self, server, expected_params,
                                    max_retries=10, **kwargs):

@@ -1,13 +1,12 @@
 """Failed deletes say why, and what a failed clean-up leaves is reclaimed
 while nova-compute runs (not only at its next start)."""
 
-import time
-
 from nova.tests.functional.api import client
 
 from tests.functional import base
 from tests.functional import fixtures as xen_fixtures
 from tests.functional.test_boot import pattern
+from tests import polling
 
 MIB = 1024 * 1024
 NOTHING = {'VM': [], 'VDI': [], 'VBD': [], 'VIF': []}
@@ -22,16 +21,10 @@ class Reclaiming(object):
         self.flags(reclaim_interval=1, group='xenserver')
         super(Reclaiming, self)._setup_services()
 
-    def eventually(self, check, seconds=120, what='the condition'):
+    def eventually(self, check, seconds=base.WAIT, what='the condition'):
         """The first true value of ``check()``, polled; ``seconds`` is a
         safety net (the reclaimer passes every second)."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            time.sleep(0.2)
-        self.fail('%s did not hold within %d s' % (what, seconds))
+        return polling.until(check, what, seconds, 0.2)
 
     def more_passes(self, count):
         """Until the reclaimer has completed ``count`` more passes (each

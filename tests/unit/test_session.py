@@ -16,6 +16,7 @@ from xapisim import rpc
 from nova import exception
 from nova_xen import errors
 from nova_xen import session as session_mod
+from tests import polling
 from tests import records
 
 PASSWORD = 's3cret-Pa55'
@@ -318,11 +319,8 @@ class TasksTest(SessionTestCase):
         self.addCleanup(thread.join)
         return thread, outcome
 
-    def _until(self, check, what, seconds=60):
-        deadline = time.monotonic() + seconds
-        while not check():
-            self.assertLess(time.monotonic(), deadline, what)
-            time.sleep(0.01)
+    def _until(self, check, what):
+        polling.until(check, what)
 
     def test_a_wait_holds_no_pooled_session(self):
         # one pooled session: while a VM.start task cannot end, short

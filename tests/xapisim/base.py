@@ -19,6 +19,7 @@ import xapisim
 from xapisim.client import Control
 from xapisim import rpc
 
+from tests import polling
 from tests import records
 
 MIB = 1024 * 1024
@@ -164,14 +165,7 @@ class SimTestCase(unittest.TestCase):
 
     def until(self, check, what, seconds=60):
         """Poll ``check()`` until true; ``seconds`` is a safety net."""
-        deadline = time.monotonic() + seconds
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError('%s: not within %d s' % (what, seconds))
-            time.sleep(0.02)
+        return polling.until(check, what, seconds)
 
     def wait_task(self, task, timeout=60):
         deadline = time.time() + timeout
