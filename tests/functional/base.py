@@ -20,6 +20,16 @@ WAIT = 120
 POLL = 0.5
 
 
+def _graceful_shutdown_before_stop_goes_on(service):
+    """nova's Service.stop runs its manager's graceful shutdown (for
+    nova-compute: the driver's cleanup_host, which logs sessions out) in a
+    thread it waits 0 s for in tests; whatever that thread does after the
+    test's clean-up has moved on (on a busy machine) reaches nova's real
+    shutdown_all_executors, which fails the test and the tests after it in
+    the process.  Here stop waits for it."""
+    service.manager.graceful_shutdown(service._get_manager_shutdown_timeout())
+
+
 class XenAPIFunctionalTestCase(integrated_helpers._IntegratedTestBase):
     compute_driver = 'xenapi.XenAPIDriver'
     ADMIN_API = True
@@ -32,6 +42,9 @@ class XenAPIFunctionalTestCase(integrated_helpers._IntegratedTestBase):
     glance_tls = False
 
     def _setup_services(self):
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.service.Service._run_manager_graceful_shutdown',
+            _graceful_shutdown_before_stop_goes_on))
         # the test process is no Xen domU: nothing to read in /sys/hypervisor
         self.useFixture(fixtures.MockPatch('nova_xen.host._domu_uuid',
                                            return_value=None))
