@@ -22,19 +22,22 @@ class Reclaiming(object):
         super(Reclaiming, self)._setup_services()
 
     def eventually(self, check, seconds=base.WAIT, what='the condition'):
-        """The first true value of ``check()``, polled; ``seconds`` is a
-        safety net (the reclaimer passes every second)."""
-        return polling.until(check, what, seconds, 0.2)
+        """The first true value of ``check()``, polled (``seconds`` is a
+        safety net: the reclaimer passes every second), once the
+        reclaimer's pass under way is over: the pass that made it true
+        logs what it did after doing it."""
+        value = polling.until(check, what, seconds, 0.2)
+        self.more_passes(0)
+        return value
 
     def more_passes(self, count):
         """Until the reclaimer has completed ``count`` more passes (each
-        of them begun after this call)."""
+        of them begun after this call), and the one under way, if any."""
         reclaimer = self.computes[self.compute.host].manager.driver \
             ._reclaimer
-        # the pass under way, if any, began earlier: it does not count
         target = reclaimer.passes + count + 1
-        self.eventually(lambda: reclaimer.passes >= target,
-                        what='%d more reclaimer passes' % count)
+        polling.until(lambda: reclaimer.passes >= target,
+                      '%d more reclaimer passes' % count, base.WAIT, 0.2)
 
     def log_lines(self, text):
         return [line for line in self.stdlog.logger.output.splitlines()
