@@ -74,8 +74,7 @@ class _AfterMove(Reclaiming):
         server = self._wait_for_state_change(self.server, 'ACTIVE')
         self.assertEqual(dest_host, server['OS-EXT-SRV-ATTR:host'])
         self.assertNotIn('fault', server)
-        self.assertEqual({}, self.placement.get(
-            '/allocations/%s' % migration['uuid']).body['allocations'])
+        base.wait_for_allocations_gone(self, migration['uuid'])
         self.assertEqual({}, self.usages(source_uuid))
         self.assertEqual(FLAVOR, self.usages(dest_uuid))
         return server
