@@ -2,11 +2,13 @@
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
 
 import xapisim
+from xapisim.netns import Dom0NetError
 
 
 def parse(argv):
@@ -38,6 +40,13 @@ def parse(argv):
     p.add_argument('--tls', action='store_true',
                    help='serve HTTPS with a certificate signed by a CA made '
                         'for the run (its path is "ca_file" in the JSON line)')
+    p.add_argument('--dom0-network', choices=('none', 'ovs'), default='none',
+                   help='real dom0 networking: each host a network '
+                        'namespace with its own Open vSwitch, VIFs plugged '
+                        'as veths into guest namespaces (needs root and '
+                        'openvswitch-switch, iproute2, ethtool)')
+    p.add_argument('--exit-with-parent', action='store_true',
+                   help='stop when the process that started this one ends')
     p.add_argument('--verbose', action='store_true',
                    help='log every HTTP request on stderr')
     args = p.parse_args(argv)
@@ -48,12 +57,14 @@ def parse(argv):
 
 def main(argv=None):
     args = parse(sys.argv[1:] if argv is None else argv)
+    parent = os.getppid() if args.exit_with_parent else None
+    del args.exit_with_parent
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         sim = xapisim.Simulator(**vars(args))
-    except OSError as exc:
+    except (OSError, Dom0NetError) as exc:
         sys.stderr.write('xapisim: cannot serve: %s\n' % exc)
         return 1
     sys.stdout.write(json.dumps(sim.describe()) + '\n')
@@ -63,7 +74,8 @@ def main(argv=None):
                          % (pool['name_label'], pool['master'],
                             len(pool['hosts'])))
     while not stop.wait(0.5):
-        pass
+        if parent is not None and os.getppid() != parent:
+            break       # whoever started it is gone: so is its world
     sim.stop()
     return 0
 

@@ -131,6 +131,8 @@ def vif_plug(ctx, vif):
             raise XapiError('DEVICE_ALREADY_ATTACHED', vif)
         common.assert_hotplug(db, 'VIF', vif, vm, 'plug')
     with common.object_operation(ctx, 'VIF', vif, 'plug'):
+        guest.attach_networks(ctx.pool, vm, db.get('VM', vm, 'resident_on'),
+                              [db.get('VIF', vif, 'network')])
         common.pause(ctx, ctx.pool.options.guest_delay)
         db.set('VIF', vif, currently_attached=True)
         _devices(ctx, vif, present=True)
@@ -156,6 +158,19 @@ def _devices(ctx, vif, present):
     vm = ctx.db.row('VM', row['VM'])
     guest.vif_devices(ctx.pool, row['VM'], vm['resident_on'], vm['domid'],
                       [row['device']], present)
+    net = ctx.pool.world.dom0net
+    if net is None:
+        return
+    if not present:
+        net.vif_down(ctx.pool, vif)
+        return
+    try:
+        net.vif_up(ctx.pool, vif)
+    except XapiError:
+        ctx.db.set('VIF', vif, currently_attached=False)
+        guest.vif_devices(ctx.pool, row['VM'], vm['resident_on'],
+                          vm['domid'], [row['device']], False)
+        raise
 
 
 @handler('VIF', 'unplug')
@@ -184,7 +199,18 @@ def vif_destroy(ctx, vif):
 
 @handler('VIF', 'move')
 def vif_move(ctx, vif, network):
-    ctx.db.set('VIF', vif, network=network)
+    db = ctx.db
+    with db.lock:
+        vm = db.get('VIF', vif, 'VM')
+        host = db.get('VM', vm, 'resident_on')
+        plugged = db.get('VIF', vif, 'currently_attached') and \
+            db.get('VM', vm, 'power_state') == common.RUNNING
+    if plugged:
+        # the new network is attached before the vif script runs again
+        guest.attach_networks(ctx.pool, vm, host, [network])
+    db.set('VIF', vif, network=network)
+    if plugged and ctx.pool.world.dom0net is not None:
+        ctx.pool.world.dom0net.vif_moved(ctx.pool, vif)
 
 
 @handler('VIF', 'set_locking_mode')
