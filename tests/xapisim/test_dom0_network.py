@@ -1,220 +1,20 @@
-"""Real dom0 networking: xapisim plugs VIFs as XCP-ng's scripts do.
+"""Real dom0 networking: bridges, ports, ovs-xapi-sync, frames.
 
-A world with ``dom0_network='ovs'``: each host a network namespace with
-its own Open vSwitch (userspace datapath), each running VM a guest
-namespace whose ``eth<n>`` is the peer of ``vif<domid>.<n>`` in its
-host's dom0.  Checked through the real XenAPI client, the switches'
-databases and real frames between the guests.  These tests need root and
-the Debian packages openvswitch-switch, iproute2 and ethtool (``./run
-tests`` installs them): without them they fail, saying why; they never
-skip.
+A world with ``dom0_network='ovs'`` (tests/xapisim/dom0net_base.py):
+each host a network namespace with its own Open vSwitch, each running VM
+a guest namespace whose ``eth<n>`` is the peer of ``vif<domid>.<n>`` in
+its host's dom0.  They need root and the Debian packages
+openvswitch-switch, iproute2 and ethtool (``./run tests`` installs
+them): without them they fail, saying why; they never skip.
 """
 
 import json
 import os
-import select
-import signal
-import socket
-import subprocess
-import sys
-import time
 
-import unittest
-
-import XenAPI
-
-import xapisim
 from xapisim import netns
 
-from tests import records
-from tests.xapisim.base import SimTestCase
-from tests.xapisim.test_plugins import PLUGINS
-
-# generous bounds for a loaded machine: the waits end when the state is
-# reached, these only bound a failure
-WAIT = 60.0
-SETUP_VIF_RULES_KEYS = {'xs-vm-uuid', 'xs-vif-uuid', 'xs-network-uuid',
-                        'attached-mac'}
-TENANT = '203.0.113.%d/24'
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-
-
-def wait_for(what, probe, timeout=WAIT):
-    """``probe()``'s first true value; fails after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError('still not the case after %ds: %s'
-                                 % (timeout, what))
-        time.sleep(0.02)
-
-
-def run(argv):
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          timeout=120)
-    if proc.returncode != 0:
-        raise AssertionError('%s: %s' % (' '.join(argv),
-                                         proc.stderr.decode()))
-    return proc.stdout.decode()
-
-
-def links(ns):
-    """The network devices of namespace ``ns``, by name."""
-    return {link['ifname']: link
-            for link in json.loads(run(['ip', '-n', ns, '-j', 'link']))}
-
-
-def exchange(sender_ns, receiver_ns, address, port=5005, timeout=WAIT):
-    """A UDP datagram from ``sender_ns`` reaches ``address`` in
-    ``receiver_ns``; sent again every 0.2 s (ARP, learning and tunnels may
-    drop the first ones) until it arrives; the source it came from."""
-    with netns.inside(receiver_ns):
-        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with netns.inside(sender_ns):
-        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        rx.bind((address, port))
-        payload = os.urandom(8).hex().encode()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            tx.sendto(payload, (address, port))
-            if select.select([rx], [], [], 0.2)[0]:
-                data, source = rx.recvfrom(100)
-                if data == payload:
-                    return source[0]
-        raise AssertionError('no datagram from %s reached %s in %s'
-                             % (sender_ns, address, receiver_ns))
-    finally:
-        rx.close()
-        tx.close()
-
-
-class Dom0NetworkTestCase(SimTestCase):
-    pools = 2
-    hosts = 2
-    sim_options = {'dom0_network': 'ovs', 'guest_delay': 0.01,
-                   'plugins_dir': PLUGINS}
-
-    # -- the world ---------------------------------------------------------
-
-    def host_desc(self, pool=0, index=0):
-        return self.world['pools'][pool]['hosts'][index]
-
-    def host_ref(self, pool=0, index=0, x=None):
-        return (x or self.x).host.get_by_uuid(self.host_desc(pool,
-                                                             index)['uuid'])
-
-    def desc_of(self, host_ref, x=None):
-        uuid = (x or self.x).host.get_uuid(host_ref)
-        for pool in self.world['pools']:
-            for host in pool['hosts']:
-                if host['uuid'] == uuid:
-                    return host
-        raise AssertionError('no host %s' % uuid)
-
-    def vsctl(self, host, *args):
-        return run(['ovs-vsctl', '--db=' + host['dom0']['ovsdb'],
-                    '--timeout=60'] + list(args))
-
-    def interface(self, host, name):
-        """An Interface row's name, external_ids, ofport (None: no row)."""
-        out = json.loads(self.vsctl(
-            host, '--format=json', '--columns=external_ids,ofport', 'find',
-            'Interface', 'name=%s' % name))
-        if not out['data']:
-            return None
-        ids, ofport = out['data'][0]
-        return {'external_ids': dict(ids[1]), 'ofport': ofport}
-
-    def bridge(self, host, name):
-        out = json.loads(self.vsctl(
-            host, '--format=json', '--columns=fail_mode,external_ids,'
-            'other_config,datapath_type', 'find', 'Bridge', 'name=%s' % name))
-        if not out['data']:
-            return None
-        fail_mode, ids, other, datapath = out['data'][0]
-        return {'fail_mode': fail_mode if isinstance(fail_mode, str)
-                else None, 'external_ids': dict(ids[1]),
-                'other_config': dict(other[1]), 'datapath_type': datapath}
-
-    def vif_ports(self, host):
-        out = json.loads(self.vsctl(host, '--format=json', '--columns=name',
-                                    'list', 'Interface'))
-        return sorted(row[0] for row in out['data']
-                      if row[0].startswith('vif'))
-
-    def guest_ns(self, vm, x=None):
-        uuid = (x or self.x).VM.get_uuid(vm)
-        return self.control().guest_netns(uuid)
-
-    # -- objects ---------------------------------------------------------
-
-    def new_network(self, x=None, **extra):
-        x = x or self.x
-        record = {'name_label': 'dom0net-test', 'name_description': '',
-                  'MTU': '1500', 'other_config': {}}
-        record.update(extra)
-        net = x.network.create(record)
-        session = self.session if x is self.x else None
-
-        def destroy():
-            try:
-                (session.xenapi if session else x).network.destroy(net)
-            except XenAPI.Failure:
-                pass
-        self.addCleanup(destroy)
-        return net
-
-    def vm_with_vifs(self, networks, x=None, vm_other_config=None,
-                     vif_other_config=None, **extra):
-        x = x or self.x
-        vm = x.VM.create(records.vm_record(
-            'dom0net', 128, 1, other_config=vm_other_config, **extra))
-        self.addCleanup(self._remove_vm_in, x, vm)
-        for device, net in enumerate(networks):
-            x.VIF.create({
-                'VM': vm, 'network': net, 'device': str(device), 'MAC': '',
-                'MTU': '1500',
-                'other_config': dict((vif_other_config or {}).get(device,
-                                                                  {})),
-                'qos_algorithm_type': '', 'qos_algorithm_params': {}})
-        return vm
-
-    @staticmethod
-    def _remove_vm_in(x, vm):
-        try:
-            if x.VM.get_power_state(vm) != 'Halted':
-                x.VM.hard_shutdown(vm)
-            x.VM.destroy(vm)
-        except XenAPI.Failure:
-            pass
-
-    def vifs(self, vm, x=None):
-        x = x or self.x
-        return sorted((x.VIF.get_record(v) for v in x.VM.get_VIFs(vm)),
-                      key=lambda r: int(r['device']))
-
-    def start_on(self, vm, pool=0, index=0, x=None):
-        (x or self.x).VM.start_on(vm, self.host_ref(pool, index, x), False,
-                                  False)
-        return self.host_desc(pool, index)
-
-    def assert_unplugged(self, host, domid, guest_ns=None, devices=(0,)):
-        """No port, no device of domain ``domid`` in ``host``'s dom0."""
-        for n in devices:
-            name = 'vif%s.%d' % (domid, n)
-            self.assertIsNone(self.interface(host, name))
-            self.assertNotIn(name, links(host['dom0']['netns']))
-        if guest_ns is not None:
-            self.assertNotIn(guest_ns, netns.list_netns(guest_ns))
-
-    def iface_id(self, host, name):
-        row = self.interface(host, name)
-        return row and row['external_ids'].get('iface-id')
+from tests.xapisim.dom0net_base import (Dom0NetworkTestCase, TENANT,
+                                        exchange, links, run, wait_for)
 
 
 class PlugTest(Dom0NetworkTestCase):
@@ -343,6 +143,31 @@ class PlugTest(Dom0NetworkTestCase):
         self.x.VM.hard_shutdown(second)
         self.assertIsNone(self.bridge(host, bridge))
 
+    def test_guests_on_two_hosts_meet_on_the_provider_lan(self):
+        # the pool-wide network on eth1: xenbr1 of every host, linked
+        # through the hosts' eth1 to one LAN
+        lan = self.x.network.get_by_name_label(
+            'Pool-wide network associated with eth1')[0]
+        first = self.vm_with_vifs([lan])
+        second = self.vm_with_vifs([lan])
+        self.start_on(first, 0, 0)
+        self.start_on(second, 0, 1)
+        a, b = self.guest_ns(first), self.guest_ns(second)
+        run(['ip', '-n', a, 'addr', 'add', '198.51.100.41/24', 'dev', 'eth0'])
+        run(['ip', '-n', b, 'addr', 'add', '198.51.100.42/24', 'dev', 'eth0'])
+        self.assertEqual('198.51.100.41', exchange(a, b, '198.51.100.42'))
+        self.assertEqual('198.51.100.42', exchange(b, a, '198.51.100.41'))
+        # and whoever sits on that LAN outside the hosts reaches them
+        provider = self.world['dom0_network']['provider']
+        self.assertEqual('198.51.100.0/24', provider['subnet'])
+        outside = provider['netns']
+        run(['ip', '-n', outside, 'addr', 'add', '198.51.100.40/24', 'dev',
+             provider['bridge']])
+        self.addCleanup(run, ['ip', '-n', outside, 'addr', 'del',
+                              '198.51.100.40/24', 'dev', provider['bridge']])
+        self.assertEqual('198.51.100.40', exchange(outside, b,
+                                                   '198.51.100.42'))
+
     def test_guests_on_two_hosts_meet_through_a_geneve_tunnel(self):
         net = self.new_network()
         first = self.vm_with_vifs([net])
@@ -454,230 +279,3 @@ class UnmanagedNetworkTest(Dom0NetworkTestCase):
             host, 'br-nz') == {'fail_mode': 'standalone', 'external_ids': {},
                                'other_config': {},
                                'datapath_type': 'netdev'})
-
-
-class LifecycleTest(Dom0NetworkTestCase):
-
-    def started(self, networks=None, pool=0, index=0, x=None):
-        x = x or self.x
-        if networks is None:
-            net = x.network.get_by_name_label(
-                'Pool-wide network associated with eth0')[0]
-            networks = [net, net]
-        vm = self.vm_with_vifs(networks, x=x)
-        host = self.start_on(vm, pool, index, x=x)
-        return vm, host, x.VM.get_domid(vm), self.guest_ns(vm, x=x)
-
-    def assert_plugged(self, host, vm, x=None):
-        x = x or self.x
-        domid = x.VM.get_domid(vm)
-        guest = self.guest_ns(vm, x=x)
-        for vif in self.vifs(vm, x=x):
-            if not vif['currently_attached']:
-                continue
-            name = 'vif%s.%s' % (domid, vif['device'])
-            row = self.interface(host, name)
-            self.assertIsNotNone(row, name)
-            self.assertEqual(vif['uuid'], row['external_ids']['xs-vif-uuid'])
-            self.assertIn(name, links(host['dom0']['netns']))
-            self.assertIn('eth%s' % vif['device'], links(guest))
-        return guest
-
-    def test_shutdowns_remove_port_veth_and_guest(self):
-        for stop in ('clean_shutdown', 'hard_shutdown'):
-            vm, host, domid, guest = self.started()
-            self.assert_plugged(host, vm)
-            getattr(self.x.VM, stop)(vm)
-            self.assert_unplugged(host, domid, guest, devices=(0, 1))
-
-    def test_hot_unplug_and_plug(self):
-        vm, host, domid, guest = self.started()
-        first, second = self.vifs(vm)
-        self.x.VIF.unplug(self.x.VIF.get_by_uuid(second['uuid']))
-        self.assertIsNone(self.interface(host, 'vif%s.1' % domid))
-        self.assertNotIn('vif%s.1' % domid, links(host['dom0']['netns']))
-        # the guest runs on with its other NIC
-        self.assertEqual({'lo', 'eth0'}, set(links(guest)))
-        self.x.VIF.plug(self.x.VIF.get_by_uuid(second['uuid']))
-        self.assert_plugged(host, vm)
-        self.assertEqual({'lo', 'eth0', 'eth1'}, set(links(guest)))
-
-    def test_suspend_resume_and_reboot_make_new_domains(self):
-        vm, host, domid, guest = self.started()
-        self.x.VM.suspend(vm)
-        self.assert_unplugged(host, domid, guest, devices=(0, 1))
-        self.x.VM.resume_on(vm, self.host_ref(0, 0), False, False)
-        resumed = self.x.VM.get_domid(vm)
-        self.assertNotEqual(domid, resumed)
-        self.assert_plugged(host, vm)
-        self.x.VM.hard_reboot(vm)
-        self.assert_unplugged(host, resumed, devices=(0, 1))
-        self.assert_plugged(host, vm)
-
-    def test_pool_migrate_moves_the_port_and_keeps_the_guest(self):
-        net = self.new_network()
-        vm, one, domid, guest = self.started([net], 0, 0)
-        peer = self.vm_with_vifs([net])
-        self.start_on(peer, 0, 1)
-        run(['ip', '-n', guest, 'addr', 'add', TENANT % 31, 'dev', 'eth0'])
-        peer_ns = self.guest_ns(peer)
-        run(['ip', '-n', peer_ns, 'addr', 'add', TENANT % 32, 'dev', 'eth0'])
-        self.x.VM.pool_migrate(vm, self.host_ref(0, 1), {'live': 'true'})
-        two = self.host_desc(0, 1)
-        self.assert_unplugged(one, domid)
-        self.assertEqual(guest, self.assert_plugged(two, vm))
-        # the same guest, its address kept, now beside its peer
-        self.assertEqual('203.0.113.31', exchange(guest, peer_ns,
-                                                  '203.0.113.32'))
-        self.assertEqual('203.0.113.32', exchange(peer_ns, guest,
-                                                  '203.0.113.31'))
-        # nothing of the VIF's network left on the source
-        self.assertIsNone(self.bridge(one, self.x.network.get_bridge(net)))
-
-    def test_destination_plugs_before_the_source_unplugs(self):
-        vm, one, domid, guest = self.started(pool=0, index=0)
-        two = self.host_desc(0, 1)
-        self.x.VM.pool_migrate(vm, self.host_ref(0, 1), {})
-        new_domid = self.x.VM.get_domid(vm)
-        # each switch's database log: when the ports came and went
-        added = [date for date, comment in self.transactions(two)
-                 if 'add-port xenbr0 vif%s.0' % new_domid in comment]
-        removed = [date for date, comment in self.transactions(one)
-                   if comment.endswith('del-port vif%s.0' % domid)]
-        self.assertEqual(1, len(added), added)
-        self.assertEqual(1, len(removed), removed)
-        self.assertLess(added[0], removed[0])
-
-    def transactions(self, host):
-        """(time in ms, comment) of each transaction in the switch's
-        database log, oldest first."""
-        found = []
-        with open(os.path.join(host['dom0']['ovs_dbdir'], 'conf.db')) as fh:
-            for line in fh:
-                if line.startswith('{') and '"_comment"' in line:
-                    record = json.loads(line)
-                    found.append((record['_date'], record['_comment']))
-        return found
-
-    def test_migrate_send_moves_the_port_within_and_across_pools(self):
-        vm, one, domid, guest = self.started(pool=0, index=0)
-        x = self.x
-        vdi_map = {}        # no disks: only the domain moves
-        network = x.network.get_by_name_label(
-            'Pool-wide network associated with eth0')[0]
-        # storage XenMotion to the other host of the pool
-        token = x.host.migrate_receive(self.host_ref(0, 1), network, {})
-        x.VM.migrate_send(vm, token, True, vdi_map, {}, {}, {})
-        two = self.host_desc(0, 1)
-        self.assert_unplugged(one, domid, devices=(0, 1))
-        self.assertEqual(guest, self.assert_plugged(two, vm))
-        # then to the second pool
-        other = XenAPI.Session(self.world['pools'][1]['master'])
-        other.login_with_password(self.world['username'],
-                                  self.world['password'], '2.21', 'test')
-        self.addCleanup(other.xenapi.session.logout)
-        y = other.xenapi
-        there = y.network.get_by_name_label(
-            'Pool-wide network associated with eth0')[0]
-        token = y.host.migrate_receive(self.host_ref(1, 0, y), there, {})
-        vif_map = {v: there for v in x.VM.get_VIFs(vm)}
-        uuid = x.VM.get_uuid(vm)
-        old_domid = x.VM.get_domid(vm)
-        x.VM.migrate_send(vm, token, True, vdi_map, vif_map, {}, {})
-        arrived = y.VM.get_by_uuid(uuid)
-        self.addCleanup(self._remove_vm_in, y, arrived)
-        three = self.host_desc(1, 0)
-        self.assert_unplugged(two, old_domid, devices=(0, 1))
-        self.assertEqual(guest, self.assert_plugged(three, arrived, x=y))
-        # its ports carry the ids of the VIFs of the destination pool
-        domid = y.VM.get_domid(arrived)
-        for vif in self.vifs(arrived, x=y):
-            row = self.interface(three, 'vif%s.%s' % (domid, vif['device']))
-            self.assertEqual(y.network.get_uuid(there),
-                             row['external_ids']['xs-network-uuid'])
-        y.VM.hard_shutdown(arrived)
-        self.assert_unplugged(three, domid, guest, devices=(0, 1))
-
-
-class WorldLifetimeTest(unittest.TestCase):
-    """Nothing of a world's networking outlives it."""
-
-    @staticmethod
-    def daemons(world):
-        pids = []
-        for pool in world['pools']:
-            for host in pool['hosts']:
-                for name in ('ovsdb-server', 'ovs-vswitchd'):
-                    with open(os.path.join(host['dom0']['ovs_rundir'],
-                                           name + '.pid')) as fh:
-                        pids.append(int(fh.read()))
-        return pids
-
-    def assert_gone(self, prefix, pids):
-        wait_for('the namespaces of %s gone' % prefix,
-                 lambda: not netns.list_netns(prefix))
-        wait_for('the daemons gone',
-                 lambda: not any(netns.alive(p) for p in pids))
-        self.assertFalse(os.path.exists(os.path.join(
-            netns.REGISTRY_DIR, prefix[:-1] + '.json')))
-
-    def running_vm(self, world):
-        session = XenAPI.Session(world['pools'][0]['master'])
-        session.login_with_password(world['username'], world['password'],
-                                    '2.21', 'test')
-        x = session.xenapi
-        vm = x.VM.create(records.vm_record('lifetime', 128, 1))
-        net = x.network.get_by_name_label(
-            'Pool-wide network associated with eth0')[0]
-        x.VIF.create({'VM': vm, 'network': net, 'device': '0', 'MAC': '',
-                      'MTU': '1500', 'other_config': {},
-                      'qos_algorithm_type': '', 'qos_algorithm_params': {}})
-        x.VM.start(vm, False, False)
-        return x.VM.get_uuid(vm)
-
-    def test_stop_leaves_no_namespace_and_no_daemon(self):
-        with xapisim.running(hosts=2, dom0_network='ovs',
-                             guest_delay=0.01) as world:
-            prefix = world['dom0_network']['prefix']
-            pids = self.daemons(world)
-            self.running_vm(world)
-            self.assertEqual(5, len(netns.list_netns(prefix)))
-            self.assertTrue(all(netns.alive(p) for p in pids))
-        self.assert_gone(prefix, pids)
-
-    def test_a_killed_simulator_is_swept_by_the_next_world(self):
-        proc = subprocess.Popen(
-            [sys.executable, '-m', 'xapisim', '--dom0-network', 'ovs',
-             '--guest-delay', '0.01'], cwd=ROOT, stdout=subprocess.PIPE)
-        try:
-            world = json.loads(proc.stdout.readline().decode())
-            prefix = world['dom0_network']['prefix']
-            pids = self.daemons(world)
-            self.running_vm(world)
-        finally:
-            proc.kill()
-            proc.wait()
-            proc.stdout.close()
-        self.assertTrue(netns.list_netns(prefix))
-        self.assertTrue(all(netns.alive(p) for p in pids))
-        sim = xapisim.Simulator(dom0_network='ovs')
-        try:
-            self.assert_gone(prefix, pids)
-        finally:
-            sim.stop()
-
-    def test_a_world_goes_when_its_test_process_dies(self):
-        script = ('import json, sys, time, xapisim\n'
-                  'with xapisim.running(dom0_network="ovs") as world:\n'
-                  '    print(json.dumps(world), flush=True)\n'
-                  '    time.sleep(3600)\n')
-        proc = subprocess.Popen([sys.executable, '-c', script], cwd=ROOT,
-                                stdout=subprocess.PIPE)
-        try:
-            world = json.loads(proc.stdout.readline().decode())
-            pids = self.daemons(world)
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            proc.stdout.close()
-        self.assert_gone(world['dom0_network']['prefix'], pids)
