@@ -12,6 +12,12 @@ from xapisim.netns import Dom0NetError
 
 
 def parse(argv):
+    """The Simulator's keyword arguments, as a namespace."""
+    return parse_command(argv)[0]
+
+
+def parse_command(argv):
+    """(the Simulator's arguments, whether to stop with the parent)."""
     p = argparse.ArgumentParser(
         prog='python -m xapisim',
         description='Serve simulated XCP-ng pools over XenAPI on loopback. '
@@ -52,13 +58,15 @@ def parse(argv):
     args = p.parse_args(argv)
     if args.pools < 1 or args.hosts < 1 or args.pools * args.hosts > 200:
         p.error('--pools and --hosts must be at least 1 (200 hosts at most)')
-    return args
+    exit_with_parent = args.exit_with_parent
+    del args.exit_with_parent
+    return args, exit_with_parent
 
 
 def main(argv=None):
-    args = parse(sys.argv[1:] if argv is None else argv)
-    parent = os.getppid() if args.exit_with_parent else None
-    del args.exit_with_parent
+    args, exit_with_parent = parse_command(
+        sys.argv[1:] if argv is None else argv)
+    parent = os.getppid() if exit_with_parent else None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

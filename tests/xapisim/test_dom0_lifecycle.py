@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import unittest
+from unittest import mock
 
 import XenAPI
 
@@ -18,6 +19,7 @@ import xapisim
 from xapisim import netns
 
 from tests import records
+from tests.xapisim.test_plugins import PLUGINS
 from tests.xapisim.dom0net_base import (Dom0NetworkTestCase, ROOT, TENANT,
                                         exchange, links, run, wait_for)
 
@@ -247,3 +249,34 @@ class WorldLifetimeTest(unittest.TestCase):
             proc.wait()
             proc.stdout.close()
         self.assert_gone(world['dom0_network']['prefix'], pids)
+
+    def test_without_open_vswitch_it_refuses_saying_which_package(self):
+        real_which = netns.shutil.which
+
+        def which(tool):
+            return None if tool.startswith('ovs') else real_which(tool)
+        with mock.patch.object(netns.shutil, 'which', which):
+            with self.assertRaises(netns.Dom0NetError) as caught:
+                xapisim.Simulator(dom0_network='ovs')
+        self.assertIn('missing the Debian packages openvswitch-switch',
+                      str(caught.exception))
+        self.assertIn('--dom0-network ovs', str(caught.exception))
+
+    def test_off_by_default(self):
+        sim = xapisim.Simulator(plugins_dir=PLUGINS, guest_delay=0.01)
+        self.addCleanup(sim.stop)
+        world = sim.describe()
+        self.assertNotIn('dom0_network', world)
+        self.assertNotIn('dom0', world['pools'][0]['hosts'][0])
+        self.running_vm(world)
+        session = XenAPI.Session(world['pools'][0]['master'])
+        session.login_with_password(world['username'], world['password'],
+                                    '2.21', 'test')
+        self.addCleanup(session.xenapi.session.logout)
+        host = session.xenapi.host.get_all()[0]
+        # plugins run in this namespace, with no switch of their own
+        seen = json.loads(session.xenapi.host.call_plugin(
+            host, 'xapisim_probe.py', 'namespace', {}))
+        own = os.stat('/proc/self/ns/net')
+        self.assertEqual({'env': {}, 'netns': [own.st_dev, own.st_ino]},
+                         seen)

@@ -55,16 +55,26 @@ def environment(session, args):
                        'python': list(sys.version_info[:3])})
 
 
+def _namespace():
+    st = os.stat('/proc/self/ns/net')
+    return {'env': {k: v for k, v in os.environ.items()
+                    if k.startswith('OVS_')},
+            'netns': [st.st_dev, st.st_ino]}
+
+
+def namespace(session, args):
+    """The network namespace a plugin runs in, its OVS_* variables."""
+    return json.dumps(_namespace())
+
+
 def dom0_switch(session, args):
     """What a plugin sees of its dom0's Open vSwitch: ovs-vsctl with no
     --db, and the network namespace it runs in."""
     bridges = subprocess.check_output(['ovs-vsctl', '--timeout=60',
                                        'list-br'], universal_newlines=True)
-    st = os.stat('/proc/self/ns/net')
-    return json.dumps({'env': {k: v for k, v in os.environ.items()
-                               if k.startswith('OVS_')},
-                       'bridges': bridges.split(),
-                       'netns': [st.st_dev, st.st_ino]})
+    seen = _namespace()
+    seen['bridges'] = bridges.split()
+    return json.dumps(seen)
 
 
 if __name__ == '__main__':
@@ -76,4 +86,5 @@ if __name__ == '__main__':
                            'host_record': host_record,
                            'console_log': console_log,
                            'environment': environment,
-                           'dom0_switch': dom0_switch})
+                           'dom0_switch': dom0_switch,
+                           'namespace': namespace})
