@@ -286,13 +286,19 @@ class Dom0Network(object):
 
     # -- VIF hot-plug ----------------------------------------------------
 
-    def vif_up(self, pool, vif):
+    @staticmethod
+    def _vif_in_domain(pool, vif):
+        """The VIF's facts, and the key of its VM's domain."""
         db = pool.db
         with db.lock:
             fact = vif_facts(db, vif)
             vm = db.get('VIF', vif, 'VM')
             key = (pool.host_by_ref(db.get('VM', vm, 'resident_on')).uuid,
                    db.get('VM', vm, 'domid'))
+        return fact, key
+
+    def vif_up(self, pool, vif):
+        fact, key = self._vif_in_domain(pool, vif)
         with self.lock:
             domain = self.domains[key]
             try:
@@ -302,7 +308,7 @@ class Dom0Network(object):
                 if backend is not None:
                     self._unplug(domain, backend, quiet=True)
                 raise _internal(exc)
-        _record_mtus(db, [fact])
+        _record_mtus(pool.db, [fact])
 
     def vif_down(self, pool, vif):
         from xapisim.api.network import vif_device_number
@@ -326,12 +332,7 @@ class Dom0Network(object):
     def vif_moved(self, pool, vif):
         """VIF.move of a plugged VIF: its port goes to the new network's
         bridge (the vif script runs again)."""
-        db = pool.db
-        with db.lock:
-            fact = vif_facts(db, vif)
-            vm = db.get('VIF', vif, 'VM')
-            key = (pool.host_by_ref(db.get('VM', vm, 'resident_on')).uuid,
-                   db.get('VM', vm, 'domid'))
+        fact, key = self._vif_in_domain(pool, vif)
         with self.lock:
             domain = self.domains.get(key)
             backend = domain.backends.get(fact['number']) if domain else None

@@ -247,20 +247,20 @@ class XapiSync(object):
             return dict(db.get(cls, ref, 'other_config'))
 
     def _iface_id(self, name, xs_vif_uuid):
-        if not _is_vif_or_tap(name):
-            return xs_vif_uuid
-        other = self._other_config('VIF', xs_vif_uuid)
-        if other is None:
-            return xs_vif_uuid
-        return other.get('nicira-iface-id', xs_vif_uuid)
+        return self._nicira_id(name, 'VIF', xs_vif_uuid, 'nicira-iface-id')
 
     def _vm_id(self, name, xs_vm_uuid):
+        return self._nicira_id(name, 'VM', xs_vm_uuid, 'nicira-vm-id')
+
+    def _nicira_id(self, name, cls, xs_uuid, key):
+        """get_iface_id / get_vm_id: the object's ``other_config`` ``key``
+        for a vif or tap device, else (or without one) ``xs_uuid``."""
         if not _is_vif_or_tap(name):
-            return xs_vm_uuid
-        other = self._other_config('VM', xs_vm_uuid)
+            return xs_uuid
+        other = self._other_config(cls, xs_uuid)
         if other is None:
-            return xs_vm_uuid
-        return other.get('nicira-vm-id', xs_vm_uuid)
+            return xs_uuid
+        return other.get(key, xs_uuid)
 
 
 def _guarded_update(table, uuid, row, changed):

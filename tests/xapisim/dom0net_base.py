@@ -161,7 +161,7 @@ class Dom0NetworkTestCase(SimTestCase):
         x = x or self.x
         vm = x.VM.create(records.vm_record(
             'dom0net', 128, 1, other_config=vm_other_config, **extra))
-        self.addCleanup(self._remove_vm_in, x, vm)
+        self.addCleanup(self.remove_vm_in, x, vm)
         for device, net in enumerate(networks):
             x.VIF.create({
                 'VM': vm, 'network': net, 'device': str(device), 'MAC': '',
@@ -170,15 +170,6 @@ class Dom0NetworkTestCase(SimTestCase):
                                                                   {})),
                 'qos_algorithm_type': '', 'qos_algorithm_params': {}})
         return vm
-
-    @staticmethod
-    def _remove_vm_in(x, vm):
-        try:
-            if x.VM.get_power_state(vm) != 'Halted':
-                x.VM.hard_shutdown(vm)
-            x.VM.destroy(vm)
-        except XenAPI.Failure:
-            pass
 
     def vifs(self, vm, x=None):
         x = x or self.x

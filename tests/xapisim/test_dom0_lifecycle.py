@@ -153,7 +153,7 @@ class LifecycleTest(Dom0NetworkTestCase):
         old_domid = x.VM.get_domid(vm)
         x.VM.migrate_send(vm, token, True, vdi_map, vif_map, {}, {})
         arrived = y.VM.get_by_uuid(uuid)
-        self.addCleanup(self._remove_vm_in, y, arrived)
+        self.addCleanup(self.remove_vm_in, y, arrived)
         three = self.host_desc(1, 0)
         self.assert_unplugged(two, old_domid, devices=(0, 1))
         self.assertEqual(guest, self.assert_plugged(three, arrived, x=y))
