@@ -81,13 +81,18 @@ def attach_networks(pool, vm, host, networks=None):
     net.attach(pool, host, networks)
 
 
-def _domain_up(pool, vm, host, domid, source=None, power_state='Halted'):
-    """The domain's VIFs are plugged; if they cannot be, the domain
-    goes (the VM back in ``power_state``)."""
+def _domain_up(pool, vm, host, domid, source=None, power_state='Halted',
+               attach=False):
+    """The domain's VIFs are plugged (``attach``: their networks attached
+    first, as for a reboot, whose old domain took the bridges of its
+    internal networks with it); if they cannot be, the domain goes (the
+    VM back in ``power_state``)."""
     net = pool.world.dom0net
     if net is None:
         return
     try:
+        if attach:
+            attach_networks(pool, vm, host)
         net.domain_up(pool, vm, host, domid, source)
     except XapiError:
         destroy_domain(pool, vm, power_state)
@@ -273,7 +278,7 @@ def reboot_domain(pool, vm):
         db.set('VM', vm, domid=domid, power_state='Running',
                guest_metrics=NULL_REF)
         vif_devices(pool, vm, host, domid)
-        _domain_up(pool, vm, host, domid)
+        _domain_up(pool, vm, host, domid, attach=True)
         if gm != NULL_REF and db.exists('VM_guest_metrics', gm):
             db.destroy('VM_guest_metrics', gm)
         db.set('VM_metrics', row['metrics'], start_time=now_datetime(),

@@ -71,7 +71,11 @@ class LifecycleTest(Dom0NetworkTestCase):
         self.assertEqual({'lo', 'eth0', 'eth1'}, set(links(guest)))
 
     def test_suspend_resume_and_reboot_make_new_domains(self):
-        vm, host, domid, guest = self.started()
+        # one VIF on a pool-wide network, one on an internal one (whose
+        # bridge xapi makes and removes with its VIFs)
+        pool_net = self.x.network.get_by_name_label(
+            'Pool-wide network associated with eth0')[0]
+        vm, host, domid, guest = self.started([pool_net, self.new_network()])
         self.x.VM.suspend(vm)
         self.assert_unplugged(host, domid, guest, devices=(0, 1))
         self.x.VM.resume_on(vm, self.host_ref(0, 0), False, False)
@@ -80,6 +84,9 @@ class LifecycleTest(Dom0NetworkTestCase):
         self.assert_plugged(host, vm)
         self.x.VM.hard_reboot(vm)
         self.assert_unplugged(host, resumed, devices=(0, 1))
+        self.assert_plugged(host, vm)
+        self.x.VM.clean_reboot(vm)
+        self.assertEqual('Running', self.x.VM.get_power_state(vm))
         self.assert_plugged(host, vm)
 
     def test_pool_migrate_moves_the_port_and_keeps_the_guest(self):
