@@ -329,9 +329,10 @@ class Dom0Network(object):
                 _warn('unplugging %s: %s' % (backend.name, exc))
             self._detach(domain.hostnet, [backend])
 
-    def vif_moved(self, pool, vif):
-        """VIF.move of a plugged VIF: its port goes to the new network's
-        bridge (the vif script runs again)."""
+    def vif_rules_again(self, pool, vif):
+        """setup-vif-rules again for a plugged VIF (VIF.move, a new
+        locking mode): its port goes to its network's bridge, or to none
+        (``disabled``)."""
         fact, key = self._vif_in_domain(pool, vif)
         with self.lock:
             domain = self.domains.get(key)

@@ -189,6 +189,38 @@ class PlugTest(Dom0NetworkTestCase):
         self.assertEqual('203.0.113.21', exchange(a, b, '203.0.113.22'))
         self.assertEqual('203.0.113.22', exchange(b, a, '203.0.113.21'))
 
+    def test_vif_move_and_locking_mode_run_the_vif_script_again(self):
+        old_net, new_net = self.new_network(), self.new_network()
+        mover = self.vm_with_vifs([old_net])
+        peer = self.vm_with_vifs([new_net])
+        host = self.start_on(mover, 0, 0)
+        self.start_on(peer, 0, 0)
+        old_bridge = self.x.network.get_bridge(old_net)
+        new_bridge = self.x.network.get_bridge(new_net)
+        name = 'vif%s.0' % self.x.VM.get_domid(mover)
+        vif = self.x.VM.get_VIFs(mover)[0]
+        a, b = self.guest_ns(mover), self.guest_ns(peer)
+        run(['ip', '-n', a, 'addr', 'add', TENANT % 51, 'dev', 'eth0'])
+        run(['ip', '-n', b, 'addr', 'add', TENANT % 52, 'dev', 'eth0'])
+        self.x.VIF.move(vif, new_net)
+        self.assertEqual(new_bridge, self.vsctl(host, 'iface-to-br',
+                                                name).strip())
+        self.assertEqual(self.x.network.get_uuid(new_net),
+                         self.interface(host, name)['external_ids'][
+                             'xs-network-uuid'])
+        # the old internal network lost its last VIF here: its bridge goes
+        self.assertIsNone(self.bridge(host, old_bridge))
+        self.assertEqual('203.0.113.51', exchange(a, b, '203.0.113.52'))
+        # disabled: the device stays, off any bridge (setup-vif-rules)
+        self.x.VIF.set_locking_mode(vif, 'disabled')
+        self.assertIsNone(self.interface(host, name))
+        self.assertIn(name, links(host['dom0']['netns']))
+        self.assertIn('eth0', links(a))
+        self.x.VIF.set_locking_mode(vif, 'network_default')
+        self.assertEqual(new_bridge, self.vsctl(host, 'iface-to-br',
+                                                name).strip())
+        self.assertEqual('203.0.113.52', exchange(b, a, '203.0.113.51'))
+
     def test_plugins_reach_their_hosts_switch(self):
         for index in (0, 1):
             host = self.host_desc(0, index)
