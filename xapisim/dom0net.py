@@ -34,6 +34,7 @@ import threading
 import uuid
 
 from xapisim import netns
+from xapisim.api.network import vif_device_number
 from xapisim.dom0host import PIF_BRIDGES, HostDom0
 from xapisim.errors import XapiError
 from xapisim.netns import Dom0NetError
@@ -81,7 +82,6 @@ class Guest(object):
 def vif_facts(db, vif):
     """What plugging a VIF needs, read from the database (call with its
     lock held)."""
-    from xapisim.api.network import vif_device_number
     row = db.row('VIF', vif)
     net = db.row('network', row['network'])
     # xapi's of_vif: other_config:mtu, else the network's MTU
@@ -311,7 +311,6 @@ class Dom0Network(object):
         _record_mtus(pool.db, [fact])
 
     def vif_down(self, pool, vif):
-        from xapisim.api.network import vif_device_number
         db = pool.db
         with db.lock:
             number = vif_device_number(db.get('VIF', vif, 'device'))
