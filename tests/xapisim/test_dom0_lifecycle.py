@@ -175,6 +175,39 @@ class LifecycleTest(Dom0NetworkTestCase):
         y.VM.hard_shutdown(arrived)
         self.assert_unplugged(three, domid, guest, devices=(0, 1))
 
+    def test_a_move_to_a_host_without_the_bridge_keeps_the_vm_where_it_is(
+            self):
+        # an unmanaged network whose bridge only the first host has
+        net = self.new_network(bridge='br-mv', managed=False)
+        one, two = self.host_desc(0, 0), self.host_desc(0, 1)
+        self.addCleanup(self.vsctl, one, '--if-exists', 'del-br', 'br-mv')
+        self.vsctl(one, 'add-br', 'br-mv', '--', 'set', 'bridge', 'br-mv',
+                   'datapath_type=netdev')
+        vm, one, domid, guest = self.started([net], 0, 0)
+        self.assertFailure(['BRIDGE_NOT_AVAILABLE', 'br-mv'],
+                           self.x.VM.pool_migrate, vm, self.host_ref(0, 1),
+                           {'live': 'true'})
+        # and across pools, to a network whose bridge nobody made
+        other = self.login(self.world['pools'][1]['master'])
+        y = other.xenapi
+        there = self.new_network(x=y, bridge='br-mw', managed=False)
+        token = y.host.migrate_receive(
+            self.host_ref(1, 0, y), y.network.get_by_name_label(
+                'Pool-wide network associated with eth0')[0], {})
+        vif_map = {v: there for v in self.x.VM.get_VIFs(vm)}
+        self.assertFailure(['BRIDGE_NOT_AVAILABLE', 'br-mw'],
+                           self.x.VM.migrate_send, vm, token, True, {},
+                           vif_map, {}, {})
+        # the VM runs on, where it was, its port and guest as they were
+        self.assertEqual(self.host_ref(0, 0), self.x.VM.get_resident_on(vm))
+        self.assertEqual(domid, self.x.VM.get_domid(vm))
+        self.assertEqual(guest, self.assert_plugged(one, vm))
+        self.assertEqual([], self.vif_ports(two))
+        uuid = self.x.VM.get_uuid(vm)
+        self.assertEqual([], [r for r in y.VM.get_all_records().values()
+                              if r['uuid'] == uuid])
+        self.assertEqual([], self.vif_ports(self.host_desc(1, 0)))
+
 
 class WorldLifetimeTest(unittest.TestCase):
     """Nothing of a world's networking outlives it."""

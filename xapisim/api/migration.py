@@ -453,6 +453,10 @@ def _move_across_pools(ctx, vm, plan):
             guest.attach_networks(pool, new_vm, host.ref)
             _copy_memory(ctx, MIGRATE_SEND_MEMORY,
                          DISK_SHARE if plan.copies else 0.0)
+            # the destination's devices first, then the source's domain
+            # goes (a device that cannot be plugged: the VM stays here)
+            guest.create_domain(pool, new_vm, host.ref,
+                                arriving_from=(ctx.pool, vm))
     except Killed:
         raise
     except Exception:
@@ -461,9 +465,6 @@ def _move_across_pools(ctx, vm, plan):
         _drop_vdis(dctx, copied.values())
         raise
     if plan.running:
-        # the destination's devices first, then the source's domain goes
-        guest.create_domain(pool, new_vm, host.ref,
-                            arriving_from=(ctx.pool, vm))
         guest.destroy_domain(ctx.pool, vm)
     remove_vm(ctx, vm)
     _drop_vdis(ctx, copied)
