@@ -64,6 +64,14 @@ def call(pool, host, session, plugin, fn, args):
         # and its xenstore: one file per node
         'NOVA_XEN_XENSTORE_WRITE': os.path.join(DOM0_MODULES,
                                                 'xenstore-write'),
+        # its firewall: xapi's firewall-port script and iptables -S over
+        # rules kept as text
+        'NOVA_XEN_FIREWALL_PORT': os.path.join(DOM0_MODULES, 'firewall-port'),
+        'NOVA_XEN_IPTABLES': os.path.join(DOM0_MODULES, 'iptables'),
+        # and its Open vSwitch: ovs-vsctl's default socket is
+        # $OVS_RUNDIR/db.sock (an ovsdb-server a test or a world starts)
+        'OVS_RUNDIR': os.path.join(host.dom0_root, 'var', 'run',
+                                   'openvswitch'),
     }
     if 'COVERAGE_PROCESS_START' in os.environ:
         env['COVERAGE_PROCESS_START'] = os.environ['COVERAGE_PROCESS_START']
