@@ -3,7 +3,8 @@
 Run from the repository root, with the py3 tox environment (it has Nova)::
 
     .tox/py3/bin/python benchmarks/image_streaming.py [--mib 512]
-        [--formats raw,vhd] [--parallel 2]
+        [--formats raw,vhd] [--parallel 2] [--rounds 1]
+        [--plugin-python PYTHON]
 
 An image of ``--mib`` MiB of random bytes (raw; or a dynamic VHD holding
 every block of the same bytes) is served by a Glance stand-in (a separate
@@ -11,7 +12,7 @@ process sending the file with ``sendfile``, Glance's record carrying md5
 ``checksum`` and a sha512 multihash as Glance computes them), and written
 into a VDI of a simulated pool along each path:
 
-* ``dd``                      the same bytes from one file to another (100 %);
+* ``dd``                      the same bytes from one file to another;
 * ``direct import``           ``PUT /import_raw_vdi`` of the file, sent with
   ``sendfile`` by this process (xapisim's own import rate);
 * ``dom0 plugin``             ``host.call_plugin(nova_xen_images.py,
@@ -20,11 +21,19 @@ into a VDI of a simulated pool along each path:
 * ``vdi_remote_stream``       RemoteStreamHandler.open/write in a fresh
   Python process with Nova's own Glance client (as in nova-compute).
 
-Each is printed as MiB/s and as a percentage of the direct import and of
-``dd`` (one run each, after one unmeasured warm-up of every path), with the
-peak RSS of the dom0 plugin's process (VmHWM, polled from /proc while it
-runs) and the growth of nova-compute's peak RSS while it streams.
-``--parallel N`` also times N plugin downloads at once (N spawns).
+A path that verifies Glance's sha512 as it streams cannot outrun one
+core's sha512 in the Python that runs it: just before each path, the same
+round measures that rate (the ``sha512`` rows: the Python of the dom0
+plugins for the plugin, this Python for ``vdi_remote_stream``), over the
+same bytes in the pieces that path hashes.  Each path is printed as
+MiB/s, as a percentage of the direct import, of that sha512 rate, of
+min(direct import, sha512) (the ceiling; the goal is 90 %) and of ``dd``;
+with the CPU time of the process that streams (the plugin's, polled from
+/proc; nova-compute's while it streams) as a multiple of the sha512's own
+over the same bytes, and its peak RSS (the plugin's VmHWM; the growth of
+nova-compute's).  ``--parallel N`` also times N plugin downloads at once
+(N spawns).  One warm-up round is not kept; each figure is the median of
+``--rounds`` measured rounds.
 """
 
 import argparse
@@ -36,6 +45,7 @@ import os
 import re
 import resource
 import socketserver
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -153,6 +163,65 @@ def make_images(tmp, size):
     return images
 
 
+# -- the ceiling: one core's sha512 -------------------------------------
+
+# hashes the file argv[1] read in pieces of argv[2] bytes, each hashed in
+# slices of argv[3] bytes (as the path measured does); prints MiB/s of the
+# hashing alone (reading the file is not timed), by the clock and by the
+# CPU time it took
+HASH_RATE = r"""
+import hashlib, sys, time
+path, piece, piece_slice = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+buf = memoryview(bytearray(piece))
+digest, took, cpu, total = hashlib.sha512(), 0.0, 0.0, 0
+with open(path, 'rb', buffering=0) as src:
+    while True:
+        got = src.readinto(buf)
+        if not got:
+            break
+        start, start_cpu = time.perf_counter(), time.process_time()
+        for at in range(0, got, piece_slice):
+            digest.update(buf[at:min(got, at + piece_slice)])
+        took += time.perf_counter() - start
+        cpu += time.process_time() - start_cpu
+        total += got
+print(total / took / (1 << 20), total / cpu / (1 << 20))
+"""
+
+
+def _constant(path, name):
+    """An integer constant (``NAME = 2 << 20``) of a module's source."""
+    with open(path) as src:
+        found = re.search(r'^%s = ([0-9 <>*]+)' % name, src.read(), re.M)
+    return int(eval(found.group(1)))
+
+
+def hashing():
+    """(piece, slice) of how each path hashes the image: the plugin as
+    nova_xen_glance.py reads and hashes; the Glance client's chunks."""
+    glance_py = os.path.join(PLUGINS_DIR, 'nova_xen_glance.py')
+    plugin = _constant(glance_py, 'CHUNK')
+    plugin_slice = _constant(glance_py, 'HASH_SLICE')
+    from glanceclient.common import http as glance_http
+    return {'plugin': (plugin, plugin_slice),
+            'remote': (glance_http.CHUNKSIZE, glance_http.CHUNKSIZE)}
+
+
+class HashRate(float):
+    """MiB/s of one core's sha512 (by the clock); ``cpu``: by its CPU
+    time."""
+
+
+def hash_rate(python, path, piece, piece_slice):
+    """MiB/s of one core's sha512 in ``python`` over the file's bytes."""
+    out = subprocess.check_output([python, '-c', HASH_RATE, path,
+                                   str(piece), str(piece_slice)])
+    by_clock, by_cpu = out.decode().split()
+    rate = HashRate(by_clock)
+    rate.cpu = float(by_cpu)
+    return rate
+
+
 # -- the paths --------------------------------------------------------------
 
 def dd(path, tmp):
@@ -183,37 +252,114 @@ def direct_import(session, vdi, path, fmt):
         return time.monotonic() - start
 
 
-class PeakRss(object):
-    """The largest VmHWM of processes running ``needle``, polled."""
+TICK = os.sysconf('SC_CLK_TCK')
+
+
+def cpu_seconds(pid, children=False, task_of=None):
+    """CPU seconds a process used (with ``children``: and its children
+    it has waited for, as xapisim waits for every plugin process); of the
+    thread ``pid`` of the process ``task_of``."""
+    path = '/proc/%d/stat' % pid if task_of is None else \
+        '/proc/%d/task/%d/stat' % (task_of, pid)
+    with open(path) as fh:
+        fields = fh.read().rsplit(')', 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])        # utime, stime
+    if children:
+        ticks += int(fields[13]) + int(fields[14])   # cutime, cstime
+    return ticks / TICK
+
+
+def child_running(needle):
+    """The pid of this process's child whose command line has needle."""
+    for pid in os.listdir('/proc'):
+        if not pid.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % pid) as fh:
+                ppid = int(fh.read().rsplit(')', 1)[1].split()[1])
+            with open('/proc/%s/cmdline' % pid, 'rb') as fh:
+                cmdline = fh.read()
+        except OSError:
+            continue
+        if ppid == os.getpid() and needle in cmdline:
+            return int(pid)
+    raise RuntimeError('no child process runs %r' % needle)
+
+
+class Pipeline(object):
+    """CPU seconds the processes of a path used, together: xapisim (the
+    sink, and the plugin processes it runs), the Glance stand-in, and the
+    path's own when it runs elsewhere (nova-compute's)."""
+
+    def __init__(self, xapisim_pid, glance_pid, plugins):
+        self.pids = ((xapisim_pid, plugins), (glance_pid, False))
+        self.start = self._now()
+
+    def _now(self):
+        return sum(cpu_seconds(pid, children) for pid, children in self.pids)
+
+    def used(self):
+        return self._now() - self.start
+
+
+class PluginWatch(object):
+    """Peak RSS (VmHWM) and CPU seconds of the processes running
+    ``needle`` and of their busiest thread, read from /proc while they
+    run: new ones are looked for every 50 ms, known ones read every 10 ms
+    (the watching must not take the CPU the measured path needs)."""
 
     def __init__(self, needle):
         self.needle = needle.encode()
         self.peak = 0
+        self.cpu = {}              # pid -> CPU seconds last seen
+        self.threads = {}          # (pid, tid) -> CPU seconds last seen
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
 
+    def _find(self):
+        for pid in os.listdir('/proc'):
+            if not pid.isdigit() or int(pid) in self.cpu:
+                continue
+            try:
+                with open('/proc/%s/cmdline' % pid, 'rb') as fh:
+                    if self.needle in fh.read():
+                        self.cpu[int(pid)] = 0.0
+            except OSError:
+                pass
+
+    def _read(self, pid):
+        try:
+            with open('/proc/%d/status' % pid) as fh:
+                for line in fh:
+                    if line.startswith('VmHWM:'):
+                        self.peak = max(self.peak, int(line.split()[1]))
+            with open('/proc/%d/stat' % pid) as fh:
+                fields = fh.read().rsplit(')', 1)[1].split()
+            # utime and stime, fields 14 and 15 of stat
+            self.cpu[pid] = (int(fields[11]) + int(fields[12])) / TICK
+            for tid in os.listdir('/proc/%d/task' % pid):
+                self.threads[(pid, tid)] = cpu_seconds(
+                    int(tid), task_of=pid)
+        except (OSError, IndexError, ValueError):
+            pass
+
     def _poll(self):
-        while not self._stop.wait(0.005):
-            for pid in os.listdir('/proc'):
-                if not pid.isdigit():
-                    continue
-                try:
-                    with open('/proc/%s/cmdline' % pid, 'rb') as fh:
-                        if self.needle not in fh.read():
-                            continue
-                    with open('/proc/%s/status' % pid) as fh:
-                        for line in fh:
-                            if line.startswith('VmHWM:'):
-                                self.peak = max(self.peak,
-                                                int(line.split()[1]))
-                except OSError:
-                    pass
+        rounds = 0
+        while not self._stop.wait(0.01):
+            if rounds % 5 == 0:
+                self._find()
+            rounds += 1
+            for pid in list(self.cpu):
+                self._read(pid)
 
     def stop(self):
+        """(peak RSS MiB, CPU seconds of all the processes, of the busiest
+        thread)."""
         self._stop.set()
         self._thread.join()
-        return self.peak / 1024.0
+        return (self.peak / 1024.0, sum(self.cpu.values()),
+                max(self.threads.values() or [0.0]))
 
 
 def plugin_params(image, glance_url, vdi_uuid, max_size):
@@ -228,7 +374,7 @@ def plugin_params(image, glance_url, vdi_uuid, max_size):
 
 
 def dom0_plugin(session, host, params_list):
-    rss = PeakRss('nova_xen_images.py')
+    watch = PluginWatch('nova_xen_images.py')
     start = time.monotonic()
     errors = []
 
@@ -244,10 +390,10 @@ def dom0_plugin(session, host, params_list):
     for thread in threads:
         thread.join()
     took = time.monotonic() - start
-    peak = rss.stop()
+    peak, cpu, busiest = watch.stop()
     if errors:
         raise errors[0]
-    return took, peak
+    return took, peak, cpu, busiest
 
 
 def remote_stream(world, glance_url, image, vdi, address):
@@ -259,7 +405,8 @@ def remote_stream(world, glance_url, image, vdi, address):
          json.dumps(job)], cwd=HERE,
         env=dict(os.environ, PYTHONWARNINGS='ignore'))
     found = json.loads(out.decode().strip().splitlines()[-1])
-    return found['seconds'], found['rss_growth_mib']
+    return (found['seconds'], found['rss_growth_mib'], found['cpu'],
+            found['busiest'])
 
 
 def _remote_child(job):
@@ -290,21 +437,200 @@ def _remote_child(job):
                                       auth_token=TOKEN)
     instance = types.SimpleNamespace(flavor=types.SimpleNamespace(root_gb=0))
     handler = images.RemoteStreamHandler(session)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # the CPU time of the two threads that stream: the one the Glance
+    # client reads (and hashes) in, this one that sends
+    threads = {}
+    download = images.ImageStream._download
+
+    def timed_download(stream, *args):
+        began = time.thread_time()
+        try:
+            return download(stream, *args)
+        finally:
+            threads['download'] = time.thread_time() - began
+    images.ImageStream._download = timed_download
+    began = time.thread_time()
+    before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.monotonic()
     stream, fmt, _ = handler.open(ctx, instance, meta)
     handler.write(stream, fmt, int(meta.size), job['vdi'], job['address'])
     took = time.monotonic() - start
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    threads['send'] = time.thread_time() - began
     session.close()
-    print(json.dumps({'seconds': took,
-                      'rss_growth_mib': (after - before) / 1024.0}))
+    print(json.dumps({
+        'busiest': max(threads.values()),
+        'seconds': took,
+        'rss_growth_mib': (after.ru_maxrss - before.ru_maxrss) / 1024.0,
+        'cpu': (after.ru_utime + after.ru_stime - before.ru_utime -
+                before.ru_stime)}))
+
+
+def measure(args, python, pieces, images, tmp, glance_url, glance_pid):
+    """Every path, for each format: [(format, {path: Timed}), ...] per
+    round (after one warm-up round, not kept)."""
+    from nova_xen import session as session_mod
+    size = args.mib * MIB
+    rounds = []
+    with xapisim.running(plugins_dir=PLUGINS_DIR, plugin_python=python,
+                         sr_size_gib=max(64, 8 * args.mib // 1024)) as world:
+        session = session_mod.Session(
+            world['pools'][0]['master'], world['username'],
+            world['password']).connect()
+        host = session.call('host.get_all')[0]
+        address = session.call('host.get_address', host)
+        sr = session.call('pool.get_default_SR',
+                          session.call('pool.get_all')[0])
+
+        def new_vdi():
+            return session.call('VDI.create', {
+                'SR': sr, 'virtual_size': str(size), 'type': 'user',
+                'sharable': False, 'read_only': False,
+                'other_config': {}, 'name_label': 'bench',
+                'name_description': '', 'sm_config': {},
+                'xenstore_data': {}, 'tags': []})
+
+        sim_pid = child_running(b'xapisim')
+
+        def plugin(image, count):
+            vdis = [new_vdi() for _ in range(count)]
+            pipeline = Pipeline(sim_pid, glance_pid, True)
+            took, peak, cpu, busiest = dom0_plugin(session, host, [
+                plugin_params(image, glance_url,
+                              session.call('VDI.get_uuid', v), size)
+                for v in vdis])
+            used = pipeline.used()
+            for v in vdis:
+                session.call('VDI.destroy', v)
+            return Timed(took / count, peak, cpu / count, used / count,
+                         busiest)
+
+        for number in range(args.rounds + 1):
+            got_round = []
+            for fmt in args.formats.split(','):
+                image = images[fmt]
+                got = {'dd': Timed(dd(image['path'], tmp))}
+                vdi = new_vdi()
+                pipeline = Pipeline(sim_pid, os.getpid(), False)
+                took = direct_import(session, vdi, image['path'], fmt)
+                got['direct import'] = Timed(took, pipeline=pipeline.used())
+                session.call('VDI.destroy', vdi)
+                got[PLUGIN_HASH] = hash_rate(python, image['path'],
+                                             *pieces['plugin'])
+                got['dom0 plugin'] = plugin(image, 1)
+                if args.parallel > 1 and number:
+                    got['dom0 plugin x%d' % args.parallel] = plugin(
+                        image, args.parallel)
+                got[REMOTE_HASH] = hash_rate(sys.executable, image['path'],
+                                             *pieces['remote'])
+                vdi = new_vdi()
+                pipeline = Pipeline(sim_pid, glance_pid, False)
+                took, peak, cpu, busiest = remote_stream(
+                    world, glance_url, image, vdi, address)
+                got['vdi_remote_stream'] = Timed(
+                    took, peak, cpu, pipeline.used() + cpu, busiest)
+                session.call('VDI.destroy', vdi)
+                got_round.append((fmt, got))
+            if number:
+                rounds.append(got_round)
+        session.close()
+    return rounds
+
+
+PLUGIN_HASH = 'sha512, plugin\'s Python'
+REMOTE_HASH = 'sha512, nova-compute\'s'
+# the sha512 rate each path is held against
+CEILING = {'dom0 plugin': PLUGIN_HASH, 'vdi_remote_stream': REMOTE_HASH}
+
+
+class Timed(object):
+    def __init__(self, seconds, peak=None, cpu=None, pipeline=None,
+                 busiest=None):
+        self.seconds, self.peak, self.cpu = seconds, peak, cpu
+        self.pipeline = pipeline     # CPU seconds of all its processes
+        self.busiest = busiest       # CPU seconds of its busiest thread
+
+
+def _figures(args, got, name):
+    """{figure: value} of one path in one round."""
+    item = got[name]
+    if not isinstance(item, Timed):
+        return {'MiB/s': item}
+    rate = args.mib / item.seconds
+    direct = args.mib / got['direct import'].seconds
+    found = {'seconds': item.seconds, 'MiB/s': rate,
+             'import': 100.0 * rate / direct,
+             'dd': 100.0 * rate / (args.mib / got['dd'].seconds)}
+    hashed = got.get(CEILING.get(name))
+    if hashed is not None:
+        found['sha512'] = 100.0 * rate / hashed
+        found['ceiling'] = 100.0 * rate / min(hashed, direct)
+    if item.peak is not None:
+        found['peak'] = item.peak
+    if item.pipeline:
+        # what two cores allow at that much CPU per byte
+        found['cores'] = 2 * args.mib / item.pipeline
+    own = got.get(CEILING.get(name.split(' x')[0]))
+    if item.cpu is not None and own is not None:
+        # the path's CPU seconds against the hash's own, same bytes
+        found['cpu'] = item.cpu / (args.mib / own.cpu)
+        # its busiest thread's: the one that hashes does more (reads,
+        # hands over), and can go no faster than its CPU allows
+        found['thread'] = item.busiest / (args.mib / own.cpu)
+    return found
+
+
+def report(args, python, pieces, rounds):
+    print('%d MiB image (random bytes), dom0 plugin under %s, %s '
+          'for nova-compute, checksum sha512; median of %d round(s)'
+          % (args.mib, python, sys.executable, len(rounds)))
+    print('%-4s %-24s %7s %8s %7s %7s %8s %6s %7s %7s %6s %8s' % (
+        'fmt', 'path', 'seconds', 'MiB/s', 'import', 'sha512', 'ceiling',
+        'dd', 'CPU', 'thread', 'peak', '2 cores'))
+    for index, (fmt, first) in enumerate(rounds[0]):
+        for name in first:
+            figures = [_figures(args, r[index][1], name) for r in rounds]
+
+            def median(key, form, width):
+                values = [f[key] for f in figures if key in f]
+                if not values:
+                    return ' ' * width
+                return (form % statistics.median(values)).rjust(width)
+            print('%-4s %-24s %s %s %s %s %s %s %s %s %s %s' % (
+                fmt, name, median('seconds', '%.3f', 7),
+                median('MiB/s', '%.1f', 8), median('import', '%.0f%%', 7),
+                median('sha512', '%.0f%%', 7), median('ceiling', '%.0f%%', 8),
+                median('dd', '%.0f%%', 6), median('cpu', '%.2fx', 7),
+                median('thread', '%.2fx', 7), median('peak', '%.1f', 6),
+                median('cores', '%.0f', 8)))
+    print('import, dd: %% of the direct import\'s, of dd\'s MiB/s; sha512: '
+          '%% of one core\'s sha512 in the Python running the path (the '
+          'sha512 rows), over the same bytes in the same pieces (plugin: %d '
+          'KiB reads, hashed in %d KiB slices; nova-compute: the Glance '
+          'client\'s %d KiB chunks), measured just before the path; '
+          'ceiling: %% of min(direct import, sha512), the goal 90 %%'
+          % (pieces['plugin'][0] >> 10, pieces['plugin'][1] >> 10,
+             pieces['remote'][0] >> 10))
+    print('CPU, thread: CPU seconds of the plugin\'s process, or of '
+          'nova-compute\'s while it streams, and of its busiest thread (the '
+          'one that hashes), as a multiple of the sha512\'s own CPU time '
+          'over the same bytes (1.00x: nothing but the hash; the path can '
+          'go no faster than sha512 / thread). peak: MiB, the plugin '
+          'process\'s VmHWM, or the growth of nova-compute\'s peak RSS '
+          'while it streams. x N: N plugin downloads at once, seconds and '
+          'CPU per image. 2 cores: the MiB/s at which every process of the '
+          'path (the streaming one, xapisim\'s import, the Glance stand-in) '
+          'would use two cores in full, at the CPU per byte they used: what '
+          'this machine allows, whatever the ceiling.')
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--mib', type=int, default=512)
     parser.add_argument('--formats', default='raw,vhd')
+    parser.add_argument('--rounds', type=int, default=1,
+                        help='measured rounds (after a warm-up): each '
+                             'figure is the median')
     parser.add_argument('--parallel', type=int, default=2,
                         help='also time this many plugin downloads at once '
                              '(0: not)')
@@ -317,86 +643,19 @@ def main():
     args = parser.parse_args()
     if args.remote_child:
         return _remote_child(json.loads(args.remote_child))
-    from nova_xen import session as session_mod
-    size = args.mib * MIB
     python = args.plugin_python or (
         PY36 if os.path.exists(PY36) else sys.executable)
-    print('dom0 plugins run with %s' % python)
-    rows = []
+    pieces = hashing()
     with tempfile.TemporaryDirectory(prefix='image-bench-') as tmp:
-        images = make_images(tmp, size)
+        images = make_images(tmp, args.mib * MIB)
         glance, glance_url = start_glance(
             dict((image['id'], image) for image in images.values()))
         try:
-            with xapisim.running(plugins_dir=PLUGINS_DIR,
-                                 plugin_python=python,
-                                 sr_size_gib=max(64, 8 * args.mib // 1024)
-                                 ) as world:
-                session = session_mod.Session(
-                    world['pools'][0]['master'], world['username'],
-                    world['password']).connect()
-                host = session.call('host.get_all')[0]
-                address = session.call('host.get_address', host)
-                sr = session.call('pool.get_default_SR',
-                                  session.call('pool.get_all')[0])
-
-                def new_vdi():
-                    return session.call('VDI.create', {
-                        'SR': sr, 'virtual_size': str(size), 'type': 'user',
-                        'sharable': False, 'read_only': False,
-                        'other_config': {}, 'name_label': 'bench',
-                        'name_description': '', 'sm_config': {},
-                        'xenstore_data': {}, 'tags': []})
-
-                for fmt in args.formats.split(','):
-                    image = images[fmt]
-                    for warm in (True, False):
-                        got = {}
-                        got['dd'] = (dd(image['path'], tmp), None)
-                        vdi = new_vdi()
-                        got['direct import'] = (direct_import(
-                            session, vdi, image['path'], fmt), None)
-                        session.call('VDI.destroy', vdi)
-                        vdi = new_vdi()
-                        got['dom0 plugin'] = dom0_plugin(session, host, [
-                            plugin_params(image, glance_url,
-                                          session.call('VDI.get_uuid', vdi),
-                                          size)])
-                        session.call('VDI.destroy', vdi)
-                        if args.parallel > 1 and not warm:
-                            vdis = [new_vdi() for _ in range(args.parallel)]
-                            took, peak = dom0_plugin(session, host, [
-                                plugin_params(image, glance_url,
-                                              session.call('VDI.get_uuid', v),
-                                              size) for v in vdis])
-                            got['dom0 plugin x%d' % args.parallel] = (
-                                took / args.parallel, peak)
-                            for v in vdis:
-                                session.call('VDI.destroy', v)
-                        vdi = new_vdi()
-                        got['vdi_remote_stream'] = remote_stream(
-                            world, glance_url, image, vdi, address)
-                        session.call('VDI.destroy', vdi)
-                    rows.append((fmt, got))
-                session.close()
+            rounds = measure(args, python, pieces, images, tmp, glance_url,
+                             glance.pid)
         finally:
             glance.terminate()
-    print('%d MiB image (random bytes), one run per path, dom0 plugin under '
-          '%s, checksum sha512' % (args.mib, os.path.basename(python)))
-    print('%-4s %-22s %8s %9s %10s %8s %10s' % (
-        'fmt', 'path', 'seconds', 'MiB/s', 'vs import', 'vs dd',
-        'peak MiB'))
-    for fmt, got in rows:
-        base_dd = got['dd'][0]
-        base_import = got['direct import'][0]
-        for name, (took, peak) in got.items():
-            print('%-4s %-22s %8.3f %9.1f %9.0f%% %7.0f%% %10s' % (
-                fmt, name, took, args.mib / took, 100.0 * base_import / took,
-                100.0 * base_dd / took,
-                '' if peak is None else '%.1f' % peak))
-    print('peak MiB: dom0 plugin: the plugin process\'s VmHWM (x N: the '
-          'largest of the N); vdi_remote_stream: growth of the process\'s '
-          'peak RSS while streaming. x N: seconds per image with N at once.')
+    report(args, python, pieces, rounds)
 
 
 if __name__ == '__main__':

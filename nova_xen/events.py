@@ -154,18 +154,22 @@ class VMWatcher(object):
         with self._lock:
             return frozenset(self._domids.get(vm, ()))
 
-    def wait_domain(self, vm, known, host_ref, timeout=DOMAIN_WAIT):
-        """The record of ``vm`` once the watcher has seen it paused in a
-        domain on ``host_ref`` that is none of ``known`` (the new domain of
-        a start or resume the driver made, paused), or None after
-        ``timeout`` seconds (the caller reads it instead).  A late event
-        of an older domain does not qualify: that domain was running, or
-        is in ``known``."""
-        deadline = time.monotonic() + timeout
+    def wait_domain(self, vm, known, host_ref, timeout=None,
+                    power_state='Paused'):
+        """The record of ``vm`` once the watcher has seen it in
+        ``power_state`` in a domain on ``host_ref`` that is none of
+        ``known`` (the new domain of a start or resume the driver made,
+        paused; of a soft reboot, running), or None after ``timeout``
+        seconds (DOMAIN_WAIT, read when called, by default; the caller
+        reads the record instead).  A late event of an older domain does
+        not qualify: that domain was running (for a start), or is in
+        ``known``."""
+        deadline = time.monotonic() + (DOMAIN_WAIT if timeout is None
+                                       else timeout)
         with self._lock:
             while True:
                 rec = self._records.get(vm)
-                if rec is not None and rec['power_state'] == 'Paused' and \
+                if rec is not None and rec['power_state'] == power_state and \
                         rec['resident_on'] == host_ref and \
                         int(rec['domid']) >= 0 and \
                         int(rec['domid']) not in known:

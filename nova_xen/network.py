@@ -240,8 +240,8 @@ class Isolation(object):
                           'mac': vif['mac'], 'ipv4': vif['ipv4'],
                           'ipv6': vif['ipv6']})
         _all_at_once([
-            lambda args=args: self.session.call_plugin(
-                record['resident_on'], self.PLUGIN, 'apply_rules', args)
+            lambda args=args: self._call(record['resident_on'],
+                                         'apply_rules', args)
             for args in calls])
         with self._lock:
             self._applied[vm] = domid
@@ -287,8 +287,8 @@ class Isolation(object):
                 for ref, known in list(facts.items()):
                     if known['uuid'] == vif_uuid:
                         del facts[ref]
-        self.session.call_plugin(host_ref or self.host.ref, self.PLUGIN,
-                                 'remove_rules', {'vif_uuid': vif_uuid})
+        self._call(host_ref or self.host.ref, 'remove_rules',
+                   {'vif_uuid': vif_uuid})
 
     def check(self):
         """At start-up: dom0 of this host can filter (nft is installed)."""
@@ -304,5 +304,12 @@ class Isolation(object):
                               if exc.params else exc.xapi_code)))
 
     def rules(self, host_ref=None):
-        return self.session.call_plugin(host_ref or self.host.ref,
-                                        self.PLUGIN, 'list_rules')['vifs']
+        return self._call(host_ref or self.host.ref, 'list_rules')['vifs']
+
+    def _call(self, host_ref, fn, args=None):
+        """The plugin runs nft in a process dom0 starts for the call: as a
+        task, which holds no pooled connection while it runs (a domain's
+        every start, reboot, resume, move and removal makes these calls,
+        and many may run at once)."""
+        return self.session.call_plugin(host_ref, self.PLUGIN, fn, args,
+                                        as_task=True)

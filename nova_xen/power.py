@@ -172,11 +172,15 @@ class PowerOps(object):
         if self.isolation is not None:
             self.isolation.apply(vm, record=record)
 
-    def _new_domain(self, vm):
-        """Read the VM once it has a new domain: the cache gets its
-        record, its VIFs their rules."""
-        record = self.session.call('VM.get_record', vm)
-        self.watcher.remember(vm, record)
+    def _new_domain(self, vm, known):
+        """The VM's new running domain (``known``: its domids before the
+        soft reboot) gets its rules, with the record from the watcher's
+        event of it (read, and cached, only if that event is late)."""
+        record = self.watcher.wait_domain(vm, known, self.host.ref,
+                                          power_state='Running')
+        if record is None:
+            record = self.session.call('VM.get_record', vm)
+            self.watcher.remember(vm, record)
         if self.isolation is not None:
             self.isolation.apply(vm, record=record)
 
@@ -211,11 +215,12 @@ class PowerOps(object):
 
     def reboot(self, instance, reboot_type):
         vm, state = self._vm(instance)
+        known = self.watcher.domids(vm)
         if state == 'Running' and reboot_type == 'SOFT' and self._ask(
                 instance, vm, 'VM.clean_reboot',
                 CONF.xenserver.soft_reboot_timeout):
             # xapi gave it a new domain, running: its rules follow now
-            self._new_domain(vm)
+            self._new_domain(vm, known)
             return
         # hard: the domain goes and a new one starts paused, so that its
         # VIFs have their isolation rules before the guest runs; a reboot

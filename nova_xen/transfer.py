@@ -140,16 +140,17 @@ class Transfer(object):
 
     def _reattach_one(self, vm, record):
         volume_id = record['other_config'].get('nova_volume_id')
-        if any(r['other_config'].get('nova_volume_id') == volume_id
-               for r in storage.vbd_records(self.session, vm,
-                                            volumes=True).values()):
-            return
-        vbd = storage.create_vbd(self.session, vm, record['VDI'], 'volume',
-                                 bootable=record['bootable'],
-                                 userdevice=record['userdevice'],
-                                 other_config=record['other_config'])
+        found = [vbd for vbd, r in storage.vbd_records(
+            self.session, vm, volumes=True).items()
+            if r['other_config'].get('nova_volume_id') == volume_id]
+        vbd = found[0] if found else storage.create_vbd(
+            self.session, vm, record['VDI'], 'volume',
+            bootable=record['bootable'], userdevice=record['userdevice'],
+            other_config=record['other_config'])
         state = self.session.call('VM.get_power_state', vm)
-        if state in ('Running', 'Paused'):
+        # (read after the state: a start plugs every VBD the VM has)
+        if state in ('Running', 'Paused') and not self.session.call(
+                'VBD.get_currently_attached', vbd):
             # the failed resize's undo has started the original meanwhile
             self.session.call('VBD.plug', vbd)
 

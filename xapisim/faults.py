@@ -9,7 +9,6 @@ interrupts).  The points are listed in ``POINTS``.
 """
 
 import threading
-import time
 
 from xapisim.errors import XapiError
 
@@ -44,6 +43,8 @@ class Rule(object):
         self.delay = float(delay)
         self.seen = 0
         self.fired = 0
+        # set when the rule is cleared: a stall of a call ends there
+        self.cleared = threading.Event()
 
     def describe(self):
         return {'message': self.message, 'error': self.error, 'nth': self.nth,
@@ -63,18 +64,24 @@ class Faults(object):
         return rule
 
     def clear(self):
+        """No rule any more; calls stalled by a delay go on at once (and
+        fail no more), so that a test can hold a call for as long as it
+        needs and release it."""
         with self.lock:
-            self.rules = []
+            cleared, self.rules = self.rules, []
+        for rule in cleared:
+            rule.cleared.set()
 
     def describe(self):
         with self.lock:
             return [r.describe() for r in self.rules]
 
-    def before(self, message, sleep=time.sleep):
+    def before(self, message, sleep=None):
         """Called as a call of ``message`` is about to run, or as an
         operation passes the point ``message``; ``sleep`` lets the
         operation's own clock (one that honours task.cancel) run a
-        delay."""
+        delay.  Without it, a delay ends early when the rules are
+        cleared."""
         fire = []
         with self.lock:
             for rule in self.rules:
@@ -89,6 +96,9 @@ class Faults(object):
                 fire.append(rule)
         for rule in fire:
             if rule.delay:
-                sleep(rule.delay)
-            if rule.error:
+                if sleep is None:
+                    rule.cleared.wait(rule.delay)
+                else:
+                    sleep(rule.delay)
+            if rule.error and not rule.cleared.is_set():
                 raise XapiError(*rule.error)

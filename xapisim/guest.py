@@ -68,12 +68,14 @@ def create_domain(pool, vm, host, paused=False):
     """The VM becomes a running (or paused) domain on ``host``."""
     db = pool.db
     domid = next_domid(pool, host)
-    row = db.row('VM', vm)
-    # as xenopsd decides: an unspecified type follows HVM_boot_policy
-    domain_type = row['domain_type']
-    if domain_type == 'unspecified':
-        domain_type = 'hvm' if row['HVM_boot_policy'] else 'pv'
     with db.lock:
+        # read under the lock: a VBD made meanwhile is plugged with the
+        # rest (or made after the VM runs)
+        row = db.row('VM', vm)
+        # as xenopsd decides: an unspecified type follows HVM_boot_policy
+        domain_type = row['domain_type']
+        if domain_type == 'unspecified':
+            domain_type = 'hvm' if row['HVM_boot_policy'] else 'pv'
         db.set('VM', vm, power_state='Paused' if paused else 'Running',
                domid=domid, resident_on=host,
                scheduled_to_be_resident_on=NULL_REF,

@@ -195,7 +195,7 @@ class Lab(object):
     # -- traffic ----------------------------------------------------------
 
     def exchange(self, frames, sender, receiver, end, sender_if='eth0',
-                 timeout=5.0):
+                 timeout=60.0):
         """Send ``frames`` then ``end`` from sender; the frames received.
 
         Frames travel in order along one path, so once ``end`` (a frame

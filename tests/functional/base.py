@@ -4,19 +4,35 @@ nova-xen against a simulated XCP-ng pool."""
 import time
 
 import fixtures
+from nova.tests.functional.api import client
 from nova.tests.functional import integrated_helpers
 
 import nova_xen.conf  # noqa: F401  registers [xenserver]
 
 from tests.functional import fixtures as xen_fixtures
 from tests.functional import glance_http
-from tests.functional import waits
+from tests import polling
 
 MIB = 1024 * 1024
 
+# seconds a wait for a state or an event polls before it fails: a safety
+# net, never a guess of how long anything takes (nova's own helpers give up
+# after 5 to 20 s, which an operation on a loaded 2-core machine can take)
+WAIT = 120
+POLL = 0.5
 
-class XenAPIFunctionalTestCase(waits.PatientWaits,
-                               integrated_helpers._IntegratedTestBase):
+
+def _graceful_shutdown_before_stop_goes_on(service):
+    """nova's Service.stop runs its manager's graceful shutdown (for
+    nova-compute: the driver's cleanup_host, which logs sessions out) in a
+    thread it waits 0 s for in tests; whatever that thread does after the
+    test's clean-up has moved on (on a busy machine) reaches nova's real
+    shutdown_all_executors, which fails the test and the tests after it in
+    the process.  Here stop waits for it."""
+    service.manager.graceful_shutdown(service._get_manager_shutdown_timeout())
+
+
+class XenAPIFunctionalTestCase(integrated_helpers._IntegratedTestBase):
     compute_driver = 'xenapi.XenAPIDriver'
     ADMIN_API = True
     microversion = 'latest'
@@ -28,6 +44,9 @@ class XenAPIFunctionalTestCase(waits.PatientWaits,
     glance_tls = False
 
     def _setup_services(self):
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.service.Service._run_manager_graceful_shutdown',
+            _graceful_shutdown_before_stop_goes_on))
         # the test process is no Xen domU: nothing to read in /sys/hypervisor
         self.useFixture(fixtures.MockPatch('nova_xen.host._domu_uuid',
                                            return_value=None))
@@ -64,6 +83,92 @@ class XenAPIFunctionalTestCase(waits.PatientWaits,
             return ctx
         self.useFixture(fixtures.MonkeyPatch(
             'nova.api.auth.NovaKeystoneContext._create_context', with_token))
+
+    def setUp(self):
+        super(XenAPIFunctionalTestCase, self).setUp()
+        wait = self.notifier.wait_for_versioned_notifications
+
+        def generous(event_type, n_events=1, timeout=10.0):
+            return wait(event_type, n_events, max(timeout, WAIT))
+        self.notifier.wait_for_versioned_notifications = generous
+
+    # -- nova's waits, with WAIT as their limit ------------------------
+
+    def poll(self, check, what, seconds=WAIT):
+        """The first true value of ``check()``, tried every POLL s; a
+        failure saying ``what`` did not happen within ``seconds``."""
+        return polling.until(check, what, seconds, POLL)
+
+    def _wait_for_server_parameter(self, server, expected_params,
+                                   max_retries=10, **kwargs):
+        return super(XenAPIFunctionalTestCase, self) \
+            ._wait_for_server_parameter(
+                server, expected_params,
+                max_retries=max(max_retries, int(WAIT / POLL)), **kwargs)
+
+    def _wait_until_deleted(self, server):
+        initially_in_error = server.get('status') == 'ERROR'
+
+        def gone():
+            try:
+                status = self.api.get_server(server['id'])['status']
+            except client.OpenStackApiNotFoundException:
+                return True
+            if status == 'ERROR' and not initially_in_error:
+                self.fail('server %s went to ERROR instead of going'
+                          % server['id'])
+            return False
+        self.poll(gone, 'server %s deleted' % server['id'])
+
+    def _wait_for_migration_status(self, server, expected_statuses):
+        api = getattr(self, 'admin_api', self.api)
+        statuses = [status.lower() for status in expected_statuses]
+
+        def found():
+            for migration in api.api_get('/os-migrations').body[
+                    'migrations']:
+                if migration['instance_uuid'] == server['id'] and \
+                        migration['status'].lower() in statuses:
+                    return migration
+        return self.poll(found, 'a migration of server %s in status %s'
+                         % (server['id'], expected_statuses))
+
+    def _wait_for_instance_action_event(self, server, action_name,
+                                        event_name, event_result):
+        api = getattr(self, 'admin_api', self.api)
+
+        def found():
+            for action in api.get_instance_actions(server['id']):
+                if action['action'] != action_name:
+                    continue
+                for event in api.get_instance_action_details(
+                        server['id'], action['request_id'])['events']:
+                    if event['event'] == event_name and \
+                            (event['result'] or '').lower() == \
+                            event_result.lower():
+                        return event
+        return self.poll(found, 'event %s (%s) of action %s of server %s'
+                         % (event_name, event_result, action_name,
+                            server['id']))
+
+    def _wait_for_volume_attach(self, server_id, volume_id):
+        def attached():
+            try:
+                return self.api.get_server_volume(server_id, volume_id)
+            except client.OpenStackApiNotFoundException:
+                return None
+        self.poll(attached, 'volume %s attached to server %s'
+                  % (volume_id, server_id))
+
+    def _wait_for_volume_detach(self, server_id, volume_id):
+        def detached():
+            try:
+                self.api.get_server_volume(server_id, volume_id)
+            except client.OpenStackApiNotFoundException:
+                return True
+            return False
+        self.poll(detached, 'volume %s detached from server %s'
+                  % (volume_id, server_id))
 
     def _setup_compute_service(self):
         return self._start_compute(self.xapi.pool['hosts'][0]['name_label'])

@@ -1,5 +1,6 @@
 """Fixtures that put a simulated XCP-ng pool beside an in-process Nova."""
 
+import collections
 import contextlib
 import hashlib
 import http.client
@@ -8,6 +9,8 @@ import json
 import os
 import ssl
 import sys
+import threading
+import time
 import urllib.parse
 import xmlrpc.client
 
@@ -198,3 +201,51 @@ def glance_image(glance, data, disk_format='raw', container_format='bare',
             'os_hash_value': hashlib.sha512(data).hexdigest()}
     meta.update(extra)
     return glance.create(None, meta, data=io.BytesIO(data))['id']
+
+
+class Handlers(fixtures.Fixture):
+    """Handlers (methods) of a compute manager, counted: how many calls of
+    each have returned, and how many run now.  An operation Nova runs in
+    the background (a build) is over when its handler has returned."""
+
+    def __init__(self, manager, names):
+        super(Handlers, self).__init__()
+        self.manager = manager
+        self.names = names
+
+    def _setUp(self):
+        self._cond = threading.Condition()
+        self.returned = collections.Counter()
+        self.running = 0
+        for name in self.names:
+            self.useFixture(fixtures.MockPatchObject(
+                self.manager, name,
+                new=self._counted(name, getattr(self.manager, name))))
+
+    def _counted(self, name, handler):
+        def counted(*args, **kwargs):
+            with self._cond:
+                self.running += 1
+            try:
+                return handler(*args, **kwargs)
+            finally:
+                with self._cond:
+                    self.running -= 1
+                    self.returned[name] += 1
+                    self._cond.notify_all()
+        return counted
+
+    def wait(self, name=None, count=0, limit=120):
+        """Until ``name`` has returned ``count`` times and none runs; a
+        failure after ``limit`` seconds (a safety net: the handlers return
+        well before)."""
+        deadline = time.monotonic() + limit
+        with self._cond:
+            while self.running or (name and self.returned[name] < count):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        '%s has not returned within %d s (returned: %s, '
+                        'running: %d)' % (name or 'a handler', limit,
+                                          dict(self.returned), self.running))
+                self._cond.wait(left)

@@ -35,6 +35,7 @@ class GlanceHTTP(object):
         self.token = 'keystone-token-' + secrets.token_hex(8)
         self.tokens = []
         self.requests = []
+        self.held = {}          # image id -> Held
         self.ca_file = None
         self.server = _Server(('127.0.0.1', 0), _Handler)
         if tls_dir is not None:
@@ -53,8 +54,16 @@ class GlanceHTTP(object):
                                       self.server.server_address[1])
 
     def stop(self):
+        for held in list(self.held.values()):
+            held.release()
         self.server.shutdown()
         self.server.server_close()
+
+    def hold(self, image_id):
+        """The next downloads of ``image_id`` wait for Held.release(): an
+        import that cannot end until the test says so."""
+        held = self.held[image_id] = Held()
+        return held
 
     def record(self, image_id):
         image = self.fixture.images.get(image_id)
@@ -72,6 +81,24 @@ class GlanceHTTP(object):
                           os_hash_algo='sha512',
                           os_hash_value=hashlib.sha512(data).hexdigest())
         return record
+
+
+class Held(object):
+    """Downloads of an image, held: ``requested`` is set once one has
+    begun; they go on once released (or after ``limit`` seconds, a safety
+    net for a test that fails before it releases them)."""
+
+    def __init__(self, limit=300):
+        self.requested = threading.Event()
+        self._released = threading.Event()
+        self.limit = limit
+
+    def wait(self):
+        self.requested.set()
+        self._released.wait(self.limit)
+
+    def release(self):
+        self._released.set()
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -116,6 +143,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         data = self.glance.fixture._imagedata.get(image_id)
         if data is None:
             return self._answer(204)
+        held = self.glance.held.get(image_id)
+        if held is not None:
+            held.wait()
         self._answer(200, data, ctype='application/octet-stream')
 
     def do_PATCH(self):

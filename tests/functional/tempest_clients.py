@@ -80,7 +80,7 @@ class ComputeClients(object):
     """The compute service clients of one user of the in-process API."""
 
     def __init__(self, base_url, user, project_id, roles,
-                 build_interval=0.1, build_timeout=60):
+                 build_interval=0.1, build_timeout=120):
         self.auth_provider = InProcessAuthProvider(base_url, user,
                                                    project_id, roles)
         kwargs = {'build_interval': build_interval,

@@ -5,7 +5,6 @@ table."""
 
 import collections
 import threading
-import time
 import xmlrpc.client
 
 import fixtures
@@ -13,6 +12,7 @@ from nova import context as nova_context
 from nova import objects
 
 from tests.functional import base
+from tests.functional import fixtures as xen_fixtures
 from tests.functional.test_boot import pattern
 
 MIB = 1024 * 1024
@@ -59,6 +59,28 @@ MINIMUM = collections.OrderedDict([
 
 # at most this many calls (event.from aside) per operation
 BOUND = {name: max(2 * minimum, 1) for name, minimum in MINIMUM.items()}
+
+# the compute manager's handler of each operation driven through Nova's
+# API: the operation is over (every call it makes is made) once it has
+# returned; the others are the test's own calls
+HANDLER = {
+    'spawn': '_do_build_and_run_instance',
+    'stop': 'stop_instance',
+    'start': 'start_instance',
+    'soft reboot': 'reboot_instance',
+    'hard reboot': 'reboot_instance',
+    'pause': 'pause_instance',
+    'unpause': 'unpause_instance',
+    'suspend': 'suspend_instance',
+    'resume': 'resume_instance',
+    'snapshot': 'snapshot_instance',
+    'destroy': 'terminate_instance',
+}
+
+# seconds no wait of the driver can last within a test: what it would
+# otherwise give up on after a while (and so do more calls: ask the guest
+# again, read a task, read a new domain's record), on a busy machine
+NEVER = 3600
 
 
 class ClientCalls(fixtures.Fixture):
@@ -131,33 +153,41 @@ class Measured(object):
 
 
 class CallCounting(base.XenAPIFunctionalTestCase):
-    """Drives each operation through Nova's API and counts its calls."""
+    """Drives each operation through Nova's API and counts its calls.
 
-    QUIET = 0.6       # no call but event.from for this long: it is over
+    An operation is over once the compute manager's handler of it has
+    returned (HANDLER); no wait of the driver can time out meanwhile
+    (NEVER), so that a busy machine makes no call more: the counts are
+    the driver's, not the machine's."""
 
     def _setup_services(self):
         # no reclaimer pass in the middle of a measurement
-        self.flags(reclaim_interval=3600, group='xenserver')
+        self.flags(reclaim_interval=NEVER, group='xenserver')
+        # the guest is asked once and answers (a second request, or the
+        # hard fallback, only when its answer is later than this)
+        self.flags(shutdown_timeout=NEVER)
+        self.flags(shutdown_retry_interval=NEVER, group='compute')
+        self.flags(soft_reboot_timeout=NEVER, group='xenserver')
+        # a task's end and a new domain's record come with their events
+        # (not read, as after CHECK_EVERY or DOMAIN_WAIT without them)
+        self.useFixture(fixtures.MonkeyPatch('nova_xen.tasks.CHECK_EVERY',
+                                             NEVER))
+        self.useFixture(fixtures.MonkeyPatch('nova_xen.events.DOMAIN_WAIT',
+                                             NEVER))
         self.client = self.useFixture(ClientCalls())
         super(CallCounting, self)._setup_services()
-
-    def settle(self, limit=30):
-        """Wait until nothing but event.from reaches xapi."""
-        deadline = time.time() + limit
-        last = _others(self.client.snapshot())
-        since = time.time()
-        while time.time() - since < self.QUIET and time.time() < deadline:
-            time.sleep(0.1)
-            now = _others(self.client.snapshot())
-            if now != last:
-                last, since = now, time.time()
+        self.handlers = self.useFixture(xen_fixtures.Handlers(
+            self.computes[self.compute.host].manager, set(HANDLER.values())))
 
     def measure(self, name, action):
-        self.settle()
+        # whatever an earlier operation does is over
+        self.handlers.wait()
+        handler = HANDLER.get(name)
+        returned = self.handlers.returned[handler]
         self.xapi.control.reset_calls()
         self.client.reset()
         result = action()
-        self.settle()
+        self.handlers.wait(handler, returned + 1)
         measured = Measured(name, self.client.snapshot(),
                             self.xapi.control.calls())
         self.measured[name] = measured

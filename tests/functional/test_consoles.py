@@ -40,7 +40,7 @@ class ConsoleTest(base.XenAPIFunctionalTestCase):
             '/os-console-auth-tokens/%s' % token).body['console']
         # what nova-novncproxy does with the connection details
         sock = socket.create_connection((info['host'], int(info['port'])),
-                                        timeout=10)
+                                        timeout=60)
         sock.sendall(('CONNECT %s HTTP/1.1\r\n\r\n'
                       % info['internal_access_path']).encode())
         head = b''

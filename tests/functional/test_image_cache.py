@@ -265,9 +265,7 @@ class ImageCacheTest(base.XenAPIFunctionalTestCase):
         self.admin_api.api_post(
             '/os-aggregates/%s/images' % agg['id'],
             {'cache': [{'id': self.image}]}, check_response_status=[202])
-        deadline = time.time() + 30
-        while not self.xapi.image_cache() and time.time() < deadline:
-            time.sleep(0.2)
+        self.poll(self.xapi.image_cache, 'the image cached ahead')
         ref, _ = self.entry()
         self.assertEqual(1, self.downloads(self.image))
         self.boot(self.image)

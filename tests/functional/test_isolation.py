@@ -4,7 +4,6 @@ Nova's back), removed when the instance goes."""
 
 import json
 import os
-import time
 
 from tests.functional import base
 from tests.functional import fixtures
@@ -53,10 +52,8 @@ class IsolationTest(base.XenAPIFunctionalTestCase):
                                        'reboot')
         after = self.expected_devices()
         self.assertNotEqual(before, after)
-        deadline = time.time() + 10
-        while self.rules() != {self.vif['uuid']: after}:
-            self.assertLess(time.time(), deadline, self.rules())
-            time.sleep(0.1)
+        self.poll(lambda: self.rules() == {self.vif['uuid']: after},
+                  'the rules on the new domain (now %s)' % self.rules())
 
     def test_rules_go_with_the_instance(self):
         self._delete_server(self.server)

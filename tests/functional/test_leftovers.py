@@ -1,12 +1,12 @@
 """Failed deletes say why, and what a failed clean-up leaves is reclaimed
 while nova-compute runs (not only at its next start)."""
 
-import time
-
 from nova.tests.functional.api import client
 
 from tests.functional import base
+from tests.functional import fixtures as xen_fixtures
 from tests.functional.test_boot import pattern
+from tests import polling
 
 MIB = 1024 * 1024
 NOTHING = {'VM': [], 'VDI': [], 'VBD': [], 'VIF': []}
@@ -21,14 +21,23 @@ class Reclaiming(object):
         self.flags(reclaim_interval=1, group='xenserver')
         super(Reclaiming, self)._setup_services()
 
-    def eventually(self, check, seconds=15, what='the condition'):
-        deadline = time.time() + seconds
-        while time.time() < deadline:
-            value = check()
-            if value:
-                return value
-            time.sleep(0.2)
-        self.fail('%s did not hold within %d s' % (what, seconds))
+    def eventually(self, check, seconds=base.WAIT, what='the condition'):
+        """The first true value of ``check()``, polled (``seconds`` is a
+        safety net: the reclaimer passes every second), once the
+        reclaimer's pass under way is over: the pass that made it true
+        logs what it did after doing it."""
+        value = polling.until(check, what, seconds, 0.2)
+        self.more_passes(0)
+        return value
+
+    def more_passes(self, count):
+        """Until the reclaimer has completed ``count`` more passes (each
+        of them begun after this call), and the one under way, if any."""
+        reclaimer = self.computes[self.compute.host].manager.driver \
+            ._reclaimer
+        target = reclaimer.passes + count + 1
+        polling.until(lambda: reclaimer.passes >= target,
+                      '%d more reclaimer passes' % count, base.WAIT, 0.2)
 
     def log_lines(self, text):
         return [line for line in self.stdlog.logger.output.splitlines()
@@ -101,7 +110,7 @@ class ReclaimTest(_Leftovers):
         self.eventually(lambda: ghost not in self.xapi.isolation_rules(),
                         what='the orphaned rule table removed')
         self.assertEqual(own, self.xapi.isolation_rules())
-        time.sleep(2.5)     # two more passes: logged once
+        self.more_passes(2)     # logged once, not once per pass
         self.assertEqual(1, len(self.log_lines(
             'removed the isolation rules of VIF %s' % ghost)))
 
@@ -117,13 +126,22 @@ class ReclaimTest(_Leftovers):
 
     def test_a_vm_the_spawn_rollback_could_not_destroy_is_reclaimed(self):
         self.flags(max_attempts=1, group='scheduler')
+        build = '_do_build_and_run_instance'
+        handlers = self.useFixture(xen_fixtures.Handlers(
+            self.computes[self.compute.host].manager, [build]))
         self.xapi.control.fail('VM.start_on', ['NO_HOSTS_AVAILABLE'])
         # both the spawn's clean-up and nova's destroy of the failed build
-        # are refused: only the reclaimer is left to take the VM
+        # are refused (and so is the reclaimer, whenever it passes: how
+        # it interleaves with the build is the machine's business) ...
         self.xapi.control.fail('VM.destroy', ['INTERNAL_ERROR', 'flaky'],
-                               times=2)
+                               times=0)
         server = self.boot(self.image_with(pattern(MIB, seed=b'x')),
                            expected_state='ERROR')
+        handlers.wait(build, 1)
+        self.assertEqual(1, len(self.xapi.objects_of(server['id'])['VM']))
+        # ... until the build is over: only the reclaimer is left to take
+        # the VM
+        self.xapi.control.clear_faults()
         self.eventually(lambda: self.xapi.objects_of(server['id']) ==
                         NOTHING, what='the VM reclaimed')
         self.assertEqual(1, len(self.log_lines('reclaimed VM')))

@@ -1,7 +1,7 @@
 """Power operations through Nova's API, checked on the xapi side too; and
 changes made behind Nova's back reaching Nova through events."""
 
-import time
+import threading
 
 from tests.functional import base
 from tests.functional.test_boot import pattern
@@ -38,28 +38,42 @@ class PowerTest(base.XenAPIFunctionalTestCase):
         self.xapi.control.guest(self.x.VM.get_uuid(self.vm),
                                 clean_shutdown='ignore')
         self.xapi.control.reset_calls()
-        started = time.time()
         self.action({'os-stop': None}, 'SHUTOFF')
-        self.assertLess(time.time() - started, 30)
         self.assertEqual('Halted', self.power_state())
         calls = self.xapi.control.calls()
         self.assertEqual(1, calls.get('VM.clean_shutdown'))
+        # Nova's 1 s, not xapi's own 20 min: the request was cancelled
         self.assertEqual(1, calls.get('task.cancel'))
         self.assertEqual(1, calls.get('VM.hard_shutdown'))
 
     def test_stop_asks_again_every_retry_interval(self):
-        self.flags(shutdown_timeout=4)
+        # the guest ignores two requests and answers a later one: how
+        # many requests fit in the timeout is the machine's business, so
+        # none can run out (the fall back is the test above)
+        self.flags(shutdown_timeout=3600)
         self.flags(shutdown_retry_interval=1, group='compute')
-        self.xapi.control.guest(self.x.VM.get_uuid(self.vm),
-                                clean_shutdown='ignore')
+        uuid = self.x.VM.get_uuid(self.vm)
+        self.xapi.control.guest(uuid, clean_shutdown='ignore')
         self.xapi.control.reset_calls()
-        self.action({'os-stop': None}, 'SHUTOFF')
+        # nova's test framework makes the stop a call: it returns when the
+        # stop is over
+        stop = threading.Thread(target=self.api.post_server_action,
+                                args=(self.server['id'], {'os-stop': None}))
+        stop.start()
+        self.addCleanup(stop.join)
+        self.poll(lambda: self.xapi.control.calls().get('task.cancel', 0)
+                  >= 2, 'two requests to the guest cancelled')
+        self.xapi.control.guest(uuid, clean_shutdown='ok')
+        stop.join(base.WAIT)
+        self._wait_for_state_change(self.server, 'SHUTOFF')
         self.assertEqual('Halted', self.power_state())
         calls = self.xapi.control.calls()
-        self.assertGreaterEqual(calls.get('VM.clean_shutdown'), 3)
-        self.assertEqual(calls.get('VM.clean_shutdown'),
-                         calls.get('task.cancel'))
-        self.assertEqual(1, calls.get('VM.hard_shutdown'))
+        asked = calls.get('VM.clean_shutdown')
+        self.assertGreaterEqual(asked, 3)
+        # each unanswered request was cancelled before the next (the one
+        # answered may end just as it is cancelled, on a busy machine)
+        self.assertIn(calls.get('task.cancel'), (asked - 1, asked))
+        self.assertNotIn('VM.hard_shutdown', calls)
 
     def test_soft_and_hard_reboot_give_a_new_domain(self):
         domid = self.x.VM.get_domid(self.vm)
@@ -107,13 +121,12 @@ class PowerTest(base.XenAPIFunctionalTestCase):
     def _settle(self, xapi_state):
         """Wait until Nova has heard (event) of what xapi did."""
         wanted = {'Running': 1, 'Paused': 3, 'Suspended': 7}[xapi_state]
-        deadline = time.time() + 15
-        while time.time() < deadline:
+
+        def seen():
             server = self.api.get_server(self.server['id'])
-            if server['OS-EXT-STS:power_state'] == wanted:
-                return server
-            time.sleep(0.1)
-        self.fail('Nova never saw the VM %s' % xapi_state)
+            return server if server['OS-EXT-STS:power_state'] == wanted \
+                else None
+        return self.poll(seen, 'Nova sees the VM %s' % xapi_state)
 
     def test_unpause_of_a_vm_xapi_already_runs(self):
         # paused through Nova, unpaused behind its back: Nova still shows
@@ -143,10 +156,8 @@ class PowerTest(base.XenAPIFunctionalTestCase):
         self.x.VM.hard_shutdown(self.vm)
         self.x.VM.destroy(self.vm)
         driver = self.computes[self.compute.host].manager.driver
-        deadline = time.time() + 15
-        while driver.instance_exists(instance):
-            self.assertLess(time.time(), deadline)
-            time.sleep(0.1)
+        self.poll(lambda: not driver.instance_exists(instance),
+                  'the VM watcher has seen the VM go')
         self.assertRaises(exception.InstanceNotRunning, driver.snapshot,
                           context.get_admin_context(), instance,
                           'an-image-id', lambda **kwargs: None)
@@ -161,21 +172,16 @@ class BehindNovasBackTest(base.XenAPIFunctionalTestCase):
         self.server = self.boot(self.image_with(pattern(MIB)))
         self.vm, _ = self.xapi.vm_of(self.server['id'])
 
-    def wait_for_status(self, status, seconds=15):
-        deadline = time.time() + seconds
-        while time.time() < deadline:
+    def wait_for_status(self, status):
+        def reached():
             server = self.api.get_server(self.server['id'])
-            if server['status'] == status:
-                return server
-            time.sleep(0.1)
-        self.fail('server is %s, not %s, after %d s'
-                  % (server['status'], status, seconds))
+            return server if server['status'] == status else None
+        return self.poll(reached, 'server %s %s' % (self.server['id'],
+                                                    status))
 
     def test_vm_halted_in_xapi_shows_shutoff(self):
-        started = time.time()
         self.xapi.x.VM.hard_shutdown(self.vm)
         server = self.wait_for_status('SHUTOFF')
-        self.assertLess(time.time() - started, 15)
         self.assertEqual(4, server['OS-EXT-STS:power_state'])   # SHUTDOWN
 
     def test_guest_shutting_itself_down_shows_shutoff(self):
@@ -186,11 +192,12 @@ class BehindNovasBackTest(base.XenAPIFunctionalTestCase):
 
     def test_watcher_survives_a_xapi_restart(self):
         self.xapi.control.restart_xapi()
-        time.sleep(1.0)
         self.xapi.session.login_with_password(
             self.xapi.username, self.xapi.password, '2.21', 'tests')
+        # whether the watcher is still away (its resynchronisation finds
+        # the VM halted) or back already (the event), Nova hears of it
         self.xapi.x.VM.hard_shutdown(self.vm)
-        self.wait_for_status('SHUTOFF', seconds=40)
+        self.wait_for_status('SHUTOFF')
 
     def test_listing_1000_instances_costs_no_call_per_vm(self):
         # 1,000 more instance VMs running on this host, 500 VMs nova does
@@ -199,10 +206,8 @@ class BehindNovasBackTest(base.XenAPIFunctionalTestCase):
                                      other_config={'nova_uuid': 'bulk'})
         self.xapi.control.create_vms(500, running=True, memory_mib=8)
         driver = self.computes[self.compute.host].manager.driver
-        deadline = time.time() + 30
-        while len(driver.list_instances()) < 1001:
-            self.assertLess(time.time(), deadline, 'the watcher lags')
-            time.sleep(0.2)
+        self.poll(lambda: len(driver.list_instances()) >= 1001,
+                  'the VM watcher has seen the 1,000 VMs')
         self.xapi.control.reset_calls()
         names = driver.list_instances()
         uuids = driver.list_instance_uuids()

@@ -327,10 +327,13 @@ class SlowMoveTest(_TwoHosts):
     xapisim_options = dict(_TwoHosts.xapisim_options, guest_delay=1.0)
 
     def test_abort_cancels_the_task_and_the_vm_stays(self):
+        # the move stalls half-way until its task is cancelled (not a
+        # guess of how long the abort takes to come)
+        self.xapi.control.delay('VM.pool_migrate/memory', 600)
         self.live_migrate()
         migration = self._wait_for_migration_status(self.server,
                                                     ['running'])
-        deadline = time.time() + 10
+        deadline = time.time() + base.WAIT
         while 'pool_migrate' not in self.x.VM.get_current_operations(
                 self.vm).values():
             self.assertLess(time.time(), deadline)
@@ -343,13 +346,15 @@ class SlowMoveTest(_TwoHosts):
                       self.stdlog.logger.output)
 
     def test_progress_reaches_nova(self):
+        # half-way, the move stalls 20 s: time to see its progress
+        self.xapi.control.delay('VM.pool_migrate/memory', 20)
         self.live_migrate()
         migration = self._wait_for_migration_status(self.server,
                                                     ['running'])
         path = '/servers/%s/migrations/%s' % (self.server['id'],
                                               migration['id'])
         seen = []
-        deadline = time.time() + 30
+        deadline = time.time() + base.WAIT
         while time.time() < deadline:
             try:
                 record = self.api.api_get(path).body['migration']
@@ -655,7 +660,7 @@ class CrossPoolTest(_TwoPools):
                          self.objects_in(self.y))
 
     def _wait_for_nth_migration(self, number, statuses):
-        deadline = time.time() + 30
+        deadline = time.time() + base.WAIT
         while time.time() < deadline:
             migrations = self.api.api_get(
                 '/os-migrations?instance_uuid=%s' % self.server['id']

@@ -70,7 +70,7 @@ class TempestClientsTest(base.XenAPIFunctionalTestCase):
         return vm, record
 
     def assert_vm(self, vm, power_state):
-        record = self.view.wait_for_power_state(vm, power_state, timeout=10)
+        record = self.view.wait_for_power_state(vm, power_state)
         if power_state in ('Running', 'Paused'):
             self.assertEqual(self.host['uuid'],
                              self.view.host_of(record)['uuid'])

@@ -34,7 +34,7 @@ class VifPluggingTest(base.XenAPIFunctionalTestCase):
 
     def neutron_reports_plugged_when_paused(self, seen):
         """What Neutron does: the VIF appears, the port goes up."""
-        deadline = time.time() + 30
+        deadline = time.time() + base.WAIT
         while time.time() < deadline:
             for server in self.api.get_servers():
                 found = self.xapi.vm_of(server['id'])
@@ -50,7 +50,10 @@ class VifPluggingTest(base.XenAPIFunctionalTestCase):
             time.sleep(0.05)
 
     def test_the_guest_runs_once_its_ports_are_plugged(self):
-        self.flags(vif_plugging_timeout=30, vif_plugging_is_fatal=True)
+        # the event comes (when the VM is paused): the timeout is a
+        # safety net
+        self.flags(vif_plugging_timeout=base.WAIT,
+                   vif_plugging_is_fatal=True)
         seen = {}
         neutron = threading.Thread(
             target=self.neutron_reports_plugged_when_paused, args=(seen,))

@@ -48,7 +48,7 @@ class WatcherCase(unittest.TestCase):
                                 event.get_transition()))
             self.cond.notify_all()
 
-    def wait_for(self, item, seconds=15):
+    def wait_for(self, item, seconds=60):
         deadline = time.time() + seconds
         with self.cond:
             while item not in self.events:
@@ -95,7 +95,7 @@ class WatcherTest(WatcherCase):
         # whether the watcher resynchronised or (xapi's tokens outlive a
         # restart) carried on from its token once logged in again, the
         # change reaches Nova
-        self.wait_for(('ours', virtevent.EVENT_LIFECYCLE_STOPPED), 30)
+        self.wait_for(('ours', virtevent.EVENT_LIFECYCLE_STOPPED))
         self.assertEqual(['ours'], self.watcher.uuids())
 
     def test_lost_events_resynchronise_even_when_the_resync_fails(self):
@@ -108,7 +108,7 @@ class WatcherTest(WatcherCase):
         self.control.fail('event.from', ['EVENTS_LOST'], times=2)
         self.session.call('VM.pause', vm)
         self.wait_for(('ours', virtevent.EVENT_LIFECYCLE_PAUSED))
-        deadline = time.time() + 15
+        deadline = time.time() + 60
         while self.watcher.resyncs == resyncs:
             self.assertLess(time.time(), deadline, 'no resynchronisation')
             time.sleep(0.05)
@@ -131,7 +131,7 @@ class WaitDomainTest(WatcherCase):
         self.session.call('VM.hard_shutdown', vm)
         self.wait_for(('ours', virtevent.EVENT_LIFECYCLE_STOPPED))
         self.session.call('VM.start_on', vm, self.host, True, False)
-        record = self.watcher.wait_domain(vm, known, self.host, timeout=10)
+        record = self.watcher.wait_domain(vm, known, self.host, timeout=60)
         self.assertIsNotNone(record)
         self.assertEqual('Paused', record['power_state'])
         self.assertEqual(self.session.call('VM.get_domid', vm),
@@ -142,7 +142,7 @@ class WaitDomainTest(WatcherCase):
         vm = self.session.call('VM.create', vm_record('ours', self.host))
         self.session.call('VM.start_on', vm, self.host, True, False)
         record = self.watcher.wait_domain(vm, frozenset(), self.host,
-                                          timeout=10)
+                                          timeout=60)
         self.assertIsNotNone(record)
         # the cache still shows that domain, paused (as a late event
         # would): with its domid known, it is no new domain

@@ -147,7 +147,7 @@ class RemoteStreamWriteTest(testtools.TestCase):
 
         def destroy_when_done(task):
             # what xapi made of the import, once it is over
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 60
             while self.session.call('task.get_status', task) == 'pending' \
                     and time.monotonic() < deadline:
                 time.sleep(0.02)

@@ -7,6 +7,7 @@ test).
 """
 
 import http.client
+import threading
 import time
 import unittest
 import urllib.parse
@@ -16,7 +17,9 @@ import XenAPI
 
 import xapisim
 from xapisim.client import Control
+from xapisim import rpc
 
+from tests import polling
 from tests import records
 
 MIB = 1024 * 1024
@@ -143,7 +146,28 @@ class SimTestCase(unittest.TestCase):
         record.update(extra)
         return self.x.VIF.create(record)
 
-    def wait_task(self, task, timeout=30):
+    def hold(self, message, held=True):
+        """The calls of ``message`` from now on, served by this process's
+        threads: their threads (Work.join), and, with ``held``, each waits
+        in the call until Work.release() (what a test needs in progress
+        stays so for as long as it needs, not for a guessed time)."""
+        work = Work(held)
+        key = tuple(message.split('.'))
+        real = rpc.HANDLERS[key]
+
+        def watched(ctx, *args):
+            work.enter()
+            return real(ctx, *args)
+        rpc.HANDLERS[key] = watched
+        self.addCleanup(rpc.HANDLERS.__setitem__, key, real)
+        self.addCleanup(work.release)
+        return work
+
+    def until(self, check, what, seconds=60):
+        """Poll ``check()`` until true; ``seconds`` is a safety net."""
+        return polling.until(check, what, seconds)
+
+    def wait_task(self, task, timeout=60):
         deadline = time.time() + timeout
         while self.x.task.get_status(task) in ('pending', 'cancelling'):
             if time.time() > deadline:
@@ -164,6 +188,34 @@ class SimTestCase(unittest.TestCase):
         else:
             self.assertEqual(list(expected), details)
         return details
+
+
+class Work(object):
+    """Calls of one message in progress (SimTestCase.hold)."""
+
+    def __init__(self, held):
+        self.held = held
+        self.entered = threading.Event()
+        self.threads = []
+        self._released = threading.Event()
+
+    def enter(self):
+        self.threads.append(threading.current_thread())
+        self.entered.set()
+        if self.held:
+            self._released.wait(120)
+
+    def release(self):
+        self._released.set()
+
+    def join(self, seconds=60):
+        """Until every thread that ran the message has ended (its work
+        done, or dead with the xapi that ran it)."""
+        for thread in self.threads:
+            thread.join(seconds)
+            if thread.is_alive():
+                raise AssertionError('%s still runs after %d s'
+                                     % (thread.name, seconds))
 
 
 def read_until_close(sock):

@@ -190,11 +190,12 @@ class OptionsTest(CliTestCase):
         self.assertEqual(0, self.stop(proc)[0])
 
     def test_no_latency_by_default(self):
-        proc, world = self.start()
-        x = self.login(world['pools'][0]['master'])
-        self.assertLess(min(self.timed(x.pool.get_all) for _ in range(5)),
-                        0.2)
-        self.assertEqual(0, self.stop(proc)[0])
+        # what the command builds from no options (its world, in this
+        # process): calls are not delayed (no bound on how long one takes)
+        from xapisim import __main__ as command
+        sim = xapisim.Simulator(**vars(command.parse([])))
+        self.addCleanup(sim.stop)
+        self.assertEqual([0], [pool.latency for pool in sim.world.pools])
 
     def test_plugins_dir_defaults_to_the_checkouts(self):
         plugins = os.path.join(ROOT, 'dom0_plugins', 'etc', 'xapi.d',
@@ -268,7 +269,7 @@ class LifetimeTest(CliTestCase):
         resp.read()
         conn.close()
         self.assertEqual(200, resp.status)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while x.task.get_status(task) == 'pending':
             self.assertLess(time.monotonic(), deadline)
             time.sleep(0.02)

@@ -79,11 +79,34 @@ class FaultTest(ControlTestCase):
         self.x.VM.get_all()
 
     def test_delay(self):
-        self.control().delay('pool.get_all', 0.3)
+        control = self.control()
+        control.delay('pool.get_all', 0.3)
         slow, _ = self.timed(self.x.pool.get_all)
-        fast, _ = self.timed(self.x.pool.get_all)
+        self.x.pool.get_all()
         self.assertGreaterEqual(slow, 0.3)
-        self.assertLess(fast, 0.3)
+        # the second call was not delayed (the rule fires once)
+        rule, = control.faults()
+        self.assertEqual((2, 1), (rule['seen'], rule['fired']))
+
+    def test_clearing_the_faults_ends_a_stall_in_progress(self):
+        # a call held for as long as a test needs: until the rules go
+        vm = self.new_vm(name='held')
+        control = self.control()
+        control.delay('VM.start', 600)
+        control.fail('VM.start', ['INTERNAL_ERROR', 'not after a clear'])
+        task = self.x.Async.VM.start(vm, False, False)
+        # the stall has begun: the task is running, held by the rule
+        deadline = time.monotonic() + 30
+        while control.faults()[0]['fired'] != 1:
+            self.assertLess(time.monotonic(), deadline, control.faults())
+            time.sleep(0.05)
+        self.assertEqual('pending', self.x.task.get_status(task))
+        control.clear_faults()
+        record = self.wait_task(task)
+        # it went on as if there had been no rule (not even the failure)
+        self.assertEqual('success', record['status'])
+        self.assertEqual('Running', self.x.VM.get_power_state(vm))
+        self.x.task.destroy(task)
 
     def test_latency(self):
         control = self.control()
@@ -93,8 +116,7 @@ class FaultTest(ControlTestCase):
             took, _ = self.timed(self.x.pool.get_all)
             self.assertGreaterEqual(took, 0.15)
         control.set_latency(0)
-        took, _ = self.timed(self.x.pool.get_all)
-        self.assertLess(took, 0.15)
+        self.assertEqual(0, self.sim.world.pools[0].latency)
 
     def test_bad_fault_request(self):
         with self.assertRaises(ControlError) as ctx:
@@ -179,12 +201,14 @@ class RestartTest(ControlTestCase):
 
     def test_restart_kills_the_work_of_an_async_start(self):
         vm = self.new_vm(name='start-killed')
-        self.control().delay('VM.start', 0.5)
+        work = self.hold('VM.start')
         task = self.x.Async.VM.start(vm, False, False)
-        time.sleep(0.1)
+        self.assertTrue(work.entered.wait(60))
         self.assertEqual('pending', self.x.task.get_status(task))
         self.control().restart_xapi()
-        time.sleep(1.0)         # long after the work would have finished
+        # the work goes on after the restart, and ends (dies)
+        work.release()
+        work.join()
         x = self.login().xenapi
         self.assertFailure(['HANDLE_INVALID', 'task', task],
                            x.task.get_record, task)
@@ -201,11 +225,12 @@ class RestartTest(ControlTestCase):
         vm = self.new_vm(name='slow-shutdown')
         self.x.VM.start(vm, False, False)
         domid = self.x.VM.get_domid(vm)
-        self.control().delay('VM.clean_shutdown', 0.5)
+        work = self.hold('VM.clean_shutdown')
         task = self.x.Async.VM.clean_shutdown(vm)
-        time.sleep(0.1)
+        self.assertTrue(work.entered.wait(60))
         self.control().restart_xapi()
-        time.sleep(1.0)
+        work.release()
+        work.join()
         x = self.login().xenapi
         self.assertFailure(['HANDLE_INVALID', 'task', task],
                            x.task.get_status, task)
@@ -218,11 +243,10 @@ class RestartTest(ControlTestCase):
         self.control().guest(self.x.VM.get_uuid(vm), clean_shutdown='ignore')
         self.x.VM.start(vm, False, False)
         domid = self.x.VM.get_domid(vm)
+        work = self.hold('VM.clean_shutdown', held=False)
         task = self.x.Async.VM.clean_shutdown(vm)
-        deadline = time.time() + 5
-        while self.x.VM.get_current_operations(vm) != {task: 'clean_shutdown'}:
-            self.assertLess(time.time(), deadline)
-            time.sleep(0.02)
+        self.until(lambda: self.x.VM.get_current_operations(vm) ==
+                   {task: 'clean_shutdown'}, 'the shutdown under way')
         self.control().restart_xapi()
         x = self.login().xenapi
         self.assertFailure(['HANDLE_INVALID', 'task', task],
@@ -231,7 +255,8 @@ class RestartTest(ControlTestCase):
         record = x.VM.get_record(vm)
         self.assertEqual({}, record['current_operations'])
         self.assertIn('clean_shutdown', record['allowed_operations'])
-        time.sleep(0.5)
+        # the stuck shutdown's work has ended (dead), and changed nothing
+        work.join()
         record = x.VM.get_record(vm)
         self.assertEqual('Running', record['power_state'])
         self.assertEqual(domid, record['domid'])
@@ -242,6 +267,7 @@ class RestartTest(ControlTestCase):
         vm = self.new_vm(name='sync-killed')
         self.control().guest(self.x.VM.get_uuid(vm), clean_shutdown='ignore')
         self.x.VM.start(vm, False, False)
+        work = self.hold('VM.clean_shutdown', held=False)
         # raw HTTP: the XenAPI client would log in again and retry
         parts = urllib.parse.urlsplit(self.master_url)
         conn = http.client.HTTPConnection(parts.hostname, parts.port,
@@ -249,16 +275,14 @@ class RestartTest(ControlTestCase):
         self.addCleanup(conn.close)
         conn.request('POST', '/', xmlrpc.client.dumps(
             (self.session._session, vm), 'VM.clean_shutdown'))
-        deadline = time.time() + 5
-        while not self.x.VM.get_current_operations(vm):
-            self.assertLess(time.time(), deadline)
-            time.sleep(0.02)
+        self.until(lambda: self.x.VM.get_current_operations(vm),
+                   'the shutdown under way')
         self.control().restart_xapi()
         with self.assertRaises((ConnectionError, http.client.HTTPException)):
             conn.getresponse().read()      # no answer: the call died
         x = self.login().xenapi
         self.assertEqual({}, x.VM.get_current_operations(vm))
-        time.sleep(0.3)
+        work.join()
         self.assertEqual('Running', x.VM.get_power_state(vm))
         self.assertEqual({}, x.VM.get_current_operations(vm))
         x.VM.hard_shutdown(vm)
@@ -359,10 +383,10 @@ class BulkTest(ControlTestCase):
     hosts = 1
     sim_options = {'guest_delay': 0.01, 'vm_memory_mib': 128 * 1024}
 
-    def test_thousand_vms_in_a_few_seconds(self):
+    def test_thousand_vms_in_one_request(self):
+        # (how long it takes is benchmarks' business, not a test's)
         before = len(self.x.VM.get_all())
-        took, result = self.timed(self.control().create_vms, 1000)
-        self.assertLess(took, 5.0)
+        result = self.control().create_vms(1000)
         self.assertEqual(1000, len(set(result['vms'])))
         records = self.x.VM.get_all_records()
         self.assertEqual(before + 1000, len(records))

@@ -9,7 +9,7 @@ NULL = 'OpaqueRef:NULL'
 EPOCH = '19700101T00:00:00Z'
 
 
-def wait_for(fn, timeout=10):
+def wait_for(fn, timeout=60):
     deadline = time.time() + timeout
     while True:
         value = fn()
@@ -270,7 +270,7 @@ class OperationRulesTests(LifecycleCase):
         task = self.stuck_clean_shutdown(vm)
         self.x.VM.hard_shutdown(vm)
         self.assertHalted(vm)
-        record = self.wait_task(task, timeout=5)
+        record = self.wait_task(task)
         self.assertEqual('cancelled', record['status'])
         self.assertEqual({}, self.x.VM.get_current_operations(vm))
 

@@ -53,14 +53,20 @@ class TooLarge(Exception):
 # -- streams ---------------------------------------------------------------
 
 def exact(src, n):
+    return b''.join(exact_parts(src, n, IO))
+
+
+def exact_parts(src, n, most=BLOCK):
+    """The next ``n`` bytes of ``src`` as the pieces it hands over (read
+    ``most`` at a time): no copy to join them."""
     parts = []
     while n:
-        piece = src.read(min(n, IO))
+        piece = src.read(min(n, most))
         if not piece:
             raise Invalid('the image ends too early')
         parts.append(piece)
         n -= len(piece)
-    return b''.join(parts)
+    return parts
 
 
 def skip(src, n):
@@ -323,11 +329,14 @@ class VhdReader(object):
         self.pos = offset
 
     def blocks(self):
+        """(index, sector bitmap, data) of each block in file order; data
+        as the pieces the source handed over (a list: no copy)."""
         last_sectors = (self.size - (self.entries - 1) * BLOCK) // SECTOR
         for idx in self.order:
             self._skip_to(self.bat[idx] * SECTOR)
             bitmap = self._read(BITMAP)
-            data = self._read(BLOCK)
+            self.pos += BLOCK
+            data = exact_parts(self.src, BLOCK)
             if idx == self.entries - 1 and last_sectors < BITMAP * 8:
                 keep = ((1 << last_sectors) - 1) << (BITMAP * 8 - last_sectors)
                 bitmap = (int.from_bytes(bitmap, 'big') & keep).to_bytes(
@@ -384,7 +393,8 @@ def vhd_image(vhd, keep=None, mask=None, note=None):
                 bitmap = (int.from_bytes(bitmap, 'big') & ~mask(idx)
                           ).to_bytes(BITMAP, 'big')
             yield bitmap
-            yield data
+            for piece in data:
+                yield piece
         yield bytes(footer)
     return sector * SECTOR + SECTOR, pieces()
 
