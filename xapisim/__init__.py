@@ -47,7 +47,8 @@ _FLAGS = {'pools': '--pools', 'hosts': '--hosts', 'state_dir': '--state-dir',
           'plugins_dir': '--plugins-dir', 'latency_ms': '--latency-ms',
           'vm_memory_mib': '--vm-memory-mib', 'sr_size_gib': '--sr-size-gib',
           'host_cpus': '--host-cpus', 'port': '--port',
-          'plugin_python': '--plugin-python', 'guest_delay': '--guest-delay'}
+          'plugin_python': '--plugin-python', 'guest_delay': '--guest-delay',
+          'dom0_bridges': '--dom0-bridges'}
 _SWITCHES = {'tls': '--tls', 'verbose': '--verbose'}
 
 

@@ -13,6 +13,7 @@ from xapisim.api import common
 from xapisim.api import memory
 from xapisim.api.vbd import attach_vbd
 from xapisim.db import now_datetime
+from xapisim.errors import XapiError
 from xapisim.schema import NULL_REF
 
 _domid_lock = threading.Lock()
@@ -62,6 +63,29 @@ def vif_devices(pool, vm, host_ref, domid, devices=None, present=True):
                 os.makedirs(path, exist_ok=True)
             elif os.path.isdir(path):
                 os.rmdir(path)
+
+
+def assert_bridges(pool, vm, host_ref, networks=None):
+    """xapi attaching the networks of a VM's VIFs (or ``networks``) on a
+    host before a domain is built or a VIF plugged: the bridge of an
+    unmanaged network is not made by xapi, it must be in dom0 already
+    (xapi_network.ml: ``BRIDGE_NOT_AVAILABLE``).  A dom0's bridges are
+    the directories of its ``sys/class/net`` (``--dom0-bridges``)."""
+    db = pool.db
+    host = pool.host_by_ref(host_ref)
+    if host is None:
+        return
+    with db.lock:
+        if networks is None:
+            networks = [db.get('VIF', vif, 'network')
+                        for vif in db.get('VM', vm, 'VIFs')]
+        unmanaged = [db.get('network', n, 'bridge') for n in networks
+                     if db.exists('network', n) and
+                     not db.get('network', n, 'managed')]
+    for bridge in unmanaged:
+        if not os.path.isdir(os.path.join(host.dom0_root, 'sys', 'class',
+                                          'net', bridge)):
+            raise XapiError('BRIDGE_NOT_AVAILABLE', bridge)
 
 
 def create_domain(pool, vm, host, paused=False):
