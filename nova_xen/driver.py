@@ -84,9 +84,14 @@ class XenAPIDriver(driver.ComputeDriver):
         self._node_identity()
         self._host.check_plugins()
         self._sr = self._host.instance_sr()
-        network.integration_network(self._session)
+        try:
+            network.integration_network(self._session)
+        except errors.IntegrationNetworkUnfit as exc:
+            # said here, and by every spawn that would use it
+            LOG.warning('%s', exc)
         self._isolation = network.Isolation(self._session, self._host)
         self._isolation.check()
+        self._isolation.sweep_leftovers()
         self._index = events.VMWatcher(self._session, self._host.ref,
                                        emit=self.emit_event,
                                        new_domain=self._isolation.apply)
