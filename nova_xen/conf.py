@@ -77,6 +77,21 @@ HOST_OPTS = [
                      'start, reboot, resume or migration, nftables is not '
                      'needed in dom0, and the rules a previous run left on '
                      'this host are removed once at start-up.'),
+    cfg.StrOpt('neutron_backend', default='auto',
+               choices=[('auto', 'ML2/OVN when Neutron lists OVN agents '
+                         '(of any host); otherwise the OVN checks only '
+                         'report what they see'),
+                        ('ovn', 'Neutron uses ML2/OVN: no OVN chassis for '
+                         'this host, or a dom0 Open vSwitch not set up '
+                         'for it, is a failure of nova-xen-manage check'),
+                        ('other', 'Neutron uses another mechanism driver: '
+                         'no OVN check')],
+               help='Which Neutron backend the OVN checks of start-up and '
+                    'nova-xen-manage check assume: whether Neutron has an '
+                    'OVN chassis for this compute\'s [DEFAULT]host '
+                    '(asked with the [neutron] credentials), and whether '
+                    'dom0\'s integration bridge exists in fail mode '
+                    'secure.'),
     cfg.IntOpt('running_timeout', default=60, min=1,
                help='Seconds to wait for a started VM to report Running.'),
     cfg.BoolOpt('reap_orphans', default=True,
