@@ -5,22 +5,18 @@ spawn whose bridge is missing in dom0, or whose bridge has a network xapi
 manages, fails with a sentence and leaves nothing behind."""
 
 import copy
-import os
-from unittest import mock
 
+from tests import dom0_bridges
 from tests.functional import base
 from tests.functional.test_boot import pattern
+from tests.functional.test_spawn_failures import _FailingSpawn
 
 MIB = 1024 * 1024
-NOTHING = {'VM': [], 'VDI': [], 'VBD': [], 'VIF': []}
 SECURE = {'vswitch-controller-fail-mode': 'secure'}
 
 
-class _OvnPorts(base.XenAPIFunctionalTestCase):
-
-    def setUp(self):
-        super(_OvnPorts, self).setUp()
-        self.image = self.image_with(pattern(MIB, seed=b'ovn ports'))
+class _OvnPorts(object):
+    """Ports bound with vif_details, bridges in dom0, what the pool has."""
 
     def bind_ports(self, mtu=None, **vif_details):
         """The ports nova makes from now on are bound with these
@@ -34,17 +30,7 @@ class _OvnPorts(base.XenAPIFunctionalTestCase):
             self.neutron._networks[net['id']] = net
 
     def dom0_bridge(self, bridge, present=True):
-        """Make (or take away) ``bridge`` in the host's dom0, as
-        ovn-controller does; undone at clean-up."""
-        x = self.xapi.x
-        path = os.path.join(x.host.get_other_config(x.host.get_all()[0])[
-            'xapisim_dom0_root'], 'sys', 'class', 'net', bridge)
-        if present:
-            os.makedirs(path)
-            self.addCleanup(os.rmdir, path)
-        else:
-            os.rmdir(path)
-            self.addCleanup(os.makedirs, path)
+        dom0_bridges.set_present(self, self.xapi.x, bridge, present)
 
     def networks(self):
         """{bridge: network record} of the pool."""
@@ -62,7 +48,11 @@ class _OvnPorts(base.XenAPIFunctionalTestCase):
             True, device_id=server['id'])['ports'][0]
 
 
-class BridgeNameTest(_OvnPorts):
+class BridgeNameTest(_OvnPorts, base.XenAPIFunctionalTestCase):
+
+    def setUp(self):
+        super(BridgeNameTest, self).setUp()
+        self.image = self.image_with(pattern(MIB, seed=b'ovn ports'))
 
     def test_the_bridge_neutron_names_with_its_mtu(self):
         self.dom0_bridge('br-ovn')
@@ -97,24 +87,13 @@ class BridgeNameTest(_OvnPorts):
         self.assertEqual('1450', vif['MTU'])
 
 
-class UnfitBridgeTest(_OvnPorts):
-
-    def setUp(self):
-        super(UnfitBridgeTest, self).setUp()
-        # one host, no rescheduling: the instance fault itself says why
-        self.flags(max_attempts=1, group='scheduler')
+class UnfitBridgeTest(_OvnPorts, _FailingSpawn):
 
     def assertFailsCleanly(self, step, *reasons):
         networks = self.networks()
-        vdis_before = self.xapi.vdis_besides_the_cache()
-        server = self.boot(self.image, expected_state='ERROR')
-        fault = self.api.get_server(server['id'])['fault']['message']
-        self.assertIn('Spawn failed at step "%s"' % step, fault)
-        for reason in reasons:
-            self.assertIn(reason, fault)
-        self.assertEqual(NOTHING, self.xapi.objects_of(server['id']))
-        self.assertEqual(vdis_before, self.xapi.vdis_besides_the_cache())
-        self.assertEqual({self.image: [mock.ANY]}, self.xapi.image_cache())
+        server = super(UnfitBridgeTest, self).assertFailsCleanly(
+            step, *reasons)
+        # no network made, none changed
         self.assertEqual(networks, self.networks())
         return server
 

@@ -1,8 +1,8 @@
 """Networks and VIFs follow xapi's rules."""
 
-import os
 import re
 
+from tests import dom0_bridges
 from tests.xapisim.base import SimTestCase
 
 MAC_RE = re.compile(r'^[0-9a-f]{2}(:[0-9a-f]{2}){5}$')
@@ -76,15 +76,7 @@ class UnmanagedNetworkTests(SimTestCase):
     new_network = NetworkTests.new_network
 
     def dom0_bridge(self, bridge, present):
-        host = self.x.host.get_all()[0]
-        path = os.path.join(self.x.host.get_other_config(host)[
-            'xapisim_dom0_root'], 'sys', 'class', 'net', bridge)
-        if present:
-            os.makedirs(path)
-            self.addCleanup(os.rmdir, path)
-        else:
-            os.rmdir(path)
-            self.addCleanup(os.makedirs, path)
+        dom0_bridges.set_present(self, self.x, bridge, present)
 
     def test_the_bridge_must_be_in_dom0(self):
         net = self.new_network(bridge='br-ovn', managed=False)
