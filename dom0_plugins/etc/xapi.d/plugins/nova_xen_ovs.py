@@ -5,8 +5,9 @@ With Neutron's ML2/OVN, ovn-controller (in dom0, or in nova-compute's
 domU driving dom0's Open vSwitch remotely) owns the integration bridge
 br-int and reads its chassis identity from the ``external_ids`` of
 dom0's ``Open_vSwitch`` row.  nova-compute (start-up checks,
-``nova-xen-manage check``) reads them here, and ``nova-xen-manage ovn
-setup`` writes them, through XenAPI only.
+``nova-xen-manage check``) reads them here; ``set_external_ids``,
+``integration_bridge`` and ``open_ports`` are for a setup command that
+writes them through XenAPI only (not written yet).
 
     host.call_plugin(host, 'nova_xen_ovs.py', FN, {'params': JSON})
 
