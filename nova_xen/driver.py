@@ -85,14 +85,7 @@ class XenAPIDriver(driver.ComputeDriver):
         self._node_identity()
         self._host.check_plugins()
         self._sr = self._host.instance_sr()
-        try:
-            network.integration_network(self._session)
-        except errors.IntegrationNetworkUnfit as exc:
-            # said here, and by every spawn that would use it
-            LOG.warning('%s', exc)
-        self._isolation = network.Isolation(self._session, self._host)
-        self._isolation.check()
-        self._isolation.sweep_leftovers()
+        self._isolation = network.start_on_host(self._session, self._host)
         # Neutron's chassis for this host, dom0's integration bridge: said,
         # never waited for
         self._ovn = ovn.StartupReport(self._session, self._host).start()

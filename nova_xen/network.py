@@ -274,6 +274,22 @@ def _all_at_once(actions):
         raise failures[0]
 
 
+def start_on_host(session, host):
+    """nova-compute's start on ``host`` (a host.Host): the xapi network of
+    the integration bridge, and the isolation rules' check (nftables in
+    dom0) or, with them off, the removal of the rules a run left; the
+    Isolation."""
+    try:
+        integration_network(session)
+    except errors.IntegrationNetworkUnfit as exc:
+        # said here, and by every spawn that would use it
+        LOG.warning('%s', exc)
+    isolation = Isolation(session, host)
+    isolation.check()
+    isolation.sweep_leftovers()
+    return isolation
+
+
 class Isolation(object):
     """Anti-spoofing rules in dom0 for every VIF of a running VM.
 
