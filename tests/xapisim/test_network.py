@@ -1,5 +1,6 @@
 """Networks and VIFs follow xapi's rules."""
 
+import os
 import re
 
 from tests import dom0_bridges
@@ -91,11 +92,21 @@ class UnmanagedNetworkTests(SimTestCase):
         self.assertEqual('Running', self.x.VM.get_power_state(vm))
 
     def test_br_int_is_there_by_default(self):
+        host = self.x.host.get_all()[0]
+        net_dir = os.path.join(self.x.host.get_other_config(host)[
+            'xapisim_dom0_root'], 'sys', 'class', 'net')
+        self.assertTrue(os.path.isdir(os.path.join(net_dir, 'br-int')))
         net = self.new_network(bridge='br-int', managed=False)
         vm = self.new_vm()
         self.new_vif(vm, network=net)
         self.x.VM.start(vm, False, False)
         self.assertEqual('Running', self.x.VM.get_power_state(vm))
+        # a managed network's bridge xapi makes itself
+        other = self.new_vm()
+        self.new_vif(other, network=self.new_network(bridge='br-xapi'))
+        self.assertFalse(os.path.isdir(os.path.join(net_dir, 'br-xapi')))
+        self.x.VM.start(other, False, False)
+        self.assertEqual('Running', self.x.VM.get_power_state(other))
 
     def test_hot_plug_and_resume(self):
         net = self.new_network(bridge='br-ovn', managed=False)
@@ -114,12 +125,6 @@ class UnmanagedNetworkTests(SimTestCase):
         self.assertFailure(['BRIDGE_NOT_AVAILABLE', 'br-ovn'],
                            self.x.VM.resume, vm, False, False)
         self.assertEqual('Suspended', self.x.VM.get_power_state(vm))
-
-    def test_a_managed_network_needs_no_bridge_in_dom0(self):
-        vm = self.new_vm()
-        self.new_vif(vm, network=self.new_network(bridge='br-xapi'))
-        self.x.VM.start(vm, False, False)
-        self.assertEqual('Running', self.x.VM.get_power_state(vm))
 
 
 class VifTests(SimTestCase):
