@@ -74,8 +74,11 @@ class _AfterMove(Reclaiming):
         server = self._wait_for_state_change(self.server, 'ACTIVE')
         self.assertEqual(dest_host, server['OS-EXT-SRV-ATTR:host'])
         self.assertNotIn('fault', server)
-        self.assertEqual({}, self.placement.get(
-            '/allocations/%s' % migration['uuid']).body['allocations'])
+        # nova marks the migration completed, then deletes its allocation
+        # (ComputeManager._post_live_migration): waited for
+        self.poll(lambda: not self.placement.get(
+            '/allocations/%s' % migration['uuid']).body['allocations'],
+            'the allocations of migration %s removed' % migration['uuid'])
         self.assertEqual({}, self.usages(source_uuid))
         self.assertEqual(FLAVOR, self.usages(dest_uuid))
         return server
