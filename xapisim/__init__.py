@@ -33,7 +33,11 @@ class Simulator(object):
     def __init__(self, **kwargs):
         from xapisim.world import World
         self.world = World(options_from(**kwargs))
-        self.world.start()
+        try:
+            self.world.start()
+        except BaseException:
+            self.world.stop()
+            raise
 
     def describe(self):
         return self.world.describe()
@@ -48,7 +52,7 @@ _FLAGS = {'pools': '--pools', 'hosts': '--hosts', 'state_dir': '--state-dir',
           'vm_memory_mib': '--vm-memory-mib', 'sr_size_gib': '--sr-size-gib',
           'host_cpus': '--host-cpus', 'port': '--port',
           'plugin_python': '--plugin-python', 'guest_delay': '--guest-delay',
-          'dom0_bridges': '--dom0-bridges'}
+          'dom0_bridges': '--dom0-bridges', 'dom0_network': '--dom0-network'}
 _SWITCHES = {'tls': '--tls', 'verbose': '--verbose'}
 
 
@@ -59,6 +63,8 @@ def running(in_process=False, **kwargs):
     By default it runs as a separate process (``python -m xapisim``), so it
     never shares an event loop or monkey-patching with the code under
     test; ``in_process=True`` serves it from threads of this process.
+    With ``dom0_network`` the process stops if this one ends without
+    stopping it (its namespaces and daemons go with it).
     """
     if in_process:
         sim = Simulator(**kwargs)
@@ -74,6 +80,8 @@ def running(in_process=False, **kwargs):
                 argv.append(_SWITCHES[key])
         elif value is not None:
             argv += [_FLAGS[key], str(value)]
+    if kwargs.get('dom0_network') not in (None, 'none'):
+        argv.append('--exit-with-parent')
     env = dict(os.environ)
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env['PYTHONPATH'] = here + os.pathsep + env.get('PYTHONPATH', '')

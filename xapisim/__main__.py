@@ -2,14 +2,22 @@
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
 
 import xapisim
+from xapisim.netns import Dom0NetError
 
 
 def parse(argv):
+    """The Simulator's keyword arguments, as a namespace."""
+    return parse_command(argv)[0]
+
+
+def parse_command(argv):
+    """(the Simulator's arguments, whether to stop with the parent)."""
     p = argparse.ArgumentParser(
         prog='python -m xapisim',
         description='Serve simulated XCP-ng pools over XenAPI on loopback. '
@@ -40,26 +48,38 @@ def parse(argv):
                         'did not make (an ovn-controller\'s integration '
                         'bridge): a VM with a VIF on an unmanaged network '
                         'starts only where its bridge is one (a directory '
-                        'in the dom0\'s sys/class/net)')
+                        'in the dom0\'s sys/class/net; with --dom0-network '
+                        'ovs, a bridge of its Open vSwitch)')
     p.add_argument('--tls', action='store_true',
                    help='serve HTTPS with a certificate signed by a CA made '
                         'for the run (its path is "ca_file" in the JSON line)')
+    p.add_argument('--dom0-network', choices=('none', 'ovs'), default='none',
+                   help='real dom0 networking: each host a network '
+                        'namespace with its own Open vSwitch, VIFs plugged '
+                        'as veths into guest namespaces (needs root and '
+                        'openvswitch-switch, iproute2, ethtool)')
+    p.add_argument('--exit-with-parent', action='store_true',
+                   help='stop when the process that started this one ends')
     p.add_argument('--verbose', action='store_true',
                    help='log every HTTP request on stderr')
     args = p.parse_args(argv)
     if args.pools < 1 or args.hosts < 1 or args.pools * args.hosts > 200:
         p.error('--pools and --hosts must be at least 1 (200 hosts at most)')
-    return args
+    exit_with_parent = args.exit_with_parent
+    del args.exit_with_parent
+    return args, exit_with_parent
 
 
 def main(argv=None):
-    args = parse(sys.argv[1:] if argv is None else argv)
+    args, exit_with_parent = parse_command(
+        sys.argv[1:] if argv is None else argv)
+    parent = os.getppid() if exit_with_parent else None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         sim = xapisim.Simulator(**vars(args))
-    except OSError as exc:
+    except (OSError, Dom0NetError) as exc:
         sys.stderr.write('xapisim: cannot serve: %s\n' % exc)
         return 1
     sys.stdout.write(json.dumps(sim.describe()) + '\n')
@@ -69,7 +89,8 @@ def main(argv=None):
                          % (pool['name_label'], pool['master'],
                             len(pool['hosts'])))
     while not stop.wait(0.5):
-        pass
+        if parent is not None and os.getppid() != parent:
+            break       # whoever started it is gone: so is its world
     sim.stop()
     return 0
 

@@ -88,6 +88,12 @@ class Control(object):
         return self._request('POST', 'guest_action',
                              {'vm_uuid': vm_uuid, 'action': action})
 
+    def guest_netns(self, vm_uuid):
+        """The network namespace of a running VM's guest (a world with
+        real dom0 networking): its NICs are ``eth<VIF device>``."""
+        return self._request('POST', 'guest_netns',
+                             {'vm_uuid': vm_uuid})['netns']
+
     def create_vms(self, count, running=False, memory_mib=64,
                    name_prefix='bulk-', other_config=None, instances=False):
         """``instances``: each VM tagged as a nova-xen instance of its own

@@ -159,6 +159,20 @@ def guest_action(pool, host, body):
         guest.destroy_domain(pool, vm)
 
 
+def guest_netns(pool, host, body):
+    """The network namespace of a running VM's guest (real dom0
+    networking): its NICs are eth<device>."""
+    net = pool.world.dom0net
+    if net is None:
+        raise XapiError('NOT_IMPLEMENTED',
+                        'xapisim runs without dom0 networking')
+    name = net.guest_netns(body['vm_uuid'])
+    if name is None:
+        raise XapiError('VM_BAD_POWER_STATE', body['vm_uuid'], 'running',
+                        'halted')
+    return {'netns': name}
+
+
 def vdi_write(pool, host, body):
     """Bytes a VM writes into its disk (as /import_raw_vdi would, but
     with no task): they land in the VDI's own layer."""
@@ -225,6 +239,7 @@ ACTIONS = {
     ('POST', 'move_master'): move_master,
     ('POST', 'guest'): guest_behaviour,
     ('POST', 'guest_action'): guest_action,
+    ('POST', 'guest_netns'): guest_netns,
     ('POST', 'vms'): bulk_vms,
     ('POST', 'vdi_write'): vdi_write,
 }

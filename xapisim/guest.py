@@ -3,7 +3,9 @@
 A simulated guest boots instantly (after ``--guest-delay``), writes a
 console log in its host's dom0 (``/var/log/xen/guest/console.<domid>``),
 reports PV drivers through ``VM_guest_metrics`` and cooperates with clean
-shutdowns unless the control interface tells it otherwise.
+shutdowns unless the control interface tells it otherwise.  With real
+dom0 networking (``xapisim.dom0net``) its VIFs are plugged for real where
+their devices appear in the host's sysfs.
 """
 
 import os
@@ -65,12 +67,14 @@ def vif_devices(pool, vm, host_ref, domid, devices=None, present=True):
                 os.rmdir(path)
 
 
-def assert_bridges(pool, vm, host_ref, networks=None):
-    """xapi attaching the networks of a VM's VIFs (or ``networks``) on a
-    host before a domain is built or a VIF plugged: the bridge of an
-    unmanaged network is not made by xapi, it must be in dom0 already
-    (xapi_network.ml: ``BRIDGE_NOT_AVAILABLE``).  A dom0's bridges are
-    the directories of its ``sys/class/net`` (``--dom0-bridges``)."""
+def attach_networks(pool, vm, host_ref, networks=None):
+    """xapi's Network.attach_for_vm before a domain is built on a host (or
+    a VIF plugged) for the networks of the VM's VIFs (or ``networks``).
+
+    xapi makes no bridge for an unmanaged network: dom0 must have it
+    already (xapi_network.ml: ``BRIDGE_NOT_AVAILABLE``).  With real dom0
+    networking a managed network's missing bridge is made.
+    """
     db = pool.db
     host = pool.host_by_ref(host_ref)
     if host is None:
@@ -79,23 +83,66 @@ def assert_bridges(pool, vm, host_ref, networks=None):
         if networks is None:
             networks = [db.get('VIF', vif, 'network')
                         for vif in db.get('VM', vm, 'VIFs')]
-        unmanaged = [db.get('network', n, 'bridge') for n in networks
-                     if db.exists('network', n) and
-                     not db.get('network', n, 'managed')]
-    for bridge in unmanaged:
-        if not os.path.isdir(os.path.join(host.dom0_root, 'sys', 'class',
-                                          'net', bridge)):
-            raise XapiError('BRIDGE_NOT_AVAILABLE', bridge)
+        records = [db.record('network', n) for n in networks
+                   if db.exists('network', n)]
+    for rec in records:
+        if not rec['managed'] and not dom0_has_bridge(pool, host,
+                                                      rec['bridge']):
+            raise XapiError('BRIDGE_NOT_AVAILABLE', rec['bridge'])
+    net = pool.world.dom0net
+    if net is not None:
+        net.make_bridges(host, [rec for rec in records if rec['managed']])
 
 
-def create_domain(pool, vm, host, paused=False):
-    """The VM becomes a running (or paused) domain on ``host``."""
+def dom0_has_bridge(pool, host, bridge):
+    """Whether the dom0 of ``host`` (a ``world.Host``) has ``bridge``, as
+    xcp-networkd's Bridge.get_all says: with real dom0 networking, a
+    bridge of its Open vSwitch; else a directory in its ``sys/class/net``
+    (where ``--dom0-bridges`` puts one each)."""
+    net = pool.world.dom0net
+    if net is not None:
+        return bridge in net.bridges(host)
+    return os.path.isdir(os.path.join(host.dom0_root, 'sys', 'class', 'net',
+                                      bridge))
+
+
+def _domain_up(pool, vm, host, domid, source=None, power_state='Halted',
+               attach=False):
+    """The domain's VIFs are plugged (``attach``: their networks attached
+    first, as for a reboot, whose old domain took the bridges of its
+    internal networks with it); if they cannot be, the domain goes (the
+    VM back in ``power_state``)."""
+    net = pool.world.dom0net
+    if net is None:
+        return
+    try:
+        if attach:
+            attach_networks(pool, vm, host)
+        net.domain_up(pool, vm, host, domid, source)
+    except XapiError:
+        destroy_domain(pool, vm, power_state)
+        raise
+
+
+def _domain_down(pool, vm, host, domid):
+    net = pool.world.dom0net
+    if net is not None and domid is not None and domid >= 0:
+        net.domain_down(pool, vm, host, domid)
+
+
+def create_domain(pool, vm, host, paused=False, arriving_from=None):
+    """The VM becomes a running (or paused) domain on ``host``.
+
+    ``arriving_from`` (pool, VM): a migration's source, whose devices the
+    new domain takes over when the source's domain goes.
+    """
     db = pool.db
     domid = next_domid(pool, host)
     with db.lock:
         # read under the lock: a VBD made meanwhile is plugged with the
         # rest (or made after the VM runs)
         row = db.row('VM', vm)
+        previous = row['power_state']
         # as xenopsd decides: an unspecified type follows HVM_boot_policy
         domain_type = row['domain_type']
         if domain_type == 'unspecified':
@@ -119,8 +166,43 @@ def create_domain(pool, vm, host, paused=False):
         _create_consoles(pool, vm, host)
         memory.refresh_metrics(db, host)
         vif_devices(pool, vm, host, domid)
+    source = None
+    if arriving_from is not None:
+        src_pool, src_vm = arriving_from
+        source = (src_pool, src_pool.db.get('VM', src_vm, 'resident_on'),
+                  src_pool.db.get('VM', src_vm, 'domid'))
+    _domain_up(pool, vm, host, domid, source, previous)
     _write_console_log(pool, vm, host, domid)
     _report_guest_metrics(pool, vm)
+
+
+def receive_domain(pool, vm, host):
+    """A live migration's new domain on ``host`` (same pool), its
+    devices plugged before the source's go (``leave_domain``): its domid."""
+    db = pool.db
+    with db.lock:
+        source = db.get('VM', vm, 'resident_on')
+        old_domid = db.get('VM', vm, 'domid')
+    domid = next_domid(pool, host)
+    if domid == old_domid:
+        # a new domain: make the change visible even when the
+        # destination's counter happens to match the source's
+        domid = next_domid(pool, host)
+    vif_devices(pool, vm, host, domid)
+    net = pool.world.dom0net
+    if net is not None:
+        try:
+            net.domain_up(pool, vm, host, domid, (pool, source, old_domid))
+        except XapiError:
+            vif_devices(pool, vm, host, domid, present=False)
+            raise
+    return domid
+
+
+def leave_domain(pool, vm, host, domid):
+    """The source's domain of a live migration goes."""
+    vif_devices(pool, vm, host, domid, present=False)
+    _domain_down(pool, vm, host, domid)
 
 
 def _create_consoles(pool, vm, host_ref):
@@ -187,6 +269,7 @@ def destroy_domain(pool, vm, power_state='Halted'):
         row = db.row('VM', vm)
         host = row['resident_on']
         vif_devices(pool, vm, host, row['domid'], present=False)
+        _domain_down(pool, vm, host, row['domid'])
         for vbd in row['VBDs']:
             db.set('VBD', vbd, currently_attached=False)
         for vif in row['VIFs']:
@@ -216,9 +299,11 @@ def reboot_domain(pool, vm):
         domid = next_domid(pool, host)
         gm = row['guest_metrics']
         vif_devices(pool, vm, host, row['domid'], present=False)
+        _domain_down(pool, vm, host, row['domid'])
         db.set('VM', vm, domid=domid, power_state='Running',
                guest_metrics=NULL_REF)
         vif_devices(pool, vm, host, domid)
+        _domain_up(pool, vm, host, domid, attach=True)
         if gm != NULL_REF and db.exists('VM_guest_metrics', gm):
             db.destroy('VM_guest_metrics', gm)
         db.set('VM_metrics', row['metrics'], start_time=now_datetime(),

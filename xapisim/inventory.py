@@ -3,7 +3,9 @@
 Per host: the host record with its metrics, CPUs, control domain, the
 management PIF on eth0 and a local ext SR.  Per pool: the pool record, the
 pool-wide network on eth0, the host-internal management network, a shared
-NFS SR (the pool's default SR) and the XCP-ng Tools ISO SR.
+NFS SR (the pool's default SR) and the XCP-ng Tools ISO SR.  With real
+dom0 networking (``--dom0-network``) the hosts have a second NIC, eth1
+(the provider LAN), with its pool-wide network on ``xenbr1``.
 """
 
 import time
@@ -76,8 +78,16 @@ def populate(pool):
                          'is_host_internal_management_network': 'true',
                          'ip_begin': '169.254.0.1', 'ip_end': '169.254.255.254',
                          'netmask': '255.255.0.0'}})
+    provider_network = None
+    if opts.dom0_network:
+        provider_network = db.create('network', {
+            'name_label': 'Pool-wide network associated with eth1',
+            'bridge': 'xenbr1', 'MTU': 1500, 'managed': True,
+            'other_config': {}})
     for host in pool.hosts:
         _add_host(pool, host, pool_network)
+        if provider_network is not None:
+            _add_pif(pool, host, provider_network, 'eth1', 2, ip='')
     shared_sr = pool.storage.create_sr(
         name_label='NFS storage', sr_type='nfs', shared=True,
         size=opts.sr_size_gib * GIB, hosts=pool.hosts,
@@ -193,14 +203,7 @@ def _add_host(pool, host, pool_network):
                                         'OpaqueRef:NULL'},
         'recommendations': '', 'domain_type': 'pv'})
     db.set('host', host.ref, control_domain=dom0)
-    db.create('PIF', {
-        'device': 'eth0', 'network': pool_network, 'host': host.ref,
-        'MAC': '02:00:00:%02x:%02x:01' % (pool.index, host.index),
-        'MTU': 1500, 'VLAN': -1, 'physical': True, 'currently_attached': True,
-        'ip_configuration_mode': 'Static', 'IP': host.address,
-        'netmask': '255.0.0.0', 'gateway': '', 'DNS': '',
-        'management': True, 'managed': True, 'other_config': {},
-        'primary_address_type': 'IPv4'})
+    _add_pif(pool, host, pool_network, 'eth0', 1, ip=host.address)
     host.local_sr = pool.storage.create_sr(
         name_label='Local storage', sr_type='ext', shared=False,
         size=opts.sr_size_gib * GIB, hosts=[host],
@@ -208,3 +211,15 @@ def _add_host(pool, host, pool_network):
         other_config={'i18n-key': 'local-storage',
                       'i18n-original-value-name_label': 'Local storage',
                       'xapisim_host': host.uuid})
+
+
+def _add_pif(pool, host, network, device, number, ip):
+    """A physical NIC of the host; with ``ip`` its management interface."""
+    pool.db.create('PIF', {
+        'device': device, 'network': network, 'host': host.ref,
+        'MAC': '02:00:00:%02x:%02x:%02x' % (pool.index, host.index, number),
+        'MTU': 1500, 'VLAN': -1, 'physical': True, 'currently_attached': True,
+        'ip_configuration_mode': 'Static' if ip else 'None', 'IP': ip,
+        'netmask': '255.0.0.0' if ip else '', 'gateway': '', 'DNS': '',
+        'management': bool(ip), 'managed': True, 'other_config': {},
+        'primary_address_type': 'IPv4'})

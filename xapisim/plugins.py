@@ -6,7 +6,10 @@ simulator runs the files of its plugins directory the same way (a file
 without an execute bit fails, as execve fails for xapi), with
 stand-ins for dom0's ``XenAPI`` and ``XenAPIPlugin`` modules on the
 path, and ``DOM0_ROOT`` pointing at the simulated host's dom0 directory
-(where ``var/lib/xcp/xapi`` is the host's xapi socket).
+(where ``var/lib/xcp/xapi`` is the host's xapi socket).  With real dom0
+networking (``xapisim.dom0net``) a plugin runs inside its host's dom0
+network namespace with ``OVS_RUNDIR``, ``OVS_DBDIR`` and ``OVS_LOGDIR``
+naming the host's Open vSwitch, so that ``ovs-vsctl`` reaches that switch.
 """
 
 import os
@@ -75,7 +78,13 @@ def call(pool, host, session, plugin, fn, args):
     }
     if 'COVERAGE_PROCESS_START' in os.environ:
         env['COVERAGE_PROCESS_START'] = os.environ['COVERAGE_PROCESS_START']
-    proc = subprocess.Popen([python, path, request], stdout=subprocess.PIPE,
+    argv = [python, path, request]
+    if host.dom0 is not None:
+        # real dom0 networking: the plugin runs in the host's dom0
+        # namespace, its ovs-vsctl (no --db) talking to the host's switch
+        env.update(host.dom0.env())
+        argv = ['ip', 'netns', 'exec', host.dom0.netns] + argv
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env,
                             cwd=host.dom0_root)
     try:

@@ -46,7 +46,7 @@ class Options(object):
                  vm_memory_mib=16384, sr_size_gib=100, host_cpus=8,
                  port=0, first_address=2, plugin_python=None,
                  guest_delay=0.05, verbose=False, tls=False,
-                 dom0_bridges='br-int'):
+                 dom0_bridges='br-int', dom0_network=None):
         self.pools = int(pools)
         self.hosts = int(hosts)
         self.username = username
@@ -66,6 +66,14 @@ class Options(object):
         # bridges each dom0 has that xapi did not make (ovn-controller's
         # integration bridge): the bridges of unmanaged networks
         self.dom0_bridges = [b for b in (dom0_bridges or '').split(',') if b]
+        # None (or 'none'): no real networking; 'ovs': xapisim.dom0net
+        self.dom0_network = None if dom0_network in (None, '', 'none') \
+            else dom0_network
+        if self.dom0_network is not None:
+            from xapisim.dom0net import MODES
+            if self.dom0_network not in MODES:
+                raise ValueError('dom0_network is none or one of %s, not %r'
+                                 % (', '.join(MODES), dom0_network))
 
 
 class Host(object):
@@ -80,13 +88,16 @@ class Host(object):
         self.server = None
         self.unix_server = None
         self.local_sr = None
+        self.dom0 = None        # its dom0 network (xapisim.dom0host)
         self.dom0_root = os.path.join(pool.world.dom0_base,
                                       'p%dh%d' % (pool.index, index))
         for sub in (('var', 'log', 'xen', 'guest'), ('var', 'lib', 'xcp')):
             os.makedirs(os.path.join(self.dom0_root, *sub), exist_ok=True)
-        for bridge in pool.options.dom0_bridges:
-            os.makedirs(os.path.join(self.dom0_root, 'sys', 'class', 'net',
-                                     bridge), exist_ok=True)
+        if pool.options.dom0_network is None:
+            # with real dom0 networking its Open vSwitch has them instead
+            for bridge in pool.options.dom0_bridges:
+                os.makedirs(os.path.join(self.dom0_root, 'sys', 'class',
+                                         'net', bridge), exist_ok=True)
         self.socket_path = os.path.join(self.dom0_root, 'var', 'lib', 'xcp',
                                         'xapi')
 
@@ -96,8 +107,11 @@ class Host(object):
         return '%s://%s:%d' % (scheme, self.address, self.port)
 
     def describe(self):
-        return {'uuid': self.uuid, 'name_label': self.name_label,
-                'address': self.address, 'url': self.url}
+        described = {'uuid': self.uuid, 'name_label': self.name_label,
+                     'address': self.address, 'url': self.url}
+        if self.dom0 is not None:
+            described['dom0'] = self.dom0.describe()
+        return described
 
 
 class Pool(object):
@@ -213,6 +227,7 @@ class World(object):
             self._extra_dirs = []
         self.pools = []
         self.ca_file = None
+        self.dom0net = None     # xapisim.dom0net.Dom0Network, when asked
         address = options.first_address
         for p in range(options.pools):
             addresses = []
@@ -236,11 +251,25 @@ class World(object):
                      'password': self.options.password}
         if self.ca_file:
             described['ca_file'] = self.ca_file
+        if self.dom0net is not None:
+            described['dom0_network'] = self.dom0net.describe()
         return described
 
     def start(self):
         """Serve every host: own loopback address, one shared port."""
         from xapisim.http import serve_host, shutdown_host
+        if self.options.dom0_network and self.dom0net is None:
+            from xapisim.dom0net import Dom0Network
+            dom0net = Dom0Network(self)
+            dom0net.start()
+            self.dom0net = dom0net
+        try:
+            self._serve(serve_host, shutdown_host)
+        except BaseException:
+            self._stop_dom0net()
+            raise
+
+    def _serve(self, serve_host, shutdown_host):
         tls = None
         if self.options.tls:
             from xapisim import tls as tls_mod
@@ -270,7 +299,13 @@ class World(object):
             shutdown_host(host)
             if os.path.exists(host.socket_path):
                 os.unlink(host.socket_path)
+        self._stop_dom0net()
         if self._own_state_dir:
             shutil.rmtree(self.state_dir, ignore_errors=True)
         for path in self._extra_dirs:
             shutil.rmtree(path, ignore_errors=True)
+
+    def _stop_dom0net(self):
+        if self.dom0net is not None:
+            self.dom0net.close()
+            self.dom0net = None

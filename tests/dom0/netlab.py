@@ -12,8 +12,6 @@ Only links inside these namespaces carry the frames: nothing leaves the
 machine, and the addresses used are documentation ranges.
 """
 
-import contextlib
-import ctypes
 import json
 import os
 import select
@@ -24,6 +22,8 @@ import time
 import uuid
 import xmlrpc.client
 
+from xapisim.netns import NETNS_DIR, inside
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 PLUGINS_DIR = os.path.join(ROOT, 'dom0_plugins', 'etc', 'xapi.d', 'plugins')
@@ -33,12 +33,9 @@ PY36 = os.environ.get('XAPISIM_PY36',
                       '/root/.pyenv/versions/3.6.15/bin/python3.6')
 PLUGIN_PYTHON = PY36 if os.path.exists(PY36) else sys.executable
 
-CLONE_NEWNET = 0x40000000
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
-NETNS_DIR = '/run/netns'
 PACKAGES = 'iproute2 nftables'
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class LabUnavailable(Exception):
@@ -49,30 +46,6 @@ class PluginFailure(Exception):
     def __init__(self, description):
         Exception.__init__(self, description)
         self.description = description
-
-
-def _setns(fd):
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, 'setns: %s' % os.strerror(err))
-
-
-@contextlib.contextmanager
-def inside(netns):
-    """Run the block with this thread in network namespace ``netns``."""
-    own = os.open('/proc/thread-self/ns/net', os.O_RDONLY)
-    try:
-        target = os.open(os.path.join(NETNS_DIR, netns), os.O_RDONLY)
-        try:
-            _setns(target)
-            try:
-                yield
-            finally:
-                _setns(own)
-        finally:
-            os.close(target)
-    finally:
-        os.close(own)
 
 
 def ip(*args):

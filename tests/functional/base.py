@@ -4,6 +4,9 @@ nova-xen against a simulated XCP-ng pool."""
 import time
 
 import fixtures
+from oslo_db import exception as db_exc
+from oslo_db.sqlalchemy import exc_filters
+from sqlalchemy import exc as sqla_exc
 from nova.tests.functional.api import client
 from nova.tests.functional import integrated_helpers
 
@@ -20,6 +23,19 @@ MIB = 1024 * 1024
 # after 5 to 20 s, which an operation on a loaded 2-core machine can take)
 WAIT = 120
 POLL = 0.5
+
+
+@exc_filters.filters('sqlite', sqla_exc.OperationalError,
+                     r'.*database is locked.*')
+def _sqlite_locked_is_a_deadlock(error, match, engine_name, is_disconnect):
+    """Nova's tests keep its databases in SQLite files in WAL mode; in
+    native threading mode a writer whose transaction read before another
+    thread's commit is refused at once ('database is locked': its snapshot
+    is stale, no busy timeout helps), where MySQL would report a deadlock
+    that Nova's DB API retries (wrap_db_retry(retry_on_deadlock)).  Seen
+    on a loaded machine: a resize's migration.save() in finish_resize put
+    the server in ERROR.  Here it is that deadlock, and retried alike."""
+    raise db_exc.DBDeadlock(error)
 
 
 def _graceful_shutdown_before_stop_goes_on(service):
@@ -249,3 +265,12 @@ def wait_for_migrations(test, server_id, statuses, seconds=300):
             test.fail('the migrations of server %s are %s, not %s' % (
                 server_id, [m['status'] for m in found], list(statuses)))
         time.sleep(0.2)
+
+
+def wait_for_allocations_gone(test, migration_uuid):
+    """Nova saves a live migration completed, then removes the
+    allocations the migration held on the source: wait for that (a leak
+    never gets there)."""
+    test.poll(lambda: not test.placement.get(
+        '/allocations/%s' % migration_uuid).body['allocations'],
+        'the allocations of migration %s going' % migration_uuid)

@@ -74,11 +74,7 @@ class _AfterMove(Reclaiming):
         server = self._wait_for_state_change(self.server, 'ACTIVE')
         self.assertEqual(dest_host, server['OS-EXT-SRV-ATTR:host'])
         self.assertNotIn('fault', server)
-        # nova marks the migration completed, then deletes its allocation
-        # (ComputeManager._post_live_migration): waited for
-        self.poll(lambda: not self.placement.get(
-            '/allocations/%s' % migration['uuid']).body['allocations'],
-            'the allocations of migration %s removed' % migration['uuid'])
+        base.wait_for_allocations_gone(self, migration['uuid'])
         self.assertEqual({}, self.usages(source_uuid))
         self.assertEqual(FLAVOR, self.usages(dest_uuid))
         return server

@@ -587,9 +587,7 @@ class LiveMigrationReleaseTest(test_leftovers.Reclaiming, _VolumeTestCase):
                 migrations = base.wait_for_migrations(
                     self, server['id'], ['completed'] * number)
                 self._wait_for_state_change(server, 'ACTIVE')
-                self.assertEqual({}, self.placement.get(
-                    '/allocations/%s' % migrations[-1]['uuid']
-                ).body['allocations'])
+                base.wait_for_allocations_gone(self, migrations[-1]['uuid'])
                 self.assertEqual({}, {
                     rc: n for rc, n in self._get_provider_usages(
                         self.x.host.get_uuid(source)).items() if n})

@@ -104,7 +104,12 @@ class SimTestCase(unittest.TestCase):
         return vm
 
     def _remove_vm(self, vm):
-        x = self.login().xenapi
+        self.remove_vm_in(self.login().xenapi, vm)
+
+    @staticmethod
+    def remove_vm_in(x, vm):
+        """Shut down and destroy ``vm`` through ``x`` (gone already: so be
+        it)."""
         try:
             if x.VM.get_power_state(vm) != 'Halted':
                 x.VM.hard_shutdown(vm)

@@ -4,7 +4,9 @@ VM.pool_migrate moves a running VM to another host of its pool: its
 memory is copied in ``MEMORY_ROUNDS`` rounds of ``--guest-delay`` (each
 raising the task's progress), then the domain switches hosts (a new
 domid, its VIF devices and console log in the destination's dom0, its
-consoles served there, the memory accounted there).
+consoles served there, the memory accounted there).  As in xapi, the
+networks are attached at the destination before the copy, and the
+destination's VIF devices are plugged before the source's go.
 
 VM.migrate_send takes the receive token of ``host.migrate_receive``.  It
 copies each disk that ``vdi_map`` sends to another SR (the task's
@@ -97,32 +99,29 @@ def move_running_vm(ctx, vm, host):
     db = ctx.db
     _reserve(db, vm, host)
     try:
+        guest.attach_networks(ctx.pool, vm, host)
         _copy_memory(ctx, POOL_MIGRATE_MEMORY, 0.0)
+        domid = guest.receive_domain(ctx.pool, vm, host)
     except Killed:
         raise        # a xapi restart: it forgets the reservation itself
     except Exception:
         _release(db, vm)
         raise
     with db.lock:
-        moved = _switch_domain(ctx, vm, host)
+        moved = _switch_domain(ctx, vm, host, domid)
     _move_console_log(ctx.pool, *moved)
 
 
-def _switch_domain(ctx, vm, host):
-    """The domain now runs on ``host`` (call with the lock held); what
+def _switch_domain(ctx, vm, host, domid):
+    """The domain ``domid`` that guest.receive_domain built on ``host``
+    now runs the VM, the source's goes (call with the lock held); what
     _move_console_log needs."""
     db = ctx.db
     source = db.get('VM', vm, 'resident_on')
     old_domid = db.get('VM', vm, 'domid')
-    domid = guest.next_domid(ctx.pool, host)
-    if domid == old_domid:
-        # a new domain: make the change visible even when the
-        # destination's counter happens to match the source's
-        domid = guest.next_domid(ctx.pool, host)
-    guest.vif_devices(ctx.pool, vm, source, old_domid, present=False)
     db.set('VM', vm, resident_on=host, domid=domid,
            scheduled_to_be_resident_on=NULL_REF)
-    guest.vif_devices(ctx.pool, vm, host, domid)
+    guest.leave_domain(ctx.pool, vm, source, old_domid)
     target = ctx.pool.host_by_ref(host)
     for console in db.get('VM', vm, 'consoles'):
         location = db.get('console', console, 'location')
@@ -415,8 +414,10 @@ def _move_within_pool(ctx, vm, plan):
         _copy_disks(ctx, ctx, plan, copied)
         if plan.running:
             _assert_disks_seen(ctx, vm, host, copied)
+            guest.attach_networks(ctx.pool, vm, host)
             _copy_memory(ctx, MIGRATE_SEND_MEMORY,
                          DISK_SHARE if plan.copies else 0.0)
+            domid = guest.receive_domain(ctx.pool, vm, host)
     except Killed:
         raise
     except Exception:
@@ -431,7 +432,7 @@ def _move_within_pool(ctx, vm, plan):
             if vdi in copied:
                 db.set('VBD', vbd, VDI=copied[vdi])
         if plan.running:
-            moved = _switch_domain(ctx, vm, host)
+            moved = _switch_domain(ctx, vm, host, domid)
     if moved is not None:
         _move_console_log(ctx.pool, *moved)
     _drop_vdis(ctx, copied)
@@ -449,8 +450,13 @@ def _move_across_pools(ctx, vm, plan):
         new_vm = _recreate(ctx, dctx, vm, copied, plan.vif_map)
         if plan.running:
             _reserve(pool.db, new_vm, host.ref)
+            guest.attach_networks(pool, new_vm, host.ref)
             _copy_memory(ctx, MIGRATE_SEND_MEMORY,
                          DISK_SHARE if plan.copies else 0.0)
+            # the destination's devices first, then the source's domain
+            # goes (a device that cannot be plugged: the VM stays here)
+            guest.create_domain(pool, new_vm, host.ref,
+                                arriving_from=(ctx.pool, vm))
     except Killed:
         raise
     except Exception:
@@ -459,7 +465,6 @@ def _move_across_pools(ctx, vm, plan):
         _drop_vdis(dctx, copied.values())
         raise
     if plan.running:
-        guest.create_domain(pool, new_vm, host.ref)
         guest.destroy_domain(ctx.pool, vm)
     remove_vm(ctx, vm)
     _drop_vdis(ctx, copied)

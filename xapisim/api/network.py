@@ -133,7 +133,7 @@ def vif_plug(ctx, vif):
         host = db.get('VM', vm, 'resident_on')
         network = db.get('VIF', vif, 'network')
     with common.object_operation(ctx, 'VIF', vif, 'plug'):
-        guest.assert_bridges(ctx.pool, vm, host, [network])
+        guest.attach_networks(ctx.pool, vm, host, [network])
         common.pause(ctx, ctx.pool.options.guest_delay)
         db.set('VIF', vif, currently_attached=True)
         _devices(ctx, vif, present=True)
@@ -159,6 +159,19 @@ def _devices(ctx, vif, present):
     vm = ctx.db.row('VM', row['VM'])
     guest.vif_devices(ctx.pool, row['VM'], vm['resident_on'], vm['domid'],
                       [row['device']], present)
+    net = ctx.pool.world.dom0net
+    if net is None:
+        return
+    if not present:
+        net.vif_down(ctx.pool, vif)
+        return
+    try:
+        net.vif_up(ctx.pool, vif)
+    except XapiError:
+        ctx.db.set('VIF', vif, currently_attached=False)
+        guest.vif_devices(ctx.pool, row['VM'], vm['resident_on'],
+                          vm['domid'], [row['device']], False)
+        raise
 
 
 @handler('VIF', 'unplug')
@@ -187,12 +200,39 @@ def vif_destroy(ctx, vif):
 
 @handler('VIF', 'move')
 def vif_move(ctx, vif, network):
+    vm, host, plugged = _plugged(ctx, vif)
+    if plugged:
+        # the new network is attached before the vif script runs again
+        guest.attach_networks(ctx.pool, vm, host, [network])
     ctx.db.set('VIF', vif, network=network)
+    if plugged:
+        _vif_script_again(ctx, vif)
 
 
 @handler('VIF', 'set_locking_mode')
 def vif_set_locking_mode(ctx, vif, value):
+    plugged = _plugged(ctx, vif)[2]
     ctx.db.set('VIF', vif, locking_mode=value)
+    if plugged:
+        _vif_script_again(ctx, vif)
+
+
+def _plugged(ctx, vif):
+    """(VM, its host, whether the VIF is plugged into a running domain)."""
+    db = ctx.db
+    with db.lock:
+        vm = db.get('VIF', vif, 'VM')
+        return (vm, db.get('VM', vm, 'resident_on'),
+                db.get('VIF', vif, 'currently_attached') and
+                db.get('VM', vm, 'power_state') == common.RUNNING)
+
+
+def _vif_script_again(ctx, vif):
+    """xenopsd runs setup-vif-rules again for the plugged VIF (real dom0
+    networking): its port goes to its network's bridge, or off any bridge
+    in the ``disabled`` locking mode."""
+    if ctx.pool.world.dom0net is not None:
+        ctx.pool.world.dom0net.vif_rules_again(ctx.pool, vif)
 
 
 def _check_ips(values, version, field):

@@ -182,7 +182,7 @@ def _start(ctx, vm, host, paused, op):
             # reserve the memory while the domain is being built
             db.set('VM', vm, scheduled_to_be_resident_on=host)
         try:
-            guest.assert_bridges(ctx.pool, vm, host)
+            guest.attach_networks(ctx.pool, vm, host)
             common.pause(ctx, ctx.pool.options.guest_delay)
         except XapiError:
             db.set('VM', vm, scheduled_to_be_resident_on=NULL_REF)
@@ -318,7 +318,7 @@ def _resume(ctx, vm, host, paused, op):
             host = host or pick_host(ctx, vm)
             assert_can_boot_here(ctx, vm, host)
         image = db.get('VM', vm, 'suspend_VDI')
-        guest.assert_bridges(ctx.pool, vm, host)
+        guest.attach_networks(ctx.pool, vm, host)
         common.pause(ctx, ctx.pool.options.guest_delay)
         guest.create_domain(ctx.pool, vm, host, paused)
         _drop_suspend_image(ctx, vm, image)

@@ -3,6 +3,7 @@
 
 import json
 import os
+import subprocess
 import sys
 
 import XenAPI  # noqa: F401  (the dom0 module, as real plugins import it)
@@ -54,6 +55,28 @@ def environment(session, args):
                        'python': list(sys.version_info[:3])})
 
 
+def _namespace():
+    st = os.stat('/proc/self/ns/net')
+    return {'env': {k: v for k, v in os.environ.items()
+                    if k.startswith('OVS_')},
+            'netns': [st.st_dev, st.st_ino]}
+
+
+def namespace(session, args):
+    """The network namespace a plugin runs in, its OVS_* variables."""
+    return json.dumps(_namespace())
+
+
+def dom0_switch(session, args):
+    """What a plugin sees of its dom0's Open vSwitch: ovs-vsctl with no
+    --db, and the network namespace it runs in."""
+    bridges = subprocess.check_output(['ovs-vsctl', '--timeout=60',
+                                       'list-br'], universal_newlines=True)
+    seen = _namespace()
+    seen['bridges'] = bridges.split()
+    return json.dumps(seen)
+
+
 if __name__ == '__main__':
     XenAPIPlugin.dispatch({'echo': echo,
                            'fail_with_code': fail_with_code,
@@ -62,4 +85,6 @@ if __name__ == '__main__':
                            'vm_names': vm_names,
                            'host_record': host_record,
                            'console_log': console_log,
-                           'environment': environment})
+                           'environment': environment,
+                           'dom0_switch': dom0_switch,
+                           'namespace': namespace})
