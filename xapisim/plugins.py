@@ -10,6 +10,9 @@ path, and ``DOM0_ROOT`` pointing at the simulated host's dom0 directory
 networking (``xapisim.dom0net``) a plugin runs inside its host's dom0
 network namespace with ``OVS_RUNDIR``, ``OVS_DBDIR`` and ``OVS_LOGDIR``
 naming the host's Open vSwitch, so that ``ovs-vsctl`` reaches that switch.
+Without it a plugin runs in the caller's namespace, ``OVS_RUNDIR`` naming
+the same directory (``var/run/openvswitch`` in the host's dom0 directory),
+where a test may serve an ``ovsdb-server`` as dom0's database.
 """
 
 import os
