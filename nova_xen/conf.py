@@ -57,8 +57,41 @@ HOST_OPTS = [
                     '(the first SR whose other_config has KEY=VALUE). The '
                     'SR must be attached to the compute\'s host.'),
     cfg.StrOpt('ovs_integration_bridge', default='br-int',
-               help='Bridge of the xapi network that VIFs of Neutron "ovs" '
-                    'ports join; created if it does not exist.'),
+               help='Integration bridge in dom0 for the VIFs of Neutron '
+                    '"ovs" ports whose binding names none (ML2/OVN names '
+                    'the chassis\' ovn-bridge, br-int by default, in '
+                    'vif_details bridge_name, which wins). nova-compute '
+                    'makes an xapi network for each such bridge, '
+                    'unmanaged (xapi neither creates nor destroys the '
+                    'bridge: ovn-controller owns it) and with '
+                    'vswitch-controller-fail-mode=secure; the bridge '
+                    'itself must exist in dom0 (ovn-controller creates '
+                    'it) before a VM on it can start.'),
+    cfg.BoolOpt('isolation_rules', default=True,
+                help='Anti-spoofing rules (nftables in dom0, one table per '
+                     'VIF: only the port\'s MAC and fixed IPs, DHCP, ARP '
+                     'and neighbour discovery) on every VIF of a running '
+                     'instance. Keep them as defence in depth; turn them '
+                     'off where Neutron\'s own port security does this '
+                     '(ML2/OVN). When false: no isolation plugin call at '
+                     'start, reboot, resume or migration, nftables is not '
+                     'needed in dom0, and the rules a previous run left on '
+                     'this host are removed once at start-up.'),
+    cfg.StrOpt('neutron_backend', default='auto',
+               choices=[('auto', 'ML2/OVN when Neutron lists OVN agents '
+                         '(of any host); otherwise the OVN checks only '
+                         'report what they see'),
+                        ('ovn', 'Neutron uses ML2/OVN: no OVN chassis for '
+                         'this host, or a dom0 Open vSwitch not set up '
+                         'for it, is a failure of nova-xen-manage check'),
+                        ('other', 'Neutron uses another mechanism driver: '
+                         'no OVN check')],
+               help='Which Neutron backend the OVN checks of start-up and '
+                    'nova-xen-manage check assume: whether Neutron has an '
+                    'OVN chassis for this compute\'s [DEFAULT]host '
+                    '(asked with the [neutron] credentials), and whether '
+                    'dom0\'s integration bridge exists in fail mode '
+                    'secure.'),
     cfg.IntOpt('running_timeout', default=60, min=1,
                help='Seconds to wait for a started VM to report Running.'),
     cfg.BoolOpt('reap_orphans', default=True,

@@ -30,6 +30,7 @@ from nova_xen import imagecache
 from nova_xen import images
 from nova_xen import migration
 from nova_xen import network
+from nova_xen import ovn
 from nova_xen import power
 from nova_xen import reclaim
 from nova_xen import reconcile
@@ -84,9 +85,10 @@ class XenAPIDriver(driver.ComputeDriver):
         self._node_identity()
         self._host.check_plugins()
         self._sr = self._host.instance_sr()
-        network.integration_network(self._session)
-        self._isolation = network.Isolation(self._session, self._host)
-        self._isolation.check()
+        self._isolation = network.start_on_host(self._session, self._host)
+        # Neutron's chassis for this host, dom0's integration bridge: said,
+        # never waited for
+        self._ovn = ovn.StartupReport(self._session, self._host).start()
         self._index = events.VMWatcher(self._session, self._host.ref,
                                        emit=self.emit_event,
                                        new_domain=self._isolation.apply)

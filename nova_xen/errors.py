@@ -37,6 +37,12 @@ class StartupError(exception.NovaException):
     msg_fmt = _('%(reason)s')
 
 
+class IntegrationNetworkUnfit(exception.NovaException):
+    """The xapi network of an integration bridge cannot take VIFs: the
+    message says why and what to do."""
+    msg_fmt = _('%(reason)s')
+
+
 class SpawnFailed(exception.InstanceDeployFailure):
     msg_fmt = _('Spawn failed at step "%(step)s": %(reason)s')
 
@@ -96,6 +102,11 @@ _TABLE = {
                    'the disk is in use'),
     'TASK_CANCELLED': (exception.NovaException,
                        'the operation was cancelled'),
+    'BRIDGE_NOT_AVAILABLE': (
+        exception.NovaException,
+        'dom0 has no bridge %(0)s; its xapi network is unmanaged: '
+        'ovn-controller makes it (nova-xen-manage check says what is '
+        'missing)'),
 }
 
 

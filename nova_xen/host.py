@@ -26,8 +26,10 @@ MIB = 1024 * 1024
 GIB = 1024 * MIB
 DOMU_UUID_FILE = '/sys/hypervisor/uuid'
 VERSION_PLUGIN = 'nova_xen_version.py'
-# the dom0 plugin API this driver speaks (nova_xen_dom0lib.API_VERSION)
-PLUGIN_API_VERSION = '1.0'
+# the dom0 plugin API this driver speaks (nova_xen_dom0lib.API_VERSION):
+# the same major version, at least this minor one (1.1 added
+# nova_xen_ovs.py)
+PLUGIN_API_VERSION = '1.1'
 
 # /proc/cpuinfo flag -> os-traits HW_CPU_X86_* suffix
 CPU_FLAG_TRAITS = {
@@ -54,6 +56,18 @@ def _domu_uuid():
             return fh.read().strip()
     except OSError:
         return None
+
+
+def speaks(found, needed):
+    """Plugins of API ``found`` serve a driver that needs ``needed``:
+    the same major version, and every call of its minor one (a minor
+    version adds plugins or calls, never changes one)."""
+    try:
+        have = [int(part) for part in found.split('.')[:2]]
+        want = [int(part) for part in needed.split('.')[:2]]
+    except ValueError:
+        return False
+    return len(have) == 2 and have[0] == want[0] and have[1] >= want[1]
 
 
 class Host(object):
@@ -189,7 +203,7 @@ class Host(object):
                 'The nova-xen dom0 plugins do not answer on host %s (%s); %s'
                 % (self.nodename, exc, hint)))
         found = str(reply.get('api_version', '?'))
-        if found.split('.')[0] != PLUGIN_API_VERSION.split('.')[0]:
+        if not speaks(found, PLUGIN_API_VERSION):
             raise errors.StartupError(reason=(
                 'The dom0 plugins on host %s speak plugin API %s; this '
                 'nova-xen needs %s: %s' % (self.nodename, found,

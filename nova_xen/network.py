@@ -1,9 +1,15 @@
 """VIFs for Neutron ports.
 
-A Neutron port of type ``ovs`` joins the xapi network of the OVS
-integration bridge (``[xenserver]ovs_integration_bridge``), where the
-Neutron agent in dom0 finds it by ``other_config['nicira-iface-id']``; a
-port of type ``bridge`` joins the xapi network of the bridge Neutron names.
+A Neutron port of type ``ovs`` joins the xapi network of the integration
+bridge Neutron names in its binding (``vif_details['bridge_name']``:
+ML2/OVN's chassis ``ovn-bridge``, br-int by default), else of
+``[xenserver]ovs_integration_bridge``.  ovn-controller owns that bridge
+and finds the VIF's dom0 device by its ``iface-id``, which XCP-ng's
+ovs-xapi-sync copies from the VIF's ``other_config['nicira-iface-id']``.
+The xapi network is unmanaged (xapi neither creates nor destroys the
+bridge) with ``vswitch-controller-fail-mode=secure`` (else xapi's
+ovs-xapi-sync and networkd set ``standalone`` on the bridge).  A port of
+type ``bridge`` joins the xapi network of the bridge Neutron names.
 """
 
 import threading
@@ -16,6 +22,9 @@ from nova_xen.conf import CONF
 from nova_xen import errors
 
 LOG = logging.getLogger(__name__)
+
+INTEGRATION_ROLE = 'integration-bridge'
+FAIL_MODE = 'vswitch-controller-fail-mode'
 
 _network_lock = threading.Lock()
 # session -> {bridge: xapi network}: networks are looked up once, not for
@@ -33,42 +42,114 @@ def forget_networks(session):
         _networks.pop(session, None)
 
 
+def networks_of_bridge(session, bridge):
+    """{ref: record} of the xapi networks whose bridge is ``bridge``."""
+    return session.call('network.get_all_records_where',
+                        'field "bridge" = "%s"' % bridge)
+
+
 def find_network_by_bridge(session, bridge):
     known = _known(session)
     network = known.get(bridge)
     if network is None:
-        found = session.call('network.get_all_records_where',
-                             'field "bridge" = "%s"' % bridge)
-        network = next(iter(found), None)
+        network = next(iter(networks_of_bridge(session, bridge)), None)
         if network is not None:
             known[bridge] = network
     return network
 
 
-def integration_network(session, create=True):
-    """The xapi network of the OVS integration bridge (created if absent,
-    unless ``create`` is false: then None)."""
-    bridge = CONF.xenserver.ovs_integration_bridge
+def integration_bridge(vif=None):
+    """The bridge of an ``ovs`` port: the one Neutron's binding names,
+    else ``[xenserver]ovs_integration_bridge``."""
+    details = (vif or {}).get('details') or {}
+    return details.get('bridge_name') or CONF.xenserver.ovs_integration_bridge
+
+
+def integration_problem(record, bridge):
+    """What is wrong with the xapi network ``record`` of an integration
+    bridge, in a sentence short enough for an instance fault, or None."""
+    if record['managed']:
+        if record['other_config'].get('nova_role') == INTEGRATION_ROLE:
+            return ('xapi manages the network of bridge %s (an older '
+                    'nova-xen made it, uuid %s), so it would make and unmake '
+                    'the bridge ovn-controller owns: nova-compute replaces '
+                    'it with an unmanaged one when it starts and no VIF is '
+                    'on it (%d are)' % (bridge, record['uuid'],
+                                        len(record['VIFs'])))
+        return ('xapi manages the network of bridge %s, so it would make and '
+                'unmake the bridge ovn-controller owns: xe network-destroy '
+                'uuid=%s; nova-compute makes an unmanaged one'
+                % (bridge, record['uuid']))
+    if record['other_config'].get(FAIL_MODE) != 'secure':
+        return ('the xapi network of bridge %s (uuid %s) has no other_config '
+                '%s=secure: ovs-xapi-sync then sets the bridge to fail mode '
+                'standalone, a learning switch without isolation whenever '
+                'its controller is away; nova-compute sets it when it starts'
+                % (bridge, record['uuid'], FAIL_MODE))
+    return None
+
+
+def integration_network(session, bridge=None, create=True):
+    """The xapi network of an integration bridge (by default
+    ``[xenserver]ovs_integration_bridge``), made unmanaged and secure if
+    absent, unless ``create`` is false (then None: nothing is changed)."""
+    bridge = bridge or CONF.xenserver.ovs_integration_bridge
     with _network_lock:
         network = _networks.get(session, {}).get(bridge)
     if network is not None:
         return network
     with _network_lock:
-        network = None
-        found = session.call('network.get_all_records_where',
-                             'field "bridge" = "%s"' % bridge)
-        network = next(iter(found), None)
-        if network is None and create:
-            LOG.info('creating xapi network for integration bridge %s',
-                     bridge)
-            network = session.call('network.create', {
-                'name_label': 'nova-xen integration bridge %s' % bridge,
-                'name_description': 'VIFs of Neutron OVS ports',
-                'bridge': bridge, 'MTU': '1500',
-                'other_config': {'nova_role': 'integration-bridge'}})
+        found = networks_of_bridge(session, bridge)
+        network, record = next(iter(found.items()), (None, None))
+        if create:
+            network = _adopt(session, bridge, network, record)
         if network is not None:
             _networks.setdefault(session, {})[bridge] = network
         return network
+
+
+def _adopt(session, bridge, network, record):
+    """The network ``record`` of ``bridge`` made fit for VIFs, or a new
+    one; IntegrationNetworkUnfit if it is managed by xapi and not made by
+    nova-xen (nothing is changed then)."""
+    if record is not None:
+        problem = integration_problem(record, bridge)
+        if problem is None:
+            return network
+        ours = record['other_config'].get('nova_role') == INTEGRATION_ROLE
+        if record['managed'] and not ours:
+            # xapi would make and unmake the bridge ovn-controller owns:
+            # no VIF of ours goes there
+            raise errors.IntegrationNetworkUnfit(reason=problem)
+        if not record['managed'] or record['VIFs']:
+            # an older nova-xen's network with VIFs stays until they go
+            LOG.warning('%s', problem)
+            if record['other_config'].get(FAIL_MODE) != 'secure':
+                session.call('network.add_to_other_config', network,
+                             FAIL_MODE, 'secure')
+            return network
+        LOG.warning('replacing the managed xapi network %s of bridge %s '
+                    '(an older nova-xen made it, no VIF is on it) with an '
+                    'unmanaged one', record['uuid'], bridge)
+        try:
+            session.call('network.destroy', network)
+        except exception.NotFound:
+            pass        # another nova-compute of the pool replaced it
+    LOG.info('creating the xapi network of integration bridge %s', bridge)
+    try:
+        return session.call('network.create', {
+            'name_label': 'nova-xen integration bridge %s' % bridge,
+            'name_description': 'VIFs of Neutron OVS/OVN ports; the bridge '
+                                'belongs to ovn-controller (unmanaged: xapi '
+                                'neither creates nor destroys it)',
+            'bridge': bridge, 'MTU': '1500', 'managed': False,
+            'other_config': {'nova_role': INTEGRATION_ROLE,
+                             FAIL_MODE: 'secure'}})
+    except errors.XenAPIError as exc:
+        if exc.xapi_code != 'BRIDGE_NAME_EXISTS':
+            raise
+        # another nova-compute of the pool made it meanwhile
+        return next(iter(networks_of_bridge(session, bridge)))
 
 
 def network_for_vif(session, vif, create=True):
@@ -76,16 +157,21 @@ def network_for_vif(session, vif, create=True):
         bridge = vif['network'].get('bridge')
         network = find_network_by_bridge(session, bridge) if bridge else None
     else:
-        bridge = CONF.xenserver.ovs_integration_bridge
-        network = integration_network(session, create)
+        bridge = integration_bridge(vif)
+        network = integration_network(session, bridge, create)
     if network is None:
         raise exception.NetworkNotFoundForBridge(bridge=bridge)
     return network
 
 
-def mtu(vif):
+def neutron_mtu(vif):
+    """The MTU Neutron gives the port's network, or None."""
     value = (vif['network'].get('meta') or {}).get('mtu')
-    return str(int(value)) if value else '1500'
+    return str(int(value)) if value else None
+
+
+def mtu(vif):
+    return neutron_mtu(vif) or '1500'
 
 
 def fixed_ips(vif):
@@ -110,16 +196,21 @@ def create_vif(session, vm, instance, vif, device):
 def _create_vif(session, vm, instance, vif, device):
     network = network_for_vif(session, vif)
     v4, v6 = fixed_ips(vif)
+    other_config = {'nicira-iface-id': vif['id'],
+                    'neutron-port-id': vif['id'],
+                    'nova_uuid': instance.uuid,
+                    'nova_role': 'vif'}
+    if neutron_mtu(vif):
+        # what xapi hands xenopsd for the dom0 device: other_config's mtu,
+        # else the network's (VIF.MTU only reports the plugged device's)
+        other_config['mtu'] = neutron_mtu(vif)
     return session.call('VIF.create', {
         'VM': vm,
         'network': network,
         'device': str(device),
         'MAC': vif['address'],
         'MTU': mtu(vif),
-        'other_config': {'nicira-iface-id': vif['id'],
-                         'neutron-port-id': vif['id'],
-                         'nova_uuid': instance.uuid,
-                         'nova_role': 'vif'},
+        'other_config': other_config,
         'qos_algorithm_type': '',
         'qos_algorithm_params': {},
         'locking_mode': 'network_default',
@@ -183,6 +274,22 @@ def _all_at_once(actions):
         raise failures[0]
 
 
+def start_on_host(session, host):
+    """nova-compute's start on ``host`` (a host.Host): the xapi network of
+    the integration bridge, and the isolation rules' check (nftables in
+    dom0) or, with them off, the removal of the rules a run left; the
+    Isolation."""
+    try:
+        integration_network(session)
+    except errors.IntegrationNetworkUnfit as exc:
+        # said here, and by every spawn that would use it
+        LOG.warning('%s', exc)
+    isolation = Isolation(session, host)
+    isolation.check()
+    isolation.sweep_leftovers()
+    return isolation
+
+
 class Isolation(object):
     """Anti-spoofing rules in dom0 for every VIF of a running VM.
 
@@ -191,6 +298,10 @@ class Isolation(object):
     names change with every new domain: rules are re-applied after each
     start, reboot, resume or migration, by the driver or by the VM
     watcher when a domain changes behind Nova's back.
+
+    With ``[xenserver]isolation_rules = false`` nothing here calls the
+    plugin (``sweep_leftovers`` excepted, once at start-up): no rules,
+    and no need for nftables in dom0.
     """
 
     PLUGIN = 'nova_xen_isolation.py'
@@ -198,6 +309,7 @@ class Isolation(object):
     def __init__(self, session, host):
         self.session = session
         self.host = host
+        self.enabled = CONF.xenserver.isolation_rules
         self._applied = {}      # VM ref -> domid whose devices have rules
         self._lock = threading.Lock()
         self._vm_locks = {}     # VM ref -> lock: one apply at a time
@@ -216,6 +328,8 @@ class Isolation(object):
         ``record``: the VM's record as the caller has it (the watcher's,
         or one it has just read), so that it is not read again; ``force``
         reads the VM and its VIFs afresh (a VIF was just plugged)."""
+        if not self.enabled:
+            return
         with self._vm_lock(vm):
             self._apply(vm, force, record)
 
@@ -268,6 +382,8 @@ class Isolation(object):
 
     def remove(self, vm, host_ref=None):
         """Drop the rules of every VIF of ``vm`` (before it is destroyed)."""
+        if not self.enabled:
+            return
         with self._lock:
             self._applied.pop(vm, None)
             self._vm_locks.pop(vm, None)
@@ -282,6 +398,8 @@ class Isolation(object):
 
     def remove_table(self, vif_uuid, host_ref=None):
         """Drop the rule table of one VIF (the reclaimer's sweep)."""
+        if not self.enabled:
+            return
         with self._lock:
             for facts in self._vifs.values():
                 for ref, known in list(facts.items()):
@@ -292,6 +410,8 @@ class Isolation(object):
 
     def check(self):
         """At start-up: dom0 of this host can filter (nft is installed)."""
+        if not self.enabled:
+            return
         try:
             self.rules()
         except errors.PluginError as exc:
@@ -304,6 +424,9 @@ class Isolation(object):
                               if exc.params else exc.xapi_code)))
 
     def rules(self, host_ref=None):
+        """{VIF uuid: [device]} with rules in dom0 ({} when they are off)."""
+        if not self.enabled:
+            return {}
         return self._call(host_ref or self.host.ref, 'list_rules')['vifs']
 
     def _call(self, host_ref, fn, args=None):
@@ -313,3 +436,23 @@ class Isolation(object):
         and many may run at once)."""
         return self.session.call_plugin(host_ref, self.PLUGIN, fn, args,
                                         as_task=True)
+
+    def sweep_leftovers(self):
+        """With the rules off, once at start-up: remove the tables a run
+        with them on left in this host's dom0 (best effort: without nft
+        or the plugin there are none to remove)."""
+        if self.enabled:
+            return 0
+        try:
+            tables = self._call(self.host.ref, 'list_rules')['vifs']
+            for vif_uuid in sorted(tables):
+                self._call(self.host.ref, 'remove_rules',
+                           {'vif_uuid': vif_uuid})
+        except Exception as exc:
+            LOG.debug('isolation rules are off; none removed: %s', exc)
+            return 0
+        if tables:
+            LOG.info('isolation rules are off ([xenserver]isolation_rules): '
+                     'removed the rules of %d VIFs from dom0 of %s',
+                     len(tables), self.host.nodename)
+        return len(tables)

@@ -52,7 +52,7 @@ _FLAGS = {'pools': '--pools', 'hosts': '--hosts', 'state_dir': '--state-dir',
           'vm_memory_mib': '--vm-memory-mib', 'sr_size_gib': '--sr-size-gib',
           'host_cpus': '--host-cpus', 'port': '--port',
           'plugin_python': '--plugin-python', 'guest_delay': '--guest-delay',
-          'dom0_network': '--dom0-network'}
+          'dom0_bridges': '--dom0-bridges', 'dom0_network': '--dom0-network'}
 _SWITCHES = {'tls': '--tls', 'verbose': '--verbose'}
 
 

@@ -43,6 +43,13 @@ def parse_command(argv):
                    '(default: this one)')
     p.add_argument('--guest-delay', type=float, default=0.05,
                    help='seconds a simulated guest takes to boot or stop')
+    p.add_argument('--dom0-bridges', default='br-int',
+                   help='comma-separated bridges every dom0 has that xapi '
+                        'did not make (an ovn-controller\'s integration '
+                        'bridge): a VM with a VIF on an unmanaged network '
+                        'starts only where its bridge is one (a directory '
+                        'in the dom0\'s sys/class/net; with --dom0-network '
+                        'ovs, a bridge of its Open vSwitch)')
     p.add_argument('--tls', action='store_true',
                    help='serve HTTPS with a certificate signed by a CA made '
                         'for the run (its path is "ca_file" in the JSON line)')

@@ -7,7 +7,9 @@ host's dom0 directory (``var/run/openvswitch`` is ``OVS_RUNDIR``, so that
 each instance has its own ``db.sock`` and ``<bridge>.mgmt`` sockets), a
 bridge per plugged PIF as xcp-networkd makes it (``xenbr0`` on ``eth0``
 holding the host's underlay address, ``xenbr1`` on ``eth1``, the
-provider LAN), and ovs-xapi-sync (``xapisim.xapisync``).  ``eth0`` and
+provider LAN), the bridges xapi does not make (``--dom0-bridges``,
+br-int by default, fail mode secure as ovn-controller makes it), and
+ovs-xapi-sync (``xapisim.xapisync``).  ``eth0`` and
 ``eth1`` are veths whose other ends sit on Linux bridges in the world's
 shared "fabric" and "provider LAN" namespaces.
 """
@@ -144,6 +146,13 @@ class HostDom0(object):
                      'up')
             self.vsctl('add-port', bridge, device)
             self.ip('link', 'set', device, 'up')
+        for bridge in self.host.pool.options.dom0_bridges:
+            # what xapi did not make (--dom0-bridges): br-int as
+            # ovn-controller makes it
+            self.vsctl('--', '--may-exist', 'add-br', bridge,
+                       '--', 'set', 'bridge', bridge, 'datapath_type=netdev',
+                       'fail_mode=secure')
+            self.ip('link', 'set', bridge, 'up')
         self.ip('addr', 'add', '%s/%d' % (self.underlay_ip,
                                           self.world_net.underlay.prefixlen),
                 'dev', 'xenbr0')

@@ -20,7 +20,9 @@ and its vif scripts do:
   ovs-xapi-sync (``xapisim.xapisync``) adds ``iface-id`` and the rest;
 - before a domain is built (start, resume, migration) or a VIF plugged,
   xapi attaches the networks: a managed network without PIFs gets its
-  bridge, an unmanaged one must have it (``BRIDGE_NOT_AVAILABLE``); when
+  bridge, an unmanaged one must have it (``BRIDGE_NOT_AVAILABLE``; each
+  dom0 starts with the ``--dom0-bridges``, br-int by default, as an
+  ovn-controller makes it: ``guest.attach_networks``); when
   the last VIF of a managed internal network leaves a host and nothing
   else is on its bridge, the bridge goes (xapi_network.ml);
 - a live migration plugs the destination's ports before the source's
@@ -180,23 +182,27 @@ class Dom0Network(object):
             guest = self.guests.get(vm_uuid)
             return guest.netns if guest else None
 
-    # -- xapi's Network.attach_for_vm -------------------------------------
+    # -- for xapi's Network.attach_for_vm (guest.attach_networks) ----------
 
-    def attach(self, pool, host_ref, networks):
-        db = pool.db
-        with db.lock:
-            records = [db.record('network', n) for n in networks]
-        hostnet = self._hostnet(pool, host_ref)
+    def bridges(self, host):
+        """The bridges in the dom0 of ``host`` (a ``world.Host``)."""
+        try:
+            return self.hosts[host.uuid].bridges()
+        except Dom0NetError as exc:
+            raise _internal(exc)
+
+    def make_bridges(self, host, records):
+        """The bridges of managed networks (``records``) that the dom0 of
+        ``host`` lacks, made as xcp-networkd makes them (whether dom0 has
+        an unmanaged network's bridge ``guest.attach_networks`` asks)."""
+        hostnet = self.hosts[host.uuid]
         with self.lock:
             try:
                 existing = hostnet.bridges()
                 for rec in records:
-                    if rec['bridge'] in existing:
-                        continue
-                    if not rec['managed']:
-                        raise XapiError('BRIDGE_NOT_AVAILABLE', rec['bridge'])
-                    hostnet.create_bridge(rec['bridge'], rec['uuid'])
-                    existing.add(rec['bridge'])
+                    if rec['bridge'] not in existing:
+                        hostnet.create_bridge(rec['bridge'], rec['uuid'])
+                        existing.add(rec['bridge'])
             except Dom0NetError as exc:
                 raise _internal(exc)
 

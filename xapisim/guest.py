@@ -67,18 +67,43 @@ def vif_devices(pool, vm, host_ref, domid, devices=None, present=True):
                 os.rmdir(path)
 
 
-def attach_networks(pool, vm, host, networks=None):
-    """xapi's Network.attach_for_vm before a domain is built on ``host``
-    (or a VIF plugged): with real dom0 networking, the bridges of the
-    VIFs' networks are made, or must exist (``BRIDGE_NOT_AVAILABLE``)."""
-    net = pool.world.dom0net
-    if net is None:
+def attach_networks(pool, vm, host_ref, networks=None):
+    """xapi's Network.attach_for_vm before a domain is built on a host (or
+    a VIF plugged) for the networks of the VM's VIFs (or ``networks``).
+
+    xapi makes no bridge for an unmanaged network: dom0 must have it
+    already (xapi_network.ml: ``BRIDGE_NOT_AVAILABLE``).  With real dom0
+    networking a managed network's missing bridge is made.
+    """
+    db = pool.db
+    host = pool.host_by_ref(host_ref)
+    if host is None:
         return
-    if networks is None:
-        with pool.db.lock:
-            networks = [pool.db.get('VIF', vif, 'network')
-                        for vif in pool.db.get('VM', vm, 'VIFs')]
-    net.attach(pool, host, networks)
+    with db.lock:
+        if networks is None:
+            networks = [db.get('VIF', vif, 'network')
+                        for vif in db.get('VM', vm, 'VIFs')]
+        records = [db.record('network', n) for n in networks
+                   if db.exists('network', n)]
+    for rec in records:
+        if not rec['managed'] and not dom0_has_bridge(pool, host,
+                                                      rec['bridge']):
+            raise XapiError('BRIDGE_NOT_AVAILABLE', rec['bridge'])
+    net = pool.world.dom0net
+    if net is not None:
+        net.make_bridges(host, [rec for rec in records if rec['managed']])
+
+
+def dom0_has_bridge(pool, host, bridge):
+    """Whether the dom0 of ``host`` (a ``world.Host``) has ``bridge``, as
+    xcp-networkd's Bridge.get_all says: with real dom0 networking, a
+    bridge of its Open vSwitch; else a directory in its ``sys/class/net``
+    (where ``--dom0-bridges`` puts one each)."""
+    net = pool.world.dom0net
+    if net is not None:
+        return bridge in net.bridges(host)
+    return os.path.isdir(os.path.join(host.dom0_root, 'sys', 'class', 'net',
+                                      bridge))
 
 
 def _domain_up(pool, vm, host, domid, source=None, power_state='Halted',

@@ -10,6 +10,9 @@ path, and ``DOM0_ROOT`` pointing at the simulated host's dom0 directory
 networking (``xapisim.dom0net``) a plugin runs inside its host's dom0
 network namespace with ``OVS_RUNDIR``, ``OVS_DBDIR`` and ``OVS_LOGDIR``
 naming the host's Open vSwitch, so that ``ovs-vsctl`` reaches that switch.
+Without it a plugin runs in the caller's namespace, ``OVS_RUNDIR`` naming
+the same directory (``var/run/openvswitch`` in the host's dom0 directory),
+where a test may serve an ``ovsdb-server`` as dom0's database.
 """
 
 import os
@@ -67,6 +70,14 @@ def call(pool, host, session, plugin, fn, args):
         # and its xenstore: one file per node
         'NOVA_XEN_XENSTORE_WRITE': os.path.join(DOM0_MODULES,
                                                 'xenstore-write'),
+        # its firewall: xapi's firewall-port script and iptables -S over
+        # rules kept as text
+        'NOVA_XEN_FIREWALL_PORT': os.path.join(DOM0_MODULES, 'firewall-port'),
+        'NOVA_XEN_IPTABLES': os.path.join(DOM0_MODULES, 'iptables'),
+        # and its Open vSwitch: ovs-vsctl's default socket is
+        # $OVS_RUNDIR/db.sock (an ovsdb-server a test or a world starts)
+        'OVS_RUNDIR': os.path.join(host.dom0_root, 'var', 'run',
+                                   'openvswitch'),
     }
     if 'COVERAGE_PROCESS_START' in os.environ:
         env['COVERAGE_PROCESS_START'] = os.environ['COVERAGE_PROCESS_START']

@@ -46,7 +46,7 @@ class Options(object):
                  vm_memory_mib=16384, sr_size_gib=100, host_cpus=8,
                  port=0, first_address=2, plugin_python=None,
                  guest_delay=0.05, verbose=False, tls=False,
-                 dom0_network=None):
+                 dom0_bridges='br-int', dom0_network=None):
         self.pools = int(pools)
         self.hosts = int(hosts)
         self.username = username
@@ -63,6 +63,9 @@ class Options(object):
         self.guest_delay = float(guest_delay)
         self.verbose = verbose
         self.tls = bool(tls)
+        # bridges each dom0 has that xapi did not make (ovn-controller's
+        # integration bridge): the bridges of unmanaged networks
+        self.dom0_bridges = [b for b in (dom0_bridges or '').split(',') if b]
         # None (or 'none'): no real networking; 'ovs': xapisim.dom0net
         self.dom0_network = None if dom0_network in (None, '', 'none') \
             else dom0_network
@@ -90,6 +93,11 @@ class Host(object):
                                       'p%dh%d' % (pool.index, index))
         for sub in (('var', 'log', 'xen', 'guest'), ('var', 'lib', 'xcp')):
             os.makedirs(os.path.join(self.dom0_root, *sub), exist_ok=True)
+        if pool.options.dom0_network is None:
+            # with real dom0 networking its Open vSwitch has them instead
+            for bridge in pool.options.dom0_bridges:
+                os.makedirs(os.path.join(self.dom0_root, 'sys', 'class',
+                                         'net', bridge), exist_ok=True)
         self.socket_path = os.path.join(self.dom0_root, 'var', 'lib', 'xcp',
                                         'xapi')
 

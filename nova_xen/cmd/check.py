@@ -7,10 +7,18 @@ whose premise failed is ``SKIP``.  Nothing is changed in the pool (the
 integration network, which nova-compute creates when it is missing, is
 only looked for).  The password is never printed.
 
+Two checks are warnings at nova-compute's start-up (Neutron and
+ovn-controller may come up after it) and failures here: ``OVN chassis``
+(Neutron has an alive OVN chassis for this compute's ``[DEFAULT]host``)
+and the dom0 half of ``integration bridge`` (the bridge exists in fail
+mode secure, its chassis hostname is this compute's); both only where
+Neutron uses ML2/OVN (``[xenserver]neutron_backend``, see ovn.py).
+
 Run it where nova-compute runs: which host it manages may depend on the
 domU it runs in (``/sys/hypervisor/uuid``).
 """
 
+import logging
 import sys
 
 import nova.conf  # noqa: F401  registers nova's options ([DEFAULT]...)
@@ -22,6 +30,7 @@ from nova_xen import errors
 from nova_xen import host as host_mod
 from nova_xen import hostactions
 from nova_xen import network
+from nova_xen import ovn
 from nova_xen import session as session_mod
 
 USAGE = 'nova-xen-manage check [--config-file FILE ...] [--config-dir DIR]'
@@ -80,6 +89,7 @@ class StartupChecks(object):
         self.opts = conf.xenserver
         self.session = None
         self.host = None
+        self.ovn = None     # whether Neutron uses ML2/OVN (None: unknown)
 
     def run(self, out):
         """Every check, in init_host's order; the Checks."""
@@ -91,7 +101,9 @@ class StartupChecks(object):
         self.host = checks.run('host', self.discover, needs=['login'])
         checks.run('dom0 plugins', self.plugins, needs=['host'])
         checks.run('instance SR', self.sr, needs=['host'])
-        checks.run('integration bridge', self.bridge, needs=['login'])
+        checks.run('OVN chassis', self.chassis)
+        checks.run('integration bridge', self.bridge,
+                   needs=['dom0 plugins'])
         checks.run('network isolation', self.isolation,
                    needs=['dom0 plugins'])
         if self.session is not None:
@@ -162,16 +174,25 @@ class StartupChecks(object):
             record['name_label'], record['uuid'], record['type'],
             self.opts.sr_matching_filter, self.host.nodename), None
 
+    def chassis(self):
+        found = ovn.chassis(self.conf.host)
+        self.ovn = found.ovn
+        if found.failed:
+            raise errors.StartupError(reason=found.text())
+        return found.text(), None
+
     def bridge(self):
-        bridge = self.opts.ovs_integration_bridge
-        ref = network.find_network_by_bridge(self.session, bridge)
-        if ref is None:
-            return ('no xapi network has bridge %s yet: nova-compute creates '
-                    'it when it starts' % bridge), None
-        return '%s is xapi network %s' % (bridge, self.session.call(
-            'network.get_name_label', ref)), None
+        found = ovn.dom0_bridge(self.session, self.host,
+                                self.opts.ovs_integration_bridge,
+                                self.conf.host, self.ovn)
+        if found.failed:
+            raise errors.StartupError(reason=found.text())
+        return found.text(), None
 
     def isolation(self):
+        if not self.opts.isolation_rules:
+            return ('off ([xenserver]isolation_rules = false): no rules, '
+                    'nftables not needed in dom0'), None
         network.Isolation(self.session, self.host).check()
         return 'dom0 of %s can filter (nftables)' % self.host.nodename, None
 
@@ -185,4 +206,7 @@ def main(argv, out=print):
     except cfg.Error as exc:
         print('nova-xen-manage check: %s' % exc, file=sys.stderr)
         return 2
+    # nova's Neutron client says on every use that neutronclient is
+    # deprecated: nothing an operator running a check can act on
+    logging.getLogger('neutronclient.v2_0.client').setLevel(logging.ERROR)
     return 1 if StartupChecks(conf).run(out).failed else 0

@@ -44,6 +44,20 @@ def rules_in(x, host=None):
         {'params': '{}'}))['vifs']
 
 
+def serve_agents(neutron, agents):
+    """Give nova's NeutronFixture Neutron's agents API (``list_agents``,
+    filtered by field as Neutron filters; a list value matches any of its
+    items), answering from ``agents``, a list the test may change."""
+    def list_agents(**filters):
+        filters.pop('fields', None)
+        return {'agents': [
+            dict(agent) for agent in agents
+            if all(agent.get(key) in (value if isinstance(value, list)
+                                      else [value])
+                   for key, value in filters.items())]}
+    neutron.list_agents = list_agents
+
+
 class PluginsCopy(fixtures.Fixture):
     """A copy of the dom0 plugins directory that a test may alter (modes
     kept), for xapisim's ``plugins_dir``."""

@@ -106,3 +106,31 @@ class RulesBeforeTheGuestRunsTest(base.XenAPIFunctionalTestCase):
         self.assertOnlyPaused()
         vm, _ = self.xapi.vm_of(server['id'])
         self.assertEqual('Running', self.xapi.x.VM.get_power_state(vm))
+
+
+class IsolationOffTest(base.XenAPIFunctionalTestCase):
+    """[xenserver]isolation_rules = false (where OVN's port security is
+    enough): no rules on any VIF, and the rules a run with them on left
+    in dom0 are removed when nova-compute starts."""
+
+    def test_no_rules_and_the_old_ones_go(self):
+        image = self.image_with(pattern(MIB))
+        server = self.boot(image)
+        vm, record = self.xapi.vm_of(server['id'])
+        vif = self.xapi.x.VIF.get_uuid(record['VIFs'][0])
+        # on by default
+        self.assertEqual([vif], list(self.xapi.isolation_rules()))
+        self.flags(isolation_rules=False, group='xenserver')
+        self.compute = self.restart_compute_service(self.compute)
+        self.assertEqual({}, self.xapi.isolation_rules())
+        self.assertIn('isolation rules are off ([xenserver]isolation_rules): '
+                      'removed the rules of 1 VIFs from dom0 of',
+                      self.stdlog.logger.output)
+        # a new domain, a new server: still none, and both run
+        self._reboot_server(server, hard=True)
+        second = self.boot(image)
+        self.assertEqual('Running', self.xapi.x.VM.get_power_state(
+            self.xapi.vm_of(second['id'])[0]))
+        self.assertEqual({}, self.xapi.isolation_rules())
+        self._delete_server(server)
+        self.assertEqual({}, self.xapi.isolation_rules())

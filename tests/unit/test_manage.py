@@ -28,6 +28,7 @@ from nova_xen.cmd import check
 from nova_xen.cmd import manage
 from nova_xen.cmd import pools
 from nova_xen import conf as xen_conf
+from tests import fake_neutron
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -471,8 +472,9 @@ class CommandLineTest(testtools.TestCase):
 
 PASSWORD = 'Pa55-w0rd-of-the-pool'
 CHECKS = ['compute_driver', 'connection_url', 'TLS', 'login', 'host',
-          'dom0 plugins', 'instance SR', 'integration bridge',
+          'dom0 plugins', 'instance SR', 'OVN chassis', 'integration bridge',
           'network isolation']
+NOVA_HOST = 'compute-1'
 
 
 class CheckTestCase(testtools.TestCase):
@@ -491,40 +493,54 @@ class CheckTestCase(testtools.TestCase):
                                     **cls.sim_options)
         cls.world = cls.sim.describe()
         cls.pool = cls.world['pools'][0]
+        # Neutron's agents API, for the OVN chassis check
+        cls.neutron = fake_neutron.FakeNeutron()
 
     @classmethod
     def tearDownClass(cls):
         cls.sim.stop()
+        cls.neutron.stop()
         shutil.rmtree(cls.plugins, True)
         super(CheckTestCase, cls).tearDownClass()
 
     def setUp(self):
         super(CheckTestCase, self).setUp()
-        # the parsed nova.conf is forgotten after each test
+        # the parsed nova.conf is forgotten after each test, and so is the
+        # auth plugin nova keeps for [neutron]
         self.useFixture(config_fixture.Config(xen_conf.CONF))
+        from nova import service_auth
+        service_auth.reset_globals()
+        self.addCleanup(service_auth.reset_globals)
+        self.neutron.agents = []
+        self.neutron.fail_with = None
+        self.neutron.requests[:] = []
         self.useFixture(fixtures.MockPatch('nova_xen.host._domu_uuid',
                                            return_value=None))
 
-    def nova_conf(self, **xenserver):
+    def nova_conf(self, neutron=True, **xenserver):
         options = {'connection_url': self.pool['hosts'][1]['url'],
                    'connection_password': PASSWORD}
         options.update(xenserver)
         default = {'compute_driver': options.pop('compute_driver',
-                                                 'xenapi.XenAPIDriver')}
+                                                 'xenapi.XenAPIDriver'),
+                   'host': options.pop('host', NOVA_HOST)}
         path = self.useFixture(fixtures.TempDir()).join('nova.conf')
         with open(path, 'w') as fh:
-            for section, values in (('DEFAULT', default),
-                                    ('xenserver', options)):
+            for section, values in (
+                    ('DEFAULT', default), ('xenserver', options),
+                    ('neutron', self.neutron.nova_conf() if neutron
+                     else {})):
                 fh.write('[%s]\n' % section)
                 for key, value in values.items():
                     if value is not None:
                         fh.write('%s = %s\n' % (key, value))
         return path
 
-    def check(self, **xenserver):
+    def check(self, neutron=True, **xenserver):
         """Run the checks in this process; (exit status, {check: line})."""
         lines = []
-        rc = check.main(['--config-file', self.nova_conf(**xenserver)],
+        rc = check.main(['--config-file',
+                         self.nova_conf(neutron=neutron, **xenserver)],
                         out=lines.append)
         self.assertEqual(CHECKS, [line.split(':')[0].split(' ', 1)[1]
                                   for line in lines])
@@ -549,7 +565,7 @@ class CheckTest(CheckTestCase):
         self.assertEqual('OK host: %s (%s, address %s) of pool %s' % (
             member['name_label'], member['uuid'], member['address'],
             self.pool['uuid']), lines['host'])
-        self.assertEqual('OK dom0 plugins: plugin API 1.0 on %s'
+        self.assertEqual('OK dom0 plugins: plugin API 1.1 on %s'
                          % member['name_label'], lines['dom0 plugins'])
         self.assertIn('attached to %s' % member['name_label'],
                       lines['instance SR'])
@@ -580,9 +596,11 @@ class CheckTest(CheckTestCase):
         self.assertEqual([
             'SKIP host: login failed',
             'SKIP dom0 plugins: host failed',
-            'SKIP instance SR: host failed',
-            'SKIP integration bridge: login failed',
-            'SKIP network isolation: dom0 plugins failed'], lines[-5:])
+            'SKIP instance SR: host failed'], lines[-6:-3])
+        self.assertTrue(lines[-3].startswith('OK OVN chassis: '), lines[-3])
+        self.assertEqual([
+            'SKIP integration bridge: dom0 plugins failed',
+            'SKIP network isolation: dom0 plugins failed'], lines[-2:])
         self.assertNotIn(secret, proc.stdout + proc.stderr)
         self.assertNotIn('Eventlet is deprecated', proc.stderr)
 
@@ -596,7 +614,10 @@ class CheckTest(CheckTestCase):
                          'to the URL of the pool master, for example '
                          'https://xcp-ng-1.example.com',
                          lines['connection_url'])
-        self.assertStatus('SKIP', lines, *CHECKS[2:])
+        # Neutron is asked all the same: nothing of xapi is needed for that
+        self.assertStatus('SKIP', lines, *[c for c in CHECKS[2:]
+                                           if c != 'OVN chassis'])
+        self.assertStatus('OK', lines, 'OVN chassis')
 
     def test_an_unknown_host_uuid(self):
         rc, lines = self.check(host_uuid='00000000-0000-4000-8000-000000000000')
@@ -604,8 +625,10 @@ class CheckTest(CheckTestCase):
         self.assertIn('FAIL host: No host of the pool has [xenserver]host_uuid'
                       '=00000000-0000-4000-8000-000000000000',
                       lines['host'])
-        self.assertStatus('OK', lines, 'login', 'integration bridge')
+        self.assertStatus('OK', lines, 'login', 'OVN chassis')
         self.assertEqual('SKIP instance SR: host failed', lines['instance SR'])
+        self.assertEqual('SKIP integration bridge: dom0 plugins failed',
+                         lines['integration bridge'])
 
     def test_a_host_disabled_in_xapi_is_said(self):
         import XenAPI
@@ -663,6 +686,12 @@ class CheckTest(CheckTestCase):
                       lines['network isolation'])
         self.assertIn('Install the nftables package in its dom0',
                       lines['network isolation'])
+        # with the rules off, nftables is not needed
+        rc, lines = self.check(isolation_rules='false')
+        self.assertEqual(0, rc, lines)
+        self.assertEqual('OK network isolation: off ([xenserver]'
+                         'isolation_rules = false): no rules, nftables not '
+                         'needed in dom0', lines['network isolation'])
 
     def test_the_password_is_never_printed(self):
         lines = []

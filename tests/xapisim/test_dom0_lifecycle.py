@@ -316,9 +316,13 @@ class WorldLifetimeTest(unittest.TestCase):
                                     '2.21', 'test')
         self.addCleanup(session.xenapi.session.logout)
         host = session.xenapi.host.get_all()[0]
-        # plugins run in this namespace, with no switch of their own
+        # plugins run in this namespace, with no switch of their own:
+        # OVS_RUNDIR names where the dom0's switch would serve (an
+        # ovsdb-server a test starts there, tests/ovsdb.py), nothing else
         seen = json.loads(session.xenapi.host.call_plugin(
             host, 'xapisim_probe.py', 'namespace', {}))
         own = os.stat('/proc/self/ns/net')
-        self.assertEqual({'env': {}, 'netns': [own.st_dev, own.st_ino]},
-                         seen)
+        rundir = os.path.join(session.xenapi.host.get_other_config(host)[
+            'xapisim_dom0_root'], 'var', 'run', 'openvswitch')
+        self.assertEqual({'env': {'OVS_RUNDIR': rundir},
+                          'netns': [own.st_dev, own.st_ino]}, seen)

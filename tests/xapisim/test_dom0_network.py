@@ -34,8 +34,10 @@ class PlugTest(Dom0NetworkTestCase):
             self.assertTrue(name.startswith(shared['prefix']), name)
             self.assertIn(name, netns.list_netns(shared['prefix']))
         host = self.host_desc()
-        self.assertEqual(['xenbr0', 'xenbr1'],
+        self.assertEqual(['br-int', 'xenbr0', 'xenbr1'],
                          self.vsctl(host, 'list-br').split())
+        # --dom0-bridges (br-int): made as ovn-controller makes it
+        self.assertEqual('secure', self.bridge(host, 'br-int')['fail_mode'])
         # the switch answers where the description says, with OVS_RUNDIR
         self.assertTrue(os.path.exists(os.path.join(
             host['dom0']['ovs_rundir'], 'xenbr0.mgmt')))
@@ -232,7 +234,7 @@ class PlugTest(Dom0NetworkTestCase):
             st = os.stat(os.path.join(netns.NETNS_DIR,
                                       host['dom0']['netns']))
             self.assertEqual([st.st_dev, st.st_ino], seen['netns'])
-            self.assertEqual(['xenbr0', 'xenbr1'], seen['bridges'])
+            self.assertEqual(['br-int', 'xenbr0', 'xenbr1'], seen['bridges'])
         other = self.host_desc(0, 1)
         self.addCleanup(self.vsctl, other, '--if-exists', 'del-br', 'br-p')
         self.vsctl(other, 'add-br', 'br-p', '--', 'set', 'bridge', 'br-p',
@@ -240,8 +242,8 @@ class PlugTest(Dom0NetworkTestCase):
         seen = [json.loads(self.x.host.call_plugin(
             self.host_ref(0, i), 'xapisim_probe.py', 'dom0_switch',
             {}))['bridges'] for i in (0, 1)]
-        self.assertEqual([['xenbr0', 'xenbr1'],
-                          ['br-p', 'xenbr0', 'xenbr1']], seen)
+        self.assertEqual([['br-int', 'xenbr0', 'xenbr1'],
+                          ['br-int', 'br-p', 'xenbr0', 'xenbr1']], seen)
 
 
 class UnmanagedNetworkTest(Dom0NetworkTestCase):

@@ -10,6 +10,7 @@ import urllib.parse
 
 import XenAPI
 
+from tests import dom0_bridges
 from tests import records
 from tests.xapisim.base import MIB, SimTestCase
 from xapisim.client import ControlError
@@ -274,6 +275,28 @@ class PoolMigrateTest(MigrationTestCase):
         self.assertFailure(INJECTED, self.x.host.evacuate, self.host(0),
                            NULL, '1')
         self.assert_intact(vm, before)
+
+
+class UnmanagedBridgeMigrationTest(MigrationTestCase):
+    """Without real dom0 networking too, a VM on an unmanaged network
+    moves only to a host whose dom0 has the network's bridge."""
+
+    def test_pool_migrate_needs_the_bridge_at_the_destination(self):
+        net = self.destroy_later('network', self.x.network.create({
+            'name_label': 'ovn', 'name_description': '', 'MTU': '1500',
+            'other_config': {}, 'bridge': 'br-mig', 'managed': False}))
+        vm, _, _ = self.vm_with_disk('mover', vif=False)
+        self.new_vif(vm, network=net)
+        dom0_bridges.set_present(self, self.x, 'br-mig', host=self.host(0))
+        self.x.VM.start_on(vm, self.host(0), False, False)
+        self.assertFailure(['BRIDGE_NOT_AVAILABLE', 'br-mig'],
+                           self.x.VM.pool_migrate, vm, self.host(1),
+                           {'live': 'true'})
+        self.assertEqual(self.host(0), self.x.VM.get_resident_on(vm))
+        self.assertEqual('Running', self.x.VM.get_power_state(vm))
+        dom0_bridges.set_present(self, self.x, 'br-mig', host=self.host(1))
+        self.x.VM.pool_migrate(vm, self.host(1), {'live': 'true'})
+        self.assertEqual(self.host(1), self.x.VM.get_resident_on(vm))
 
 
 class IntraPoolStorageMotionTest(MigrationTestCase):

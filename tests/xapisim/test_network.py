@@ -1,7 +1,9 @@
 """Networks and VIFs follow xapi's rules."""
 
+import os
 import re
 
+from tests import dom0_bridges
 from tests.xapisim.base import SimTestCase
 
 MAC_RE = re.compile(r'^[0-9a-f]{2}(:[0-9a-f]{2}){5}$')
@@ -65,6 +67,64 @@ class NetworkTests(SimTestCase):
                     if r['bridge'] == 'xenapi'][0]
         self.assertFailure(['CANNOT_DESTROY_SYSTEM_NETWORK', internal],
                            self.x.network.destroy, internal)
+
+
+class UnmanagedNetworkTests(SimTestCase):
+    """xapi makes no bridge for an unmanaged network: a VM on one starts,
+    resumes or gets a VIF plugged only where dom0 has the bridge
+    (``--dom0-bridges``, br-int by default)."""
+
+    new_network = NetworkTests.new_network
+
+    def dom0_bridge(self, bridge, present):
+        dom0_bridges.set_present(self, self.x, bridge, present)
+
+    def test_the_bridge_must_be_in_dom0(self):
+        net = self.new_network(bridge='br-ovn', managed=False)
+        self.assertFalse(self.x.network.get_managed(net))
+        vm = self.new_vm()
+        self.new_vif(vm, network=net)
+        self.assertFailure(['BRIDGE_NOT_AVAILABLE', 'br-ovn'],
+                           self.x.VM.start, vm, False, False)
+        self.assertEqual('Halted', self.x.VM.get_power_state(vm))
+        self.dom0_bridge('br-ovn', True)
+        self.x.VM.start(vm, False, False)
+        self.assertEqual('Running', self.x.VM.get_power_state(vm))
+
+    def test_br_int_is_there_by_default(self):
+        host = self.x.host.get_all()[0]
+        net_dir = os.path.join(self.x.host.get_other_config(host)[
+            'xapisim_dom0_root'], 'sys', 'class', 'net')
+        self.assertTrue(os.path.isdir(os.path.join(net_dir, 'br-int')))
+        net = self.new_network(bridge='br-int', managed=False)
+        vm = self.new_vm()
+        self.new_vif(vm, network=net)
+        self.x.VM.start(vm, False, False)
+        self.assertEqual('Running', self.x.VM.get_power_state(vm))
+        # a managed network's bridge xapi makes itself
+        other = self.new_vm()
+        self.new_vif(other, network=self.new_network(bridge='br-xapi'))
+        self.assertFalse(os.path.isdir(os.path.join(net_dir, 'br-xapi')))
+        self.x.VM.start(other, False, False)
+        self.assertEqual('Running', self.x.VM.get_power_state(other))
+
+    def test_hot_plug_and_resume(self):
+        net = self.new_network(bridge='br-ovn', managed=False)
+        self.dom0_bridge('br-ovn', True)
+        vm = self.new_vm()
+        self.new_vif(vm, network=net)
+        self.x.VM.start(vm, False, False)
+        other = self.new_network(bridge='br-gone', managed=False)
+        vif = self.new_vif(vm, network=other, device='1')
+        self.assertFailure(['BRIDGE_NOT_AVAILABLE', 'br-gone'],
+                           self.x.VIF.plug, vif)
+        self.assertFalse(self.x.VIF.get_currently_attached(vif))
+        self.x.VIF.destroy(vif)
+        self.x.VM.suspend(vm)
+        self.dom0_bridge('br-ovn', False)
+        self.assertFailure(['BRIDGE_NOT_AVAILABLE', 'br-ovn'],
+                           self.x.VM.resume, vm, False, False)
+        self.assertEqual('Suspended', self.x.VM.get_power_state(vm))
 
 
 class VifTests(SimTestCase):

@@ -130,9 +130,10 @@ def vif_plug(ctx, vif):
         if db.get('VIF', vif, 'currently_attached'):
             raise XapiError('DEVICE_ALREADY_ATTACHED', vif)
         common.assert_hotplug(db, 'VIF', vif, vm, 'plug')
+        host = db.get('VM', vm, 'resident_on')
+        network = db.get('VIF', vif, 'network')
     with common.object_operation(ctx, 'VIF', vif, 'plug'):
-        guest.attach_networks(ctx.pool, vm, db.get('VM', vm, 'resident_on'),
-                              [db.get('VIF', vif, 'network')])
+        guest.attach_networks(ctx.pool, vm, host, [network])
         common.pause(ctx, ctx.pool.options.guest_delay)
         db.set('VIF', vif, currently_attached=True)
         _devices(ctx, vif, present=True)

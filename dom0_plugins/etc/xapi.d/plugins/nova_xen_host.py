@@ -28,7 +28,7 @@ vm_data_write {"domid": int, "key": "admin_password" (letters, digits, _,
 
 Bad or unknown parameters fail NOVA_XEN_INVALID_ARGUMENT [name, reason];
 anything unexpected NOVA_XEN_PLUGIN_ERROR [exception class, message].
-plugin_api_version {} -> {"api_version": "1.0"} (every nova-xen plugin).
+plugin_api_version {} -> {"api_version": "1.1"} (every nova-xen plugin).
 
 Under a simulator ($DOM0_ROOT set) files are read below $DOM0_ROOT; the
 simulated dom0 has no /proc, so the /proc files of the machine running

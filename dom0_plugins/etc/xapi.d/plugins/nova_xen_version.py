@@ -2,7 +2,7 @@
 """nova-xen's version plugin: which plugin API this dom0 speaks.
 
 host.call_plugin(host, 'nova_xen_version.py', 'get_version',
-                 {'params': '{}'}) -> '{"api_version": "1.0"}'
+                 {'params': '{}'}) -> '{"api_version": "1.1"}'
 """
 
 import nova_xen_dom0lib as lib
