@@ -1,7 +1,6 @@
 """In-process Nova (API, conductor, scheduler, compute, placement) driving
 nova-xen against a simulated XCP-ng pool."""
 
-import time
 
 import fixtures
 from oslo_db import exception as db_exc
@@ -243,28 +242,32 @@ def reclaimer_passes(test, driver, passes=2, seconds=300):
     do then, it has done, or tried)."""
     reclaimer = driver._reclaimer
     target = reclaimer.passes + passes
-    deadline = time.monotonic() + seconds
-    while reclaimer.passes < target:
-        if time.monotonic() > deadline:
-            test.fail('the reclaimer made %d passes in %d s, not %d' % (
-                reclaimer.passes - target + passes, seconds, passes))
-        time.sleep(0.1)
+    try:
+        polling.until(lambda: reclaimer.passes >= target,
+                      'the reclaimer making %d passes' % passes, seconds,
+                      0.1)
+    except AssertionError:
+        test.fail('the reclaimer made %d passes in %d s, not %d' % (
+            reclaimer.passes - target + passes, seconds, passes))
 
 
 def wait_for_migrations(test, server_id, statuses, seconds=300):
     """Wait until the server's migrations, oldest first, have ``statuses``
     (a migration still running does not match); returns them."""
-    deadline = time.monotonic() + seconds
-    while True:
+    seen = []
+
+    def matched():
         found = sorted(test.api.api_get(
             '/os-migrations?instance_uuid=%s' % server_id
         ).body['migrations'], key=lambda m: m['id'])
-        if [m['status'] for m in found] == list(statuses):
-            return found
-        if time.monotonic() > deadline:
-            test.fail('the migrations of server %s are %s, not %s' % (
-                server_id, [m['status'] for m in found], list(statuses)))
-        time.sleep(0.2)
+        seen[:] = [m['status'] for m in found]
+        return (found,) if seen == list(statuses) else None
+    try:
+        return polling.until(matched, 'the migrations of server %s'
+                             % server_id, seconds, 0.2)[0]
+    except AssertionError:
+        test.fail('the migrations of server %s are %s, not %s' % (
+            server_id, seen, list(statuses)))
 
 
 def wait_for_allocations_gone(test, migration_uuid):
