@@ -27,12 +27,17 @@ import time
 from nova import context as nova_context
 from nova import exception
 from nova import objects
+from nova.compute import task_states
 from oslo_log import log as logging
 
 from nova_xen import storage
 
 LOG = logging.getLogger(__name__)
 NULL = storage.NULL
+
+
+class NotYet(Exception):
+    """A step that must wait for Nova to catch up: retried later."""
 
 
 def vms_by_tag(session, instance_uuid):
@@ -138,10 +143,19 @@ class AfterMove(object):
         self.isolation.apply(vm, record=record)
 
     def _nova_has_it_here(self, instance_uuid):
-        """Nova's instance is (still) on this compute node."""
+        """Nova's instance is (still) on this compute node.  While the live
+        migration that brought it is still running, Nova has not recorded
+        the move yet (it does once the driver's
+        ``post_live_migration_at_destination`` has returned): not yet, ask
+        again on the next pass."""
         try:
             instance = objects.Instance.get_by_uuid(
                 nova_context.get_admin_context(), instance_uuid)
         except exception.InstanceNotFound:
             return False
-        return instance.node == self.host.nodename
+        if instance.node == self.host.nodename:
+            return True
+        if instance.task_state == task_states.MIGRATING:
+            raise NotYet('Nova has not recorded the move of instance %s to '
+                         'host %s yet' % (instance_uuid, self.host.nodename))
+        return False

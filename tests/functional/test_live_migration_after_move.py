@@ -8,6 +8,8 @@ import contextlib
 import fcntl
 import os
 
+import fixtures
+
 from xapisim.client import Control
 
 from tests.functional import base
@@ -186,6 +188,38 @@ class InPoolAfterMoveTest(_AfterMove, lm._TwoHosts):
                          self.xapi.objects_of(self.server['id']))
         self.assertEqual({}, self.rules(self.refs[0]))
         self.assertEqual({}, self.rules(self.refs[1]))
+
+    def test_a_retry_before_nova_records_the_move_waits_for_it(self):
+        """The destination's reclaimer retries the affinity while Nova has
+        not yet recorded the move (the instance's node is still the
+        source's): the step is not done then, and it is done once Nova has
+        the instance here."""
+        by_ref = {self.x.host.get_by_uuid(h['uuid']): h['uuid']
+                  for h in self.hosts}
+        src, dst = by_ref[self.src_ref], by_ref[self.dst_ref]
+        dest = self.computes[self.driver_host(dst)].manager
+        held = []
+        post_at_destination = dest.driver.post_live_migration_at_destination
+
+        def then_reclaimer_passes(*args, **kwargs):
+            # the window between the driver's return and Nova's save of
+            # the instance as the destination's: let the reclaimer pass
+            post_at_destination(*args, **kwargs)
+            held.append(dest.driver._reclaimer.passes)
+            base.reclaimer_passes(self, dest.driver)
+        self.useFixture(fixtures.MockPatchObject(
+            dest.driver, 'post_live_migration_at_destination',
+            side_effect=then_reclaimer_passes))
+        # the source's try and the destination's first one
+        self.xapi.control.fail('VM.set_affinity', BUSY, times=2)
+        lm.live_migrate(self)
+        migration = self.completed_migrations(1)
+        self.assertEqual(1, len(held))
+        self.assertMovedAndAccounted(migration, src, dst,
+                                     self.driver_host(dst))
+        self.reclaimers_passed()
+        self.assertEqual(self.dst_ref, self.x.VM.get_affinity(self.vm))
+        self.assertEqual([self.vif_uuid], list(self.rules(self.dst_ref)))
 
     def driver_host(self, host_uuid):
         """The nova-compute service host managing a XenServer host."""
