@@ -53,7 +53,7 @@ class XenAPIDriver(driver.ComputeDriver):
     capabilities = dict(driver.ComputeDriver.capabilities, **{
         'has_imagecache': True,
         'supports_evacuate': True,
-        'supports_migrate_to_same_host': True,
+        'supports_migrate_to_same_host': False,
         'supports_attach_interface': True,
         'supports_device_tagging': False,
         'supports_multiattach': False,

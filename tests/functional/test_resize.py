@@ -123,6 +123,28 @@ class SameHostResizeTest(_ResizeBase):
         self.assertEqual(before, tagged(self.x, server['id']))
         self.assertEqual([vif], list(self.xapi.isolation_rules()))
 
+    def test_a_cold_migration_never_lands_on_the_same_host(self):
+        """A compute is one XenServer host: a cold migration is a move to
+        another one, even where resizes may stay (Tempest's cold migration
+        test checks that the host changed); with no other host, Nova finds
+        none and the server keeps running where it was."""
+        server, vm, record = self.boot_small()
+        node = self._get_provider_uuid_by_host(self.compute.host)
+        self.assertNotIn('COMPUTE_SAME_HOST_COLD_MIGRATE',
+                         self._get_provider_traits(node))
+        domid = record['domid']
+        self.api.post_server_action(server['id'], {'migrate': None})
+        self._wait_for_migration_status(server, ['error'])
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertEqual(self.compute.host, server['OS-EXT-SRV-ATTR:host'])
+        event = self._wait_for_instance_action_event(
+            server, 'migrate', 'conductor_migrate_server', 'Error')
+        self.assertIn('NoValidHost', event['traceback'] or '')
+        vm_now, record = self.xapi.vm_of(server['id'])
+        self.assertEqual((vm, 'Running', domid),
+                         (vm_now, record['power_state'], record['domid']))
+        self.assertEqual({'VM': [], 'VDI': []}, self.originals(server))
+
     def test_delete_while_verifying_leaves_nothing(self):
         server, _, _ = self.boot_small()
         server = self.resize(server, self.big)
