@@ -8,7 +8,6 @@ the logic (session, host, vmops, storage, network, images).  Load it with
 import json
 
 import os_traits
-from nova import context as nova_context
 from nova.compute import task_states
 from nova import exception
 from nova.image import glance
@@ -27,6 +26,7 @@ from nova_xen import hostactions
 from nova_xen import evacuate
 from nova_xen import events
 from nova_xen import imagecache
+from nova_xen import interfaces
 from nova_xen import images
 from nova_xen import migration
 from nova_xen import network
@@ -110,6 +110,8 @@ class XenAPIDriver(driver.ComputeDriver):
                                          self._isolation, lambda: self._sr)
         self._power = power.PowerOps(self._session, self._host, self._index,
                                      isolation=self._isolation)
+        self._interfaces = interfaces.Interfaces(self._session, self._vmops,
+                                                 self._isolation)
         self._consoles = consoles.Consoles(self._session, self._index)
         self._diagnostics = diagnostics.Diagnostics(self._session,
                                                     self._index)
@@ -331,23 +333,7 @@ class XenAPIDriver(driver.ComputeDriver):
         self._power.resume(instance)
 
     def poll_rebooting_instances(self, timeout, instances):
-        """Instances stuck rebooting for ``[DEFAULT]reboot_timeout``
-        seconds get a hard reboot through Nova's API (so that their task
-        state is Nova's again), as a hypervisor that lost the request
-        would need."""
-        if not instances:
-            return
-        from nova.compute import api as compute_api   # nova's, at run time
-        api = compute_api.API()
-        context = nova_context.get_admin_context()
-        for instance in instances:
-            LOG.warning('the reboot has not finished in %d s: rebooting '
-                        'hard', timeout, instance=instance)
-            try:
-                api.reboot(context, instance, 'HARD')
-            except Exception as exc:
-                LOG.error('hard reboot of a stuck reboot failed: %s', exc,
-                          instance=instance)
+        power.reboot_stuck_hard(timeout, instances)
 
     def resume_state_on_host_boot(self, context, instance, network_info,
                                   share_info, block_device_info=None):
@@ -374,34 +360,10 @@ class XenAPIDriver(driver.ComputeDriver):
     # -- network interfaces ------------------------------------------------
 
     def attach_interface(self, context, instance, image_meta, vif):
-        vm = self._vmops.vm_ref(instance)
-        session = self._session
-        device = network.free_device(session, vm)
-        ref = network.create_vif(session, vm, instance, vif, device)
-        try:
-            if session.call('VM.get_power_state', vm) == 'Running':
-                session.call_async('VIF.plug', ref)
-                self._isolation.apply(vm, force=True)
-        except Exception:
-            LOG.exception('could not plug the new VIF', instance=instance)
-            if session.call('VIF.get_currently_attached', ref):
-                session.call_async('VIF.unplug_force', ref)
-            session.call('VIF.destroy', ref)
-            raise exception.InterfaceAttachFailed(instance_uuid=instance.uuid)
+        self._interfaces.attach(instance, vif)
 
     def detach_interface(self, context, instance, vif):
-        vm = self._vmops.vm_ref(instance)
-        session = self._session
-        ref = network.vif_of_port(session, vm, vif['id'])
-        if ref is None:
-            raise exception.NotFound('no VIF for port %s' % vif['id'])
-        host = session.call('VM.get_resident_on', vm)
-        self._isolation.remove_table(
-            session.call('VIF.get_uuid', ref),
-            None if host == 'OpaqueRef:NULL' else host)
-        if session.call('VIF.get_currently_attached', ref):
-            session.call_async('VIF.unplug', ref)
-        session.call('VIF.destroy', ref)
+        self._interfaces.detach(instance, vif)
 
     # -- resize and cold migration (resize.py) -----------------------------
 

@@ -20,6 +20,28 @@ from nova_xen.conf import CONF
 LOG = logging.getLogger(__name__)
 
 
+def reboot_stuck_hard(timeout, instances):
+    """Instances stuck rebooting for ``[DEFAULT]reboot_timeout`` seconds
+    get a hard reboot through Nova's API (so that their task state is
+    Nova's again), as a hypervisor that lost the request would need."""
+    if not instances:
+        return
+    # nova's API and context, at run time only (nova-xen-manage imports
+    # this module; nova's context pulls eventlet in)
+    from nova.compute import api as compute_api
+    from nova import context as nova_context
+    api = compute_api.API()
+    context = nova_context.get_admin_context()
+    for instance in instances:
+        LOG.warning('the reboot has not finished in %d s: rebooting hard',
+                    timeout, instance=instance)
+        try:
+            api.reboot(context, instance, 'HARD')
+        except Exception as exc:
+            LOG.error('hard reboot of a stuck reboot failed: %s', exc,
+                      instance=instance)
+
+
 # what a VM is like once it has no domain
 NO_DOMAIN = {'domid': '-1', 'resident_on': 'OpaqueRef:NULL'}
 
