@@ -150,6 +150,10 @@ function _nova_xen_check_neutron {
             die $LINENO "NOVA_XEN_NEUTRON_BACKEND=$NOVA_XEN_NEUTRON_BACKEND is not understood: set it to ovn (Neutron's ML2/OVN) or other, or leave it empty"
             ;;
     esac
+    if [[ "$NOVA_XEN_NEUTRON_BACKEND" == "ovn" ]] && \
+            is_service_enabled n-cpu && is_service_enabled ovn-controller; then
+        die $LINENO "ovn-controller is enabled on this nova-xen compute node: its chassis would be this domU's own Open vSwitch, named after this node's host, and Neutron would bind this compute's ports there, where no VIF ever is (they are in dom0's switch): disable_service ovn-controller ovs-vswitchd ovsdb-server q-ovn-metadata-agent, and run this host's ovn-controller for dom0 (see ML2/OVN in nova-xen's devstack/README.md)"
+    fi
     if [[ -n "$NOVA_XEN_ISOLATION_RULES" ]]; then
         _nova_xen_bool NOVA_XEN_ISOLATION_RULES
     fi
@@ -274,6 +278,14 @@ function configure_nova_xen {
             # chassis, in dom0: guests read their metadata from a config
             # drive instead
             iniset "$conf" DEFAULT force_config_drive True
+            # devstack writes [neutron] only where a Neutron service runs,
+            # and none runs on a nova-xen compute (ovn-controller drives
+            # dom0's switch, not this domU's): Nova's own, as lib/neutron's
+            # create_nova_conf_neutron
+            if [[ -z "$(iniget "$conf" neutron auth_type)" ]]; then
+                iniset "$conf" neutron region_name "$REGION_NAME"
+                _nova_xen_conf_auth "$conf" neutron
+            fi
         fi
         if [[ -n "$NOVA_XEN_ISOLATION_RULES" ]]; then
             iniset "$conf" xenserver isolation_rules "$NOVA_XEN_ISOLATION_RULES"

@@ -16,6 +16,11 @@ from tests.devstack.harness import (
     ALL_IN_ONE, COMPUTE, CONTROLLER, FEATURES, HOST_UUID, PASSWORD, REPO,
     STACK, URL)
 
+# nodes for ML2/OVN: no ovn-controller of devstack's next to nova-xen
+OVN_COMPUTE = 'n-cpu,placement-client'
+OVN_ALL_IN_ONE = ','.join(s for s in ALL_IN_ONE.split(',')
+                          if s != 'ovn-controller')
+
 
 class PluginTestCase(unittest.TestCase):
 
@@ -311,6 +316,9 @@ class TestChecks(PluginTestCase):
          'NOVA_XEN_IMAGE_SIZE_MB=1G is not a size in MiB'),
         ('not a checkout', {'NOVA_XEN_DIR': '/nonexistent/nova-xen'},
          'NOVA_XEN_DIR=/nonexistent/nova-xen is not a nova-xen checkout'),
+        ('a chassis of the domU', {'Q_AGENT': 'ovn'},
+         'ovn-controller is enabled on this nova-xen compute node: its '
+         'chassis would be this domU\'s own Open vSwitch'),
         ('bad Neutron backend', {'NOVA_XEN_NEUTRON_BACKEND': 'ovs'},
          'NOVA_XEN_NEUTRON_BACKEND=ovs is not understood: set it to ovn '
          '(Neutron\'s ML2/OVN) or other, or leave it empty'),
@@ -322,9 +330,11 @@ class TestChecks(PluginTestCase):
          'does not use it here (NOVA_XEN_NEUTRON_BACKEND=unset, '
          'Q_AGENT=openvswitch)'),
         ('bad OVN mode', {'NOVA_XEN_OVN_SETUP': 'True', 'Q_AGENT': 'ovn',
+                          'ENABLED_SERVICES': OVN_COMPUTE,
                           'NOVA_XEN_OVN_MODE': 'domU'},
          'NOVA_XEN_OVN_MODE=domU is not understood: set it to remote'),
         ('missing OVSDB CA', {'NOVA_XEN_OVN_SETUP': 'True', 'Q_AGENT': 'ovn',
+                              'ENABLED_SERVICES': OVN_COMPUTE,
                               'NOVA_XEN_OVN_OVSDB_CA': '/nonexistent/ca'},
          'NOVA_XEN_OVN_OVSDB_CA=/nonexistent/ca is not a readable file'),
     ]
@@ -628,10 +638,19 @@ class TestTempest(PluginTestCase):
 class TestNeutron(PluginTestCase):
     """A compute node for ML2/OVN (devstack's default Neutron)."""
 
+    def stack(self, *phases, **localrc):
+        # an all-in-one node without devstack's own chassis
+        localrc.setdefault('ENABLED_SERVICES', OVN_ALL_IN_ONE)
+        return super().stack(*phases, **localrc)
+
+    def stack_fails(self, *phases, **localrc):
+        localrc.setdefault('ENABLED_SERVICES', OVN_ALL_IN_ONE)
+        return super().stack_fails(*phases, **localrc)
+
     ML2 = 'etc/neutron/plugins/ml2/ml2_conf.ini'
 
     def test_an_ovn_compute(self):
-        result = self.stack(*STACK, ENABLED_SERVICES=COMPUTE, Q_AGENT='ovn',
+        result = self.stack(*STACK, ENABLED_SERVICES=OVN_COMPUTE, Q_AGENT='ovn',
                             XENAPI_HOST_UUID=HOST_UUID)
         for name in ('nova', 'nova-cpu'):
             conf = result.conf(name)
@@ -642,8 +661,23 @@ class TestNeutron(PluginTestCase):
             self.assertEqual('False', conf.get(
                 'compute', 'live_migration_wait_for_vif_plug'))
             self.assertFalse(conf.has_option('xenserver', 'isolation_rules'))
+            # no Neutron service on the node: Nova's [neutron] from us
+            self.assertOptions(conf, 'neutron', {
+                'region_name': 'RegionOne', 'auth_type': 'password',
+                'auth_url': 'http://203.0.113.10/identity',
+                'username': 'nova', 'password': 'service-pw',
+                'user_domain_name': 'Default', 'project_name': 'service',
+                'project_domain_name': 'Default'})
         # dom0 is left alone unless asked
         self.assertEqual([], result.calls_of('nova-xen-manage'))
+
+    def test_novas_neutron_section_is_kept(self):
+        self.node.write('etc/nova/nova-cpu.conf', (
+            '[neutron]\nauth_type = v3password\nusername = neutron\n'))
+        conf = self.stack('stack post-config', ENABLED_SERVICES=OVN_COMPUTE,
+                          Q_AGENT='ovn').conf('nova-cpu')
+        self.assertEqual({'auth_type': 'v3password', 'username': 'neutron'},
+                         dict(conf.items('neutron')))
 
     def test_nothing_for_another_neutron(self):
         for values in ({}, {'Q_AGENT': 'openvswitch'}):
@@ -675,7 +709,7 @@ class TestNeutron(PluginTestCase):
         self.assertIn('live_migration_activation_strategy = \n', text)
         self.assertIn('ovn_metadata_enabled = True\n', text)
         # not on a compute node, nor without OVN
-        for values in ({'ENABLED_SERVICES': COMPUTE, 'Q_AGENT': 'ovn'},
+        for values in ({'ENABLED_SERVICES': OVN_COMPUTE, 'Q_AGENT': 'ovn'},
                        {'Q_AGENT': 'openvswitch'}):
             node = harness.Devstack(self)
             ml2 = node.write(self.ML2, '[ovn]\n')
@@ -686,7 +720,7 @@ class TestNeutron(PluginTestCase):
     def test_ovn_setup_of_the_compute_host(self):
         ca = self.node.write('ovn-ca.pem', 'a CA\n')
         result = self.stack(
-            *STACK, ENABLED_SERVICES=COMPUTE, Q_AGENT='ovn',
+            *STACK, ENABLED_SERVICES=OVN_COMPUTE, Q_AGENT='ovn',
             XENAPI_HOST_UUID=HOST_UUID, NOVA_XEN_OVN_SETUP='True',
             OVN_SB_REMOTE='ssl:192.0.2.10:6642',
             NOVA_XEN_OVN_BRIDGE_MAPPINGS='physnet1:xenbr1',
@@ -700,7 +734,7 @@ class TestNeutron(PluginTestCase):
                       result.stdout)
 
     def test_the_default_southbound_and_mode(self):
-        result = self.stack('stack extra', ENABLED_SERVICES=COMPUTE,
+        result = self.stack('stack extra', ENABLED_SERVICES=OVN_COMPUTE,
                             Q_AGENT='ovn', NOVA_XEN_OVN_SETUP='True',
                             NOVA_XEN_OVN_MODE='in-dom0',
                             SERVICE_HOST='192.0.2.10')
@@ -713,7 +747,8 @@ class TestNeutron(PluginTestCase):
         self.node.manage_output = ('CANNOT map physnet1 onto xenbr9: ...\n'
                                    'nothing changed: 1 problem above\n')
         self.node.manage_status = 1
-        result = self.stack_fails('stack extra', ENABLED_SERVICES=COMPUTE,
+        result = self.stack_fails('stack extra',
+                                  ENABLED_SERVICES=OVN_COMPUTE,
                                   Q_AGENT='ovn', NOVA_XEN_OVN_SETUP='True')
         self.assertIn('CANNOT map physnet1 onto xenbr9', result.stdout)
         self.assertIn('nova-xen-manage ovn-setup failed (the CANNOT lines '
