@@ -140,8 +140,9 @@ class OvnSetup(object):
         if mappings:
             wanted['ovn-bridge-mappings'] = mappings
         if args.mode == 'remote':
-            wanted['ovn-bridge-remote'] = 'ssl:%s:%d' % (
-                self._address(self.host.address), args.openflow_port)
+            wanted['ovn-bridge-remote'] = args.bridge_remote or \
+                'ssl:%s:%d' % (self._address(self.host.address),
+                               args.openflow_port)
             self._pool_controller(plan)
         elif current.get('ovn-bridge-remote'):
             plan.problem(
@@ -441,6 +442,11 @@ def parser():
     p.add_argument('--openflow-port', type=int, default=6653,
                    metavar='PORT', help='remote mode: the integration '
                    'bridge\'s OpenFlow TLS port (default 6653)')
+    p.add_argument('--bridge-remote', metavar='REMOTE',
+                   help='remote mode: how ovn-controller reaches br-int '
+                   '(external_ids:ovn-bridge-remote; default '
+                   'ssl:<dom0 address>:<openflow port>; e.g. a unix: '
+                   'socket of a local TLS proxy)')
     p.add_argument('--skip-firewall', action='store_true',
                    help='leave dom0\'s firewall alone (ports opened '
                    'otherwise)')
@@ -488,6 +494,9 @@ def run(args, say=print):
             raise Problem('--sb-remote %r: give the OVN southbound database '
                           'as ssl:IP:PORT (or tcp:, unix:), comma-separated'
                           % args.sb_remote)
+        if args.bridge_remote and not _REMOTE_RE.match(args.bridge_remote):
+            raise Problem('--bridge-remote %r: give it as ssl:IP:PORT (or '
+                          'tcp:, unix:)' % args.bridge_remote)
         session_mod.check_url(conf.xenserver.connection_url)
         checks.tls()
         session = checks.login()[1]

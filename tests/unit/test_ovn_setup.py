@@ -197,10 +197,14 @@ class OvnSetupTest(testtools.TestCase):
 
     def test_dry_run_says_what_and_changes_nothing(self):
         before = self.switch_state(self.host)
-        rc, lines = self.setup('--ovsdb-ca', self.ca, '--dry-run')
+        rc, lines = self.setup('--ovsdb-ca', self.ca, '--dry-run',
+                               '--bridge-remote',
+                               'unix:/run/nova-xen/br-int.sock')
         self.assertEqual(0, rc, lines)
         self.assertIn('WOULD external_ids:hostname=%s (was unset)'
                       % NOVA_HOST, lines)
+        self.assertIn('WOULD external_ids:ovn-bridge-remote='
+                      'unix:/run/nova-xen/br-int.sock (was unset)', lines)
         self.assertIn('WOULD dom0 firewall: open udp 6081, tcp 6640, tcp '
                       '6653', lines)
         self.assertTrue(lines[-1].startswith('dry run: '), lines)
