@@ -24,6 +24,9 @@ from xapisim.plugins import default_plugins_dir
 from nova_xen import conf as xen_conf
 from nova_xen.cmd import manage
 from nova_xen.cmd import ovn_setup
+from nova_xen import host as host_mod
+from nova_xen import ovn
+from nova_xen import session as session_mod
 
 PASSWORD = 'ovn-setup-secret'
 NOVA_HOST = 'compute-7'
@@ -194,6 +197,41 @@ class OvnSetupTest(testtools.TestCase):
         self.assertFalse([line for line in again if line.startswith(
             ('CHANGED', 'WOULD', 'CANNOT'))], again)
         self.assertEqual(before, self.switch_state(self.host))
+
+    def dom0_finding(self):
+        """What nova-compute's start-up (and nova-xen-manage check) finds
+        in this host's dom0 for ML2/OVN."""
+        xen_conf.CONF.set_override('host_uuid', self.host['uuid'],
+                                   'xenserver')
+        session = session_mod.Session(self.host['url'], 'root', PASSWORD,
+                                      concurrent=1).connect()
+        self.addCleanup(session.close)
+        host = host_mod.Host(session).discover()
+        return ovn.dom0_bridge(session, host, 'br-int', NOVA_HOST, ovn=True)
+
+    def test_the_start_up_check_agrees_afterwards(self):
+        before = self.dom0_finding()
+        self.assertTrue(before.failed)
+        self.assertIn('has no external_ids:ovn-remote', before.text())
+        rc, lines = self.setup('--mode', 'in-dom0')
+        self.assertEqual(0, rc, lines)
+        after = self.dom0_finding()
+        self.assertFalse(after.failed, after.text())
+        self.assertIn('hostname=%s' % NOVA_HOST, after.text())
+
+    def test_a_remote_leftover_in_dom0_mode(self):
+        self.vsctl(self.host, 'set', 'Open_vSwitch', '.',
+                   'external_ids:ovn-bridge-remote="ssl:192.0.2.9:6653"')
+        rc, lines = self.setup('--mode', 'in-dom0')
+        self.assertEqual(1, rc, lines)
+        self.assertIn(
+            'CANNOT dom0\'s external_ids:ovn-bridge-remote is '
+            'ssl:192.0.2.9:6653 (from a remote set-up): an ovn-controller in '
+            'dom0 would reach br-int through it; remove it in dom0 '
+            '(ovs-vsctl remove Open_vSwitch . external_ids '
+            'ovn-bridge-remote) or use --mode remote', lines)
+        self.assertEqual({'ovn-bridge-remote': 'ssl:192.0.2.9:6653'},
+                         self.external_ids(self.host))
 
     def test_dry_run_says_what_and_changes_nothing(self):
         before = self.switch_state(self.host)
