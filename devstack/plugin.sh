@@ -122,6 +122,7 @@ function nova_xen_check_settings {
         fi
         XENAPI_DOM0_SSH=root@$(_nova_xen_url_host)
     fi
+    _nova_xen_check_neutron
     case "$NOVA_XEN_IMAGE_DISK_FORMAT" in
         vhd|raw)
             ;;
@@ -134,6 +135,47 @@ function nova_xen_check_settings {
     fi
 
     $xtrace
+}
+
+# _nova_xen_check_neutron - the Neutron settings; NOVA_XEN_NEUTRON_BACKEND
+# resolved (ovn when devstack runs ML2/OVN)
+function _nova_xen_check_neutron {
+    if [[ -z "$NOVA_XEN_NEUTRON_BACKEND" && "${Q_AGENT:-}" == "ovn" ]]; then
+        NOVA_XEN_NEUTRON_BACKEND=ovn
+    fi
+    case "$NOVA_XEN_NEUTRON_BACKEND" in
+        ''|ovn|other)
+            ;;
+        *)
+            die $LINENO "NOVA_XEN_NEUTRON_BACKEND=$NOVA_XEN_NEUTRON_BACKEND is not understood: set it to ovn (Neutron's ML2/OVN) or other, or leave it empty"
+            ;;
+    esac
+    if [[ "$NOVA_XEN_NEUTRON_BACKEND" == "ovn" ]] && \
+            is_service_enabled n-cpu && is_service_enabled ovn-controller; then
+        die $LINENO "ovn-controller is enabled on this nova-xen compute node: its chassis would be this domU's own Open vSwitch, named after this node's host, and Neutron would bind this compute's ports there, where no VIF ever is (they are in dom0's switch): disable_service ovn-controller ovs-vswitchd ovsdb-server q-ovn-metadata-agent, and run this host's ovn-controller for dom0 (see ML2/OVN in nova-xen's devstack/README.md)"
+    fi
+    if [[ -n "$NOVA_XEN_ISOLATION_RULES" ]]; then
+        _nova_xen_bool NOVA_XEN_ISOLATION_RULES
+    fi
+    _nova_xen_bool NOVA_XEN_OVN_SETUP
+    if [[ "$NOVA_XEN_OVN_SETUP" == "True" ]]; then
+        if [[ "$NOVA_XEN_NEUTRON_BACKEND" != "ovn" ]]; then
+            die $LINENO "NOVA_XEN_OVN_SETUP=True sets dom0 up for ML2/OVN, but Neutron does not use it here (NOVA_XEN_NEUTRON_BACKEND=${NOVA_XEN_NEUTRON_BACKEND:-unset}, Q_AGENT=${Q_AGENT:-unset}): set NOVA_XEN_NEUTRON_BACKEND=ovn, or NOVA_XEN_OVN_SETUP=False"
+        fi
+        case "$NOVA_XEN_OVN_MODE" in
+            remote|in-dom0)
+                ;;
+            *)
+                die $LINENO "NOVA_XEN_OVN_MODE=$NOVA_XEN_OVN_MODE is not understood: set it to remote (ovn-controller in this domU) or in-dom0"
+                ;;
+        esac
+        if [[ -n "$NOVA_XEN_OVN_OVSDB_CA" && ! -r "$NOVA_XEN_OVN_OVSDB_CA" ]]; then
+            die $LINENO "NOVA_XEN_OVN_OVSDB_CA=$NOVA_XEN_OVN_OVSDB_CA is not a readable file: set it to the CA that signed the client certificate of this domU's ovn-controller"
+        fi
+        if [[ -z "$NOVA_XEN_OVN_SB_REMOTE" ]]; then
+            NOVA_XEN_OVN_SB_REMOTE=${OVN_SB_REMOTE:-tcp:${SERVICE_HOST:-127.0.0.1}:6642}
+        fi
+    fi
 }
 
 # _nova_xen_python - the Python of devstack's services
@@ -228,7 +270,60 @@ function configure_nova_xen {
         # move, after the point where Nova would wait for Neutron's
         # network-vif-plugged of the destination binding: none comes
         iniset "$conf" compute live_migration_wait_for_vif_plug False
+        if [[ -n "$NOVA_XEN_NEUTRON_BACKEND" ]]; then
+            iniset "$conf" xenserver neutron_backend "$NOVA_XEN_NEUTRON_BACKEND"
+        fi
+        if [[ "$NOVA_XEN_NEUTRON_BACKEND" == "ovn" ]]; then
+            # Neutron's metadata agent would have to run next to each
+            # chassis, in dom0: guests read their metadata from a config
+            # drive instead
+            iniset "$conf" DEFAULT force_config_drive True
+            # devstack writes [neutron] only where a Neutron service runs,
+            # and none runs on a nova-xen compute (ovn-controller drives
+            # dom0's switch, not this domU's): Nova's own, as lib/neutron's
+            # create_nova_conf_neutron
+            if [[ -z "$(iniget "$conf" neutron auth_type)" ]]; then
+                iniset "$conf" neutron region_name "$REGION_NAME"
+                _nova_xen_conf_auth "$conf" neutron
+            fi
+        fi
+        if [[ -n "$NOVA_XEN_ISOLATION_RULES" ]]; then
+            iniset "$conf" xenserver isolation_rules "$NOVA_XEN_ISOLATION_RULES"
+        fi
     done
+}
+
+# configure_nova_xen_neutron - Neutron's ML2/OVN server for Xen guests:
+# after a XenMotion a Linux guest's netfront announces it with gratuitous
+# ARP, never the RARP that OVN's default activation strategy waits for
+# before it lets the port's traffic through on the destination
+function configure_nova_xen_neutron {
+    local conf=${Q_PLUGIN_CONF_FILE:-}
+    if [[ -z "$conf" ]]; then
+        warn $LINENO "Q_PLUGIN_CONF_FILE is not set: set [ovn] live_migration_activation_strategy to an empty value in Neutron's ML2 configuration yourself"
+        return
+    fi
+    iniset "/$conf" ovn live_migration_activation_strategy ""
+}
+
+# setup_nova_xen_ovn - nova-xen-manage ovn-setup for this compute's host
+function setup_nova_xen_ovn {
+    local python
+    python=$(_nova_xen_python)
+    local args=(--config-file "$NOVA_CPU_CONF" --sb-remote "$NOVA_XEN_OVN_SB_REMOTE"
+                --mode "$NOVA_XEN_OVN_MODE")
+    if [[ -n "$NOVA_XEN_OVN_BRIDGE_MAPPINGS" ]]; then
+        args+=(--bridge-mappings "$NOVA_XEN_OVN_BRIDGE_MAPPINGS")
+    fi
+    if [[ -n "$NOVA_XEN_OVN_ENCAP_NETWORK" ]]; then
+        args+=(--encap-network "$NOVA_XEN_OVN_ENCAP_NETWORK")
+    fi
+    if [[ -n "$NOVA_XEN_OVN_OVSDB_CA" ]]; then
+        args+=(--ovsdb-ca "$NOVA_XEN_OVN_OVSDB_CA")
+    fi
+    if ! "$python" -m nova_xen.cmd.manage ovn-setup "${args[@]}"; then
+        die $LINENO "nova-xen-manage ovn-setup failed (the CANNOT lines above say why): fix them, or set NOVA_XEN_OVN_SETUP=False and set dom0 up yourself"
+    fi
 }
 
 # configure_nova_xen_cinder - Nova's side of Cinder, where lib/nova has
@@ -514,8 +609,17 @@ if [[ "${1:-}" == "stack" ]]; then
                 echo_summary "Configuring Glance for XenServer images"
                 configure_nova_xen_glance
             fi
+            if [[ "$NOVA_XEN_NEUTRON_BACKEND" == "ovn" ]] && \
+                    is_service_enabled q-svc neutron-api; then
+                echo_summary "Configuring Neutron's ML2/OVN for Xen guests"
+                configure_nova_xen_neutron
+            fi
             ;;
         extra)
+            if is_service_enabled n-cpu && [[ "$NOVA_XEN_OVN_SETUP" == "True" ]]; then
+                echo_summary "Setting up dom0's Open vSwitch for ML2/OVN"
+                setup_nova_xen_ovn
+            fi
             if is_service_enabled g-api; then
                 echo_summary "Uploading nova-xen's test image"
                 upload_nova_xen_image

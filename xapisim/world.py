@@ -30,6 +30,7 @@ import xapisim.api.event  # noqa: F401
 import xapisim.api.host  # noqa: F401
 import xapisim.api.message  # noqa: F401
 import xapisim.api.migration  # noqa: F401
+import xapisim.api.sdn  # noqa: F401
 import xapisim.api.network  # noqa: F401
 import xapisim.api.session  # noqa: F401
 import xapisim.api.storage  # noqa: F401

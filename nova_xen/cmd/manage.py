@@ -25,6 +25,8 @@ Tools for a cloud of XCP-ng/XenServer pools driven by nova-xen.
   pools list   each pool, its aggregate and compute hosts; the mismatches
   check        nova-compute's start-up checks against nova.conf
                (nova-xen-manage check --help)
+  ovn-setup    dom0's Open vSwitch, firewall and the pool's SDN controller
+               as ML2/OVN needs them (nova-xen-manage ovn-setup --help)
 """
 
 EPILOG = """\
@@ -107,6 +109,12 @@ def _parser(argv):
         help='nova-compute\'s start-up checks (check --help)')
     check.add_argument('oslo_args', nargs=argparse.REMAINDER)
     check.set_defaults(func=lambda args: _check(args.oslo_args))
+
+    setup = commands.add_parser(
+        'ovn-setup', add_help=False,
+        help='set up dom0 for ML2/OVN (ovn-setup --help)')
+    setup.add_argument('setup_args', nargs=argparse.REMAINDER)
+    setup.set_defaults(func=lambda args: _ovn_setup(args.setup_args))
     return parser
 
 
@@ -151,11 +159,19 @@ def _check(argv):
     return check.main(argv)
 
 
+def _ovn_setup(argv):
+    warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
+    from nova_xen.cmd import ovn_setup    # nova's modules, as for check
+    return ovn_setup.main(argv)
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ['check']:
         # oslo.config parses what follows, as nova-compute parses its own
         return _check(argv[1:])
+    if argv[:1] == ['ovn-setup']:
+        return _ovn_setup(argv[1:])
     try:
         args = _parser(argv).parse_args(argv)
         return args.func(args)

@@ -16,6 +16,11 @@ from tests.devstack.harness import (
     ALL_IN_ONE, COMPUTE, CONTROLLER, FEATURES, HOST_UUID, PASSWORD, REPO,
     STACK, URL)
 
+# nodes for ML2/OVN: no ovn-controller of devstack's next to nova-xen
+OVN_COMPUTE = 'n-cpu,placement-client'
+OVN_ALL_IN_ONE = ','.join(s for s in ALL_IN_ONE.split(',')
+                          if s != 'ovn-controller')
+
 
 class PluginTestCase(unittest.TestCase):
 
@@ -311,6 +316,27 @@ class TestChecks(PluginTestCase):
          'NOVA_XEN_IMAGE_SIZE_MB=1G is not a size in MiB'),
         ('not a checkout', {'NOVA_XEN_DIR': '/nonexistent/nova-xen'},
          'NOVA_XEN_DIR=/nonexistent/nova-xen is not a nova-xen checkout'),
+        ('a chassis of the domU', {'Q_AGENT': 'ovn'},
+         'ovn-controller is enabled on this nova-xen compute node: its '
+         'chassis would be this domU\'s own Open vSwitch'),
+        ('bad Neutron backend', {'NOVA_XEN_NEUTRON_BACKEND': 'ovs'},
+         'NOVA_XEN_NEUTRON_BACKEND=ovs is not understood: set it to ovn '
+         '(Neutron\'s ML2/OVN) or other, or leave it empty'),
+        ('bad NOVA_XEN_ISOLATION_RULES', {'NOVA_XEN_ISOLATION_RULES': 'off'},
+         'NOVA_XEN_ISOLATION_RULES=off is not a boolean'),
+        ('OVN set-up without OVN', {'NOVA_XEN_OVN_SETUP': 'True',
+                                    'Q_AGENT': 'openvswitch'},
+         'NOVA_XEN_OVN_SETUP=True sets dom0 up for ML2/OVN, but Neutron '
+         'does not use it here (NOVA_XEN_NEUTRON_BACKEND=unset, '
+         'Q_AGENT=openvswitch)'),
+        ('bad OVN mode', {'NOVA_XEN_OVN_SETUP': 'True', 'Q_AGENT': 'ovn',
+                          'ENABLED_SERVICES': OVN_COMPUTE,
+                          'NOVA_XEN_OVN_MODE': 'domU'},
+         'NOVA_XEN_OVN_MODE=domU is not understood: set it to remote'),
+        ('missing OVSDB CA', {'NOVA_XEN_OVN_SETUP': 'True', 'Q_AGENT': 'ovn',
+                              'ENABLED_SERVICES': OVN_COMPUTE,
+                              'NOVA_XEN_OVN_OVSDB_CA': '/nonexistent/ca'},
+         'NOVA_XEN_OVN_OVSDB_CA=/nonexistent/ca is not a readable file'),
     ]
 
     def test_wrong_settings_stop_the_stack_before_installing(self):
@@ -607,6 +633,126 @@ class TestTempest(PluginTestCase):
             self.assertEqual('False', flags['interface_attach'])
         # no second compute in this deployment
         self.assertEqual('False', flags['live_migration'])
+
+
+class TestNeutron(PluginTestCase):
+    """A compute node for ML2/OVN (devstack's default Neutron)."""
+
+    def stack(self, *phases, **localrc):
+        # an all-in-one node without devstack's own chassis
+        localrc.setdefault('ENABLED_SERVICES', OVN_ALL_IN_ONE)
+        return super().stack(*phases, **localrc)
+
+    def stack_fails(self, *phases, **localrc):
+        localrc.setdefault('ENABLED_SERVICES', OVN_ALL_IN_ONE)
+        return super().stack_fails(*phases, **localrc)
+
+    ML2 = 'etc/neutron/plugins/ml2/ml2_conf.ini'
+
+    def test_an_ovn_compute(self):
+        result = self.stack(*STACK, ENABLED_SERVICES=OVN_COMPUTE, Q_AGENT='ovn',
+                            XENAPI_HOST_UUID=HOST_UUID)
+        for name in ('nova', 'nova-cpu'):
+            conf = result.conf(name)
+            self.assertEqual('ovn', conf.get('xenserver', 'neutron_backend'))
+            # metadata from a config drive: no metadata agent in dom0
+            self.assertEqual('True', conf.get('DEFAULT',
+                                              'force_config_drive'))
+            self.assertEqual('False', conf.get(
+                'compute', 'live_migration_wait_for_vif_plug'))
+            self.assertFalse(conf.has_option('xenserver', 'isolation_rules'))
+            # no Neutron service on the node: Nova's [neutron] from us
+            self.assertOptions(conf, 'neutron', {
+                'region_name': 'RegionOne', 'auth_type': 'password',
+                'auth_url': 'http://203.0.113.10/identity',
+                'username': 'nova', 'password': 'service-pw',
+                'user_domain_name': 'Default', 'project_name': 'service',
+                'project_domain_name': 'Default'})
+        # dom0 is left alone unless asked
+        self.assertEqual([], result.calls_of('nova-xen-manage'))
+
+    def test_novas_neutron_section_is_kept(self):
+        self.node.write('etc/nova/nova-cpu.conf', (
+            '[neutron]\nauth_type = v3password\nusername = neutron\n'))
+        conf = self.stack('stack post-config', ENABLED_SERVICES=OVN_COMPUTE,
+                          Q_AGENT='ovn').conf('nova-cpu')
+        self.assertEqual({'auth_type': 'v3password', 'username': 'neutron'},
+                         dict(conf.items('neutron')))
+
+    def test_nothing_for_another_neutron(self):
+        for values in ({}, {'Q_AGENT': 'openvswitch'}):
+            with self.subTest(**values):
+                self.node = harness.Devstack(self)
+                conf = self.stack('stack post-config', **values).conf(
+                    'nova-cpu')
+                self.assertFalse(conf.has_option('xenserver',
+                                                 'neutron_backend'))
+                self.assertFalse(conf.has_option('DEFAULT',
+                                                 'force_config_drive'))
+        conf = self.stack('stack post-config', Q_AGENT='ovn',
+                          NOVA_XEN_NEUTRON_BACKEND='other').conf('nova-cpu')
+        self.assertEqual('other', conf.get('xenserver', 'neutron_backend'))
+        self.assertFalse(conf.has_option('DEFAULT', 'force_config_drive'))
+
+    def test_isolation_rules(self):
+        conf = self.stack('stack post-config', Q_AGENT='ovn',
+                          NOVA_XEN_ISOLATION_RULES='no').conf('nova-cpu')
+        self.assertEqual('False', conf.get('xenserver', 'isolation_rules'))
+
+    def test_neutron_server_lets_a_migrated_port_through(self):
+        ml2 = self.node.write(self.ML2, '[ovn]\novn_metadata_enabled = True\n')
+        result = self.stack('stack post-config', Q_AGENT='ovn',
+                            Q_PLUGIN_CONF_FILE=str(ml2).lstrip('/'))
+        self.assertIn("SUMMARY: Configuring Neutron's ML2/OVN for Xen guests",
+                      result.stdout)
+        text = ml2.read_text()
+        self.assertIn('live_migration_activation_strategy = \n', text)
+        self.assertIn('ovn_metadata_enabled = True\n', text)
+        # not on a compute node, nor without OVN
+        for values in ({'ENABLED_SERVICES': OVN_COMPUTE, 'Q_AGENT': 'ovn'},
+                       {'Q_AGENT': 'openvswitch'}):
+            node = harness.Devstack(self)
+            ml2 = node.write(self.ML2, '[ovn]\n')
+            node.run('stack post-config', Q_PLUGIN_CONF_FILE=str(ml2).lstrip(
+                '/'), **values)
+            self.assertEqual('[ovn]\n', ml2.read_text(), values)
+
+    def test_ovn_setup_of_the_compute_host(self):
+        ca = self.node.write('ovn-ca.pem', 'a CA\n')
+        result = self.stack(
+            *STACK, ENABLED_SERVICES=OVN_COMPUTE, Q_AGENT='ovn',
+            XENAPI_HOST_UUID=HOST_UUID, NOVA_XEN_OVN_SETUP='True',
+            OVN_SB_REMOTE='ssl:192.0.2.10:6642',
+            NOVA_XEN_OVN_BRIDGE_MAPPINGS='physnet1:xenbr1',
+            NOVA_XEN_OVN_OVSDB_CA=str(ca))
+        self.assertEqual([[
+            'ovn-setup', '--config-file', str(result.path('nova-cpu')),
+            '--sb-remote', 'ssl:192.0.2.10:6642', '--mode', 'remote',
+            '--bridge-mappings', 'physnet1:xenbr1', '--ovsdb-ca', str(ca)]],
+            result.calls_of('nova-xen-manage'))
+        self.assertIn("SUMMARY: Setting up dom0's Open vSwitch for ML2/OVN",
+                      result.stdout)
+
+    def test_the_default_southbound_and_mode(self):
+        result = self.stack('stack extra', ENABLED_SERVICES=OVN_COMPUTE,
+                            Q_AGENT='ovn', NOVA_XEN_OVN_SETUP='True',
+                            NOVA_XEN_OVN_MODE='in-dom0',
+                            SERVICE_HOST='192.0.2.10')
+        self.assertEqual([[
+            'ovn-setup', '--config-file', str(result.path('nova-cpu')),
+            '--sb-remote', 'tcp:192.0.2.10:6642', '--mode', 'in-dom0']],
+            result.calls_of('nova-xen-manage'))
+
+    def test_a_failed_ovn_setup_stops_the_stack(self):
+        self.node.manage_output = ('CANNOT map physnet1 onto xenbr9: ...\n'
+                                   'nothing changed: 1 problem above\n')
+        self.node.manage_status = 1
+        result = self.stack_fails('stack extra',
+                                  ENABLED_SERVICES=OVN_COMPUTE,
+                                  Q_AGENT='ovn', NOVA_XEN_OVN_SETUP='True')
+        self.assertIn('CANNOT map physnet1 onto xenbr9', result.stdout)
+        self.assertIn('nova-xen-manage ovn-setup failed (the CANNOT lines '
+                      'above say why)', result.stderr)
 
 
 class TestWholeRuns(PluginTestCase):

@@ -16,7 +16,7 @@ SHIPPED = os.path.join(ROOT, 'xapisim', 'data', 'schema.json')
 DRIVER_CLASSES = ('session', 'pool', 'host', 'host_metrics', 'host_cpu', 'VM',
                   'VM_metrics', 'VM_guest_metrics', 'VDI', 'VBD', 'VIF', 'SR',
                   'PBD', 'network', 'PIF', 'task', 'event', 'console',
-                  'message')
+                  'message', 'SDN_controller')
 
 
 def datamodel_dir():

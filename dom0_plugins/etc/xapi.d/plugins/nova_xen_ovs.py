@@ -7,7 +7,7 @@ br-int and reads its chassis identity from the ``external_ids`` of
 dom0's ``Open_vSwitch`` row.  nova-compute (start-up checks,
 ``nova-xen-manage check``) reads them here; ``set_external_ids``,
 ``integration_bridge`` and ``open_ports`` are for a setup command that
-writes them through XenAPI only (not written yet).
+writes them through XenAPI only (``nova-xen-manage ovn-setup``).
 
     host.call_plugin(host, 'nova_xen_ovs.py', FN, {'params': JSON})
 
