@@ -39,6 +39,7 @@ from nova_xen import session as session_mod
 
 SDN_CA = 'sdn-controller-ca.pem'
 GENEVE = {'port': 6081, 'protocol': 'udp'}
+OVSDB_PORT = 6640       # dom0's OVSDB for a pssl SDN controller (xapi's)
 MODES = ('remote', 'in-dom0')
 _REMOTE_RE = re.compile(r'^(tcp|ssl):[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}\Z|'
                         r'^unix:/[A-Za-z0-9_./-]+\Z')
@@ -291,10 +292,9 @@ class OvnSetup(object):
                                 'pool.certificate_install', SDN_CA, pem))
         controllers = self.session.call('SDN_controller.get_all_records')
         for record in controllers.values():
-            if record['protocol'] == 'pssl' and \
-                    int(record['port']) == args.ovsdb_port:
-                plan.ok('the pool\'s SDN controller is pssl:%d: dom0\'s '
-                        'OVSDB listens for TLS clients' % args.ovsdb_port)
+            if record['protocol'] == 'pssl':
+                plan.ok('the pool\'s SDN controller is pssl: dom0\'s OVSDB '
+                        'listens for TLS clients on %d' % OVSDB_PORT)
                 return
             plan.problem(
                 'make the pool\'s SDN controller pssl:%d: the pool already '
@@ -302,14 +302,14 @@ class OvnSetup(object):
                 'SDN controller also uses; forget it (xe '
                 'sdn-controller-forget) only if nothing uses it, or run '
                 'ovn-controller in dom0 (--mode in-dom0)' % (
-                    args.ovsdb_port, record['protocol'],
+                    OVSDB_PORT, record['protocol'],
                     record['address'] or '*', record['port']))
             return
         plan.change('introduce the pool\'s SDN controller pssl:%d (xapi '
                     'makes dom0\'s OVSDB listen for TLS clients on every '
-                    'host of the pool and opens the port)' % args.ovsdb_port,
+                    'host of the pool and opens the port)' % OVSDB_PORT,
                     lambda: self.session.call('SDN_controller.introduce',
-                                              'pssl', '', args.ovsdb_port))
+                                              'pssl', '', '0'))
 
     @staticmethod
     def _read_pem(plan, path):
@@ -386,7 +386,7 @@ class OvnSetup(object):
     def _ports(self):
         ports = [dict(GENEVE)]
         if self.args.mode == 'remote':
-            ports += [{'port': self.args.ovsdb_port, 'protocol': 'tcp'},
+            ports += [{'port': OVSDB_PORT, 'protocol': 'tcp'},
                       {'port': self.args.openflow_port, 'protocol': 'tcp'}]
         return ports
 
@@ -437,8 +437,6 @@ def parser():
                    help='remote mode: the CA that signed ovn-controller\'s '
                    'client certificate, installed as the pool\'s %s'
                    % SDN_CA)
-    p.add_argument('--ovsdb-port', type=int, default=6640, metavar='PORT',
-                   help='remote mode: dom0\'s OVSDB TLS port (default 6640)')
     p.add_argument('--openflow-port', type=int, default=6653,
                    metavar='PORT', help='remote mode: the integration '
                    'bridge\'s OpenFlow TLS port (default 6653)')

@@ -174,7 +174,7 @@ class OvnSetupTest(testtools.TestCase):
         ssl = self.vsctl(self.host, 'get-ssl')
         self.assertIn('sdn-controller-ca.pem', ssl)
         controllers = list(self.x.SDN_controller.get_all_records().values())
-        self.assertEqual([('pssl', '6640')],
+        self.assertEqual([('pssl', '0')],
                          [(c['protocol'], c['port']) for c in controllers])
         self.assertEqual(['sdn-controller-ca.pem'],
                          self.x.pool.certificate_list())

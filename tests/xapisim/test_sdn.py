@@ -52,8 +52,8 @@ class SdnControllerTest(SimTestCase):
     def test_one_passive_controller_per_pool(self):
         ref = self.x.SDN_controller.introduce('pssl', '', '0')
         record = self.x.SDN_controller.get_record(ref)
-        # port 0: xapi's default for pssl
-        self.assertEqual(('pssl', '', '6640'), (
+        # pssl takes no port (xapi_sdn_controller.ml); dom0 listens on 6640
+        self.assertEqual(('pssl', '', '0'), (
             record['protocol'], record['address'], record['port']))
         for host in self.x.host.get_all():
             self.assertIn('-A xapi-INPUT -p tcp -m conntrack --ctstate NEW '
@@ -69,7 +69,10 @@ class SdnControllerTest(SimTestCase):
     def test_bad_addresses(self):
         self.assertFailure(['INVALID_VALUE', 'address', '192.0.2.9'],
                            self.x.SDN_controller.introduce, 'pssl',
-                           '192.0.2.9', '6640')
+                           '192.0.2.9', '0')
+        self.assertFailure(['INVALID_VALUE', 'port', '6640'],
+                           self.x.SDN_controller.introduce, 'pssl', '',
+                           '6640')
         self.assertFailure(['INVALID_VALUE', 'address', ''],
                            self.x.SDN_controller.introduce, 'ssl', '', '0')
         self.assertEqual([], self.x.SDN_controller.get_all())

@@ -2,8 +2,9 @@
 
 A pool has at most one ``SDN_controller`` (xapi_sdn_controller.ml):
 ``introduce`` refuses a second one (``OPERATION_NOT_ALLOWED``); with
-protocol ``pssl`` the address must be empty and port 0 means 6640 (``ssl``:
-an address, port 0 means 6632).  xapi then runs its
+protocol ``pssl`` the address must be empty and the port 0 (dom0's OVSDB
+then listens on 6640, where Xen Orchestra's SDN controller connects);
+``ssl``: an address, port 0 stored as 6632.  xapi then runs its
 ``openvswitch-config-update`` plugin on every host, which points dom0's
 Open vSwitch at the controller: ``del-manager``, ``del-ssl``, ``set-ssl``
 with dom0's xapi certificate and the pool's ``sdn-controller-ca.pem``,
@@ -30,7 +31,8 @@ from xapisim.rpc import handler
 CERTS = os.path.join('etc', 'stunnel', 'certs')
 SDN_CA = 'sdn-controller-ca.pem'
 XAPI_PEM = os.path.join('etc', 'xensource', 'xapi-ssl.pem')
-DEFAULT_PORTS = {'pssl': 6640, 'ssl': 6632}
+PSSL_PORT = 6640         # what dom0 listens on for a pssl controller
+SSL_PORT = 6632          # an ssl controller's port 0
 _NAME_RE = re.compile(r'^[A-Za-z0-9._-]{1,255}\Z')
 
 
@@ -70,13 +72,13 @@ def _config_update(ctx, controller):
             args += ['--', 'set-ssl', pem, pem,
                      os.path.join(root, CERTS, SDN_CA)]
             if controller['protocol'] == 'pssl':
-                args += ['--', 'set-manager', 'pssl:%d' % controller['port']]
+                args += ['--', 'set-manager', 'pssl:%d' % PSSL_PORT]
             else:
                 args += ['--', 'set-manager', 'ssl:%s:%d' % (
                     controller['address'], controller['port'])]
         _vsctl(host, args)
         if controller is not None and controller['protocol'] == 'pssl':
-            _firewall(host, 'open', controller['port'])
+            _firewall(host, 'open', PSSL_PORT)
 
 
 @handler('SDN_controller', 'introduce')
@@ -88,10 +90,12 @@ def sdn_introduce(ctx, protocol, address, port):
         raise XapiError('INVALID_VALUE', 'address', address)
     if protocol == 'ssl' and not address:
         raise XapiError('INVALID_VALUE', 'address', address)
+    if protocol == 'pssl' and port:
+        raise XapiError('INVALID_VALUE', 'port', str(port))
     if not 0 <= port <= 65535:
         raise XapiError('INVALID_VALUE', 'port', str(port))
     values = {'protocol': protocol, 'address': address,
-              'port': port or DEFAULT_PORTS[protocol]}
+              'port': SSL_PORT if protocol == 'ssl' and not port else port}
     ref = ctx.db.create('SDN_controller', values)
     _config_update(ctx, values)
     return ref
