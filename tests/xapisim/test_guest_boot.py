@@ -1,0 +1,263 @@
+"""The simulated guest boots like a cloud image (xapisim.guestboot).
+
+A world with real dom0 networking; a DHCP server (busybox udhcpd) on the
+provider LAN, where the test also stands to SSH in with the key of the
+VM's config drive, as Tempest would.  These tests need root and the
+Debian packages openvswitch-switch, iproute2, ethtool, udhcpc,
+dropbear-bin and busybox (``./run tests`` installs them): without them
+they fail, saying why; they never skip.
+"""
+
+import base64
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import zlib
+
+import paramiko
+
+from xapisim import netns
+
+from tests.xapisim.base import MIB
+from tests.xapisim.dom0net_base import ROOT, Dom0NetworkTestCase, run, \
+    wait_for
+
+HOST_PLUGINS = os.path.join(ROOT, 'dom0_plugins', 'etc', 'xapi.d', 'plugins')
+SERVER = '198.51.100.1'
+PROLOGUE = 'set -eu -o pipefail; PATH=$PATH:/sbin:/usr/sbin; '
+
+
+def config_drive_iso(directory, hostname, public_key):
+    """The bytes of a config drive as Nova's builder makes it."""
+    latest = os.path.join(directory, 'cd', 'openstack', 'latest')
+    os.makedirs(latest)
+    meta = {'uuid': 'c0ffee', 'hostname': hostname, 'name': hostname,
+            'public_keys': {'tempest-key': public_key},
+            'meta': {'role': 'test'}}
+    with open(os.path.join(latest, 'meta_data.json'), 'w') as fh:
+        json.dump(meta, fh)
+    with open(os.path.join(latest, 'network_data.json'), 'w') as fh:
+        json.dump({'links': [], 'networks': [], 'services': []}, fh)
+    iso = os.path.join(directory, 'config.iso')
+    # nova.virt.configdrive.ConfigDriveBuilder's genisoimage arguments
+    run(['genisoimage', '-o', iso, '-ldots', '-allow-lowercase',
+         '-allow-multidot', '-l', '-publisher', 'xapisim tests', '-quiet',
+         '-J', '-r', '-V', 'config-2', os.path.join(directory, 'cd')])
+    with open(iso, 'rb') as fh:
+        return fh.read()
+
+
+class GuestBootTest(Dom0NetworkTestCase):
+    pools = 1
+    hosts = 2
+    # nova-xen's own host plugin answers console-log
+    sim_options = dict(Dom0NetworkTestCase.sim_options,
+                       plugins_dir=HOST_PLUGINS, plugin_python=sys.executable)
+
+    @classmethod
+    def setUpClass(cls):
+        super(GuestBootTest, cls).setUpClass()
+        cls.tmp = tempfile.mkdtemp(prefix='guestboot-test-')
+        provider = cls.world['dom0_network']['provider']
+        cls.lan, bridge = provider['netns'], provider['bridge']
+        run(['ip', '-n', cls.lan, 'addr', 'add', SERVER + '/24', 'dev',
+             bridge])
+        conf = os.path.join(cls.tmp, 'udhcpd.conf')
+        with open(conf, 'w') as fh:
+            fh.write('start 198.51.100.100\nend 198.51.100.199\n'
+                     'interface %s\nlease_file %s/leases\n'
+                     'pidfile %s/udhcpd.pid\noption subnet 255.255.255.0\n'
+                     'option router %s\noption dns %s\noption lease 600\n'
+                     % (bridge, cls.tmp, cls.tmp, SERVER, SERVER))
+        open(os.path.join(cls.tmp, 'leases'), 'w').close()
+        cls.dhcpd = subprocess.Popen(
+            ['ip', 'netns', 'exec', cls.lan, 'busybox', 'udhcpd', '-f',
+             conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cls.key = paramiko.ECDSAKey.generate()
+        cls.public_key = '%s %s tempest' % (cls.key.get_name(),
+                                            cls.key.get_base64())
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dhcpd.terminate()
+        cls.dhcpd.wait()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        super(GuestBootTest, cls).tearDownClass()
+
+    # -- a server as Nova builds it ----------------------------------------
+
+    def lan_network(self):
+        return self.x.network.get_by_name_label(
+            'Pool-wide network associated with eth1')[0]
+
+    def server(self, hostname, root=None, config_drive=True):
+        """A VM with a 64 MiB root disk (or ``root``), a config drive
+        (userdevice 3, read-only) and a NIC on the provider LAN."""
+        vm = self.vm_with_vifs([self.lan_network()])
+        if root is None:
+            root = self.new_vdi(64 * MIB, name_label='root')
+        self.new_vbd(vm, root, '0')
+        if config_drive:
+            data = config_drive_iso(tempfile.mkdtemp(dir=self.tmp),
+                                    hostname, self.public_key)
+            vdi = self.new_vdi(len(data), name_label='config-2')
+            self.control().write_vdi(self.x.VDI.get_uuid(vdi), data)
+            self.new_vbd(vm, vdi, '3', mode='RO', bootable=False)
+        return vm, root
+
+    def console_log(self, vm):
+        """What ``nova console-log`` shows (nova-xen's host plugin)."""
+        record = self.x.VM.get_record(vm)
+        reply = self.x.host.call_plugin(
+            record['resident_on'], 'nova_xen_host.py', 'console_log',
+            {'params': json.dumps({'domid': int(record['domid']),
+                                   'max_bytes': 65536})})
+        reply = json.loads(reply)
+        return zlib.decompress(base64.b64decode(reply['data'])).decode()
+
+    def address(self, vm):
+        """The address the guest's DHCP client got in its current domain,
+        once its SSH server is up (from its console log)."""
+        def up():
+            log = self.console_log(vm)
+            lease = re.search(r'lease of ([0-9.]+)/\d+ obtained on eth0', log)
+            if lease and 'SSH server listening on port 22' in log:
+                return lease.group(1)
+            return None
+        return wait_for('the guest of %s is up' % vm, up)
+
+    def ssh(self, address):
+        """An SSH session into the guest from the provider LAN, as root
+        with the config drive's key."""
+        with netns.inside(self.lan):
+            sock = socket.create_connection((address, 22), 60)
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        client.connect(address, username='root', pkey=self.key, sock=sock,
+                       allow_agent=False, look_for_keys=False, timeout=60)
+        self.addCleanup(client.close)
+        return client
+
+    def execute(self, client, command):
+        """``command`` run as Tempest's RemoteClient runs it: its output."""
+        _, stdout, stderr = client.exec_command(PROLOGUE + command,
+                                                timeout=60)
+        out = stdout.read().decode()
+        status = stdout.channel.recv_exit_status()
+        self.assertEqual(0, status, '%s: %s' % (command,
+                                                stderr.read().decode()))
+        return out
+
+    @staticmethod
+    def disks(lsblk):
+        """What Tempest's get_disks keeps: the lines whose TYPE is disk."""
+        lines = lsblk.splitlines()
+        pos = lines[0].find('TYPE')
+        return [line.split()[0] for line in lines[1:]
+                if line[pos:pos + 4] == 'disk']
+
+    # -- tests -------------------------------------------------------------
+
+    def test_boots_with_the_config_drive_and_keeps_tmp_over_a_reboot(self):
+        vm, _ = self.server('tempest-server-1')
+        self.start_on(vm, 0, 0)
+        client = self.ssh(self.address(vm))
+        self.assertEqual('tempest-server-1\n',
+                         self.execute(client, 'hostname'))
+        self.assertEqual(['xvda', 'xvdd'],
+                         self.disks(self.execute(client, 'lsblk -lb --nodeps')))
+        self.assertEqual('/dev/xvdd\n', self.execute(
+            client, 'blkid -L config-2 -o device'))
+        self.assertEqual(self.public_key + '\n', self.execute(
+            client, 'cat /root/.ssh/authorized_keys'))
+        mac = self.vifs(vm)[0]['MAC']
+        self.assertIn(mac, self.execute(
+            client, "ip addr | awk '/ether/ {print $2}'"))
+        # Tempest's create_timestamp (target_dir /tmp)
+        self.execute(client, 'sudo sh -c "date > /tmp/timestamp; sync"')
+        stamp = self.execute(client, 'sudo cat /tmp/timestamp')
+        # the machine's own files are untouched
+        self.assertFalse(os.path.exists('/tmp/timestamp'))
+        self.assertNotEqual('tempest-server-1',
+                            subprocess.check_output(['hostname']).decode()
+                            .strip())
+        domid = self.x.VM.get_domid(vm)
+        self.x.VM.clean_reboot(vm)
+        self.assertNotEqual(domid, self.x.VM.get_domid(vm))
+        client = self.ssh(self.address(vm))
+        self.assertEqual(stamp, self.execute(client,
+                                             'sudo cat /tmp/timestamp'))
+        log = self.console_log(vm)
+        self.assertIn('config drive on /dev/xvdd: hostname tempest-server-1',
+                      log)
+        self.assertIn('Linux version', log)
+
+    def test_hot_plugged_volume_shows_in_lsblk(self):
+        vm, _ = self.server('tempest-server-2')
+        self.start_on(vm, 0, 0)
+        client = self.ssh(self.address(vm))
+        volume = self.new_vdi(8 * MIB, name_label='volume')
+        vbd = self.new_vbd(vm, volume, '1', bootable=False)
+        self.x.VBD.plug(vbd)
+        listing = self.execute(client, 'lsblk -lb --nodeps')
+        self.assertEqual(['xvda', 'xvdb', 'xvdd'], self.disks(listing))
+        self.assertRegex(listing, r'(?m)^xvdb .* %d .*disk' % (8 * MIB))
+        # the volume's bytes are the VDI's
+        self.control().write_vdi(self.x.VDI.get_uuid(volume), b'volume!')
+        self.assertEqual('volume!', self.execute(
+            client, 'head -c 7 /dev/xvdb'))
+        self.x.VBD.unplug(vbd)
+        self.assertEqual(['xvda', 'xvdd'], self.disks(
+            self.execute(client, 'lsblk -lb --nodeps')))
+        self.assertFalse(self.execute(client, 'ls /dev').count('xvdb'))
+
+    def test_a_timestamp_travels_with_a_snapshot_of_the_root_disk(self):
+        vm, root = self.server('tempest-server-3')
+        self.start_on(vm, 0, 0)
+        client = self.ssh(self.address(vm))
+        self.execute(client, 'sudo sh -c "date > /tmp/timestamp; sync"')
+        stamp = self.execute(client, 'sudo cat /tmp/timestamp')
+        snapshot = self.destroy_later('VDI', self.x.VDI.snapshot(root, {}))
+        copy = self.destroy_later('VDI', self.x.VDI.clone(snapshot, {}))
+        other, _ = self.server('tempest-server-4', root=copy)
+        self.start_on(other, 0, 1)
+        client = self.ssh(self.address(other))
+        self.assertEqual('tempest-server-4\n',
+                         self.execute(client, 'hostname'))
+        self.assertEqual(stamp, self.execute(client,
+                                             'sudo cat /tmp/timestamp'))
+
+    def test_the_guest_keeps_running_through_a_live_migration(self):
+        vm, _ = self.server('tempest-server-5')
+        self.start_on(vm, 0, 0)
+        client = self.ssh(self.address(vm))
+        self.execute(client, 'echo kept > /tmp/state')
+        self.x.VM.pool_migrate(vm, self.host_ref(0, 1), {'live': 'true'})
+        self.assertEqual(self.host_ref(0, 1), self.x.VM.get_resident_on(vm))
+        # the same SSH session, the same guest
+        self.assertEqual('kept\n', self.execute(client, 'cat /tmp/state'))
+        self.assertIn('xapisim-guest: dropbear', self.console_log(vm))
+
+    def test_without_a_config_drive_no_key_gets_in_and_halt_cleans_up(self):
+        vm, root = self.server('unused', config_drive=False)
+        self.start_on(vm, 0, 0)
+        guest = self.guest_ns(vm)
+        address = self.address(vm)
+        log = self.console_log(vm)
+        self.assertIn('no config drive: hostname localhost, no SSH keys', log)
+        with self.assertRaises(paramiko.AuthenticationException):
+            self.ssh(address)
+        path = self.sim.world.state_dir
+        self.x.VM.hard_shutdown(vm)
+        self.assertEqual([], netns.list_netns(guest))
+        # no loop device is left on the root disk's file
+        files = [os.path.join(d, f) for d, _, fs in os.walk(path)
+                 for f in fs if f.endswith('.img')]
+        self.assertTrue(files)
+        for name in files:
+            self.assertEqual('', run(['losetup', '-j', name]), name)
