@@ -255,9 +255,14 @@ def _prepare_dir(gos):
                      else kind | 0o660, os.makedev(major, minor))
     if not os.path.lexists(os.path.join(dev, 'ptmx')):
         os.symlink('pts/ptmx', os.path.join(dev, 'ptmx'))
-    for shim in ('sudo', 'lsblk', 'blkid'):
+    # the guest's /tmp covers the machine's: its mount shim runs a copy
+    # of isofs.py with the system's Python
+    python = shutil.which('python3', path='/usr/bin:/bin') or sys.executable
+    shutil.copyfile(isofs.__file__, gos.path('isofs.py'))
+    for shim in ('sudo', 'lsblk', 'blkid', 'mount'):
         with open(os.path.join(SCRIPTS, shim)) as fh:
-            text = fh.read().replace('@GUEST@', gos.seen(gos.dir))
+            text = fh.read().replace('@GUEST@', gos.seen(gos.dir)) \
+                .replace('@PYTHON@', python)
         _write(gos.path('bin', shim), text, 0o755)
     with open(os.path.join(SCRIPTS, 'udhcpc.script')) as fh:
         _write(gos.path('udhcpc.script'),

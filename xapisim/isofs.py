@@ -9,7 +9,9 @@ compared case-insensitively).  Enough for a guest's first boot: small
 files, one extent each.
 """
 
+import os
 import struct
+import sys
 
 SECTOR = 2048
 FIRST_DESCRIPTOR = 16
@@ -111,6 +113,24 @@ class Iso(object):
             return None
         return self._read(node['extent'] * SECTOR, node['size'])
 
+    def extract(self, target):
+        """Every directory and file of the image, made under ``target``."""
+        stack = [(self._root, target, 0)]
+        while stack:
+            node, path, depth = stack.pop()
+            for name, rec in self._entries(node):
+                if not name or name in ('.', '..') or '/' in name:
+                    continue
+                dest = os.path.join(path, name)
+                if rec['directory']:
+                    if depth < MAX_DEPTH:
+                        os.makedirs(dest, exist_ok=True)
+                        stack.append((rec, dest, depth + 1))
+                else:
+                    with open(dest, 'wb') as fh:
+                        fh.write(self._read(rec['extent'] * SECTOR,
+                                            rec['size']))
+
 
 def _record(data, pos):
     length = data[pos]
@@ -152,3 +172,21 @@ def open_file(path, offset=0):
             fh.seek(offset + at)
             return fh.read(length)
     return Iso(read_at)
+
+
+def main(argv):
+    """``isofs.py extract IMAGE DIRECTORY``: a guest's mount of a config
+    drive where the kernel has no iso9660 (xapisim.guestboot)."""
+    if len(argv) != 4 or argv[1] != 'extract':
+        sys.stderr.write('usage: isofs.py extract IMAGE DIRECTORY\n')
+        return 2
+    try:
+        open_file(argv[2]).extract(argv[3])
+    except (IsoError, OSError) as exc:
+        sys.stderr.write('%s: %s\n' % (argv[2], exc))
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv))

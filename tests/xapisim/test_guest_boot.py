@@ -175,6 +175,15 @@ class GuestBootTest(Dom0NetworkTestCase):
             client, 'blkid -L config-2 -o device'))
         self.assertEqual(self.public_key + '\n', self.execute(
             client, 'cat /root/.ssh/authorized_keys'))
+        # Tempest's test_server_basic_ops reads the config drive so
+        self.execute(client, 'sudo mount /dev/xvdd /mnt')
+        meta = json.loads(self.execute(
+            client, 'sudo cat /mnt/openstack/latest/meta_data.json'))
+        self.assertEqual({'role': 'test'}, meta['meta'])
+        self.assertIn('services', json.loads(self.execute(
+            client, 'sudo cat /mnt/openstack/latest/network_data.json')))
+        self.execute(client, 'sudo umount /mnt')
+        self.assertEqual('', self.execute(client, 'ls /mnt'))
         mac = self.vifs(vm)[0]['MAC']
         self.assertIn(mac, self.execute(
             client, "ip addr | awk '/ether/ {print $2}'"))
@@ -187,6 +196,7 @@ class GuestBootTest(Dom0NetworkTestCase):
                             subprocess.check_output(['hostname']).decode()
                             .strip())
         domid = self.x.VM.get_domid(vm)
+        client.close()
         self.x.VM.clean_reboot(vm)
         self.assertNotEqual(domid, self.x.VM.get_domid(vm))
         client = self.ssh(self.address(vm))
