@@ -76,6 +76,7 @@ class GuestOS(object):
         self.dir = os.path.join(world.state_dir, 'guests', vm_uuid)
         self.process = None
         self.root_path = None
+        self.nics = []
 
     def path(self, *names):
         return os.path.join(self.dir, *names)
@@ -273,14 +274,15 @@ def _prepare_dir(gos):
         netns.run(['dropbearkey', '-t', 'ed25519', '-f', gos.path('hostkey')])
 
 
-def point_console(gos, pool, host_ref, domid):
+def point_console(gos, pool, host_ref, domid, booting=True):
     """The console log of the guest's current domain is the guest's
-    (a link to it); what the domain's log held so far comes first."""
+    (a link to it); a booting guest's starts with what the domain's log
+    held so far (a migrated guest's goes on)."""
     path = domains.console_log_path(pool, host_ref, domid)
     log = gos.path('console.log')
     if os.path.islink(path):
         return
-    if os.path.exists(path):
+    if booting and os.path.exists(path):
         with open(path, 'rb') as src, open(log, 'ab') as dst:
             shutil.copyfileobj(src, dst)
     tmp = path + '.new'
@@ -296,6 +298,7 @@ def boot(world, pool, vm, host_ref, domid, netns_name, nics):
     this returns; the rest (leases, ssh) follow as they happen."""
     vm_uuid = pool.db.get('VM', vm, 'uuid')
     gos = GuestOS(world, vm_uuid, netns_name)
+    gos.nics = nics
     os.makedirs(gos.dir, exist_ok=True)
     with open(gos.path('console.log'), 'w'):
         pass
@@ -348,25 +351,29 @@ def _start(gos, pool, vm, nics):
 
 
 def disks_changed(gos, pool, vm):
-    """A VBD was plugged or unplugged: the guest sees its disks."""
+    """A VBD was plugged or unplugged, or a migration moved the disks:
+    the guest sees its disks.  If its root disk's bytes are another file
+    now (storage migration), its init starts again on them."""
     try:
-        show_disks(gos, disks_of(pool, vm))
+        disks = disks_of(pool, vm)
+        show_disks(gos, disks)
     except OSError as exc:
         _warn('disks of guest %s: %s' % (gos.vm_uuid, exc))
-
-
-def moved(gos, pool, vm, host_ref, domid, nics):
-    """The VM's domain moved (a migration): the guest keeps running; its
-    disks are the destination's.  If its root disk's bytes are another
-    file now, its init starts again on them."""
-    point_console(gos, pool, host_ref, domid)
-    disks = disks_of(pool, vm)
-    show_disks(gos, disks)
+        return
     root = [d['path'] for d in disks if d['userdevice'] == '0']
     if gos.root_path and root and root[0] != gos.root_path:
         gos.say('root disk moved: restarting')
         _stop(gos)
-        _start(gos, pool, vm, nics)
+        _start(gos, pool, vm, gos.nics)
+
+
+def moved(gos, pool, vm, host_ref, domid, nics):
+    """The VM's domain moved (a migration): the guest keeps running, its
+    console log goes on in the new domain's, its disks are the
+    destination's."""
+    gos.nics = nics
+    point_console(gos, pool, host_ref, domid, booting=False)
+    disks_changed(gos, pool, vm)
 
 
 def halt(gos):

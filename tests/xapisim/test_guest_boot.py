@@ -253,6 +253,34 @@ class GuestBootTest(Dom0NetworkTestCase):
         self.assertEqual('kept\n', self.execute(client, 'cat /tmp/state'))
         self.assertIn('xapisim-guest: dropbear', self.console_log(vm))
 
+    def test_a_storage_migration_moves_the_files_with_the_disk(self):
+        vm, root = self.server('tempest-server-6')
+        self.start_on(vm, 0, 0)
+        client = self.ssh(self.address(vm))
+        self.execute(client, 'sudo sh -c "date > /tmp/timestamp; sync"')
+        stamp = self.execute(client, 'sudo cat /tmp/timestamp')
+        client.close()
+        # storage XenMotion of every disk to another SR the pool has
+        here = self.x.VDI.get_SR(root)
+        dest = self.host_ref(0, 1)
+        there = [sr for sr in self.x.SR.get_all()
+                 if sr != here and self.x.SR.get_content_type(sr) == 'user'
+                 and dest in [self.x.PBD.get_host(p)
+                              for p in self.x.SR.get_PBDs(sr)]][0]
+        vdi_map = {self.x.VBD.get_VDI(vbd): there
+                   for vbd in self.x.VM.get_VBDs(vm)}
+        token = self.x.host.migrate_receive(dest, self.pool_network(), {})
+        self.x.VM.migrate_send(vm, token, True, vdi_map, {}, {}, {})
+        moved = self.x.VBD.get_VDI(self.x.VM.get_VBDs(vm)[0])
+        self.assertEqual(there, self.x.VDI.get_SR(moved))
+        # the guest runs on the moved bytes: what it writes lands there
+        client = self.ssh(self.address(vm))
+        self.assertEqual(stamp, self.execute(client,
+                                             'sudo cat /tmp/timestamp'))
+        self.assertEqual(['xvda', 'xvdd'],
+                         self.disks(self.execute(client, 'lsblk -lb --nodeps')))
+        self.assertIn('root disk moved: restarting', self.console_log(vm))
+
     def test_without_a_config_drive_no_key_gets_in_and_halt_cleans_up(self):
         vm, root = self.server('unused', config_drive=False)
         self.start_on(vm, 0, 0)
