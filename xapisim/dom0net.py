@@ -157,6 +157,9 @@ class Dom0Network(object):
             raise
 
     def close(self):
+        for guest in self.guests.values():
+            if guest.os is not None:
+                guestboot.halt(guest.os)
         for hostnet in self.hosts.values():
             try:
                 hostnet.stop()

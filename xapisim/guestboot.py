@@ -303,8 +303,14 @@ def boot(world, pool, vm, host_ref, domid, netns_name, nics):
     with open(gos.path('console.log'), 'w'):
         pass
     point_console(gos, pool, host_ref, domid)
-    _prepare_dir(gos)
-    _start(gos, pool, vm, nics)
+    try:
+        _prepare_dir(gos)
+        _start(gos, pool, vm, nics)
+    except (OSError, netns.Dom0NetError) as exc:
+        # the domain runs; its guest does not get far (as an image that
+        # fails to boot): the console says why
+        gos.say('boot failed: %s' % exc)
+        _warn('guest %s: %s' % (vm_uuid, exc))
     return gos
 
 
@@ -364,7 +370,11 @@ def disks_changed(gos, pool, vm):
     if gos.root_path and root and root[0] != gos.root_path:
         gos.say('root disk moved: restarting')
         _stop(gos)
-        _start(gos, pool, vm, gos.nics)
+        try:
+            _start(gos, pool, vm, gos.nics)
+        except (OSError, netns.Dom0NetError) as exc:
+            gos.say('boot failed: %s' % exc)
+            _warn('guest %s: %s' % (gos.vm_uuid, exc))
 
 
 def moved(gos, pool, vm, host_ref, domid, nics):
@@ -383,7 +393,11 @@ def halt(gos):
 
 
 def _stop(gos):
-    netns.kill_all(netns.pids_in([gos.netns]))
+    pids = netns.pids_in([gos.netns])
+    if gos.process is not None:
+        # "ip netns exec" may not have entered the namespace yet
+        pids.append(gos.process.pid)
+    netns.kill_all(pids)
     if gos.process is not None:
         try:
             gos.process.wait(timeout=netns.COMMAND_TIMEOUT)
