@@ -153,6 +153,18 @@ class GuestBootTest(Dom0NetworkTestCase):
                                                 stderr.read().decode()))
         return out
 
+    def stamped(self, hostname):
+        """A server started on the first host that wrote a timestamp as
+        Tempest's create_timestamp does (target_dir /tmp): VM, root VDI,
+        the timestamp."""
+        vm, root = self.server(hostname)
+        self.start_on(vm, 0, 0)
+        client = self.ssh(self.address(vm))
+        self.execute(client, 'sudo sh -c "date > /tmp/timestamp; sync"')
+        stamp = self.execute(client, 'sudo cat /tmp/timestamp')
+        client.close()
+        return vm, root, stamp
+
     @staticmethod
     def disks(lsblk):
         """What Tempest's get_disks keeps: the lines whose TYPE is disk."""
@@ -227,11 +239,7 @@ class GuestBootTest(Dom0NetworkTestCase):
         self.assertFalse(self.execute(client, 'ls /dev').count('xvdb'))
 
     def test_a_timestamp_travels_with_a_snapshot_of_the_root_disk(self):
-        vm, root = self.server('tempest-server-3')
-        self.start_on(vm, 0, 0)
-        client = self.ssh(self.address(vm))
-        self.execute(client, 'sudo sh -c "date > /tmp/timestamp; sync"')
-        stamp = self.execute(client, 'sudo cat /tmp/timestamp')
+        vm, root, stamp = self.stamped('tempest-server-3')
         snapshot = self.destroy_later('VDI', self.x.VDI.snapshot(root, {}))
         copy = self.destroy_later('VDI', self.x.VDI.clone(snapshot, {}))
         other, _ = self.server('tempest-server-4', root=copy)
@@ -254,12 +262,7 @@ class GuestBootTest(Dom0NetworkTestCase):
         self.assertIn('xapisim-guest: dropbear', self.console_log(vm))
 
     def test_a_storage_migration_moves_the_files_with_the_disk(self):
-        vm, root = self.server('tempest-server-6')
-        self.start_on(vm, 0, 0)
-        client = self.ssh(self.address(vm))
-        self.execute(client, 'sudo sh -c "date > /tmp/timestamp; sync"')
-        stamp = self.execute(client, 'sudo cat /tmp/timestamp')
-        client.close()
+        vm, root, stamp = self.stamped('tempest-server-6')
         # storage XenMotion of every disk to another SR the pool has
         here = self.x.VDI.get_SR(root)
         dest = self.host_ref(0, 1)
