@@ -75,9 +75,12 @@ class GuestBootTest(Dom0NetworkTestCase):
                      'option router %s\noption dns %s\noption lease 600\n'
                      % (bridge, cls.tmp, cls.tmp, SERVER, SERVER))
         open(os.path.join(cls.tmp, 'leases'), 'w').close()
+        # -a: wait 50 ms, not 2 s, for an answer to the ARP probe of an
+        # address it offers (nothing else holds addresses of its range)
         cls.dhcpd = subprocess.Popen(
             ['ip', 'netns', 'exec', cls.lan, 'busybox', 'udhcpd', '-f',
-             conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             '-a', '50', conf], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
         cls.key = paramiko.ECDSAKey.generate()
         cls.public_key = '%s %s tempest' % (cls.key.get_name(),
                                             cls.key.get_base64())
