@@ -256,6 +256,10 @@ def _prepare_dir(gos):
                      else kind | 0o660, os.makedev(major, minor))
     if not os.path.lexists(os.path.join(dev, 'ptmx')):
         os.symlink('pts/ptmx', os.path.join(dev, 'ptmx'))
+    # a pipe its init copies into the console log: what the guest writes
+    # to /dev/console is there (and "> /dev/console" truncates nothing)
+    if not os.path.lexists(os.path.join(dev, 'console')):
+        os.mkfifo(os.path.join(dev, 'console'), 0o620)
     # the guest's /tmp covers the machine's: its mount shim runs a copy
     # of isofs.py with the system's Python
     python = shutil.which('python3', path='/usr/bin:/bin') or sys.executable

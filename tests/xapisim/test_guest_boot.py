@@ -202,6 +202,13 @@ class GuestBootTest(Dom0NetworkTestCase):
         mac = self.vifs(vm)[0]['MAC']
         self.assertIn(mac, self.execute(
             client, "ip addr | awk '/ether/ {print $2}'"))
+        # Tempest's renew_lease (udhcpc) and write_to_console
+        pid = self.execute(client, 'cat /var/run/udhcpc.eth0.pid').strip()
+        self.execute(client, 'sudo /bin/kill -USR1 %s' % pid)
+        self.execute(client, 'sudo sh -c "echo \\"from the guest\\" '
+                             '>/dev/console"')
+        wait_for('what the guest wrote to /dev/console in its log',
+                 lambda: '\nfrom the guest\n' in self.console_log(vm))
         # Tempest's create_timestamp (target_dir /tmp)
         self.execute(client, 'sudo sh -c "date > /tmp/timestamp; sync"')
         stamp = self.execute(client, 'sudo cat /tmp/timestamp')
