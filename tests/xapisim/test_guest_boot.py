@@ -217,8 +217,16 @@ class GuestBootTest(Dom0NetworkTestCase):
         # Tempest's create_timestamp (target_dir /tmp)
         self.execute(client, 'sudo sh -c "date > /tmp/timestamp; sync"')
         stamp = self.execute(client, 'sudo cat /tmp/timestamp')
+        self.assertEqual('nameserver %s\n' % SERVER, self.execute(
+            client, 'cat /etc/resolv.conf'))
         # the machine's own files are untouched
         self.assertFalse(os.path.exists('/tmp/timestamp'))
+        for path in ('/etc/resolv.conf', '/root/.ssh/authorized_keys'):
+            if os.path.exists(path):
+                with open(path) as fh:
+                    text = fh.read()
+                self.assertNotIn(SERVER, text)
+                self.assertNotIn(self.key.get_base64(), text)
         self.assertNotEqual('tempest-server-1',
                             subprocess.check_output(['hostname']).decode()
                             .strip())
