@@ -256,6 +256,17 @@ class GuestBootTest(Dom0NetworkTestCase):
         self.control().write_vdi(self.x.VDI.get_uuid(volume), b'volume!')
         self.assertEqual('volume!', self.execute(
             client, 'head -c 7 /dev/xvdb'))
+        # Tempest's create_timestamp on a volume (make_fs, mkdir, mount),
+        # with a file system this machine's kernel mounts
+        self.execute(client, 'sudo mkfs -t ext4 /dev/xvdb')
+        self.execute(client, 'sudo mkdir -p /mnt/xvdb')
+        self.execute(client, 'sudo mount /dev/xvdb /mnt/xvdb')
+        self.execute(client, 'sudo sh -c "date > /mnt/xvdb/timestamp; sync"')
+        self.execute(client, 'sudo umount /mnt/xvdb')
+        superblock = self.sim.world.pools[0].storage.read(
+            self.sim.world.pools[0].db.ref_of_uuid(
+                'VDI', self.x.VDI.get_uuid(volume)), 1024 + 56, 2)
+        self.assertEqual(b'\x53\xef', superblock)
         self.x.VBD.unplug(vbd)
         self.assertEqual(['xvda', 'xvdd'], self.disks(
             self.execute(client, 'lsblk -lb --nodeps')))
