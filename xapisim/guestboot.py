@@ -104,7 +104,7 @@ def missing_packages():
 
 def disks_of(pool, vm):
     """The VM's plugged disks: name, VDI, file, size, read-only, userdevice
-    (call without the database lock)."""
+    (takes the pool's database lock: call without the dom0 network's)."""
     db = pool.db
     disks = []
     with db.lock:
@@ -239,8 +239,13 @@ def root_fs(pool, disks):
 # ---------------------------------------------------------------- boot
 
 
-def _prepare_dir(gos):
+def prepare_dir(gos):
     """The guest's files: /dev, /root, its shims, its host key."""
+    os.makedirs(gos.dir, exist_ok=True)
+    if os.statvfs(gos.dir).f_flag & os.ST_NODEV:
+        raise OSError('the world\'s state directory %s is on a file system '
+                      'mounted nodev: the guest\'s /dev cannot live there '
+                      '(give --state-dir elsewhere)' % gos.world_dir)
     for sub in ('dev', 'dev/pts', 'dev/shm', 'root', 'bin', 'fs'):
         os.makedirs(gos.path(sub), exist_ok=True)
     os.chmod(gos.path('root'), 0o700)
@@ -308,7 +313,7 @@ def boot(world, pool, vm, host_ref, domid, netns_name, nics):
         pass
     point_console(gos, pool, host_ref, domid)
     try:
-        _prepare_dir(gos)
+        prepare_dir(gos)
         _start(gos, pool, vm, nics)
     except (OSError, netns.Dom0NetError) as exc:
         # the domain runs; its guest does not get far (as an image that

@@ -17,10 +17,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import types
+import unittest
 import zlib
 
 import paramiko
 
+from xapisim import guestboot
 from xapisim import netns
 
 from tests.xapisim.base import MIB
@@ -338,3 +341,18 @@ class GuestBootTest(Dom0NetworkTestCase):
             # last mount of it goes
             wait_for('no loop device on %s' % name,
                      lambda: run(['losetup', '-j', name]) == '')
+
+
+class StateDirectoryTest(unittest.TestCase):
+
+    def test_a_state_directory_mounted_nodev_is_refused_saying_why(self):
+        state = tempfile.mkdtemp(prefix='guestboot-nodev-')
+        self.addCleanup(shutil.rmtree, state, True)
+        run(['mount', '-t', 'tmpfs', '-o', 'nodev,size=4m', 'tmpfs', state])
+        self.addCleanup(run, ['umount', state])
+        world = types.SimpleNamespace(state_dir=state)
+        gos = guestboot.GuestOS(world, 'a-vm-uuid', 'no-netns')
+        with self.assertRaisesRegex(OSError, 'is on a file system mounted '
+                                    'nodev.*give --state-dir elsewhere'):
+            guestboot.prepare_dir(gos)
+        self.assertFalse(os.path.exists(gos.path('dev')))
