@@ -24,6 +24,7 @@ import zlib
 import paramiko
 
 from xapisim import guestboot
+from xapisim import isofs
 from xapisim import netns
 
 from tests.xapisim.base import MIB
@@ -356,3 +357,46 @@ class StateDirectoryTest(unittest.TestCase):
                                     'nodev.*give --state-dir elsewhere'):
             guestboot.prepare_dir(gos)
         self.assertFalse(os.path.exists(gos.path('dev')))
+
+
+class IsoReaderTest(unittest.TestCase):
+    """xapisim.isofs reads a config drive as genisoimage writes it."""
+
+    def image(self, *options):
+        tmp = tempfile.mkdtemp(prefix='isofs-test-')
+        self.addCleanup(shutil.rmtree, tmp, True)
+        latest = os.path.join(tmp, 'cd', 'openstack', 'latest')
+        os.makedirs(latest)
+        with open(os.path.join(latest, 'meta_data.json'), 'w') as fh:
+            fh.write('{"hostname": "Mixed-Case.example"}')
+        iso = os.path.join(tmp, 'config.iso')
+        run(['genisoimage', '-o', iso, '-quiet', '-V', 'config-2'] +
+            list(options) + [os.path.join(tmp, 'cd')])
+        return iso
+
+    def test_joliet_and_rock_ridge_names(self):
+        for options in (('-J', '-r'), ('-r',), ('-J',)):
+            image = isofs.open_file(self.image(*options))
+            self.assertEqual('config-2', image.volume_id)
+            self.assertEqual(b'{"hostname": "Mixed-Case.example"}',
+                             image.read('openstack/latest/meta_data.json'),
+                             options)
+            self.assertIsNone(image.read('openstack/latest/user_data'))
+            self.assertIsNone(image.read('openstack/latest'))
+
+    def test_extract_makes_the_tree(self):
+        target = tempfile.mkdtemp(prefix='isofs-out-')
+        self.addCleanup(shutil.rmtree, target, True)
+        self.assertEqual(0, isofs.main(['isofs.py', 'extract',
+                                        self.image('-J', '-r'), target]))
+        with open(os.path.join(target, 'openstack', 'latest',
+                               'meta_data.json')) as fh:
+            self.assertIn('Mixed-Case', fh.read())
+
+    def test_bytes_that_are_no_iso_image_say_so(self):
+        with tempfile.NamedTemporaryFile() as fh:
+            fh.write(b'\0' * 40960)
+            fh.flush()
+            with self.assertRaisesRegex(isofs.IsoError,
+                                        'no ISO 9660 primary volume'):
+                isofs.open_file(fh.name)
