@@ -4,9 +4,10 @@ With real dom0 networking each running VM has a guest network namespace
 (``xapisim.dom0net``).  When it is made, the guest boots in it what a
 cloud image's init and cloud-init would:
 
-- its init runs in mount and UTS namespaces of its own (``unshare``), so
-  that ``hostname``, ``/root``, ``/tmp``, ``/mnt``, ``/run``, ``/dev``
-  and ``/etc/resolv.conf`` are the guest's and never the machine's;
+- its init runs in mount, UTS and time namespaces of its own
+  (``unshare``), so that ``hostname``, ``/root``, ``/tmp``, ``/mnt``,
+  ``/run``, ``/dev``, ``/etc/resolv.conf`` and ``/proc/uptime`` are the
+  guest's and never the machine's; ``/proc/cpuinfo`` lists its VCPUs;
 - hostname and ``/root/.ssh/authorized_keys`` from the config drive: the
   attached disk whose ISO 9660 volume is ``config-2`` (its
   ``openstack/latest/meta_data.json``: ``hostname``, ``public_keys``);
@@ -323,7 +324,28 @@ def boot(world, pool, vm, host_ref, domid, netns_name, nics):
     return gos
 
 
+def cpuinfo(vcpus, host_cpuinfo):
+    """The guest's /proc/cpuinfo: the machine's first processor, once per
+    VCPU (Tempest counts ``^processor`` lines against the flavor)."""
+    first = host_cpuinfo.strip().split('\n\n')[0].split('\n')
+    blocks = []
+    for number in range(vcpus):
+        lines = ['processor\t: %d' % number if line.startswith('processor')
+                 else line for line in first]
+        blocks.append('\n'.join(lines) + '\n')
+    return '\n'.join(blocks) + '\n'
+
+
+def _uptime():
+    with open('/proc/uptime') as fh:
+        return int(float(fh.read().split()[0]))
+
+
 def _start(gos, pool, vm, nics):
+    with pool.db.lock:
+        vcpus = int(pool.db.get('VM', vm, 'VCPUs_at_startup'))
+    with open('/proc/cpuinfo') as fh:
+        _write(gos.path('cpuinfo'), cpuinfo(max(1, vcpus), fh.read()))
     disks = disks_of(pool, vm)
     show_disks(gos, disks)
     config = config_drive(disks)
@@ -355,9 +377,12 @@ def _start(gos, pool, vm, nics):
                XSIM_SSH='' if missing else '1')
     log = open(gos.path('init.log'), 'ab')
     try:
+        # a time namespace whose boot time is now: /proc/uptime is the
+        # guest's (Tempest's get_boot_time across a reboot)
         gos.process = subprocess.Popen(
             ['ip', 'netns', 'exec', gos.netns, 'unshare', '--mount',
-             '--uts', '--fork', '--propagation', 'private', 'sh',
+             '--uts', '--time', '--boottime', str(-_uptime()), '--fork',
+             '--propagation', 'private', 'sh',
              os.path.join(SCRIPTS, 'init')],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
             start_new_session=True)

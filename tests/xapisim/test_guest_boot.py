@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import types
 import unittest
 import zlib
@@ -189,10 +190,22 @@ class GuestBootTest(Dom0NetworkTestCase):
 
     def test_boots_with_the_config_drive_and_keeps_tmp_over_a_reboot(self):
         vm, _ = self.server('tempest-server-1')
+        # more VCPUs than the machine has CPUs (two on CI)
+        self.x.VM.set_VCPUs_max(vm, '3')
+        self.x.VM.set_VCPUs_at_startup(vm, '3')
+        started = time.monotonic()
         self.start_on(vm, 0, 0)
         client = self.ssh(self.address(vm))
         self.assertEqual('tempest-server-1\n',
                          self.execute(client, 'hostname'))
+        # Tempest's vcpus check, and its boot time (get_boot_time)
+        self.assertEqual('3\n', self.execute(
+            client, 'grep -c ^processor /proc/cpuinfo'))
+        # (up since it started, its boot time counted from a whole second
+        # of the machine's uptime)
+        self.assertLessEqual(
+            int(self.execute(client, 'cut -f1 -d. /proc/uptime')),
+            time.monotonic() - started + 1)
         self.assertEqual(['xvda', 'xvdd'],
                          self.disks(self.execute(client, 'lsblk -lb --nodeps')))
         self.assertEqual('/dev/xvdd\n', self.execute(
@@ -236,11 +249,16 @@ class GuestBootTest(Dom0NetworkTestCase):
                             .strip())
         domid = self.x.VM.get_domid(vm)
         client.close()
+        before = time.monotonic()
         self.x.VM.clean_reboot(vm)
         self.assertNotEqual(domid, self.x.VM.get_domid(vm))
         client = self.ssh(self.address(vm))
         self.assertEqual(stamp, self.execute(client,
                                              'sudo cat /tmp/timestamp'))
+        # booted again: up since the reboot
+        self.assertLessEqual(
+            int(self.execute(client, 'cut -f1 -d. /proc/uptime')),
+            time.monotonic() - before + 1)
         log = self.console_log(vm)
         self.assertIn('config drive on /dev/xvdd: hostname tempest-server-1',
                       log)
