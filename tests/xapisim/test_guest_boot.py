@@ -23,6 +23,7 @@ import unittest
 import zlib
 
 import paramiko
+import XenAPI
 
 from xapisim import guestboot
 from xapisim import isofs
@@ -57,16 +58,16 @@ def config_drive_iso(directory, hostname, public_key):
         return fh.read()
 
 
-class GuestBootTest(Dom0NetworkTestCase):
-    pools = 1
-    hosts = 2
+class GuestBootCase(Dom0NetworkTestCase):
+    """A world with a DHCP server on its provider LAN, and servers built
+    as Nova builds them."""
     # nova-xen's own host plugin answers console-log
     sim_options = dict(Dom0NetworkTestCase.sim_options,
                        plugins_dir=HOST_PLUGINS, plugin_python=sys.executable)
 
     @classmethod
     def setUpClass(cls):
-        super(GuestBootTest, cls).setUpClass()
+        super(GuestBootCase, cls).setUpClass()
         cls.tmp = tempfile.mkdtemp(prefix='guestboot-test-')
         provider = cls.world['dom0_network']['provider']
         cls.lan, bridge = provider['netns'], provider['bridge']
@@ -95,7 +96,7 @@ class GuestBootTest(Dom0NetworkTestCase):
         cls.dhcpd.terminate()
         cls.dhcpd.wait()
         shutil.rmtree(cls.tmp, ignore_errors=True)
-        super(GuestBootTest, cls).tearDownClass()
+        super(GuestBootCase, cls).tearDownClass()
 
     # -- a server as Nova builds it ----------------------------------------
 
@@ -118,22 +119,23 @@ class GuestBootTest(Dom0NetworkTestCase):
             self.new_vbd(vm, vdi, '3', mode='RO', bootable=False)
         return vm, root
 
-    def console_log(self, vm):
+    def console_log(self, vm, x=None):
         """What ``nova console-log`` shows (nova-xen's host plugin)."""
-        record = self.x.VM.get_record(vm)
-        reply = self.x.host.call_plugin(
+        x = x or self.x
+        record = x.VM.get_record(vm)
+        reply = x.host.call_plugin(
             record['resident_on'], 'nova_xen_host.py', 'console_log',
             {'params': json.dumps({'domid': int(record['domid']),
                                    'max_bytes': 65536})})
         reply = json.loads(reply)
         return zlib.decompress(base64.b64decode(reply['data'])).decode()
 
-    def address(self, vm, after=''):
+    def address(self, vm, after='', x=None):
         """The address the guest's DHCP client got in its current domain,
         once its SSH server is up (from its console log, after the line
         ``after`` if given)."""
         def up():
-            log = self.console_log(vm)
+            log = self.console_log(vm, x)
             if after:
                 if after not in log:
                     return None
@@ -186,7 +188,10 @@ class GuestBootTest(Dom0NetworkTestCase):
         return [line.split()[0] for line in lines[1:]
                 if line[pos:pos + 4] == 'disk']
 
-    # -- tests -------------------------------------------------------------
+
+class GuestBootTest(GuestBootCase):
+    pools = 1
+    hosts = 2
 
     def test_boots_with_the_config_drive_and_keeps_tmp_over_a_reboot(self):
         vm, _ = self.server('tempest-server-1')
@@ -360,6 +365,38 @@ class GuestBootTest(Dom0NetworkTestCase):
             # last mount of it goes
             wait_for('no loop device on %s' % name,
                      lambda: run(['losetup', '-j', name]) == '')
+
+
+class CrossPoolGuestTest(GuestBootCase):
+    pools = 2
+    hosts = 1
+
+    def test_a_cross_pool_migration_boots_the_guest_on_the_copied_disks(self):
+        vm, _, stamp = self.stamped('tempest-server-7')
+        uuid = self.x.VM.get_uuid(vm)
+        other = XenAPI.Session(self.world['pools'][1]['master'])
+        other.login_with_password(self.world['username'],
+                                  self.world['password'], '2.21', 'test')
+        self.addCleanup(other.xenapi.session.logout)
+        y = other.xenapi
+        sr = y.pool.get_default_SR(y.pool.get_all()[0])
+        lan = y.network.get_by_name_label(
+            'Pool-wide network associated with eth1')[0]
+        token = y.host.migrate_receive(
+            self.host_ref(1, 0, y), y.network.get_by_name_label(
+                'Pool-wide network associated with eth0')[0], {})
+        self.x.VM.migrate_send(
+            vm, token, True,
+            {self.x.VBD.get_VDI(v): sr for v in self.x.VM.get_VBDs(vm)},
+            {v: lan for v in self.x.VM.get_VIFs(vm)}, {}, {})
+        arrived = y.VM.get_by_uuid(uuid)
+        self.addCleanup(self.remove_vm_in, y, arrived)
+        client = self.ssh(self.address(arrived, 'root disk moved: restarting',
+                                       x=y))
+        self.assertEqual('tempest-server-7\n',
+                         self.execute(client, 'hostname'))
+        self.assertEqual(stamp, self.execute(client,
+                                             'sudo cat /tmp/timestamp'))
 
 
 class StateDirectoryTest(unittest.TestCase):
