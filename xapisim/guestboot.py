@@ -60,6 +60,8 @@ DEV_NODES = (('null', 1, 3), ('zero', 1, 5), ('full', 1, 7),
              ('random', 1, 8), ('urandom', 1, 9), ('tty', 5, 0))
 GUEST_PACKAGES = {'udhcpc': 'udhcpc', 'dropbear': 'dropbear-bin',
                   'dropbearkey': 'dropbear-bin'}
+# what Tempest runs in a guest that a Debian machine may lack
+BUSYBOX_APPLETS = ('ping', 'ping6', 'nc')
 # where the guest sees the world's state directory (its own files, the
 # VDIs' files): its /tmp covers the machine's, where that usually is
 WORLD_VIEW = '/run/xapisim-world'
@@ -275,6 +277,11 @@ def prepare_dir(gos):
             text = fh.read().replace('@GUEST@', gos.seen(gos.dir)) \
                 .replace('@PYTHON@', python)
         _write(gos.path('bin', shim), text, 0o755)
+    # busybox's applets, as a cirros image has them
+    with open(os.path.join(SCRIPTS, 'busybox-applet')) as fh:
+        text = fh.read()
+    for applet in BUSYBOX_APPLETS:
+        _write(gos.path('bin', applet), text, 0o755)
     with open(os.path.join(SCRIPTS, 'udhcpc.script')) as fh:
         _write(gos.path('udhcpc.script'),
                fh.read().replace('@GUEST@', gos.seen(gos.dir)), 0o755)
@@ -364,6 +371,9 @@ def _start(gos, pool, vm, nics):
     if fs is None:
         gos.say('no root disk of %d MiB: /tmp and /mnt are not kept'
                 % (MIN_ROOT // MIB))
+    if shutil.which('busybox') is None:
+        gos.say('missing the Debian package busybox: no %s'
+                % ', '.join(BUSYBOX_APPLETS))
     missing = missing_packages()
     if missing:
         gos.say('missing the Debian packages %s: no DHCP client or SSH '

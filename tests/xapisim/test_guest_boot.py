@@ -226,6 +226,9 @@ class GuestBootTest(GuestBootCase):
             client, 'sudo cat /mnt/openstack/latest/network_data.json')))
         self.execute(client, 'sudo umount /mnt')
         self.assertEqual('', self.execute(client, 'ls /mnt'))
+        # Tempest's ping_host from the guest (busybox's ping)
+        self.assertIn('1 packets received', self.execute(
+            client, 'ping -c1 -w30 -s56 %s' % SERVER))
         mac = self.vifs(vm)[0]['MAC']
         self.assertIn(mac, self.execute(
             client, "ip addr | awk '/ether/ {print $2}'"))
