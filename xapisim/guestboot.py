@@ -12,8 +12,10 @@ cloud image's init and cloud-init would:
   attached disk whose ISO 9660 volume is ``config-2`` (its
   ``openstack/latest/meta_data.json``: ``hostname``, ``public_keys``);
   without one, ``localhost`` and no keys;
-- ``udhcpc`` on each NIC with a script of the guest's own (addresses,
-  default route, MTU, the guest's resolv.conf);
+- the fixed addresses ``network_data.json`` gives (subnets without DHCP)
+  on the NICs its links' MACs name; ``udhcpc`` on each other NIC with a
+  script of the guest's own (addresses, default route, MTU, the guest's
+  resolv.conf);
 - dropbear on port 22 (root, keys only), its host key made once per VM;
 - its disks are the VM's plugged VBDs: ``/dev/xvdX`` (links to the VDIs'
   files) and ``lsblk`` (a shim listing them) follow VBD hot-plug;
@@ -35,6 +37,7 @@ the destination's VBDs; when the root disk's file changed (a storage
 migration), its init starts again on the new bytes.
 """
 
+import ipaddress
 import json
 import os
 import shutil
@@ -208,6 +211,48 @@ def _json(iso, path):
         return {}
 
 
+def static_addresses(network_data, macs):
+    """What cloud-init configures from ``network_data.json`` for the
+    networks it gives a fixed address (type ``ipv4``/``ipv6``, a subnet
+    without DHCP): [(NIC, address/prefix, default gateway or '')] for the
+    NICs whose MAC (``macs``: NIC -> MAC) a link names."""
+    by_mac = {mac.lower(): nic for nic, mac in macs.items()}
+    links = {}
+    for link in network_data.get('links') or []:
+        mac = str(link.get('ethernet_mac_address') or '').lower()
+        if mac in by_mac:
+            links[link.get('id')] = by_mac[mac]
+    found = []
+    for net in network_data.get('networks') or []:
+        nic = links.get(net.get('link'))
+        if nic is None or net.get('type') not in ('ipv4', 'ipv6'):
+            continue
+        try:
+            address = ipaddress.ip_address(net['ip_address'])
+            mask = net.get('netmask') or ('32' if address.version == 4
+                                          else '128')
+            if '.' in mask or ':' in mask:
+                mask = str(bin(int(ipaddress.ip_address(mask))).count('1'))
+            interface = ipaddress.ip_interface('%s/%s' % (address, mask))
+        except (KeyError, ValueError):
+            continue
+        gateway = ''
+        for route in net.get('routes') or []:
+            if route.get('network') in ('0.0.0.0', '::') and \
+                    route.get('gateway'):
+                gateway = str(route['gateway'])
+        found.append((nic, str(interface), gateway))
+    return found
+
+
+def _macs(pool, vm):
+    db = pool.db
+    with db.lock:
+        return {'eth%s' % db.get('VIF', v, 'device'): db.get('VIF', v, 'MAC')
+                for v in db.get('VM', vm, 'VIFs')
+                if db.get('VIF', v, 'currently_attached')}
+
+
 def _hostname(value):
     """A hostname the kernel takes (64 bytes at most, no spaces)."""
     name = ''.join(c for c in (value or '') if c.isalnum() or c in '-.')
@@ -378,9 +423,13 @@ def _start(gos, pool, vm, nics):
     if missing:
         gos.say('missing the Debian packages %s: no DHCP client or SSH '
                 'server' % ' '.join(missing))
+    static = static_addresses(config['network_data'], _macs(pool, vm)) \
+        if config else []
+    fixed = {nic for nic, _, _ in static}
     env = dict(os.environ, XSIM_WORLD=gos.world_dir, XSIM_VIEW=WORLD_VIEW,
                XSIM_GUEST=gos.seen(gos.dir), XSIM_HOSTNAME=hostname,
-               XSIM_NICS=' '.join(nics),
+               XSIM_NICS=' '.join(n for n in nics if n not in fixed),
+               XSIM_STATIC='\n'.join(' '.join(s) for s in static),
                XSIM_ROOT=fs[0] if fs else '',
                XSIM_ROOT_OFFSET=str(fs[1]) if fs else '',
                XSIM_ROOT_SIZE=str(FS_SIZE),

@@ -38,7 +38,7 @@ SERVER = '198.51.100.1'
 PROLOGUE = 'set -eu -o pipefail; PATH=$PATH:/sbin:/usr/sbin; '
 
 
-def config_drive_iso(directory, hostname, public_key):
+def config_drive_iso(directory, hostname, public_key, network_data=None):
     """The bytes of a config drive as Nova's builder makes it."""
     latest = os.path.join(directory, 'cd', 'openstack', 'latest')
     os.makedirs(latest)
@@ -48,7 +48,8 @@ def config_drive_iso(directory, hostname, public_key):
     with open(os.path.join(latest, 'meta_data.json'), 'w') as fh:
         json.dump(meta, fh)
     with open(os.path.join(latest, 'network_data.json'), 'w') as fh:
-        json.dump({'links': [], 'networks': [], 'services': []}, fh)
+        json.dump(network_data or {'links': [], 'networks': [],
+                                   'services': []}, fh)
     iso = os.path.join(directory, 'config.iso')
     # nova.virt.configdrive.ConfigDriveBuilder's genisoimage arguments
     run(['genisoimage', '-o', iso, '-ldots', '-allow-lowercase',
@@ -104,16 +105,31 @@ class GuestBootCase(Dom0NetworkTestCase):
         return self.x.network.get_by_name_label(
             'Pool-wide network associated with eth1')[0]
 
-    def server(self, hostname, root=None, config_drive=True):
+    def server(self, hostname, root=None, config_drive=True, fixed=None):
         """A VM with a 64 MiB root disk (or ``root``), a config drive
-        (userdevice 3, read-only) and a NIC on the provider LAN."""
+        (userdevice 3, read-only) and a NIC on the provider LAN (given
+        the address ``fixed`` by network_data.json, as for a subnet
+        without DHCP)."""
         vm = self.vm_with_vifs([self.lan_network()])
         if root is None:
             root = self.new_vdi(64 * MIB, name_label='root')
         self.new_vbd(vm, root, '0')
+        network_data = None
+        if fixed:
+            mac = self.vifs(vm)[0]['MAC']
+            network_data = {
+                'links': [{'id': 'tap0', 'type': 'ovs', 'mtu': 1500,
+                           'ethernet_mac_address': mac, 'vif_id': 'x'}],
+                'networks': [{'id': 'network0', 'type': 'ipv4',
+                              'link': 'tap0', 'ip_address': fixed,
+                              'netmask': '255.255.255.0',
+                              'routes': [{'network': '0.0.0.0',
+                                          'netmask': '0.0.0.0',
+                                          'gateway': SERVER}]}],
+                'services': []}
         if config_drive:
             data = config_drive_iso(tempfile.mkdtemp(dir=self.tmp),
-                                    hostname, self.public_key)
+                                    hostname, self.public_key, network_data)
             vdi = self.new_vdi(len(data), name_label='config-2')
             self.control().write_vdi(self.x.VDI.get_uuid(vdi), data)
             self.new_vbd(vm, vdi, '3', mode='RO', bootable=False)
@@ -346,6 +362,22 @@ class GuestBootTest(GuestBootCase):
                                              'sudo cat /tmp/timestamp'))
         self.assertEqual(['xvda', 'xvdd'],
                          self.disks(self.execute(client, 'lsblk -lb --nodeps')))
+
+    def test_a_fixed_address_from_network_data_json(self):
+        vm, _ = self.server('tempest-server-8', fixed='198.51.100.77')
+        self.start_on(vm, 0, 0)
+        wait_for('the guest is up', lambda: 'SSH server listening' in
+                 self.console_log(vm))
+        log = self.console_log(vm)
+        self.assertIn('network_data.json: 198.51.100.77/24 on eth0, '
+                      'gateway %s' % SERVER, log)
+        # cloud-init runs no DHCP client on a NIC with a fixed address
+        self.assertNotIn('udhcpc: started on eth0', log)
+        client = self.ssh('198.51.100.77')
+        self.assertEqual('198.51.100.77/24\n', self.execute(
+            client, "ip -4 -o addr show dev eth0 | awk '{print $4}'"))
+        self.assertIn('default via %s dev eth0' % SERVER,
+                      self.execute(client, 'ip route'))
 
     def test_without_a_config_drive_no_key_gets_in_and_halt_cleans_up(self):
         vm, root = self.server('unused', config_drive=False)
