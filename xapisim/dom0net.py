@@ -35,6 +35,7 @@ import sys
 import threading
 import uuid
 
+from xapisim import guestboot
 from xapisim import netns
 from xapisim.api.network import vif_device_number
 from xapisim.dom0host import PIF_BRIDGES, HostDom0
@@ -79,6 +80,7 @@ class Guest(object):
     def __init__(self, name):
         self.netns = name
         self.domains = set()        # keys of its domains (two while moving)
+        self.os = None              # what boots in it (guestboot.GuestOS)
 
 
 def vif_facts(db, vif):
@@ -155,6 +157,9 @@ class Dom0Network(object):
             raise
 
     def close(self):
+        for guest in self.guests.values():
+            if guest.os is not None:
+                guestboot.halt(guest.os)
         for hostnet in self.hosts.values():
             try:
                 hostnet.stop()
@@ -222,6 +227,7 @@ class Dom0Network(object):
                      if db.get('VIF', v, 'currently_attached')]
         hostnet = self._hostnet(pool, host_ref)
         with self.lock:
+            booting = vm_uuid not in self.guests
             guest = self._guest(vm_uuid)
             domain = Domain(hostnet, domid, vm_uuid, guest)
             self.domains[domain.key] = domain
@@ -244,6 +250,23 @@ class Dom0Network(object):
             if origin is not None:
                 self.handovers[origin.key] = domain
         _record_mtus(db, facts)
+        nics = ['eth%d' % fact['number'] for fact in facts]
+        if booting:
+            guest.os = guestboot.boot(self.world, pool, vm, host_ref, domid,
+                                      guest.netns, nics)
+        elif guest.os is not None:
+            guestboot.moved(guest.os, pool, vm, host_ref, domid, nics)
+
+    def disks_changed(self, pool, vm):
+        """A VBD of a running VM was plugged or unplugged: its guest
+        sees its disks as they are now."""
+        with pool.db.lock:
+            vm_uuid = pool.db.get('VM', vm, 'uuid')
+        with self.lock:
+            guest = self.guests.get(vm_uuid)
+            gos = guest.os if guest is not None else None
+        if gos is not None:
+            guestboot.disks_changed(gos, pool, vm)
 
     def domain_down(self, pool, vm, host_ref, domid):
         """The domain is gone: its devices go (or move to the domain a
@@ -278,6 +301,8 @@ class Dom0Network(object):
         guest.domains.discard(domain.key)
         if not guest.domains:
             self.guests.pop(domain.vm_uuid, None)
+            if guest.os is not None:
+                guestboot.halt(guest.os)
             netns.clean_up_netns(guest.netns)
 
     def _guest(self, vm_uuid):

@@ -171,8 +171,9 @@ def create_domain(pool, vm, host, paused=False, arriving_from=None):
         src_pool, src_vm = arriving_from
         source = (src_pool, src_pool.db.get('VM', src_vm, 'resident_on'),
                   src_pool.db.get('VM', src_vm, 'domid'))
-    _domain_up(pool, vm, host, domid, source, previous)
+    # the boot log first: a guest that boots (guestboot) appends to it
     _write_console_log(pool, vm, host, domid)
+    _domain_up(pool, vm, host, domid, source, previous)
     _report_guest_metrics(pool, vm)
 
 
@@ -303,10 +304,10 @@ def reboot_domain(pool, vm):
         db.set('VM', vm, domid=domid, power_state='Running',
                guest_metrics=NULL_REF)
         vif_devices(pool, vm, host, domid)
+        _write_console_log(pool, vm, host, domid)
         _domain_up(pool, vm, host, domid, attach=True)
         if gm != NULL_REF and db.exists('VM_guest_metrics', gm):
             db.destroy('VM_guest_metrics', gm)
         db.set('VM_metrics', row['metrics'], start_time=now_datetime(),
                state=['running'], last_updated=now_datetime())
-    _write_console_log(pool, vm, host, domid)
     _report_guest_metrics(pool, vm)

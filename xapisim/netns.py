@@ -154,7 +154,7 @@ def alive(pid):
     return _start_time(pid) is not None
 
 
-def _pids_in(netns_names):
+def pids_in(netns_names):
     """Processes whose network namespace is one of these."""
     wanted = set()
     for name in netns_names:
@@ -213,7 +213,7 @@ def clean_up(prefix, pidfiles=()):
     """Kill the daemons of ``pidfiles`` and every process in the
     namespaces named with ``prefix``; delete those namespaces."""
     names = list_netns(prefix)
-    pids = [_pid_from(p) for p in pidfiles] + _pids_in(names)
+    pids = [_pid_from(p) for p in pidfiles] + pids_in(names)
     kill_all(pids)
     for name in names:
         delete_netns(name)
@@ -221,7 +221,7 @@ def clean_up(prefix, pidfiles=()):
 
 def clean_up_netns(name):
     """Kill the processes in namespace ``name``, then delete it."""
-    kill_all(_pids_in([name]))
+    kill_all(pids_in([name]))
     delete_netns(name)
 
 

@@ -137,6 +137,11 @@ def _move_console_log(pool, source, old_domid, host, domid):
     """xenconsoled on the destination logs the new domain's console."""
     old = guest.console_log_path(pool, source, old_domid)
     new = guest.console_log_path(pool, host, domid)
+    if os.path.islink(new):
+        # a booted guest's log (guestboot): it follows its domain already
+        if os.path.islink(old):
+            os.unlink(old)
+        return
     try:
         with open(old, 'rb') as fh:
             text = fh.read()
@@ -435,6 +440,10 @@ def _move_within_pool(ctx, vm, plan):
             moved = _switch_domain(ctx, vm, host, domid)
     if moved is not None:
         _move_console_log(ctx.pool, *moved)
+        net = ctx.pool.world.dom0net
+        if net is not None:
+            # the guest's disks are the copies now
+            net.disks_changed(ctx.pool, vm)
     _drop_vdis(ctx, copied)
 
 

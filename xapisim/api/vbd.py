@@ -104,6 +104,14 @@ def vbd_plug(ctx, vbd):
     with common.object_operation(ctx, 'VBD', vbd, 'plug'):
         common.pause(ctx, ctx.pool.options.guest_delay)
         attach_vbd(db, vbd)
+    _guest_sees_disks(ctx, vm)
+
+
+def _guest_sees_disks(ctx, vm):
+    """With real dom0 networking the guest's disks follow hot-plug."""
+    net = ctx.pool.world.dom0net
+    if net is not None:
+        net.disks_changed(ctx.pool, vm)
 
 
 def assert_vdi_attachable(db, vbd):
@@ -152,6 +160,7 @@ def _unplug(ctx, vbd, force):
         if not force:
             common.pause(ctx, ctx.pool.options.guest_delay)
         db.set('VBD', vbd, currently_attached=False, device='')
+    _guest_sees_disks(ctx, vm)
 
 
 @handler('VBD', 'destroy')
