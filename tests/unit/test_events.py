@@ -12,7 +12,11 @@ from xapisim.client import Control
 
 from nova_xen import events
 from nova_xen import session as session_mod
+from tests import polling
 from tests import records
+
+# a safety net for waits on events, never a guess of how long they take
+WAIT = 240
 
 
 def vm_record(nova_uuid, host):
@@ -48,7 +52,7 @@ class WatcherCase(unittest.TestCase):
                                 event.get_transition()))
             self.cond.notify_all()
 
-    def wait_for(self, item, seconds=60):
+    def wait_for(self, item, seconds=WAIT):
         deadline = time.time() + seconds
         with self.cond:
             while item not in self.events:
@@ -84,12 +88,15 @@ class WatcherTest(WatcherCase):
         # the change happens while the watcher is away
         admin = session_mod.Session(self.sim.describe()['pools'][0][
             'master'], 'root', 'xapisim')
-        for _ in range(20):
+
+        def logged_in():
             try:
                 admin.connect()
-                break
             except Exception:
-                time.sleep(0.1)
+                return False
+            return True
+        # xapi is back when it answers (however long its restart takes)
+        polling.until(logged_in, 'a login to the restarted xapi', WAIT, 0.1)
         self.addCleanup(admin.close)
         admin.call('VM.hard_shutdown', vm)
         # whether the watcher resynchronised or (xapi's tokens outlive a
@@ -108,10 +115,8 @@ class WatcherTest(WatcherCase):
         self.control.fail('event.from', ['EVENTS_LOST'], times=2)
         self.session.call('VM.pause', vm)
         self.wait_for(('ours', virtevent.EVENT_LIFECYCLE_PAUSED))
-        deadline = time.time() + 60
-        while self.watcher.resyncs == resyncs:
-            self.assertLess(time.time(), deadline, 'no resynchronisation')
-            time.sleep(0.05)
+        polling.until(lambda: self.watcher.resyncs != resyncs,
+                      'a resynchronisation', WAIT, 0.05)
         self.assertEqual(resyncs + 1, self.watcher.resyncs)
         self.session.call('VM.hard_shutdown', vm)
         self.wait_for(('ours', virtevent.EVENT_LIFECYCLE_STOPPED))
@@ -131,7 +136,7 @@ class WaitDomainTest(WatcherCase):
         self.session.call('VM.hard_shutdown', vm)
         self.wait_for(('ours', virtevent.EVENT_LIFECYCLE_STOPPED))
         self.session.call('VM.start_on', vm, self.host, True, False)
-        record = self.watcher.wait_domain(vm, known, self.host, timeout=60)
+        record = self.watcher.wait_domain(vm, known, self.host, timeout=WAIT)
         self.assertIsNotNone(record)
         self.assertEqual('Paused', record['power_state'])
         self.assertEqual(self.session.call('VM.get_domid', vm),
@@ -142,7 +147,7 @@ class WaitDomainTest(WatcherCase):
         vm = self.session.call('VM.create', vm_record('ours', self.host))
         self.session.call('VM.start_on', vm, self.host, True, False)
         record = self.watcher.wait_domain(vm, frozenset(), self.host,
-                                          timeout=60)
+                                          timeout=WAIT)
         self.assertIsNotNone(record)
         # the cache still shows that domain, paused (as a late event
         # would): with its domid known, it is no new domain
