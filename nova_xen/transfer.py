@@ -21,6 +21,7 @@ from oslo_log import log as logging
 
 from nova_xen.conf import CONF
 from nova_xen import errors
+from nova_xen import firmware
 from nova_xen import events
 from nova_xen import power
 from nova_xen import reclaim
@@ -200,6 +201,11 @@ class Transfer(object):
                     'nova_role')
                 storage.tag_vdi(session, instance, vdi, role)
                 vdis[role] = vdi
+        with step('read the UEFI variables and vTPM state'):
+            # the clone carried them (its VTPM is not unique: VM.clone
+            # copied its contents; migrate_send exports them)
+            info['firmware'] = firmware.PoolFirmware(session).read_state(
+                here)
             session.call('VM.destroy', here)
         return vdis
 
