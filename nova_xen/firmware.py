@@ -58,7 +58,7 @@ TPM_TRAITS = {
 }
 
 Request = collections.namedtuple(
-    'Request', 'uefi stateless secure_boot vtpm secret_security')
+    'Request', 'uefi stateless secure_boot vtpm secret_security pv')
 # a guest's firmware state a move carries: NVRAM, vTPM contents (or None)
 State = collections.namedtuple('State', 'nvram vtpm')
 
@@ -89,7 +89,8 @@ def request_of(instance, image_meta):
         secure_boot=hardware.get_secure_boot_constraint(flavor, image_meta),
         vtpm=hardware.get_vtpm_constraint(flavor, image_meta),
         secret_security=hardware.get_tpm_secret_security_constraint(flavor)
-        or 'user')
+        or 'user',
+        pv=props.get('hw_vm_mode') == 'xen')
 
 
 def _refuse_vtpm(request):
@@ -157,6 +158,10 @@ class PoolFirmware(object):
 
     def check(self, request):
         """Refuse, before anything is made, what xapi cannot honour."""
+        if request.uefi and request.pv:
+            raise FirmwareUnsupported(reason=(
+                'UEFI firmware needs an HVM guest: the image asks for a PV '
+                'one (hw_vm_mode=xen)'))
         if request.vtpm is not None:
             reason = _refuse_vtpm(request)
             if reason:

@@ -13,7 +13,7 @@ OLD_XAPI = ['MESSAGE_METHOD_UNKNOWN', 'pool.get_guest_secureboot_readiness']
 
 def request(**kwargs):
     values = dict(uefi=True, stateless=False, secure_boot=None, vtpm=None,
-                  secret_security='user')
+                  secret_security='user', pv=False)
     values.update(kwargs)
     return firmware.Request(**values)
 
@@ -82,7 +82,8 @@ class PoolFirmwareTest(testtools.TestCase):
                 (dict(vtpm=('2.0', 'tpm-crb'), uefi=False,
                       secret_security='host'), 'BIOS guest'),
                 (dict(vtpm=('2.0', 'tpm-crb')), 'hw:tpm_secret_security=host'),
-                (dict(secure_boot='required', uefi=False), 'needs UEFI')):
+                (dict(secure_boot='required', uefi=False), 'needs UEFI'),
+                (dict(pv=True), 'needs an HVM guest')):
             exc = self.assertRaises(firmware.FirmwareUnsupported,
                                     self.fw.check, request(**kwargs))
             self.assertIn(words, str(exc))
