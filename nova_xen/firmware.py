@@ -118,6 +118,7 @@ class PoolFirmware(object):
         self.session = session
         self._lock = threading.Lock()
         self._facts = None       # (read at, facts)
+        self._pool = None
 
     # -- the pool --------------------------------------------------------
 
@@ -129,7 +130,10 @@ class PoolFirmware(object):
                     time.monotonic() - self._facts[0] < FACTS_TTL:
                 return self._facts[1]
         session = self.session
-        pool = session.call('pool.get_all')[0]
+        if self._pool is None:
+            # a pool's ref never changes: two calls per refresh
+            self._pool = session.call('pool.get_all')[0]
+        pool = self._pool
         restrictions = session.call('pool.get_restrictions', pool)
         try:
             readiness = session.call('pool.get_guest_secureboot_readiness',

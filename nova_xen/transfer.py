@@ -194,6 +194,11 @@ class Transfer(object):
             session.logout_session(token['session_id'])
         with step('take the disks of the clone'):
             here = session.call('VM.get_by_uuid', uuid)
+            # and its UEFI variables and vTPM state (its VTPM is not
+            # unique: VM.clone copied the contents, migrate_send carried
+            # them)
+            info['firmware'] = firmware.PoolFirmware(session).read_state(
+                here)
             vdis = {}
             for vdi in storage.vdis_of_vm(session, here):
                 undo.vdis.append(vdi)
@@ -201,11 +206,6 @@ class Transfer(object):
                     'nova_role')
                 storage.tag_vdi(session, instance, vdi, role)
                 vdis[role] = vdi
-        with step('read the UEFI variables and vTPM state'):
-            # the clone carried them (its VTPM is not unique: VM.clone
-            # copied its contents; migrate_send exports them)
-            info['firmware'] = firmware.PoolFirmware(session).read_state(
-                here)
             session.call('VM.destroy', here)
         return vdis
 
