@@ -195,6 +195,8 @@ class CrossPoolMovesTest(_FirmwareBase):
 
     def setUp(self):
         super(CrossPoolMovesTest, self).setUp()
+        # booted in the first pool before the second pool's compute starts
+        self.server = self.boot_uefi()
         other = self.xapi.world['pools'][1]
         self.y_session = self.xapi.login(other['master'])
         self.y = self.y_session.xenapi
@@ -208,7 +210,7 @@ class CrossPoolMovesTest(_FirmwareBase):
         self.second = self._start_compute(other['hosts'][0]['name_label'])
 
     def test_cold_migration_and_live_migration_across_pools(self):
-        server = self.boot_uefi()
+        server = self.server
         source = server['OS-EXT-SRV-ATTR:host']
         self.mark(server)
         # cold: the stopped VM's clone travels (VM.migrate_send)
