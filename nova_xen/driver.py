@@ -7,7 +7,6 @@ the logic (session, host, vmops, storage, network, images).  Load it with
 
 import json
 
-import os_traits
 from nova.compute import task_states
 from nova import exception
 from nova.image import glance
@@ -60,6 +59,7 @@ class XenAPIDriver(driver.ComputeDriver):
         'supports_extend_volume': True,
         'supports_image_type_raw': True,
         'supports_image_type_vhd': True,
+        'supports_vtpm': True, 'supports_stateless_firmware': True,
     })
 
     def __init__(self, virtapi, read_only=False):
@@ -183,11 +183,11 @@ class XenAPIDriver(driver.ComputeDriver):
             self._sr, current, foreign_memory=self._index.foreign_memory())
         provider_tree.update_inventory(nodename, inventory)
         traits = host_mod.cpu_traits(record['cpu_info'])
-        present = [t for t, on in traits.items() if on and hasattr(
-            os_traits, t)]
-        absent = [t for t, on in traits.items() if not on]
-        provider_tree.add_traits(nodename, *present)
-        provider_tree.remove_traits(nodename, *absent)
+        firmware_traits, secure_boot = self._vmops.firmware.traits()
+        host_mod.set_traits(provider_tree, nodename,
+                            dict(traits, **firmware_traits))
+        self.capabilities = dict(self.capabilities,
+                                 supports_secure_boot=secure_boot)
         # the XenAPI pool, as a placement aggregate of its own uuid (added
         # to, never replacing, the aggregates nova-api mirrors there)
         provider_tree.add_aggregates(nodename, self._host.pool_uuid)

@@ -358,6 +358,15 @@ class Host(object):
         }
 
 
+def set_traits(provider_tree, nodename, traits):
+    """{trait: on}: add those on (that os-traits knows), remove the off."""
+    import os_traits
+    provider_tree.add_traits(nodename, *[
+        t for t, on in traits.items() if on and hasattr(os_traits, t)])
+    provider_tree.remove_traits(nodename, *[
+        t for t, on in traits.items() if not on])
+
+
 def _ratios(inventory):
     from nova.virt import driver as virt_driver
     return virt_driver.ComputeDriver._get_allocation_ratios(inventory)

@@ -350,8 +350,15 @@ class Resize(object):
         step = vmops.Step()
         remote = None
         try:
+            with step('check the firmware'):
+                plan = self.vms.firmware_plan(instance, image_meta)
             if info['pool'] == self.host.pool_uuid:
                 vdis = self._copy_in_pool(instance, info, undo, step)
+                with step('read the UEFI variables and vTPM state'):
+                    # the original (halted, kept for a revert) holds them
+                    info['firmware'] = self.vms.firmware.read_state(
+                        self.session.call('VM.get_by_uuid',
+                                          info['original']))
             else:
                 remote = self.transfers.remote(info['transfer'])
                 vdis = self.transfers.receive(instance, info, remote, undo,
@@ -362,8 +369,9 @@ class Resize(object):
                                                 step)
             if any(bootable for _, _, _, bootable in attached):
                 disks = [d for d in disks if d[1] != 'root']
-            vm = self.vms.assemble(instance, image_meta, network_info, disks,
-                                   False, undo, step, volumes=attached)
+            vm = self.vms.assemble(
+                instance, image_meta, network_info, disks, False, undo, step,
+                volumes=attached, firmware=plan[:2] + (info['firmware'],))
             if power_on:
                 with step('start the VM'):
                     self._start(vm)

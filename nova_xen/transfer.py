@@ -21,6 +21,7 @@ from oslo_log import log as logging
 
 from nova_xen.conf import CONF
 from nova_xen import errors
+from nova_xen import firmware
 from nova_xen import events
 from nova_xen import power
 from nova_xen import reclaim
@@ -193,6 +194,11 @@ class Transfer(object):
             session.logout_session(token['session_id'])
         with step('take the disks of the clone'):
             here = session.call('VM.get_by_uuid', uuid)
+            # and its UEFI variables and vTPM state (its VTPM is not
+            # unique: VM.clone copied the contents, migrate_send carried
+            # them)
+            info['firmware'] = firmware.PoolFirmware(session).read_state(
+                here)
             vdis = {}
             for vdi in storage.vdis_of_vm(session, here):
                 undo.vdis.append(vdi)

@@ -16,6 +16,7 @@ from oslo_log import log as logging
 
 from nova_xen import configdrive
 from nova_xen import errors
+from nova_xen import firmware as firmware_mod
 from nova_xen import images
 from nova_xen import network
 from nova_xen import power
@@ -38,7 +39,7 @@ POWER_STATES = {
 
 # Errors that already tell the user what is wrong with the request.
 _PASS_THROUGH = (exception.ImageUnacceptable, exception.FlavorDiskTooSmall,
-                 exception.ImageNotFound)
+                 exception.ImageNotFound, firmware_mod.FirmwareUnsupported)
 
 
 class Undo(object):
@@ -98,6 +99,7 @@ class VMOps(object):
         self.index = index
         self.images = image_handler
         self.isolation = isolation
+        self.firmware = firmware_mod.PoolFirmware(session)
 
     # -- spawn -----------------------------------------------------------
 
@@ -124,6 +126,8 @@ class VMOps(object):
                block_device_info=None):
         session = self.session
         flavor = instance.flavor
+        # refused before anything is made
+        plan = self.firmware_plan(instance, image_meta)
         attached = self.connect_volumes(block_device_info, undo, step)
         disks = []
         if not any(bootable for _, _, _, bootable in attached):
@@ -155,7 +159,13 @@ class VMOps(object):
                 undo.vdis.append(vdi)
                 disks.append((vdi, 'config-drive', False))
         self.assemble(instance, image_meta, network_info, disks, power_on,
-                      undo, step, volumes=attached)
+                      undo, step, volumes=attached, firmware=plan)
+
+    def firmware_plan(self, instance, image_meta, state=None):
+        """(request, Secure Boot ready, a move's firmware state): what
+        ``assemble`` gives the VM; raises what xapi cannot honour."""
+        request = firmware_mod.request_of(instance, image_meta)
+        return request, self.firmware.check(request), state
 
     def connect_volumes(self, block_device_info, undo, step):
         """The VDIs of the instance's Cinder volumes, their SRs plugged:
@@ -195,15 +205,21 @@ class VMOps(object):
         return root
 
     def assemble(self, instance, image_meta, network_info, disks, power_on,
-                 undo, step, volumes=()):
+                 undo, step, volumes=(), firmware=None):
         """The VM of an instance whose disks exist (``disks``: (VDI, role,
-        bootable) tuples), with its VIFs; started if ``power_on``.  A spawn
-        and the destination of a resize both end here."""
+        bootable) tuples), with its VIFs and vTPM; started if ``power_on``.
+        A spawn and the destination of a resize both end here
+        (``firmware``: firmware_plan's answer)."""
         session = self.session
+        request, ready, state = firmware or self.firmware_plan(instance,
+                                                               image_meta)
         with step('create the VM'):
-            vm = session.call('VM.create', vm_record(instance, image_meta,
-                                                     self.host.ref))
+            vm = session.call('VM.create', self.firmware.apply(
+                vm_record(instance, image_meta, self.host.ref), request,
+                ready, state))
             undo.vm = vm
+        with step('create the vTPM'):
+            self.firmware.create_vtpm(vm, request, state)
         with step('attach the disks'):
             for vdi, role, bootable in disks:
                 storage.create_vbd(session, vm, vdi, role, bootable=bootable,

@@ -108,3 +108,24 @@ class Control(object):
         return self._request('POST', 'vdi_write', {
             'vdi_uuid': vdi_uuid, 'offset': offset,
             'data': base64.b64encode(data).decode()})
+
+    def secureboot_certs(self, files=('PK', 'KEK', 'db', 'dbx'),
+                         host_uuids=None):
+        """As ``secureboot-certs install`` leaves dom0: these auth files
+        (no others) on every host, or on ``host_uuids``; () clears them.
+        Returns the pool's readiness."""
+        body = {'files': list(files)}
+        if host_uuids is not None:
+            body['host_uuids'] = list(host_uuids)
+        return self._request('POST', 'secureboot_certs', body)['readiness']
+
+    def set_restrictions(self, **restrictions):
+        return self._request('POST', 'restrictions', {'set': restrictions})
+
+    def guest_firmware(self, vm_uuid, efi_variables=None, tpm=None):
+        """The running guest writes UEFI variables ({name: value}) or its
+        TPM state (bytes)."""
+        body = {'vm_uuid': vm_uuid, 'efi_variables': efi_variables or {}}
+        if tpm is not None:
+            body['tpm'] = base64.b64encode(tpm).decode()
+        return self._request('POST', 'guest_firmware', body)

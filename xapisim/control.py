@@ -11,6 +11,7 @@ import json
 
 from xapisim import guest
 from xapisim.api import common
+from xapisim.api import firmware
 from xapisim.api.vm import pick_host, vm_create
 from xapisim.errors import XapiError
 from xapisim.rpc import Context
@@ -191,6 +192,39 @@ def vdi_write(pool, host, body):
                                            'physical_utilisation')}
 
 
+def secureboot_certs(pool, host, body):
+    """``secureboot-certs install`` (or ``clear``: no names) on every host
+    of the pool, or on the hosts named: the auth files in dom0's
+    /var/lib/varstored."""
+    names = list(body.get('files', ()))
+    hosts = None
+    if 'host_uuids' in body:
+        hosts = [h for h in pool.hosts if h.uuid in body['host_uuids']]
+    firmware.install_auth_files(pool, names, hosts)
+    return {'readiness': firmware.pool_get_guest_secureboot_readiness(
+        Context(pool, host, ''), pool.ref)}
+
+
+def restrictions(pool, host, body):
+    """The licence's restrictions change (e.g. restrict_vtpm: true)."""
+    with pool.db.lock:
+        current = dict(pool.db.get('pool', pool.ref, 'restrictions'))
+        current.update({str(k): str(v) for k, v in body['set'].items()})
+        pool.db.set('pool', pool.ref, restrictions=current)
+    return current
+
+
+def guest_firmware(pool, host, body):
+    """The running guest writes a UEFI variable (``efi_variable``
+    {name: value}) or its TPM state (``tpm`` base64), which varstored and
+    swtpm save through xapi."""
+    vm = _vm(pool, body['vm_uuid'])
+    for name, value in body.get('efi_variables', {}).items():
+        firmware.guest_sets_variable(pool, vm, name, value)
+    if 'tpm' in body:
+        firmware.guest_writes_tpm(pool, vm, body['tpm'])
+
+
 def bulk_vms(pool, host, body):
     """Many plain VMs at once, for benchmarks (optionally running)."""
     ctx = Context(pool, host, '')
@@ -242,4 +276,7 @@ ACTIONS = {
     ('POST', 'guest_netns'): guest_netns,
     ('POST', 'vms'): bulk_vms,
     ('POST', 'vdi_write'): vdi_write,
+    ('POST', 'secureboot_certs'): secureboot_certs,
+    ('POST', 'restrictions'): restrictions,
+    ('POST', 'guest_firmware'): guest_firmware,
 }

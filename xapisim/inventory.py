@@ -107,7 +107,9 @@ def populate(pool):
         'other_config': {'memory-ratio-hvm': '0.25',
                          'memory-ratio-pv': '0.25'},
         'ha_enabled': False, 'tags': [], 'gui_config': {},
-        'restrictions': {'restrict_pool_size': 'false'},
+        # XCP-ng's v6d lifts every restriction but Corosync's
+        'restrictions': {'restrict_pool_size': 'false',
+                         'restrict_vtpm': 'false'},
         'cpu_info': {'cpu_count': str(opts.host_cpus * len(pool.hosts)),
                      'socket_count': str(len(pool.hosts)),
                      'vendor': 'GenuineIntel'},

@@ -37,6 +37,8 @@ import xapisim.api.storage  # noqa: F401
 import xapisim.api.task  # noqa: F401
 import xapisim.api.vbd  # noqa: F401
 import xapisim.api.vm  # noqa: F401
+import xapisim.api.vmcopy  # noqa: F401
+import xapisim.api.firmware  # noqa: F401
 
 
 class Options(object):
@@ -135,6 +137,7 @@ class Pool(object):
         self.hosts = [Host(self, i, addr) for i, addr in enumerate(addresses)]
         self.master = self.hosts[0]
         self.guest = {}     # VM uuid -> guest behaviour overrides
+        self.vtpm_contents = {}   # VTPM ref -> secret ref (internal field)
         self.domids = {}    # host ref -> last domid given out
         self.message_times = {}   # message ref -> creation time (s)
         self.lock = threading.RLock()

@@ -16,7 +16,7 @@ SHIPPED = os.path.join(ROOT, 'xapisim', 'data', 'schema.json')
 DRIVER_CLASSES = ('session', 'pool', 'host', 'host_metrics', 'host_cpu', 'VM',
                   'VM_metrics', 'VM_guest_metrics', 'VDI', 'VBD', 'VIF', 'SR',
                   'PBD', 'network', 'PIF', 'task', 'event', 'console',
-                  'message', 'SDN_controller')
+                  'message', 'SDN_controller', 'VTPM')
 
 
 def datamodel_dir():
@@ -53,11 +53,18 @@ class ShippedSchemaMatchesDatamodel(unittest.TestCase):
         with open(os.path.join(self.dir, 'xenapi.json')) as fh:
             datamodel = {c['name']: c for c in json.load(fh)}
         schema = schema_mod.load()
+        overlay = load_overlay()['classes']
         self.assertEqual(set(datamodel), set(schema.classes))
         for name, cls in datamodel.items():
             mine = schema.classes[name]
-            self.assertEqual(set(f['name'] for f in cls['fields']),
+            added = overlay.get(name, {})
+            self.assertEqual(set(f['name'] for f in cls['fields']) |
+                             set(added.get('fields', ())),
                              set(mine.fields), name)
+            for mname in added.get('messages', ()):
+                self.assertNotIn(mname, [m['name'] for m in cls['messages']],
+                                 'the datamodel has %s.%s now: drop it from '
+                                 'the overlay' % (name, mname))
             for f in cls['fields']:
                 where = '%s.%s' % (name, f['name'])
                 # the parsed type prints back exactly as the datamodel
@@ -84,6 +91,68 @@ class ShippedSchemaMatchesDatamodel(unittest.TestCase):
                                    msg=bad):
                 schema_mod.Schema({'source': '', 'enums': {}, 'errors': {},
                                    'classes': {}}).type(bad)
+
+
+def load_overlay():
+    with open(schema_mod.OVERLAY_PATH) as fh:
+        return json.load(fh)
+
+
+class OverlayCitesXapi(unittest.TestCase):
+    """The calls and fields xapi added after the shipped datamodel come
+    from xapi's OCaml datamodel, each saying where it was read."""
+
+    def entries(self):
+        overlay = load_overlay()
+        for name, enum in overlay['enums'].items():
+            yield 'enum ' + name, enum
+        for cname, cls in overlay['classes'].items():
+            for kind in ('fields', 'messages'):
+                for name, entry in cls.get(kind, {}).items():
+                    yield '%s.%s' % (cname, name), entry
+
+    def test_every_entry_names_its_xapi_source(self):
+        overlay = load_overlay()
+        commits = overlay['sources']
+        for where, entry in self.entries():
+            source = entry['source']
+            if entry.get('implicit'):
+                self.assertIn('xapi generates', source, where)
+                continue
+            tag = source.split()[0]
+            self.assertIn(tag, commits, where)
+            self.assertRegex(commits[tag], r' [0-9a-f]{40} ', where)
+            self.assertRegex(source, r'ocaml/idl/datamodel\w*\.ml l\.\d+',
+                             where)
+
+    def test_the_needed_calls_are_served_with_xapis_types(self):
+        schema = schema_mod.load()
+        pool = schema.classes['pool'].messages
+        readiness = pool['get_guest_secureboot_readiness']
+        self.assertEqual(['ready', 'ready_no_dbx', 'not_ready'],
+                         readiness.result.values)
+        vm = schema.classes['VM']
+        self.assertEqual('enum vm_uefi_mode',
+                         vm.messages['set_uefi_mode'].params[2][1].name)
+        self.assertIn('first_boot', vm.messages['get_secureboot_readiness']
+                      .result.values)
+        self.assertEqual('ok', vm.fields['secureboot_certificates_state']
+                         .initial())
+        self.assertEqual([('session_id', 'session ref'), ('self', 'VTPM ref'),
+                          ('contents', 'string')],
+                         [(n, t.name) for n, t in schema.classes['VTPM']
+                          .messages['set_contents'].params])
+
+    def test_an_entry_the_datamodel_already_has_is_refused(self):
+        with open(os.path.join(ROOT, 'xapisim', 'data', 'schema.json')) as fh:
+            data = json.load(fh)
+        stale = {'classes': {'VM': {'messages': {'set_NVRAM': {
+            'params': [], 'result': 'void'}}}}}
+        with self.assertRaises(ValueError):
+            schema_mod.merge_overlay(data, stale)
+        with self.assertRaises(ValueError):
+            schema_mod.merge_overlay(data, {'enums': {'vm_power_state': {
+                'values': ['Halted']}}})
 
 
 class ReadmeListsWhatIsNotImplemented(unittest.TestCase):
@@ -210,7 +279,9 @@ class SchemaIsSelfConsistent(unittest.TestCase):
                  # ExnHelper: DBCache_NotFound (reason, p1, p2)
                  'INTERNAL_ERROR': {1, 3},
                  # Xapi_message.get raises it bare
-                 'UUID_INVALID': {0, 2}}
+                 'UUID_INVALID': {0, 2},
+                 # Xapi_vtpm.assert_not_restricted: [feature]
+                 'FEATURE_RESTRICTED': {1}}
         pkg = os.path.join(ROOT, 'xapisim')
         for dirpath, _, files in os.walk(pkg):
             for fname in files:

@@ -34,6 +34,7 @@ VM_OPERATION_STATES = {
     'clone': (HALTED,), 'copy': (HALTED,),
     'changing_dynamic_range': (HALTED, RUNNING),
     'migrate_send': (HALTED, SUSPENDED, RUNNING),
+    'changing_NVRAM': (HALTED,), 'create_vtpm': (HALTED,),
     'snapshot': ANY, 'power_state_reset': ANY, 'revert': ANY,
     'metadata_export': ANY,
 }

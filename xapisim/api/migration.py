@@ -29,7 +29,7 @@ import os
 from urllib.parse import urlparse
 
 from xapisim import guest
-from xapisim.api import common, memory
+from xapisim.api import common, firmware, memory
 from xapisim.api.session import open_session
 from xapisim.api.storage import new_vdi, vdi_destroy
 from xapisim.api.vm import assert_can_boot_here, pick_host, remove_vm
@@ -522,5 +522,7 @@ def _recreate(ctx, dctx, vm, copied, vif_map):
                       currently_attached=False,
                       metrics=ddb.create('VIF_metrics', {'other_config': {}}))
         ddb.create('VIF', fields)
+    # exported with its contents, unique or not (xapi export.ml)
+    firmware.copy_vtpms(ctx.pool, vm, dctx, new_vm, carry_contents=True)
     common.refresh_vm_allowed(ddb, new_vm)
     return new_vm
