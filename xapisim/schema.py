@@ -1,7 +1,10 @@
 """xapisim's view of the XenAPI datamodel: classes, fields, messages, types.
 
 The facts come from ``data/schema.json``, derived from xapi's official
-datamodel by ``tools/gen_xapisim_schema.py``.  This module turns the
+datamodel by ``tools/gen_xapisim_schema.py``, plus the overlays
+``data/datamodel_overlay*.json``: the calls and fields xapi added after
+that datamodel, each read from xapi's OCaml datamodel and citing where
+(``merge_overlay``).  This module turns the
 datamodel's type strings ("(string -> VM ref) map", "enum vm_power_state
 set", ...) into small codec objects that decode XML-RPC parameters strictly
 (as xapi does) and encode values the way xapi puts them on the wire (int64
@@ -429,15 +432,56 @@ class Schema(object):
 
 
 _SCHEMA = None
+DATA_DIR = os.path.join(os.path.dirname(__file__), 'data')
+
+
+def overlay_paths():
+    """The overlay files shipped with xapisim, in a stable order."""
+    return sorted(os.path.join(DATA_DIR, name)
+                  for name in os.listdir(DATA_DIR)
+                  if name.startswith('datamodel_overlay')
+                  and name.endswith('.json'))
+
+
+def merge_overlay(data, overlay):
+    """Add an overlay's enums, fields and messages to the compact schema.
+
+    An overlay only adds: an entry the datamodel already has means the
+    datamodel caught up, and the overlay entry must go (ValueError).
+    """
+    for name, enum in overlay.get('enums', {}).items():
+        if name in data['enums']:
+            raise ValueError('overlay enum %s is in the datamodel' % name)
+        data['enums'][name] = list(enum['values'])
+    for cname, cdata in overlay.get('classes', {}).items():
+        cls = data['classes'][cname]
+        for fname, f in cdata.get('fields', {}).items():
+            if fname in cls['fields']:
+                raise ValueError('overlay field %s.%s is in the datamodel'
+                                 % (cname, fname))
+            cls['fields'][fname] = {k: f[k] for k in (
+                'type', 'qualifier', 'default', 'has_default')}
+        for mname, m in cdata.get('messages', {}).items():
+            if mname in cls['messages']:
+                raise ValueError('overlay message %s.%s is in the datamodel'
+                                 % (cname, mname))
+            cls['messages'][mname] = {
+                'params': [list(p) for p in m['params']],
+                'result': m['result'], 'errors': list(m.get('errors', ())),
+                'implicit': bool(m.get('implicit', False))}
+    return data
 
 
 def load():
     """The schema shipped with xapisim (parsed once per process)."""
     global _SCHEMA
     if _SCHEMA is None:
-        path = os.path.join(os.path.dirname(__file__), 'data', 'schema.json')
-        with open(path) as fh:
-            _SCHEMA = Schema(json.load(fh))
+        with open(os.path.join(DATA_DIR, 'schema.json')) as fh:
+            data = json.load(fh)
+        for path in overlay_paths():
+            with open(path) as fh:
+                merge_overlay(data, json.load(fh))
+        _SCHEMA = Schema(data)
     return _SCHEMA
 
 

@@ -48,7 +48,9 @@ class WheelTest(unittest.TestCase):
 
     def test_ships_the_driver_and_the_simulator_data(self):
         for name in ('nova_xen/driver.py', 'nova_xen/session.py',
-                     'xapisim/data/schema.json', 'xapisim/dom0/XenAPI.py',
+                     'xapisim/data/schema.json',
+                     'xapisim/data/datamodel_overlay_devices.json',
+                     'xapisim/dom0/XenAPI.py',
                      'xapisim/dom0/XenAPIPlugin.py'):
             self.assertIn(name, self.names)
 
