@@ -31,6 +31,7 @@ from nova_xen import images
 from nova_xen import migration
 from nova_xen import network
 from nova_xen import ovn
+from nova_xen import pci
 from nova_xen import power
 from nova_xen import reclaim
 from nova_xen import reconcile
@@ -326,6 +327,7 @@ class XenAPIDriver(driver.ComputeDriver):
         self._power.unpause(instance)
 
     def suspend(self, context, instance):
+        pci.refuse_move(instance, 'suspend')
         self._power.suspend(instance)
 
     def resume(self, context, instance, network_info, block_device_info=None,
@@ -435,6 +437,7 @@ class XenAPIDriver(driver.ComputeDriver):
 
     def check_can_live_migrate_source(self, context, instance,
                                       dest_check_data, block_device_info=None):
+        pci.refuse_move(instance, 'live-migrate')
         if volumes.mapping(block_device_info) and \
                 migration.is_storage_move(dest_check_data):
             # XenMotion inside a pool keeps the LUNs (the destination

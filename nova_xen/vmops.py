@@ -18,6 +18,7 @@ from nova_xen import configdrive
 from nova_xen import errors
 from nova_xen import images
 from nova_xen import network
+from nova_xen import pci
 from nova_xen import power
 from nova_xen import storage
 from nova_xen import volumes as volumes_mod
@@ -124,6 +125,9 @@ class VMOps(object):
                block_device_info=None):
         session = self.session
         flavor = instance.flavor
+        with step('check the PCI devices'):
+            pci.check_ports(network_info)
+            pci.check_claimed(session, self.host.ref, instance)
         attached = self.connect_volumes(block_device_info, undo, step)
         disks = []
         if not any(bootable for _, _, _, bootable in attached):
@@ -405,8 +409,9 @@ def vm_record(instance, image_meta, host_ref):
         'HVM_boot_params': {} if pv else {'order': 'dc'},
         'platform': platform,
         'PCI_bus': '',
-        'other_config': {'nova_uuid': instance.uuid, 'nova_role': 'instance',
-                         'nova_instance_name': instance.name},
+        'other_config': dict(pci.other_config(instance),
+                             nova_uuid=instance.uuid, nova_role='instance',
+                             nova_instance_name=instance.name),
         'xenstore_data': xenstore_data(instance),
         'recommendations': '',
         'domain_type': 'pv' if pv else 'hvm',
