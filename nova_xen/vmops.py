@@ -21,6 +21,7 @@ from nova_xen import network
 from nova_xen import pci
 from nova_xen import power
 from nova_xen import storage
+from nova_xen import vgpu
 from nova_xen import volumes as volumes_mod
 
 CONF = nova_conf.CONF
@@ -99,18 +100,19 @@ class VMOps(object):
         self.index = index
         self.images = image_handler
         self.isolation = isolation
+        self.gpus = vgpu.Gpus(session, host)
 
     # -- spawn -----------------------------------------------------------
 
     def spawn(self, context, instance, image_meta, network_info, sr,
               power_on=True, injected_files=None, admin_password=None,
-              block_device_info=None):
+              block_device_info=None, allocations=None):
         undo = Undo(self.session, self.isolation)
         step = Step()
         try:
             self._spawn(context, instance, image_meta, network_info, sr,
                         power_on, undo, step, injected_files, admin_password,
-                        block_device_info)
+                        block_device_info, allocations)
         except _PASS_THROUGH:
             undo.rollback(instance)
             raise
@@ -122,7 +124,7 @@ class VMOps(object):
 
     def _spawn(self, context, instance, image_meta, network_info, sr,
                power_on, undo, step, injected_files, admin_password,
-               block_device_info=None):
+               block_device_info=None, allocations=None):
         session = self.session
         flavor = instance.flavor
         with step('check the PCI devices'):
@@ -159,7 +161,7 @@ class VMOps(object):
                 undo.vdis.append(vdi)
                 disks.append((vdi, 'config-drive', False))
         self.assemble(instance, image_meta, network_info, disks, power_on,
-                      undo, step, volumes=attached)
+                      undo, step, volumes=attached, allocations=allocations)
 
     def connect_volumes(self, block_device_info, undo, step):
         """The VDIs of the instance's Cinder volumes, their SRs plugged:
@@ -199,7 +201,7 @@ class VMOps(object):
         return root
 
     def assemble(self, instance, image_meta, network_info, disks, power_on,
-                 undo, step, volumes=()):
+                 undo, step, volumes=(), allocations=None):
         """The VM of an instance whose disks exist (``disks``: (VDI, role,
         bootable) tuples), with its VIFs; started if ``power_on``.  A spawn
         and the destination of a resize both end here."""
@@ -217,8 +219,14 @@ class VMOps(object):
                                         bootable=bootable)
         with step('create the network interfaces'):
             network.create_vifs(session, vm, instance, network_info)
+        if vgpu.requested(allocations):
+            with step('create the vGPUs'):
+                self.gpus.create(instance, vm, allocations)
         if power_on:
             self._start(instance, vm, network_info, step)
+            if vgpu.requested(allocations):
+                with step('check the vGPUs'):
+                    self.gpus.check_placed(instance, vm)
         else:
             self.index.refresh_vm(vm)
         return vm
