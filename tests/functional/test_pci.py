@@ -31,6 +31,22 @@ def _second_host_nic_elsewhere():
     return spec
 
 
+def assert_suspend_refused(test, server, reason):
+    """A suspend of ``server`` fails with ``reason`` in the action's
+    event, and the server stays ACTIVE with its VM running."""
+    try:
+        test.api.post_server_action(server['id'], {'suspend': {}})
+    except client.OpenStackApiException:
+        pass    # casts are calls in nova's harness (nova-api says 202)
+    event = test._wait_for_instance_action_event(
+        server, 'suspend', 'compute_suspend_instance', 'Error')
+    test.assertIn(reason, event['details'])
+    server = test._wait_for_state_change(server, 'ACTIVE')
+    test.assertIsNone(server['OS-EXT-STS:task_state'])
+    _, record = test.xapi.vm_of(server['id'])
+    test.assertEqual('Running', record['power_state'])
+
+
 class _PciBase(base.XenAPIFunctionalTestCase):
     xapisim_options = dict(base.XenAPIFunctionalTestCase.xapisim_options,
                            devices=_second_host_nic_elsewhere())
@@ -152,19 +168,9 @@ class PciPassthroughTest(_PciBase):
         self.assertNotIn('VM.create', self.xapi.control.calls())
 
     def test_suspend_is_refused_and_the_server_stays_active(self):
-        server = self.boot_with_nic()
-        try:
-            self.api.post_server_action(server['id'], {'suspend': {}})
-        except client.OpenStackApiException:
-            pass    # casts are calls in nova's harness (nova-api says 202)
-        event = self._wait_for_instance_action_event(
-            server, 'suspend', 'compute_suspend_instance', 'Error')
-        self.assertIn('xapi cannot suspend a VM with attached PCI devices '
-                      '(VM_HAS_PCI_ATTACHED)', event['details'])
-        server = self._wait_for_state_change(server, 'ACTIVE')
-        self.assertIsNone(server['OS-EXT-STS:task_state'])
-        _, record = self.xapi.vm_of(server['id'])
-        self.assertEqual('Running', record['power_state'])
+        assert_suspend_refused(self, self.boot_with_nic(),
+                               'xapi cannot suspend a VM with attached PCI '
+                               'devices (VM_HAS_PCI_ATTACHED)')
 
 
 class PciMoveTest(_PciBase):

@@ -8,11 +8,10 @@ The simulated host has one Tesla T4 (tests/devices_world.py): two
 ``GRID T4-8Q`` vGPUs.
 """
 
-from nova.tests.functional.api import client
-
 from tests import devices_world
 from tests.functional import base
 from tests.functional.test_boot import pattern
+from tests.functional.test_pci import assert_suspend_refused
 
 MIB = 1024 * 1024
 NOTHING = {'VM': [], 'VDI': [], 'VBD': [], 'VIF': []}
@@ -96,18 +95,8 @@ class VgpuTest(base.XenAPIFunctionalTestCase):
         self.assertEqual({'VGPU': 2}, self._get_provider_usages(self.rp))
 
     def test_suspend_is_refused_and_the_server_stays_active(self):
-        server = self.boot_with_vgpu()
-        try:
-            self.api.post_server_action(server['id'], {'suspend': {}})
-        except client.OpenStackApiException:
-            pass    # casts are calls in nova's harness (nova-api says 202)
-        event = self._wait_for_instance_action_event(
-            server, 'suspend', 'compute_suspend_instance', 'Error')
-        self.assertIn('nova-xen does not suspend servers with vGPUs',
-                      event['details'])
-        server = self._wait_for_state_change(server, 'ACTIVE')
-        _, record = self.xapi.vm_of(server['id'])
-        self.assertEqual('Running', record['power_state'])
+        assert_suspend_refused(self, self.boot_with_vgpu(),
+                               'nova-xen does not suspend servers with vGPUs')
 
     def test_a_refused_vgpu_leaves_nothing(self):
         self.flags(max_attempts=1, group='scheduler')
