@@ -30,6 +30,7 @@ from nova_xen import images
 from nova_xen import migration
 from nova_xen import network
 from nova_xen import ovn
+from nova_xen import pci
 from nova_xen import power
 from nova_xen import reclaim
 from nova_xen import reconcile
@@ -38,6 +39,7 @@ from nova_xen import resize
 from nova_xen import session as session_mod
 from nova_xen import snapshot as snapshot_mod
 from nova_xen import storage
+from nova_xen import vgpu
 from nova_xen import vmops
 from nova_xen import volumes
 from nova_xen import xenstore
@@ -191,6 +193,7 @@ class XenAPIDriver(driver.ComputeDriver):
         # the XenAPI pool, as a placement aggregate of its own uuid (added
         # to, never replacing, the aggregates nova-api mirrors there)
         provider_tree.add_aggregates(nodename, self._host.pool_uuid)
+        self._vmops.gpus.update_provider_tree(provider_tree, nodename)
 
     def get_host_ip_addr(self):
         return self._host.address
@@ -223,6 +226,7 @@ class XenAPIDriver(driver.ComputeDriver):
               block_device_info=None, power_on=True, accel_info=None):
         self._vmops.spawn(context, instance, image_meta, network_info,
                           self._sr, power_on=power_on,
+                          allocations=allocations,
                           injected_files=injected_files,
                           admin_password=admin_password,
                           block_device_info=block_device_info)
@@ -326,6 +330,8 @@ class XenAPIDriver(driver.ComputeDriver):
         self._power.unpause(instance)
 
     def suspend(self, context, instance):
+        pci.refuse_move(instance, 'suspend')
+        vgpu.refuse_move(instance, 'suspend')
         self._power.suspend(instance)
 
     def resume(self, context, instance, network_info, block_device_info=None,
@@ -370,6 +376,7 @@ class XenAPIDriver(driver.ComputeDriver):
     def migrate_disk_and_power_off(self, context, instance, dest, flavor,
                                    network_info, block_device_info=None,
                                    timeout=0, retry_interval=0):
+        vgpu.refuse_move(instance, 'resize or cold-migrate', flavor)
         return self._resize.migrate_disk_and_power_off(
             instance, dest, flavor, timeout, retry_interval)
 
@@ -435,6 +442,8 @@ class XenAPIDriver(driver.ComputeDriver):
 
     def check_can_live_migrate_source(self, context, instance,
                                       dest_check_data, block_device_info=None):
+        pci.refuse_move(instance, 'live-migrate')
+        vgpu.refuse_move(instance, 'live-migrate')
         if volumes.mapping(block_device_info) and \
                 migration.is_storage_move(dest_check_data):
             # XenMotion inside a pool keeps the LUNs (the destination

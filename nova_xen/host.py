@@ -17,6 +17,7 @@ import os_resource_classes as orc
 
 from nova_xen import errors
 from nova_xen.conf import CONF
+from nova_xen import pci
 from nova_xen import storage
 
 LOG = logging.getLogger(__name__)
@@ -326,6 +327,8 @@ class Host(object):
                 (obj_fields.Architecture.X86_64, obj_fields.HVType.XEN,
                  obj_fields.VMMode.XEN)],
             'numa_topology': None,
+            'pci_passthrough_devices': pci.passthrough_devices_json(
+                self.session, record),
         }
 
     def inventory(self, sr, current, foreign_memory=None):

@@ -19,8 +19,10 @@ from nova_xen import errors
 from nova_xen import firmware as firmware_mod
 from nova_xen import images
 from nova_xen import network
+from nova_xen import pci
 from nova_xen import power
 from nova_xen import storage
+from nova_xen import vgpu
 from nova_xen import volumes as volumes_mod
 
 CONF = nova_conf.CONF
@@ -100,18 +102,19 @@ class VMOps(object):
         self.images = image_handler
         self.isolation = isolation
         self.firmware = firmware_mod.PoolFirmware(session)
+        self.gpus = vgpu.Gpus(session, host)
 
     # -- spawn -----------------------------------------------------------
 
     def spawn(self, context, instance, image_meta, network_info, sr,
               power_on=True, injected_files=None, admin_password=None,
-              block_device_info=None):
+              block_device_info=None, allocations=None):
         undo = Undo(self.session, self.isolation)
         step = Step()
         try:
             self._spawn(context, instance, image_meta, network_info, sr,
                         power_on, undo, step, injected_files, admin_password,
-                        block_device_info)
+                        block_device_info, allocations)
         except _PASS_THROUGH:
             undo.rollback(instance)
             raise
@@ -123,9 +126,12 @@ class VMOps(object):
 
     def _spawn(self, context, instance, image_meta, network_info, sr,
                power_on, undo, step, injected_files, admin_password,
-               block_device_info=None):
+               block_device_info=None, allocations=None):
         session = self.session
         flavor = instance.flavor
+        with step('check the PCI devices'):
+            pci.check_ports(network_info)
+            pci.check_claimed(session, self.host.ref, instance)
         # refused before anything is made
         plan = self.firmware_plan(instance, image_meta)
         attached = self.connect_volumes(block_device_info, undo, step)
@@ -159,7 +165,8 @@ class VMOps(object):
                 undo.vdis.append(vdi)
                 disks.append((vdi, 'config-drive', False))
         self.assemble(instance, image_meta, network_info, disks, power_on,
-                      undo, step, volumes=attached, firmware=plan)
+                      undo, step, volumes=attached, firmware=plan,
+                      allocations=allocations)
 
     def firmware_plan(self, instance, image_meta, state=None):
         """(request, Secure Boot ready, a move's firmware state): what
@@ -205,7 +212,7 @@ class VMOps(object):
         return root
 
     def assemble(self, instance, image_meta, network_info, disks, power_on,
-                 undo, step, volumes=(), firmware=None):
+                 undo, step, volumes=(), firmware=None, allocations=None):
         """The VM of an instance whose disks exist (``disks``: (VDI, role,
         bootable) tuples), with its VIFs and vTPM; started if ``power_on``.
         A spawn and the destination of a resize both end here
@@ -229,8 +236,14 @@ class VMOps(object):
                                         bootable=bootable)
         with step('create the network interfaces'):
             network.create_vifs(session, vm, instance, network_info)
+        if vgpu.requested(allocations):
+            with step('create the vGPUs'):
+                self.gpus.create(instance, vm, allocations)
         if power_on:
             self._start(instance, vm, network_info, step)
+            if vgpu.requested(allocations):
+                with step('check the vGPUs'):
+                    self.gpus.check_placed(instance, vm)
         else:
             self.index.refresh_vm(vm)
         return vm
@@ -421,8 +434,9 @@ def vm_record(instance, image_meta, host_ref):
         'HVM_boot_params': {} if pv else {'order': 'dc'},
         'platform': platform,
         'PCI_bus': '',
-        'other_config': {'nova_uuid': instance.uuid, 'nova_role': 'instance',
-                         'nova_instance_name': instance.name},
+        'other_config': dict(pci.other_config(instance),
+                             nova_uuid=instance.uuid, nova_role='instance',
+                             nova_instance_name=instance.name),
         'xenstore_data': xenstore_data(instance),
         'recommendations': '',
         'domain_type': 'pv' if pv else 'hvm',

@@ -52,7 +52,8 @@ _FLAGS = {'pools': '--pools', 'hosts': '--hosts', 'state_dir': '--state-dir',
           'vm_memory_mib': '--vm-memory-mib', 'sr_size_gib': '--sr-size-gib',
           'host_cpus': '--host-cpus', 'port': '--port',
           'plugin_python': '--plugin-python', 'guest_delay': '--guest-delay',
-          'dom0_bridges': '--dom0-bridges', 'dom0_network': '--dom0-network'}
+          'dom0_bridges': '--dom0-bridges', 'dom0_network': '--dom0-network',
+          'devices': '--devices'}
 _SWITCHES = {'tls': '--tls', 'verbose': '--verbose'}
 
 
@@ -78,6 +79,8 @@ def running(in_process=False, **kwargs):
         if key in _SWITCHES:
             if value:
                 argv.append(_SWITCHES[key])
+        elif isinstance(value, dict):
+            argv += [_FLAGS[key], json.dumps(value)]
         elif value is not None:
             argv += [_FLAGS[key], str(value)]
     if kwargs.get('dom0_network') not in (None, 'none'):

@@ -8,6 +8,7 @@ import sys
 import threading
 
 import xapisim
+from xapisim.devices import DeviceError
 from xapisim.netns import Dom0NetError
 
 
@@ -50,6 +51,11 @@ def parse_command(argv):
                         'starts only where its bridge is one (a directory '
                         'in the dom0\'s sys/class/net; with --dom0-network '
                         'ovs, a bridge of its Open vSwitch)')
+    p.add_argument('--devices', metavar='JSON_OR_FILE',
+                   help='the PCI devices and GPUs of named hosts, as JSON '
+                        'or a JSON file (see xapisim/devices.py and the '
+                        'README): xapi\'s PCI, PGPU, GPU_group and '
+                        'VGPU_type objects')
     p.add_argument('--tls', action='store_true',
                    help='serve HTTPS with a certificate signed by a CA made '
                         'for the run (its path is "ca_file" in the JSON line)')
@@ -79,7 +85,7 @@ def main(argv=None):
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         sim = xapisim.Simulator(**vars(args))
-    except (OSError, Dom0NetError) as exc:
+    except (OSError, Dom0NetError, DeviceError) as exc:
         sys.stderr.write('xapisim: cannot serve: %s\n' % exc)
         return 1
     sys.stdout.write(json.dumps(sim.describe()) + '\n')

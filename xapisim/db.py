@@ -40,6 +40,13 @@ RELATIONS = (
     ('VM', 'appliance', 'VM_appliance', 'VMs'),
     ('host_crashdump', 'host', 'host', 'crashdumps'),
     ('host_patch', 'host', 'host', 'patches'),
+    ('PCI', 'host', 'host', 'PCIs'),
+    ('PGPU', 'host', 'host', 'PGPUs'),
+    ('PGPU', 'GPU_group', 'GPU_group', 'PGPUs'),
+    ('VGPU', 'VM', 'VM', 'VGPUs'),
+    ('VGPU', 'GPU_group', 'GPU_group', 'VGPUs'),
+    ('VGPU', 'type', 'VGPU_type', 'VGPUs'),
+    ('VGPU', 'resident_on', 'PGPU', 'resident_VGPUs'),
 )
 
 # Deleted objects are remembered for event.from this many deletions long.

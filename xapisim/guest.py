@@ -12,6 +12,7 @@ import os
 import threading
 
 from xapisim.api import common
+from xapisim.api import devices
 from xapisim.api import memory
 from xapisim.api.vbd import attach_vbd
 from xapisim.db import now_datetime
@@ -164,6 +165,7 @@ def create_domain(pool, vm, host, paused=False, arriving_from=None):
                current_domain_type=domain_type,
                hvm=domain_type != 'pv')
         _create_consoles(pool, vm, host)
+        devices.domain_built(pool, vm, host)
         memory.refresh_metrics(db, host)
         vif_devices(pool, vm, host, domid)
     source = None
@@ -277,6 +279,7 @@ def destroy_domain(pool, vm, power_state='Halted'):
             db.set('VIF', vif, currently_attached=False)
         for console in list(row['consoles']):
             db.destroy('console', console)
+        devices.domain_gone(pool, vm)
         gm = row['guest_metrics']
         db.set('VM', vm, power_state=power_state, domid=-1,
                resident_on=NULL_REF, scheduled_to_be_resident_on=NULL_REF,

@@ -1,9 +1,10 @@
 """xapisim's view of the XenAPI datamodel: classes, fields, messages, types.
 
 The facts come from ``data/schema.json``, derived from xapi's official
-datamodel by ``tools/gen_xapisim_schema.py``, plus ``data/datamodel_overlay.json``:
-the calls and fields xapi added after that datamodel (or hides from it),
-each read from xapi's OCaml datamodel and citing where.  This module turns the
+datamodel by ``tools/gen_xapisim_schema.py``, plus the overlays
+``data/datamodel_overlay*.json``: the calls and fields xapi added after
+that datamodel, each read from xapi's OCaml datamodel and citing where
+(``merge_overlay``).  This module turns the
 datamodel's type strings ("(string -> VM ref) map", "enum vm_power_state
 set", ...) into small codec objects that decode XML-RPC parameters strictly
 (as xapi does) and encode values the way xapi puts them on the wire (int64
@@ -435,10 +436,18 @@ DATA_DIR = os.path.join(os.path.dirname(__file__), 'data')
 OVERLAY_PATH = os.path.join(DATA_DIR, 'datamodel_overlay.json')
 
 
-def merge_overlay(data, overlay):
-    """Add the overlay's enums, fields and messages to the compact schema.
+def overlay_paths():
+    """The overlay files shipped with xapisim, in a stable order."""
+    return sorted(os.path.join(DATA_DIR, name)
+                  for name in os.listdir(DATA_DIR)
+                  if name.startswith('datamodel_overlay')
+                  and name.endswith('.json'))
 
-    The overlay only adds: an entry the datamodel already has means the
+
+def merge_overlay(data, overlay):
+    """Add an overlay's enums, fields and messages to the compact schema.
+
+    An overlay only adds: an entry the datamodel already has means the
     datamodel caught up, and the overlay entry must go (ValueError).
     """
     for name, enum in overlay.get('enums', {}).items():
@@ -470,8 +479,9 @@ def load():
     if _SCHEMA is None:
         with open(os.path.join(DATA_DIR, 'schema.json')) as fh:
             data = json.load(fh)
-        with open(OVERLAY_PATH) as fh:
-            merge_overlay(data, json.load(fh))
+        for path in overlay_paths():
+            with open(path) as fh:
+                merge_overlay(data, json.load(fh))
         _SCHEMA = Schema(data)
     return _SCHEMA
 

@@ -13,6 +13,7 @@ import socket
 import tempfile
 import threading
 
+from xapisim import devices as devices_mod
 from xapisim import inventory
 from xapisim.api import common, memory
 from xapisim.db import Database, new_uuid
@@ -26,6 +27,7 @@ from xapisim.tasks import Tasks
 
 # Importing the handler modules registers them.
 import xapisim.api.clones  # noqa: F401
+import xapisim.api.devices  # noqa: F401
 import xapisim.api.event  # noqa: F401
 import xapisim.api.host  # noqa: F401
 import xapisim.api.message  # noqa: F401
@@ -49,7 +51,7 @@ class Options(object):
                  vm_memory_mib=16384, sr_size_gib=100, host_cpus=8,
                  port=0, first_address=2, plugin_python=None,
                  guest_delay=0.05, verbose=False, tls=False,
-                 dom0_bridges='br-int', dom0_network=None):
+                 dom0_bridges='br-int', dom0_network=None, devices=None):
         self.pools = int(pools)
         self.hosts = int(hosts)
         self.username = username
@@ -69,6 +71,8 @@ class Options(object):
         # bridges each dom0 has that xapi did not make (ovn-controller's
         # integration bridge): the bridges of unmanaged networks
         self.dom0_bridges = [b for b in (dom0_bridges or '').split(',') if b]
+        # the hosts' PCI devices and GPUs (xapisim.devices): JSON or a file
+        self.devices = devices_mod.read_spec(devices)
         # None (or 'none'): no real networking; 'ovs': xapisim.dom0net
         self.dom0_network = None if dom0_network in (None, '', 'none') \
             else dom0_network
@@ -142,6 +146,7 @@ class Pool(object):
         self.message_times = {}   # message ref -> creation time (s)
         self.lock = threading.RLock()
         inventory.populate(self)
+        self.devices = devices_mod.populate(self, self.options.devices)
 
     @property
     def ref(self):

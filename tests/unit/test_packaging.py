@@ -50,6 +50,7 @@ class WheelTest(unittest.TestCase):
         for name in ('nova_xen/driver.py', 'nova_xen/session.py',
                      'xapisim/data/schema.json',
                      'xapisim/data/datamodel_overlay.json',
+                     'xapisim/data/datamodel_overlay_devices.json',
                      'xapisim/dom0/XenAPI.py',
                      'xapisim/dom0/XenAPIPlugin.py'):
             self.assertIn(name, self.names)

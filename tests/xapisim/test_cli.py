@@ -164,6 +164,30 @@ class DescriptionTest(CliTestCase):
         self.assertEqual(b'', proc.stdout)
         self.assertIn(b'xapisim', proc.stderr)
 
+    def test_devices_from_a_file(self):
+        from tests import devices_world
+        path = os.path.join(tempfile.mkdtemp(), 'devices.json')
+        self.addCleanup(shutil.rmtree, os.path.dirname(path))
+        with open(path, 'w') as fh:
+            json.dump(devices_world.SPEC, fh)
+        proc, world = self.start('--devices', path)
+        x = self.login(world['pools'][0]['master'])
+        self.assertEqual(['0000:00:1f.2', '0000:04:00.0', '0000:04:10.0',
+                          '0000:06:00.0', '0000:81:00.0', '0000:82:00.0'],
+                         sorted(x.PCI.get_pci_id(p) for p in x.PCI.get_all()))
+        self.assertEqual(0, self.stop(proc)[0])
+
+    def test_a_bad_devices_description_stops_it_with_the_reason(self):
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        proc = subprocess.run([sys.executable, '-m', 'xapisim', '--devices',
+                               '{"hosts": {"xcp-ng-1-1": {"pci": [{}]}}}'],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=env, timeout=30)
+        self.assertEqual(1, proc.returncode)
+        self.assertEqual(b'', proc.stdout)
+        self.assertIn(b'xapisim: cannot serve: host xcp-ng-1-1 PCI None: '
+                      b'"pci_id" (a string) is required', proc.stderr)
+
     def test_bad_arguments(self):
         env = dict(os.environ, PYTHONPATH=ROOT)
         proc = subprocess.run([sys.executable, '-m', 'xapisim', '--pools',

@@ -4,6 +4,7 @@ import contextlib
 import threading
 import time
 
+from xapisim import devices
 from xapisim.db import new_ref
 from xapisim.errors import XapiError
 from xapisim.schema import NULL_REF
@@ -225,9 +226,8 @@ def vm_operation_error(row, vm, op, db=None, strict=True):
     if row['is_control_domain'] and op not in CONTROL_DOMAIN_OPERATIONS:
         return XapiError('OPERATION_NOT_ALLOWED',
                          'This operation is not allowed on a control domain')
-    if db is not None:
-        return _feature_error(db, row, vm, op, strict)
-    return None
+    error = None if db is None else _feature_error(db, row, vm, op, strict)
+    return error or devices.operation_error(db, row, vm, op)
 
 
 def check_vm_operation(db, vm, op, strict=True):

@@ -2,6 +2,7 @@
 
 from xapisim import guest
 from xapisim.api import common
+from xapisim.api import devices
 from xapisim.api import memory
 from xapisim.api.common import HALTED, PAUSED, RUNNING, SUSPENDED
 from xapisim.api.implicit import constructor_values
@@ -82,7 +83,7 @@ def remove_vm(ctx, vm):
         for vtpm in list(row['VTPMs']):
             firmware.forget_vtpm(ctx.pool, vtpm)
         for cls, field in (('VBD', 'VBDs'), ('VIF', 'VIFs'),
-                           ('console', 'consoles')):
+                           ('console', 'consoles'), ('VGPU', 'VGPUs')):
             for ref in list(row[field]):
                 if cls in ('VBD', 'VIF'):
                     metrics = db.get(cls, ref, 'metrics')
@@ -122,6 +123,7 @@ def assert_can_boot_here(ctx, vm, host, sr_check=True, memory_check=True):
         pifs = db.get('network', network, 'PIFs')
         if pifs and not any(db.get('PIF', p, 'host') == host for p in pifs):
             raise XapiError('VM_REQUIRES_NETWORK', vm, network)
+    devices.assert_gpus_available(ctx, vm, host)
     if memory_check:
         memory.assert_memory(db, host, vm)
 
@@ -143,7 +145,7 @@ def pick_host(ctx, vm, exclude=None):
             first_error = first_error or exc
     if first_error is not None and first_error.code in (
             'HOST_NOT_ENOUGH_FREE_MEMORY', 'VM_REQUIRES_SR',
-            'VM_REQUIRES_NETWORK'):
+            'VM_REQUIRES_NETWORK', 'VM_REQUIRES_VGPU', 'VM_REQUIRES_GPU'):
         raise first_error
     raise XapiError('NO_HOSTS_AVAILABLE')
 
@@ -181,6 +183,7 @@ def _start(ctx, vm, host, paused, op):
             for vbd in db.get('VM', vm, 'VBDs'):
                 assert_vdi_attachable(db, vbd)
             firmware.prepare_start(ctx, vm)
+            devices.reserve_at_start(ctx, vm, host)
             # reserve the memory while the domain is being built
             db.set('VM', vm, scheduled_to_be_resident_on=host)
         try:
@@ -188,6 +191,7 @@ def _start(ctx, vm, host, paused, op):
             common.pause(ctx, ctx.pool.options.guest_delay)
         except XapiError:
             db.set('VM', vm, scheduled_to_be_resident_on=NULL_REF)
+            devices.release_reservation(db, vm)
             raise
         guest.create_domain(ctx.pool, vm, host, paused)
         firmware.first_boot(ctx.pool, vm, host)
