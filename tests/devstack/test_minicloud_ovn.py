@@ -307,3 +307,89 @@ class ChainCheckTest(OvnTestCase):
             'compute1: Neutron\'s OVN chassis for host compute1 is not '
             'alive (log: ovn-cpu-1.log)',
             self.check([agent('compute1', alive=False), agent('compute2')]))
+
+
+class FakeCloud(object):
+    """The parts of an openstacksdk connection check_chain uses: servers
+    go ACTIVE at once, each with one port whose state the test sets."""
+
+    def __init__(self, port_status='ACTIVE', bound=True):
+        self.port_status = port_status
+        self.bound = bound
+        self.servers = {}
+        self.deleted = []
+        self.image = types.SimpleNamespace(find_image=self._found)
+        self.compute = types.SimpleNamespace(
+            find_flavor=self._found, create_server=self._create,
+            get_server=self.servers.get, delete_server=self.deleted.append,
+            wait_for_delete=lambda server, wait: None)
+        self.network = types.SimpleNamespace(find_network=self._found,
+                                             ports=self._ports)
+
+    @staticmethod
+    def _found(name, ignore_missing=True):
+        return types.SimpleNamespace(id='id-of-' + name)
+
+    def _create(self, name, availability_zone, **kwargs):
+        server = types.SimpleNamespace(
+            id='server-%d' % (len(self.servers) + 1), status='ACTIVE',
+            fault=None, host=availability_zone.split(':')[1])
+        self.servers[server.id] = server
+        return server
+
+    def _ports(self, device_id):
+        server = self.servers[device_id]
+        return [types.SimpleNamespace(
+            id='port-of-' + device_id, status=self.port_status,
+            binding_host_id=server.host if self.bound else '',
+            binding_vif_type='ovs' if self.bound else 'binding_failed')]
+
+
+class ChainLinksTest(OvnTestCase):
+    """ovn_check.py's other links: bound, claimed by the chassis, ACTIVE;
+    the servers go whatever the outcome."""
+
+    CHASSIS = ChainCheckTest.CHASSIS
+
+    def run_check(self, cloud, claims):
+        module = ovn_check_module()
+        module.claimed_by = lambda sb, port_id: claims.get(port_id)
+        module.log = lambda text: None
+        try:
+            results, _ = module.check_chain(cloud, 'unix:sb', self.CHASSIS,
+                                            'img', 'm1.tiny', 'net')
+        except module.ChainError as exc:
+            results = str(exc)
+        self.assertEqual(['server-1', 'server-2'], cloud.deleted)
+        return results
+
+    def test_claimed_and_active(self):
+        self.assertEqual(
+            ['compute1 (chassis uuid-1)', 'compute2 (chassis uuid-2)'],
+            self.run_check(FakeCloud(), {'port-of-server-1': 'uuid-1',
+                                         'port-of-server-2': 'uuid-2'}))
+
+    def test_not_claimed_by_its_chassis(self):
+        self.assertEqual(
+            'compute2: server server-2 port port-of-server-2 is not claimed '
+            'by chassis uuid-2 of compute2 in the OVN southbound database '
+            '(claimed by: no chassis): no OVS interface with its iface-id '
+            'on br-int in that dom0, or ovn-controller did not see it (log: '
+            'ovn-cpu-2.log)',
+            self.run_check(FakeCloud(), {'port-of-server-1': 'uuid-1',
+                                         'port-of-server-2': ''}))
+
+    def test_claimed_but_down(self):
+        self.assertEqual(
+            'compute1: server server-1 port port-of-server-1 is claimed by '
+            'its chassis but DOWN in Neutron (log: neutron.log)',
+            self.run_check(FakeCloud(port_status='DOWN'),
+                           {'port-of-server-1': 'uuid-1',
+                            'port-of-server-2': 'uuid-2'}))
+
+    def test_not_bound(self):
+        self.assertEqual(
+            'compute1: server server-1 port port-of-server-1 is not bound to '
+            'compute1 (binding:host_id , vif_type binding_failed): Neutron '
+            'found no OVN chassis for the host (log: neutron.log)',
+            self.run_check(FakeCloud(bound=False), {}))
