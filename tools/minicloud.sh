@@ -473,8 +473,13 @@ function mc_status {
 
 function mc_smoke {
     local rc=0
+    local -a ovn=()
     if ! mc_pid n-api >/dev/null || [[ ! -s $MC_COMPUTE_TABLE ]]; then
         mc_die "not running: $0 up first"
+    fi
+    # ML2/OVN (if up ran it): each port claimed by its host's chassis
+    if [[ -s $MC_OVN_CHASSIS_TABLE ]] && mc_pid ovn-sb >/dev/null; then
+        ovn=(--ovn-sb "$MC_OVN_SB" --ovn-chassis "$MC_OVN_CHASSIS_TABLE")
     fi
     OS_CLIENT_CONFIG_FILE=$MINICLOUD_DIR/clouds.yaml OS_CLOUD=devstack-admin \
         "$MC_VENV/bin/python3" "$MC_TOOLS/smoke.py" \
@@ -482,7 +487,7 @@ function mc_smoke {
         --xapi-json "$MINICLOUD_DIR/xapisim.json" \
         --computes "$MC_COMPUTE_TABLE" --log-dir "$MC_LOG" \
         --image "$(_nova_xen_image_name)" --flavor m1.tiny \
-        --network minicloud-net || rc=$?
+        --network minicloud-net "${ovn[@]}" || rc=$?
     # Cinder: a volume attached and detached as Nova does it
     if mc_pid c-api >/dev/null; then
         mc_cinder_check || rc=1

@@ -76,12 +76,17 @@ function _mc_cloud_auth {
 '''
 
 
-def computes_module():
+def tool_module(name):
+    """tools/minicloud/NAME.py, loaded afresh."""
     spec = importlib.util.spec_from_file_location(
-        'computes', TOOLS / 'minicloud' / 'computes.py')
+        name, TOOLS / 'minicloud' / ('%s.py' % name))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def computes_module():
+    return tool_module('computes')
 
 
 def ini(path):

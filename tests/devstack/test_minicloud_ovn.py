@@ -8,14 +8,13 @@ for Neutron and ovn-sbctl.
 """
 
 import copy
-import importlib.util
 import json
 import os
 import types
 
 from tests.devstack.test_minicloud_computes import MinicloudTestCase
 from tests.devstack.test_minicloud_computes import ini
-from tests.devstack.test_minicloud_computes import TOOLS
+from tests.devstack.test_minicloud_computes import tool_module
 from tests.devstack.test_minicloud_computes import WORLD
 
 
@@ -256,11 +255,7 @@ class ChassisTest(OvnTestCase):
 
 
 def ovn_check_module():
-    spec = importlib.util.spec_from_file_location(
-        'ovn_check', TOOLS / 'minicloud' / 'ovn_check.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return tool_module('ovn_check')
 
 
 class FakeNetwork(object):

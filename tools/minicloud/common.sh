@@ -277,6 +277,22 @@ function mc_stop {
     done
 }
 
+# mc_table_field TABLE SERVICE FIELD NAMES... - field FIELD (one of
+# NAMES, the table's columns after the first) of SERVICE's line of TABLE
+function mc_table_field {
+    local table=$1 service=$2 field=$3 n=2 name
+    shift 3
+    for name in "$@"; do
+        if [[ $name == "$field" ]]; then
+            awk -v s="$service" -v f="$n" '$1 == s { print $f }' \
+                "$table" 2>/dev/null
+            return 0
+        fi
+        n=$((n + 1))
+    done
+    mc_die "$(basename "$table"): no field $field"
+}
+
 # mc_log_tail NAME - the end of NAME's log, on stderr
 function mc_log_tail {
     echo "--- last lines of $MC_LOG/$1.log:" >&2

@@ -417,18 +417,8 @@ function mc_compute_table {
 # mc_compute SERVICE FIELD - a field of SERVICE's line of the compute table:
 # host, spec, xapi_host, host_uuid, master, pool
 function mc_compute {
-    local field
-    case $2 in
-        host) field=2 ;;
-        spec) field=3 ;;
-        xapi_host) field=4 ;;
-        host_uuid) field=5 ;;
-        master) field=6 ;;
-        pool) field=7 ;;
-        *) mc_die "mc_compute: no field $2" ;;
-    esac
-    awk -v s="$1" -v f="$field" '$1 == s { print $f }' \
-        "$MC_COMPUTE_TABLE" 2>/dev/null
+    mc_table_field "$MC_COMPUTE_TABLE" "$1" "$2" \
+        host spec xapi_host host_uuid master pool
 }
 
 # mc_compute_conf SERVICE - its config overlay

@@ -105,18 +105,8 @@ function mc_ovn_chassis_table {
 # mc_ovn_chassis SERVICE FIELD - a field of n-cpu-N's chassis: host,
 # system_id, netns, ovsdb, rundir, encap_ip
 function mc_ovn_chassis {
-    local field
-    case $2 in
-        host) field=2 ;;
-        system_id) field=3 ;;
-        netns) field=4 ;;
-        ovsdb) field=5 ;;
-        rundir) field=6 ;;
-        encap_ip) field=7 ;;
-        *) mc_die "mc_ovn_chassis: no field $2" ;;
-    esac
-    awk -v s="$1" -v f="$field" '$1 == s { print $f }' \
-        "$MC_OVN_CHASSIS_TABLE" 2>/dev/null
+    mc_table_field "$MC_OVN_CHASSIS_TABLE" "$1" "$2" \
+        host system_id netns ovsdb rundir encap_ip
 }
 
 # mc_ovn_external_ids SERVICE - the ovs-vsctl arguments that make the
