@@ -12,9 +12,12 @@
 #     tools/minicloud.sh down      stop what ``up`` started
 #
 # What devstack would do, without devstack: MariaDB, RabbitMQ and memcached
-# from Debian's packages; Keystone, Placement, Glance, Neutron (ML2 with an
-# agentless mechanism driver, tools/minicloud/neutron_noagent) and Nova from
-# PyPI into one venv; nova-xen's own devstack plugin (devstack/plugin.sh)
+# from Debian's packages; Keystone, Placement, Glance, Neutron and Nova
+# from PyPI into one venv; Neutron runs ML2/OVN (tools/minicloud/ovn.sh:
+# OVN central, xapisim's hosts with real dom0 networks, an ovn-controller
+# in each compute's dom0, Geneve between them, a flat provider network;
+# MINICLOUD_NEUTRON=noagent falls back to an agentless test driver,
+# tools/minicloud/neutron_noagent, that sets every port ACTIVE); nova-xen's own devstack plugin (devstack/plugin.sh)
 # sourced phase by phase with devstack's functions supplied by
 # tools/minicloud/devstack_functions.sh, so that the plugin installs
 # nova-xen, configures nova-compute and Glance and uploads the test image.
@@ -43,6 +46,8 @@ source "$MC_MAIN_DIR/minicloud/devstack_functions.sh"
 source "$MC_MAIN_DIR/minicloud/infra.sh"
 # shellcheck source=tools/minicloud/openstack.sh
 source "$MC_MAIN_DIR/minicloud/openstack.sh"
+# shellcheck source=tools/minicloud/ovn.sh
+source "$MC_MAIN_DIR/minicloud/ovn.sh"
 # shellcheck source=tools/minicloud/cinder.sh
 source "$MC_MAIN_DIR/minicloud/cinder.sh"
 # shellcheck source=tools/minicloud/tempest.sh
@@ -121,6 +126,9 @@ function mc_up {
     if [[ $EUID -ne 0 ]]; then
         mc_die "run as root: up installs Debian packages, and MariaDB and RabbitMQ run as root here"
     fi
+    if [[ ! $MINICLOUD_NEUTRON =~ ^(ovn|noagent)$ ]]; then
+        mc_die "MINICLOUD_NEUTRON is ovn (ML2/OVN, the default) or noagent (the agentless test driver), not $MINICLOUD_NEUTRON"
+    fi
     mc_check_computes
     mc_check_ports
     mc_say "up: everything in $MINICLOUD_DIR"
@@ -139,7 +147,9 @@ function mc_up {
         mc_install_cinder
     fi
     run_plugin stack install
-    mc_install_noagent_driver
+    if ! mc_ovn_enabled; then
+        mc_install_noagent_driver
+    fi
     mc_say "installed ($((SECONDS - started)) s)"
 
     # The infrastructure, while the services are configured
@@ -147,6 +157,9 @@ function mc_up {
     mc_start_rabbit
     mc_start_memcached
     mc_start_xapisim
+    if mc_ovn_enabled; then
+        mc_start_ovn_central
+    fi
 
     mc_configure_keystone
     mc_configure_placement
@@ -185,6 +198,12 @@ function mc_up {
     mc_wait_xapisim
     # each nova-compute's overlay: the hosts' uuids are xapisim's
     mc_configure_computes
+    if mc_ovn_enabled; then
+        # a chassis in each compute's dom0, before Neutron binds ports
+        mc_start_ovn_controllers
+        mc_start_dom0_glance
+        mc_say "OVN: northd, and a chassis for each of ${MC_COMPUTES[*]}"
+    fi
     mc_start_placement
     mc_start_glance
     mc_start_neutron
@@ -230,6 +249,9 @@ function mc_up {
             mc_die "Cinder's check failed (log: $MC_LOG/cinder-check.log; services: c-api.log, c-vol.log, c-tgt.log)"
         fi
         mc_say "Cinder works: $(grep -c '\] ok ' "$MC_LOG/cinder-check.log") checks passed (log/cinder-check.log)"
+    fi
+    if mc_ovn_enabled; then
+        mc_ovn_check
     fi
 
     mc_say "up in $((SECONDS - started)) s"
@@ -287,9 +309,13 @@ function mc_down {
         rm -f "$MC_RUN"/*.pid 2>/dev/null || true
         return 0
     fi
-    # OpenStack and xapisim first, together; then what they used
-    mc_stop "${MC_COMPUTES[@]}" c-vol c-sch c-api n-novnc n-sch n-cond n-api \
-        neutron glance placement keystone xapisim
+    # OpenStack and the ovn-controllers first, together; then xapisim
+    # (the dom0 namespaces go with it) and OVN central; then what they used
+    local -a chassis=()
+    mapfile -t chassis < <(mc_ovn_controller_services)
+    mc_stop "${MC_COMPUTES[@]}" "${chassis[@]}" c-vol c-sch c-api n-novnc \
+        n-sch n-cond n-api q-ovn-maint neutron glance placement keystone
+    mc_stop dom0-glance xapisim ovn-northd ovn-nb ovn-sb
     mc_stop_tgtd
     mc_stop memcached rabbit mysql
     mc_stop epmd
@@ -314,6 +340,20 @@ function _mc_answer {
             code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' \
                 -u "$MC_XAPI_USER:$MINICLOUD_PASSWORD" \
                 "$MC_XAPI_URL/_xapisim/describe" 2>/dev/null || true) ;;
+        ovn-nb|ovn-sb) _mc_ovsdb_serves "$1" "$MC_OVN_RUN/${1#ovn-}.sock" \
+            && echo "ok (ovsdb)" || echo "NO (ovsdb)"
+            return ;;
+        ovn-northd) ovn-appctl -t "$MC_OVN_RUN/northd.ctl" status 2>/dev/null \
+            | grep -q 'Status: active' && echo "ok (active)" \
+            || echo "NO (not active)"
+            return ;;
+        ovn-cpu-*)
+            local chassis
+            chassis=$(mc_ovn_chassis "n-${1#ovn-}" system_id)
+            [[ -n $chassis ]] && _mc_ovn_chassis_registered "$chassis" \
+                && echo "ok (chassis in the southbound database)" \
+                || echo "NO (no chassis ${chassis:-?} in the southbound database)"
+            return ;;
         keystone) code=$(mc_http_code "$MC_KEYSTONE_URL") ;;
         placement) code=$(mc_http_code "http://$MC_HOST:$MC_PORT_PLACEMENT/") ;;
         glance) code=$(mc_http_code "http://$MC_HOST:$MC_PORT_GLANCE/") ;;
@@ -370,6 +410,10 @@ function _mc_where {
         memcached) echo "$MC_HOST:$MC_PORT_MEMCACHED" ;;
         xapisim) echo "$MC_XAPI_URL ($MINICLOUD_XAPI_POOLS x $MINICLOUD_XAPI_HOSTS hosts)" ;;
         n-cpu-*) echo "$(mc_compute "$1" host): $(mc_compute "$1" xapi_host) ($(mc_compute "$1" pool))" ;;
+        ovn-nb|ovn-sb) echo "$MC_OVN_RUN/${1#ovn-}.sock" ;;
+        ovn-northd) echo "$MC_OVN_NB -> $MC_OVN_SB" ;;
+        ovn-cpu-*) echo "$(mc_ovn_chassis "n-${1#ovn-}" host) in $(mc_ovn_chassis "n-${1#ovn-}" netns)" ;;
+        dom0-glance) echo "127.0.0.1:$MC_PORT_GLANCE in each compute's dom0" ;;
         keystone) echo "$MC_KEYSTONE_URL" ;;
         placement) echo "http://$MC_HOST:$MC_PORT_PLACEMENT" ;;
         glance) echo "http://$MC_HOST:$MC_PORT_GLANCE" ;;
@@ -396,7 +440,7 @@ function mc_status {
         MC_CINDER_SERVICES=$(mc_cinder_services) \
             || MC_CINDER_SERVICES="(volume service list failed)"
     fi
-    printf '%-10s %-8s %-42s %s\n' service pid where answers
+    printf '%-11s %-8s %-42s %s\n' service pid where answers
     for name in "${MC_SERVICES[@]}"; do
         if pid=$(mc_pid "$name"); then
             answer=$(_mc_answer "$name")
@@ -407,7 +451,7 @@ function mc_status {
             answer="NOT RUNNING"
             bad=$((bad + 1))
         fi
-        printf '%-10s %-8s %-42s %s\n' "$name" "$pid" "$(_mc_where "$name")" "$answer"
+        printf '%-11s %-8s %-42s %s\n' "$name" "$pid" "$(_mc_where "$name")" "$answer"
     done
     if [[ -n $MC_NOVA_SERVICES ]]; then
         echo
@@ -429,8 +473,13 @@ function mc_status {
 
 function mc_smoke {
     local rc=0
+    local -a ovn=()
     if ! mc_pid n-api >/dev/null || [[ ! -s $MC_COMPUTE_TABLE ]]; then
         mc_die "not running: $0 up first"
+    fi
+    # ML2/OVN (if up ran it): each port claimed by its host's chassis
+    if [[ -s $MC_OVN_CHASSIS_TABLE ]] && mc_pid ovn-sb >/dev/null; then
+        ovn=(--ovn-sb "$MC_OVN_SB" --ovn-chassis "$MC_OVN_CHASSIS_TABLE")
     fi
     OS_CLIENT_CONFIG_FILE=$MINICLOUD_DIR/clouds.yaml OS_CLOUD=devstack-admin \
         "$MC_VENV/bin/python3" "$MC_TOOLS/smoke.py" \
@@ -438,7 +487,7 @@ function mc_smoke {
         --xapi-json "$MINICLOUD_DIR/xapisim.json" \
         --computes "$MC_COMPUTE_TABLE" --log-dir "$MC_LOG" \
         --image "$(_nova_xen_image_name)" --flavor m1.tiny \
-        --network minicloud-net || rc=$?
+        --network minicloud-net "${ovn[@]}" || rc=$?
     # Cinder: a volume attached and detached as Nova does it
     if mc_pid c-api >/dev/null; then
         mc_cinder_check || rc=1

@@ -76,12 +76,17 @@ function _mc_cloud_auth {
 '''
 
 
-def computes_module():
+def tool_module(name):
+    """tools/minicloud/NAME.py, loaded afresh."""
     spec = importlib.util.spec_from_file_location(
-        'computes', TOOLS / 'minicloud' / 'computes.py')
+        name, TOOLS / 'minicloud' / ('%s.py' % name))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def computes_module():
+    return tool_module('computes')
 
 
 def ini(path):
@@ -250,6 +255,16 @@ class ComputesTest(MinicloudTestCase):
         self.configure()
         result = self.bash('echo "${MC_SERVICES[*]}"', computes='2.2')
         self.assertEqual(0, result.returncode, result.stderr)
+        # (ML2/OVN: OVN central, a chassis per compute)
+        self.assertEqual(
+            'mysql epmd rabbit memcached xapisim ovn-nb ovn-sb ovn-northd '
+            'ovn-cpu-1 ovn-cpu-2 ovn-cpu-3 dom0-glance c-tgt keystone '
+            'placement '
+            'glance neutron q-ovn-maint n-api n-cond n-sch n-novnc c-api '
+            'c-sch c-vol n-cpu-1 n-cpu-2 n-cpu-3',
+            result.stdout.strip())
+        self.env['MINICLOUD_NEUTRON'] = 'noagent'
+        result = self.bash('echo "${MC_SERVICES[*]}"', computes='2.2')
         self.assertEqual(
             'mysql epmd rabbit memcached xapisim c-tgt keystone placement '
             'glance neutron n-api n-cond n-sch n-novnc c-api c-sch c-vol '

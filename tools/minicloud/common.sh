@@ -47,6 +47,11 @@ MINICLOUD_START_TIMEOUT=${MINICLOUD_START_TIMEOUT:-120}
 # True: Cinder (api, scheduler, volume) with tgt and the file-backed test
 # backend (tools/minicloud/cinder.sh)
 MINICLOUD_CINDER=${MINICLOUD_CINDER:-True}
+# Neutron's mechanism driver: ovn (ML2/OVN with OVN central, xapisim's
+# dom0 networks and an ovn-controller per compute: tools/minicloud/ovn.sh)
+# or noagent (the fallback: tools/minicloud/neutron_noagent binds every
+# port and sets it ACTIVE, nothing carries a packet)
+MINICLOUD_NEUTRON=${MINICLOUD_NEUTRON:-ovn}
 
 # Ports, all on loopback (xapisim's hosts: 127.0.0.2, 127.0.0.3, ...)
 MC_HOST=127.0.0.1
@@ -94,17 +99,35 @@ function mc_set_computes {
     for ((i = 1; i <= count; i++)); do
         MC_COMPUTES+=("n-cpu-$i")
     done
-    # Services in start order (``down`` stops the OpenStack ones and
-    # xapisim, then tgtd, memcached, RabbitMQ and MariaDB, then epmd);
+    # Services in start order (``down`` stops the OpenStack ones and the
+    # ovn-controllers, then xapisim and OVN central, then tgtd, memcached,
+    # RabbitMQ and MariaDB, then epmd);
     # Cinder's if enabled, or if ``up`` started them (whatever
     # MINICLOUD_CINDER says now)
     local cinder=False
     if mc_cinder_enabled || compgen -G "$MC_RUN/c-*.pid" >/dev/null; then
         cinder=True
     fi
+    # OVN's if ML2/OVN, or if ``up`` started them: OVN central, an
+    # ovn-controller per compute (ovn-cpu-N for n-cpu-N), the dom0s' way
+    # to Glance, Neutron's maintenance worker
+    local ovn=False
+    if [[ $MINICLOUD_NEUTRON == ovn ]] || \
+            compgen -G "$MC_RUN/ovn-*.pid" >/dev/null; then
+        ovn=True
+    fi
     MC_SERVICES=(mysql epmd rabbit memcached xapisim)
+    if [[ $ovn == True ]]; then
+        MC_SERVICES+=(ovn-nb ovn-sb ovn-northd)
+        for ((i = 1; i <= count; i++)); do
+            MC_SERVICES+=("ovn-cpu-$i")
+        done
+        MC_SERVICES+=(dom0-glance)
+    fi
     [[ $cinder == True ]] && MC_SERVICES+=(c-tgt)
-    MC_SERVICES+=(keystone placement glance neutron n-api n-cond n-sch n-novnc)
+    MC_SERVICES+=(keystone placement glance neutron)
+    [[ $ovn == True ]] && MC_SERVICES+=(q-ovn-maint)
+    MC_SERVICES+=(n-api n-cond n-sch n-novnc)
     [[ $cinder == True ]] && MC_SERVICES+=(c-api c-sch c-vol)
     MC_SERVICES+=("${MC_COMPUTES[@]}")
 }
@@ -119,8 +142,8 @@ mc_set_computes
 # OpenStack from PyPI, into $MC_VENV
 MC_PIP_PACKAGES=(
     'keystone==30.*' 'openstack-placement==16.*' 'glance==33.*'
-    'neutron==29.*' 'nova==34.*' python-openstackclient gunicorn PyMySQL
-    python-memcached 'SQLAlchemy<2.1' 'setuptools>=64' wheel
+    'neutron==29.*' 'nova==34.*' python-openstackclient gunicorn pyuwsgi
+    PyMySQL python-memcached 'SQLAlchemy<2.1' 'setuptools>=64' wheel
 )
 # Cinder, installed after them, constrained to the versions they brought
 MC_CINDER_PIP_PACKAGES=('cinder==29.*')
@@ -131,6 +154,13 @@ MC_APT_PACKAGES=(mariadb-server mariadb-client rabbitmq-server memcached curl
     novnc)
 if mc_cinder_enabled; then
     MC_APT_PACKAGES+=(tgt qemu-utils)
+fi
+# ML2/OVN: OVN central and ovn-controller, the dom0s' Open vSwitch, what
+# xapisim's dom0 networks use (iproute2, ethtool), the dom0s' relay to
+# Glance (socat)
+if [[ $MINICLOUD_NEUTRON == ovn ]]; then
+    MC_APT_PACKAGES+=(ovn-central ovn-host openvswitch-switch iproute2 ethtool
+        socat)
 fi
 
 
@@ -245,6 +275,22 @@ function mc_stop {
             kill -KILL -- "-${groups[$name]}" 2>/dev/null || true
         fi
     done
+}
+
+# mc_table_field TABLE SERVICE FIELD NAMES... - field FIELD (one of
+# NAMES, the table's columns after the first) of SERVICE's line of TABLE
+function mc_table_field {
+    local table=$1 service=$2 field=$3 n=2 name
+    shift 3
+    for name in "$@"; do
+        if [[ $name == "$field" ]]; then
+            awk -v s="$service" -v f="$n" '$1 == s { print $f }' \
+                "$table" 2>/dev/null
+            return 0
+        fi
+        n=$((n + 1))
+    done
+    mc_die "$(basename "$table"): no field $field"
 }
 
 # mc_log_tail NAME - the end of NAME's log, on stderr

@@ -1,6 +1,7 @@
 """The minicloud's compute table, from xapisim's JSON line.
 
     computes.py XAPISIM_JSON "POOL.HOST ..."
+    computes.py --chassis XAPISIM_JSON "POOL.HOST ..."
 
 prints one line per nova-compute, in the order of the specs (xapisim's
 numbering, from 1):
@@ -8,16 +9,22 @@ numbering, from 1):
     SERVICE HOST POOL.HOST XAPI_HOST HOST_UUID MASTER POOL_NAME
 
 e.g. ``n-cpu-3 compute3 2.1 xcp-ng-2-1 <uuid> http://127.0.0.4:8080
-pool-1``.  Exits 1 with a sentence if a spec names no host of xapisim.
+pool-1``; with ``--chassis``, the OVN chassis of each (its host's dom0,
+from xapisim's ``--dom0-network ovs``):
+
+    SERVICE HOST SYSTEM_ID NETNS OVSDB OVS_RUNDIR UNDERLAY_IP
+
+(SYSTEM_ID: the host's uuid).  Exits 1 with a sentence if a spec names
+no host of xapisim, or (``--chassis``) the host has no dom0 network.
 """
 
 import json
 import sys
 
 
-def table(world, specs):
+def _hosts(world, specs):
+    """(n, spec, pool, host) for each spec, from 1."""
     pools = world['pools']
-    lines = []
     for n, spec in enumerate(specs, 1):
         try:
             p, h = (int(i) for i in spec.split('.'))
@@ -30,17 +37,40 @@ def table(world, specs):
                              % (spec, len(pools), '/'.join(
                                  str(len(pool['hosts'])) for pool in pools)))
         pool = pools[p - 1]
-        host = pool['hosts'][h - 1]
+        yield n, spec, pool, pool['hosts'][h - 1]
+
+
+def table(world, specs):
+    lines = []
+    for n, spec, pool, host in _hosts(world, specs):
         lines.append('n-cpu-%d compute%d %s %s %s %s %s' % (
             n, n, spec, host['name_label'], host['uuid'], pool['master'],
             pool['name_label']))
     return lines
 
 
+def chassis(world, specs):
+    lines = []
+    for n, spec, pool, host in _hosts(world, specs):
+        dom0 = host.get('dom0')
+        if not dom0:
+            raise SystemExit('xapisim host %s (%s) has no dom0 network: '
+                             'start xapisim with --dom0-network ovs'
+                             % (spec, host['name_label']))
+        lines.append('n-cpu-%d compute%d %s %s %s %s %s' % (
+            n, n, host['uuid'], dom0['netns'], dom0['ovsdb'],
+            dom0['ovs_rundir'], dom0['underlay_ip']))
+    return lines
+
+
 def main(argv):
+    lister = table
+    if argv and argv[0] == '--chassis':
+        lister = chassis
+        argv = argv[1:]
     with open(argv[0]) as f:
         world = json.load(f)
-    for line in table(world, argv[1].split()):
+    for line in lister(world, argv[1].split()):
         print(line)
 
 

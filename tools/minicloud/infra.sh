@@ -162,12 +162,18 @@ function mc_xapi_addresses {
 }
 
 # mc_start_xapisim - its pools, in one process (xapisim moves VMs between
-# pools of one process only)
+# pools of one process only); with ML2/OVN each host with a real dom0
+# network (a namespace with its own Open vSwitch, VIFs plugged as veths:
+# README, "Real dom0 networking")
 function mc_start_xapisim {
+    local -a dom0=()
+    if [[ $MINICLOUD_NEUTRON == ovn ]]; then
+        dom0=(--dom0-network ovs)
+    fi
     mkdir -p "$MC_DATA/xapisim"
     mc_spawn xapisim "$MC_DATA/xapisim" "$MC_VENV/bin/python3" -u -m xapisim \
         --pools "$MINICLOUD_XAPI_POOLS" --hosts "$MINICLOUD_XAPI_HOSTS" \
-        --port "$MC_PORT_XAPI" \
+        --port "$MC_PORT_XAPI" "${dom0[@]}" \
         --state-dir "$MC_DATA/xapisim" --username "$MC_XAPI_USER" \
         --password "$MINICLOUD_PASSWORD"
 }

@@ -4,7 +4,7 @@
 # Nova from PyPI, configured as devstack's lib/* configure them
 #
 # The APIs run under gunicorn, one process each (gthread workers), on
-# 127.0.0.1; nova-conductor, -scheduler and the nova-computes (one per
+# 127.0.0.1 (neutron-api with ML2/OVN under uWSGI: tools/minicloud/ovn.sh); nova-conductor, -scheduler and the nova-computes (one per
 # xapisim host of MINICLOUD_COMPUTES) as plain processes.
 # Needs common.sh and devstack_functions.sh.
 
@@ -12,7 +12,7 @@
 # -------
 
 # mc_install_venv - OpenStack into $MC_VENV (skipped when the same package
-# list is there already), and the agentless ML2 mechanism driver
+# list is there already)
 function mc_install_venv {
     local stamp=$MC_VENV/.minicloud-packages want
     want=$(printf '%s\n' "${MC_PIP_PACKAGES[@]}")
@@ -30,6 +30,8 @@ function mc_install_venv {
     echo "$want" > "$stamp"
 }
 
+# mc_install_noagent_driver - the agentless ML2 mechanism driver (the
+# MINICLOUD_NEUTRON=noagent fallback)
 function mc_install_noagent_driver {
     mc_run pip "$MC_VENV/bin/pip" install --disable-pip-version-check \
         --no-deps --no-build-isolation "$MC_TOOLS/neutron_noagent"
@@ -246,7 +248,6 @@ function mc_configure_neutron {
     iniset "$NEUTRON_CONF" DEFAULT auth_strategy keystone
     # no DHCP agent: nothing to schedule networks on, nothing to notify
     iniset "$NEUTRON_CONF" DEFAULT dhcp_agent_notification False
-    iniset "$NEUTRON_CONF" DEFAULT dhcp_agents_per_network 0
     iniset "$NEUTRON_CONF" DEFAULT notify_nova_on_port_status_changes True
     iniset "$NEUTRON_CONF" DEFAULT notify_nova_on_port_data_changes True
     iniset "$NEUTRON_CONF" database connection "$MC_DB_URL/neutron?charset=utf8"
@@ -254,12 +255,20 @@ function mc_configure_neutron {
     mc_conf_auth "$NEUTRON_CONF" nova nova
     iniset "$NEUTRON_CONF" oslo_policy enforce_new_defaults True
 
-    iniset "$NEUTRON_ML2_CONF" ml2 type_drivers flat,local
-    iniset "$NEUTRON_ML2_CONF" ml2 tenant_network_types local
-    iniset "$NEUTRON_ML2_CONF" ml2 mechanism_drivers nova_xen_noagent
     iniset "$NEUTRON_ML2_CONF" ml2 extension_drivers port_security
     iniset "$NEUTRON_ML2_CONF" ml2_type_flat flat_networks "$MC_PHYSNET"
     iniset "$NEUTRON_ML2_CONF" securitygroup enable_security_group True
+    if [[ $MINICLOUD_NEUTRON == ovn ]]; then
+        mc_configure_neutron_ovn        # (tools/minicloud/ovn.sh)
+        return 0
+    fi
+    # the fallback: the agentless driver binds and activates every port
+    # (an API process reads this only as it is needed; a maintenance
+    # worker would refuse 0)
+    iniset "$NEUTRON_CONF" DEFAULT dhcp_agents_per_network 0
+    iniset "$NEUTRON_ML2_CONF" ml2 type_drivers flat,local
+    iniset "$NEUTRON_ML2_CONF" ml2 tenant_network_types local
+    iniset "$NEUTRON_ML2_CONF" ml2 mechanism_drivers nova_xen_noagent
     # nova-xen plugs ovs ports into the xapi network of this bridge
     iniset "$NEUTRON_ML2_CONF" nova_xen_noagent integration_bridge br-int
     mc_gunicorn neutron "$MC_ETC/neutron" neutron.wsgi.api:application \
@@ -273,6 +282,10 @@ function mc_init_neutron {
 }
 
 function mc_start_neutron {
+    if [[ $MINICLOUD_NEUTRON == ovn ]]; then
+        mc_start_neutron_ovn
+        return 0
+    fi
     mc_spawn neutron "$MC_ETC/neutron" env \
         OS_NEUTRON_CONFIG_DIR="$MC_ETC/neutron" \
         OS_NEUTRON_CONFIG_FILES="neutron.conf;plugins/ml2/ml2_conf.ini" \
@@ -340,6 +353,13 @@ function mc_configure_nova_compute {
     inidelete "$NOVA_CPU_CONF" api_database connection
     # a failed build is the fault itself, not a reschedule to another host
     iniset "$NOVA_CPU_CONF" scheduler max_attempts 1
+    if [[ $MINICLOUD_NEUTRON == ovn ]]; then
+        # no metadata service with ML2/OVN here: every server gets a
+        # config drive
+        iniset "$NOVA_CPU_CONF" DEFAULT force_config_drive True
+        # nova-xen's OVN checks: no chassis for this host is a failure
+        iniset "$NOVA_CPU_CONF" xenserver neutron_backend ovn
+    fi
 }
 
 
@@ -397,18 +417,8 @@ function mc_compute_table {
 # mc_compute SERVICE FIELD - a field of SERVICE's line of the compute table:
 # host, spec, xapi_host, host_uuid, master, pool
 function mc_compute {
-    local field
-    case $2 in
-        host) field=2 ;;
-        spec) field=3 ;;
-        xapi_host) field=4 ;;
-        host_uuid) field=5 ;;
-        master) field=6 ;;
-        pool) field=7 ;;
-        *) mc_die "mc_compute: no field $2" ;;
-    esac
-    awk -v s="$1" -v f="$field" '$1 == s { print $f }' \
-        "$MC_COMPUTE_TABLE" 2>/dev/null
+    mc_table_field "$MC_COMPUTE_TABLE" "$1" "$2" \
+        host spec xapi_host host_uuid master pool
 }
 
 # mc_compute_conf SERVICE - its config overlay
@@ -455,8 +465,8 @@ EOF
     iniset "$overlay" oslo_concurrency lock_path "$data/lock"
     # xapi plugs the VIFs on the destination host as the VM moves there,
     # after the point where the source would wait for Neutron's
-    # network-vif-plugged (which no agent sends here anyway): see
-    # devstack/README.md, "Live migration"
+    # network-vif-plugged (ovn-controller claims the port on the
+    # destination only then): see devstack/README.md, "Live migration"
     iniset "$overlay" compute live_migration_wait_for_vif_plug False
 }
 

@@ -11,13 +11,16 @@ Run by ``tools/minicloud.sh smoke`` with the minicloud's venv Python:
    memory and vCPUs, a root disk on the pool's default SR, one VIF with
    the Neutron port's MAC on the xapi network of the integration bridge,
    and the VIF's isolation rules in that host's dom0;
-3. Neutron's port is bound to that compute (vif_type ovs) and ACTIVE, and
-   that nova-compute got its network-vif-plugged event;
+3. Neutron's port is bound to that compute (vif_type ovs) and ACTIVE,
+   with ML2/OVN (``--ovn-sb``) claimed by that compute's chassis in the
+   OVN southbound database, and that nova-compute got its
+   network-vif-plugged event;
 4. with two computes or more, the first server live-migrates to every
    other compute in turn (block migration: xapi's VM.pool_migrate inside
    a pool, storage XenMotion to another pool), and each time runs on the
    destination's host, in the destination's pool only, with its rules
-   there and none left on the source, its port bound to the destination;
+   there and none left on the source, its port bound to the destination
+   (and claimed by the destination's chassis);
 5. the first server's VNC console answers through nova-novncproxy:
    Nova's URL and token, the proxy's ``CONNECT /console`` to xapi, and
    the RFB banner of the guest's console, over a WebSocket as a browser
@@ -42,6 +45,7 @@ import urllib.parse
 import XenAPI
 
 import checklog  # noqa: E402  (this script's own directory)
+import ovn_check  # noqa: E402
 
 MIB = 1024 * 1024
 VERSION_PLUGIN = 'nova_xen_version.py'
@@ -98,6 +102,11 @@ class Smoke(checklog.Checks):
         with open(args.xapi_json) as f:
             self.world = json.load(f)
         self.sessions = {}
+        # ML2/OVN: each compute host's chassis (its system-id)
+        self.chassis = {}
+        if args.ovn_chassis:
+            self.chassis = {host: system_id for _, host, system_id in
+                            ovn_check.read_chassis(args.ovn_chassis)}
 
     def openstack(self, *argv, json_out=True):
         cmd = [self.args.openstack] + list(argv)
@@ -250,6 +259,13 @@ class Smoke(checklog.Checks):
                        'port %s: vif_type %s, status %s, host %s'
                        % (port['id'], port['binding_vif_type'],
                           port['status'], port['binding_host_id']))
+            if self.args.ovn_sb:
+                claimer = ovn_check.claimed_by(self.args.ovn_sb, port['id'])
+                self.check(claimer == self.chassis.get(compute.host),
+                           'port %s claimed in the OVN southbound database '
+                           'by chassis %s (%s\'s: %s)' % (
+                               port['id'], claimer, compute.host,
+                               self.chassis.get(compute.host)))
         return ports
 
     def check_events(self, compute, ports):
@@ -422,6 +438,11 @@ def main():
     p.add_argument('--flavor', default='m1.tiny')
     p.add_argument('--network', required=True)
     p.add_argument('--image-any-format', action='store_true')
+    p.add_argument('--ovn-sb', help='ML2/OVN: the southbound database '
+                   '(unix:PATH); each port must be claimed by its host\'s '
+                   'chassis')
+    p.add_argument('--ovn-chassis', help='ML2/OVN: the chassis table '
+                   '(computes.py --chassis)')
     return Smoke(p.parse_args()).run()
 
 
