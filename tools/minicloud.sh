@@ -243,6 +243,8 @@ function mc_up {
     run_plugin stack test-config
     if mc_cinder_enabled; then
         mc_wait c-vol "cinder-volume service up" mc_cinder_volume_up
+        mc_wait c-sch "the backend's pool in Cinder's scheduler" \
+            mc_cinder_pool_known
         # a volume through attach and detach, as Nova drives them
         if ! mc_cinder_check >> "$MC_LOG/cinder-check.log" 2>&1; then
             mc_log_tail cinder-check

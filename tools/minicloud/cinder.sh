@@ -171,6 +171,15 @@ function mc_cinder_volume_up {
     mc_cinder_services | grep -q "^cinder-volume minicloud@$MC_CINDER_BACKEND enabled up$"
 }
 
+# mc_cinder_pool_known - Cinder's scheduler has the backend's pool: it
+# learns it from cinder-volume's capability reports, which a scheduler
+# that started later may only get with the next periodic report (a
+# volume asked for before that finds "No valid backend")
+function mc_cinder_pool_known {
+    openstack volume backend pool list -f value -c Name 2>/dev/null |
+        grep -q "^minicloud@$MC_CINDER_BACKEND#"
+}
+
 # mc_cinder_check - a volume through its life as Nova sees it
 # (tools/minicloud/cinder_check.py)
 function mc_cinder_check {
