@@ -47,8 +47,15 @@ def _assignable(session, pci, record):
 def passthrough_devices(session, pci_refs):
     """Nova's ``pci_passthrough_devices`` list for a host's PCI objects."""
     devices = []
+    if not pci_refs:
+        return devices
+    # one call for the records (a host has tens of devices; the resource
+    # tracker asks at every periodic update)
+    records = session.call('PCI.get_all_records')
     for pci in pci_refs:
-        record = session.call('PCI.get_record', pci)
+        record = records.get(pci)
+        if record is None:
+            continue      # gone since the host's record was read
         vendor = record.get('vendor_id', '').lower()
         product = record.get('device_id', '').lower()
         if not (vendor and product):
