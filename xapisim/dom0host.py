@@ -29,6 +29,7 @@ START_TIMEOUT = 120.0
 VSCTL_TIMEOUT = 60
 # xcp-networkd's bridge for each PIF device: (device, bridge)
 PIF_BRIDGES = (('eth0', 'xenbr0'), ('eth1', 'xenbr1'))
+XAPI_PEM = os.path.join('etc', 'xensource', 'xapi-ssl.pem')
 
 
 class HostDom0(object):
@@ -122,9 +123,15 @@ class HostDom0(object):
         if os.path.exists(conf):
             os.unlink(conf)
         netns.run(['ovsdb-tool', 'create', conf, SCHEMA])
+        self._write_xapi_pem()
+        # as XCP-ng's ovs-ctl starts it: the managers (xapi's SDN
+        # controller sets pssl:6640) and their TLS from the SSL table
         self._daemon('ovsdb-server', [
             conf, '--remote=punix:' + self.db_sock,
-            '--remote=db:Open_vSwitch,Open_vSwitch,manager_options'])
+            '--remote=db:Open_vSwitch,Open_vSwitch,manager_options',
+            '--private-key=db:Open_vSwitch,SSL,private_key',
+            '--certificate=db:Open_vSwitch,SSL,certificate',
+            '--bootstrap-ca-cert=db:Open_vSwitch,SSL,ca_cert'])
         self._wait_for_socket(self.db_sock, 'ovsdb-server')
         # one handler and revalidator thread: two cores are shared by all
         self.vsctl('--no-wait', 'init', '--', 'set', 'Open_vSwitch', '.',
@@ -156,6 +163,20 @@ class HostDom0(object):
         self.ip('addr', 'add', '%s/%d' % (self.underlay_ip,
                                           self.world_net.underlay.prefixlen),
                 'dev', 'xenbr0')
+
+    def _write_xapi_pem(self):
+        """``/etc/xensource/xapi-ssl.pem``: xapi's key and certificate
+        in one file (what the SDN controller's ``set-ssl`` names)."""
+        _, cert, key = self.world_net.certificates
+        path = os.path.join(self.host.dom0_root, XAPI_PEM)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(key) as fh:
+            pem = fh.read()
+        with open(cert) as fh:
+            pem += fh.read()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, 'w') as fh:
+            fh.write(pem)
 
     def _daemon(self, name, args):
         pidfile = os.path.join(self.rundir, name + '.pid')
