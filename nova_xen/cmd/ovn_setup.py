@@ -422,7 +422,7 @@ def parser():
     p.add_argument('--mode', choices=MODES, default='remote',
                    help='where this host\'s ovn-controller runs: remote '
                    '(default: in this domU, driving dom0\'s switch over '
-                   'TLS; needs OVN >= 24.09) or in-dom0')
+                   'TLS through local proxies, see the README) or in-dom0')
     p.add_argument('--encap-network', metavar='NETWORK',
                    help='the xapi network (uuid, bridge or name) whose PIF '
                    'address Geneve tunnels end at (default: the management '
