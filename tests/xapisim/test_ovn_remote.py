@@ -332,7 +332,15 @@ class OvnRemoteModeTest(GuestBootCase):
             env={'OVS_RUNDIR': hosts[1]['dom0']['ovs_rundir'],
                  'OVN_RUNDIR': os.path.join(self.dir, 'dom0')})
 
-        # dom0's OVSDB takes only clients the pool's CA signed
+        # each dom0 is a chassis named for its nova-compute's host
+        for host, nova_host, proc in zip(hosts, NOVA_HOSTS, (remote, local)):
+            self.wait('chassis %s in the southbound database' % nova_host,
+                      lambda: self.alive(proc) and self.sbctl(
+                          '--bare', '--columns=hostname', 'find', 'Chassis',
+                          'name=%s' % host['uuid']) == nova_host)
+
+        # dom0's OVSDB takes only clients the pool's CA signed (the proxy's
+        # certificate, which it took, is)
         stranger = self.stranger()
         refused = subprocess.run(
             ['ip', 'netns', 'exec', domu, 'ovsdb-client', '-p', stranger[0],
@@ -342,13 +350,6 @@ class OvnRemoteModeTest(GuestBootCase):
             stderr=subprocess.PIPE, timeout=120)
         self.assertNotEqual(0, refused.returncode)
         self.assertNotIn(b'Open_vSwitch', refused.stdout)
-
-        # each dom0 is a chassis named for its nova-compute's host
-        for host, nova_host, proc in zip(hosts, NOVA_HOSTS, (remote, local)):
-            self.wait('chassis %s in the southbound database' % nova_host,
-                      lambda: self.alive(proc) and self.sbctl(
-                          '--bare', '--columns=hostname', 'find', 'Chassis',
-                          'name=%s' % host['uuid']) == nova_host)
 
         # a tenant network with OVN's DHCP, a port for a server on each
         self.nbctl('ls-add', 'tenant')
@@ -404,15 +405,8 @@ class OvnRemoteModeTest(GuestBootCase):
                                         (domu_ip, OPENFLOW_PORT)})
 
         # the first guest pings the second, across the Geneve tunnel the
-        # remote chassis made in its dom0
-        geneve = json.loads(run([
-            'ovs-vsctl', '--db=' + hosts[0]['dom0']['ovsdb'],
-            '--format=json', '--columns=options', 'find', 'Interface',
-            'type=geneve']))
-        self.assertEqual([hosts[1]['dom0']['underlay_ip']],
-                         [dict(row[0][1])['remote_ip']
-                          for row in geneve['data']])
-
+        # remote chassis made in its dom0 (the only way between the two
+        # br-int: no provider network is mapped)
         def pings():
             return subprocess.run(
                 ['ip', 'netns', 'exec', guest, 'busybox', 'ping', '-c', '1',
@@ -420,3 +414,10 @@ class OvnRemoteModeTest(GuestBootCase):
                 stderr=subprocess.DEVNULL).returncode == 0
         self.wait('a ping from %s to %s' % (ADDRESSES[0], ADDRESSES[1]),
                   pings)
+        geneve = json.loads(run([
+            'ovs-vsctl', '--db=' + hosts[0]['dom0']['ovsdb'],
+            '--format=json', '--columns=options', 'find', 'Interface',
+            'type=geneve']))
+        self.assertEqual([hosts[1]['dom0']['underlay_ip']],
+                         [dict(row[0][1])['remote_ip']
+                          for row in geneve['data']])
