@@ -7,11 +7,13 @@ host's dom0 directory (``var/run/openvswitch`` is ``OVS_RUNDIR``, so that
 each instance has its own ``db.sock`` and ``<bridge>.mgmt`` sockets), a
 bridge per plugged PIF as xcp-networkd makes it (``xenbr0`` on ``eth0``
 holding the host's underlay address, ``xenbr1`` on ``eth1``, the
-provider LAN), the bridges xapi does not make (``--dom0-bridges``,
-br-int by default, fail mode secure as ovn-controller makes it), and
-ovs-xapi-sync (``xapisim.xapisync``).  ``eth0`` and
-``eth1`` are veths whose other ends sit on Linux bridges in the world's
-shared "fabric" and "provider LAN" namespaces.
+provider LAN), xapi's ``/etc/xensource/xapi-ssl.pem`` (what the
+SDN controller's TLS presents: ``ovsdb-server`` takes its managers and
+their TLS from the database, as ``ovs-ctl`` starts it), the bridges xapi
+does not make (``--dom0-bridges``, br-int by default, fail mode secure as
+ovn-controller makes it), and ovs-xapi-sync (``xapisim.xapisync``).
+``eth0`` and ``eth1`` are veths whose other ends sit on Linux bridges in
+the world's shared "fabric" and "provider LAN" namespaces.
 """
 
 import os

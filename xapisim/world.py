@@ -282,12 +282,8 @@ class World(object):
         tls = None
         if self.options.tls:
             from xapisim import tls as tls_mod
-            if self.dom0net is not None:
-                # xapi serves HTTPS with its xapi-ssl.pem
-                self.ca_file, cert, key = self.dom0net.certificates
-            else:
-                self.ca_file, cert, key = tls_mod.make_certificates(
-                    self.state_dir, [h.address for h in self.all_hosts()])
+            self.ca_file, cert, key = tls_mod.make_certificates(
+                self.state_dir, [h.address for h in self.all_hosts()])
             tls = tls_mod.server_context(cert, key)
         for _ in range(20):
             port = self.options.port

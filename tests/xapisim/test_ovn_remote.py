@@ -350,6 +350,8 @@ class OvnRemoteModeTest(GuestBootCase):
             stderr=subprocess.PIPE, timeout=120)
         self.assertNotEqual(0, refused.returncode)
         self.assertNotIn(b'Open_vSwitch', refused.stdout)
+        # the server's TLS alert: it knows no CA of that certificate
+        self.assertIn(b'unknown ca', refused.stderr)
 
         # a tenant network with OVN's DHCP, a port for a server on each
         self.nbctl('ls-add', 'tenant')
