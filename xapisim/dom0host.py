@@ -7,11 +7,13 @@ host's dom0 directory (``var/run/openvswitch`` is ``OVS_RUNDIR``, so that
 each instance has its own ``db.sock`` and ``<bridge>.mgmt`` sockets), a
 bridge per plugged PIF as xcp-networkd makes it (``xenbr0`` on ``eth0``
 holding the host's underlay address, ``xenbr1`` on ``eth1``, the
-provider LAN), the bridges xapi does not make (``--dom0-bridges``,
-br-int by default, fail mode secure as ovn-controller makes it), and
-ovs-xapi-sync (``xapisim.xapisync``).  ``eth0`` and
-``eth1`` are veths whose other ends sit on Linux bridges in the world's
-shared "fabric" and "provider LAN" namespaces.
+provider LAN), xapi's ``/etc/xensource/xapi-ssl.pem`` (what the
+SDN controller's TLS presents: ``ovsdb-server`` takes its managers and
+their TLS from the database, as ``ovs-ctl`` starts it), the bridges xapi
+does not make (``--dom0-bridges``, br-int by default, fail mode secure as
+ovn-controller makes it), and ovs-xapi-sync (``xapisim.xapisync``).
+``eth0`` and ``eth1`` are veths whose other ends sit on Linux bridges in
+the world's shared "fabric" and "provider LAN" namespaces.
 """
 
 import os
@@ -29,6 +31,7 @@ START_TIMEOUT = 120.0
 VSCTL_TIMEOUT = 60
 # xcp-networkd's bridge for each PIF device: (device, bridge)
 PIF_BRIDGES = (('eth0', 'xenbr0'), ('eth1', 'xenbr1'))
+XAPI_PEM = os.path.join('etc', 'xensource', 'xapi-ssl.pem')
 
 
 class HostDom0(object):
@@ -122,9 +125,15 @@ class HostDom0(object):
         if os.path.exists(conf):
             os.unlink(conf)
         netns.run(['ovsdb-tool', 'create', conf, SCHEMA])
+        self._write_xapi_pem()
+        # as XCP-ng's ovs-ctl starts it: the managers (xapi's SDN
+        # controller sets pssl:6640) and their TLS from the SSL table
         self._daemon('ovsdb-server', [
             conf, '--remote=punix:' + self.db_sock,
-            '--remote=db:Open_vSwitch,Open_vSwitch,manager_options'])
+            '--remote=db:Open_vSwitch,Open_vSwitch,manager_options',
+            '--private-key=db:Open_vSwitch,SSL,private_key',
+            '--certificate=db:Open_vSwitch,SSL,certificate',
+            '--bootstrap-ca-cert=db:Open_vSwitch,SSL,ca_cert'])
         self._wait_for_socket(self.db_sock, 'ovsdb-server')
         # one handler and revalidator thread: two cores are shared by all
         self.vsctl('--no-wait', 'init', '--', 'set', 'Open_vSwitch', '.',
@@ -156,6 +165,20 @@ class HostDom0(object):
         self.ip('addr', 'add', '%s/%d' % (self.underlay_ip,
                                           self.world_net.underlay.prefixlen),
                 'dev', 'xenbr0')
+
+    def _write_xapi_pem(self):
+        """``/etc/xensource/xapi-ssl.pem``: xapi's key and certificate
+        in one file (what the SDN controller's ``set-ssl`` names)."""
+        _, cert, key = self.world_net.certificates
+        path = os.path.join(self.host.dom0_root, XAPI_PEM)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(key) as fh:
+            pem = fh.read()
+        with open(cert) as fh:
+            pem += fh.read()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, 'w') as fh:
+            fh.write(pem)
 
     def _daemon(self, name, args):
         pidfile = os.path.join(self.rundir, name + '.pid')

@@ -31,6 +31,7 @@ and its vif scripts do:
 """
 
 import ipaddress
+import os
 import sys
 import threading
 import uuid
@@ -121,6 +122,9 @@ class Dom0Network(object):
         self.shared_netns = {'eth0': self.run.name('fabric'),
                              'eth1': self.run.name('lan')}
         self.hosts = {}         # host uuid -> HostDom0
+        # (ca_file, cert_file, key_file): xapi's certificate, the same
+        # for every host (its xapi-ssl.pem, valid for its addresses)
+        self.certificates = None
         self.guests = {}        # VM uuid -> Guest
         self.domains = {}       # (host uuid, domid) -> Domain
         self.handovers = {}     # source domain key -> destination Domain
@@ -134,6 +138,7 @@ class Dom0Network(object):
 
     def start(self):
         try:
+            self.certificates = self._make_certificates()
             for name in self.shared_netns.values():
                 netns.add_netns(name, ipv6=False)
                 netns.ip(name, 'link', 'add', 'br0', 'type', 'bridge',
@@ -155,6 +160,19 @@ class Dom0Network(object):
         except BaseException:
             self.close()
             raise
+
+    def _make_certificates(self):
+        """xapi's server certificate (and the CA that signed it), valid
+        for each host's address and its underlay address: what dom0's
+        OVSDB and OpenFlow present to a TLS client (the SDN controller's
+        ``set-ssl`` names ``/etc/xensource/xapi-ssl.pem``)."""
+        from xapisim import tls
+        hosts = [h for pool in self.world.pools for h in pool.hosts]
+        addresses = [h.address for h in hosts] + [
+            self.underlay_address(n) for n in range(1, len(hosts) + 1)]
+        directory = os.path.join(self.world.dom0_base, 'xapi-ssl')
+        os.makedirs(directory, exist_ok=True)
+        return tls.make_certificates(directory, addresses)
 
     def close(self):
         for guest in self.guests.values():
@@ -180,7 +198,10 @@ class Dom0Network(object):
                              'bridge': 'br0', 'subnet': str(self.provider),
                              'physical_network': PHYSICAL_NETWORK,
                              'host_bridge': 'xenbr1'},
-                'guest_netns_prefix': self.run.name('g-')}
+                'guest_netns_prefix': self.run.name('g-'),
+                # the CA of the hosts' xapi-ssl.pem (dom0's OVSDB and
+                # OpenFlow TLS)
+                'xapi_ca_file': self.certificates[0]}
 
     def guest_netns(self, vm_uuid):
         with self.lock:

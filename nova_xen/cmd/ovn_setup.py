@@ -343,8 +343,10 @@ class OvnSetup(object):
                                      external_ids=wanted))
 
     def _integration_bridge(self, plan):
-        target = 'pssl:%d:%s' % (self.args.openflow_port,
-                                 self._address(self.host.address))
+        # on every address of dom0, as xapi's pssl OVSDB listens: the
+        # domU may reach dom0 through another network than xapi's
+        # management address (and the firewall opens the port anyway)
+        target = 'pssl:%d' % self.args.openflow_port
         try:
             found = self._plugin('integration_bridge', bridge=self.bridge,
                                  controller=target, dry_run=True)
@@ -420,7 +422,7 @@ def parser():
     p.add_argument('--mode', choices=MODES, default='remote',
                    help='where this host\'s ovn-controller runs: remote '
                    '(default: in this domU, driving dom0\'s switch over '
-                   'TLS; needs OVN >= 24.09) or in-dom0')
+                   'TLS through local proxies, see the README) or in-dom0')
     p.add_argument('--encap-network', metavar='NETWORK',
                    help='the xapi network (uuid, bridge or name) whose PIF '
                    'address Geneve tunnels end at (default: the management '
