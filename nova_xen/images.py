@@ -8,8 +8,9 @@ Two handlers ([xenserver]image_handler):
   raw, a VHD, or a tgz of a VHD chain as Nova's old XenAPI driver made
   them; snapshots go back the same way.
 * ``vdi_remote_stream``: nova-compute downloads the image and streams it
-  into the VDI through ``/import_raw_vdi`` (raw or a single VHD), Nova's
-  Glance client checking its checksum on the way.
+  into the VDI through ``/import_raw_vdi`` (raw or a single VHD), checking
+  Glance's multihash on the way in a thread of its own
+  (``glance_stream.py``).
 
 Either way the image is checked before any storage is used: a format
 xapi can take, a virtual size within the flavor and the configured
@@ -20,9 +21,7 @@ the VDI.
 """
 
 import itertools
-import queue
 import struct
-import threading
 
 from nova import exception
 from nova.image import glance
@@ -30,105 +29,14 @@ from oslo_log import log as logging
 
 from nova_xen import errors
 from nova_xen.conf import CONF
+from nova_xen import glance_stream
 
 LOG = logging.getLogger(__name__)
 
 GIB = 1024 ** 3
-CHUNK = 1024 * 1024
+CHUNK = glance_stream.CHUNK
 VHD_FOOTER = 512
 SUPPORTED = {('raw', 'bare'): 'raw', ('vhd', 'bare'): 'vhd'}
-
-
-class ImageStream(object):
-    """Glance image bytes as a pull stream, downloaded in a thread.
-
-    Nova's Glance client checks the image's multihash (or md5 checksum) as
-    the bytes pass and raises at the end of the download when it differs:
-    ``read`` raises that error where the stream would end.  The chunks the
-    client hands over are queued as they are (no copy, no joining); at
-    most QUEUED of them (1 MiB each from Nova's client) wait, whatever the
-    image size.
-    """
-
-    QUEUED = 8
-
-    def __init__(self, context, image_id):
-        self._queue = queue.Queue(maxsize=self.QUEUED)
-        self._chunk = b''
-        self._pos = 0
-        self._error = None
-        self._done = False
-        self._closed = False
-        self._thread = threading.Thread(
-            target=self._download, args=(context, image_id),
-            name='image-download-%s' % image_id, daemon=True)
-        self._thread.start()
-
-    def _download(self, context, image_id):
-        try:
-            glance.API().download(context, image_id, data=self)
-        except Exception as exc:   # reported to the reader
-            self._error = exc
-        finally:
-            self._queue.put(None)
-
-    def write(self, data):          # called by the Glance client
-        if self._closed:
-            raise IOError('the image is no longer wanted')
-        if not isinstance(data, bytes):
-            data = bytes(data)      # the caller may reuse its buffer
-        if len(data) <= 4 * CHUNK:
-            self._queue.put(data)
-            return
-        for start in range(0, len(data), CHUNK):
-            if self._closed:
-                raise IOError('the image is no longer wanted')
-            self._queue.put(data[start:start + CHUNK])
-
-    def _next(self):
-        """Make the next chunk current; False at the (verified) end."""
-        while self._pos >= len(self._chunk):
-            if self._done:
-                if self._error is not None:
-                    raise self._error
-                return False
-            chunk = self._queue.get()
-            if chunk is None:
-                self._done = True
-            else:
-                self._chunk, self._pos = chunk, 0
-        return True
-
-    def read(self, n=CHUNK):
-        """Up to ``n`` bytes (fewer when a chunk ends); b'' at the end.
-
-        A read of a whole chunk hands over the client's own bytes."""
-        if not self._next():
-            return b''
-        data = self._chunk[self._pos:self._pos + n]
-        self._pos += len(data)
-        return data
-
-    def peek(self, n):
-        """The next ``n`` bytes (fewer only at the end), left unread."""
-        while self._next():
-            if len(self._chunk) - self._pos >= n or self._done:
-                break
-            chunk = self._queue.get()
-            if chunk is None:
-                self._done = True
-            else:
-                self._chunk = self._chunk[self._pos:] + chunk
-                self._pos = 0
-        return self._chunk[self._pos:self._pos + n]
-
-    def close(self):
-        """Stop the download (if still running) and wait for its thread."""
-        self._closed = True
-        while not self._done:
-            if self._queue.get() is None:
-                self._done = True
-        self._thread.join()
 
 
 def disk_format(image_meta):
@@ -220,7 +128,7 @@ class RemoteStreamHandler(object):
     def open(self, context, instance, image_meta):
         """Start the download; (stream, format, virtual size) once checked."""
         fmt = disk_format(image_meta)
-        stream = ImageStream(context, image_meta.id)
+        stream = self._stream(context, image_meta.id)
         try:
             if fmt == 'vhd':
                 size = vhd_virtual_size(stream.peek(VHD_FOOTER),
@@ -235,6 +143,15 @@ class RemoteStreamHandler(object):
             stream.close()
             raise
         return stream, fmt, size
+
+    @staticmethod
+    def _stream(context, image_id):
+        if CONF.glance.verify_glance_signatures:
+            # the signature check is Nova's: its own client downloads
+            return glance_stream.ImageStream(context, image_id)
+        return glance_stream.GlanceReader(
+            context, image_id, glance_record(context, image_id),
+            glance_endpoints(context))
 
     def write(self, stream, fmt, length, vdi, host_address):
         """Send ``length`` bytes into the VDI; raise unless xapi took them."""

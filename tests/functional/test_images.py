@@ -161,11 +161,58 @@ class RemoteStreamImagesTest(base.XenAPIFunctionalTestCase):
         self.flags(image_handler='vdi_remote_stream', group='xenserver')
         super(RemoteStreamImagesTest, self).setUp()
 
+    def file_gets(self):
+        return [path for method, path in self.glance_http.requests
+                if method == 'GET' and path.endswith('/file')]
+
     def test_raw_image_streams_from_nova_compute(self):
         data = pattern(2 * MIB + 7, seed=b'streamed')
+        image_id = self.image_with(data)
+        server = self.boot(image_id)
+        _, record = self.xapi.vm_of(server['id'])
+        root = self.xapi.x.VBD.get_VDI(record['VBDs'][0])
+        self.assertEqual(data, self.xapi.vdi_bytes(root, len(data)))
+        # nova-compute's own reader fetched it once, with the user's token
+        self.assertEqual(['/v2/images/%s/file' % image_id], self.file_gets())
+        self.assertEqual({self.glance_http.token},
+                         set(self.glance_http.tokens))
+
+    def test_a_corrupted_download_is_refused_and_leaves_nothing(self):
+        self.flags(max_attempts=1, group='scheduler')
+        vdis = set(self.xapi.x.VDI.get_all())
+        data = pattern(5 * MIB + 3, seed=b'corrupt')
+        image_id = self.image_with(data)
+        # Glance's record keeps the sha512 of the upload; the bytes it
+        # serves differ in their last one
+        self.glance._imagedata[image_id] = data[:-1] + b'!'
+        server = self.boot(image_id, expected_state='ERROR')
+        fault = self.api.get_server(server['id'])['fault']['message']
+        self.assertIn('do not match the sha512 Glance recorded', fault)
+        self.assertEqual({'VM': [], 'VDI': [], 'VBD': [], 'VIF': []},
+                         self.xapi.objects_of(server['id']))
+        self.assertEqual(vdis, set(self.xapi.x.VDI.get_all()))
+
+    def test_a_short_download_is_refused_and_leaves_nothing(self):
+        self.flags(max_attempts=1, group='scheduler')
+        vdis = set(self.xapi.x.VDI.get_all())
+        data = pattern(3 * MIB, seed=b'short')
+        image_id = self.image_with(data)
+        self.glance._imagedata[image_id] = data[:2 * MIB]
+        server = self.boot(image_id, expected_state='ERROR')
+        fault = self.api.get_server(server['id'])['fault']['message']
+        self.assertIn('Glance sent %d bytes of its %d' % (2 * MIB, 3 * MIB),
+                      fault)
+        self.assertEqual({'VM': [], 'VDI': [], 'VBD': [], 'VIF': []},
+                         self.xapi.objects_of(server['id']))
+        self.assertEqual(vdis, set(self.xapi.x.VDI.get_all()))
+
+    def test_signed_images_are_left_to_novas_own_client(self):
+        # Nova verifies image signatures in its own download: with that
+        # on, the image comes through Nova's client (here, the fixture)
+        self.flags(verify_glance_signatures=True, group='glance')
+        data = pattern(MIB + 1, seed=b'nova-client')
         server = self.boot(self.image_with(data))
         _, record = self.xapi.vm_of(server['id'])
         root = self.xapi.x.VBD.get_VDI(record['VBDs'][0])
         self.assertEqual(data, self.xapi.vdi_bytes(root, len(data)))
-        # Glance's HTTP API was not used by dom0
-        self.assertEqual([], self.glance_http.requests)
+        self.assertEqual([], self.file_gets())
