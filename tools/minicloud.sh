@@ -27,7 +27,9 @@
 # across pools.  Cinder (MINICLOUD_CINDER, on by default): cinder-api,
 # -scheduler and -volume from PyPI, one file-backed backend exported over
 # iSCSI by a tgtd of the minicloud's own (tools/minicloud/cinder.sh); Nova
-# sends it service tokens.
+# sends it service tokens.  The pools of MINICLOUD_SECUREBOOT_POOLS get
+# their Secure Boot certificates, the host of MINICLOUD_DEVICE_HOST a NIC
+# and a GPU that Nova passes through (tools/minicloud/infra.sh).
 #
 # Everything (venv, configs, data, logs, pid files) is under MINICLOUD_DIR,
 # by default .minicloud/ in this checkout.  ``up`` starts from empty
@@ -196,6 +198,7 @@ function mc_up {
     mc_wait_rabbit
     mc_wait memcached "port $MC_PORT_MEMCACHED" mc_tcp_open "$MC_PORT_MEMCACHED"
     mc_wait_xapisim
+    mc_secureboot_certs
     # each nova-compute's overlay: the hosts' uuids are xapisim's
     mc_configure_computes
     if mc_ovn_enabled; then
