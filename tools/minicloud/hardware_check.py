@@ -46,9 +46,10 @@ import time
 
 import openstack
 import sqlalchemy
-import XenAPI
 
 import checklog  # noqa: E402  (this script's own directory)
+from smoke import Compute  # noqa: E402
+from smoke import Smoke  # noqa: E402
 
 BUILD_LIMIT = 600
 DELETE_LIMIT = 300
@@ -71,14 +72,6 @@ SECURE_BOOT = 'COMPUTE_SECURITY_UEFI_SECURE_BOOT'
 READY = ('ready', 'ready_no_dbx')
 BIOS_VTPM_SENTENCE = 'xapi does not boot a BIOS guest with a vTPM'
 FLAVOR = {'ram': 512, 'vcpus': 1, 'disk': 1}
-
-
-class Compute(object):
-    """A line of the minicloud's compute table (etc/computes)."""
-
-    def __init__(self, line):
-        (self.service, self.host, self.spec, self.xapi_host,
-         self.host_uuid, self.master, self.pool) = line.split()
 
 
 def trait_problems(traits, readiness):
@@ -163,14 +156,9 @@ class HardwareCheck(checklog.Checks):
 
     # -- the services ----------------------------------------------------
 
-    def xapi(self, master):
-        if master not in self.sessions:
-            session = XenAPI.Session(master)
-            session.xenapi.login_with_password(
-                self.world['username'], self.world['password'], '2.0',
-                'minicloud-hardware-check')
-            self.sessions[master] = session
-        return self.sessions[master].xenapi
+    # a XenAPI session per pool master (self.sessions, self.world)
+    xapi = Smoke.xapi
+    logout = Smoke.logout
 
     def placement(self, path):
         return self.conn.placement.get(path, headers=PLACEMENT).json()
@@ -375,17 +363,28 @@ class HardwareCheck(checklog.Checks):
         self.check(not left, '%s: nothing made in xapi (found: %s)'
                    % (what, ', '.join(left) or 'none'))
 
-    def check_pci(self, server, address):
+    def on_device_host(self, what, server):
+        """The server is ACTIVE on the device host: (its pool's XenAPI,
+        its VM's record), or None."""
         compute = self.device
         if not self.check(server.status == 'ACTIVE'
                           and server.compute_host == compute.host,
-                          'PCI passthrough server %s: %s on %s (fault: %s)'
-                          % (server.id, server.status, server.compute_host,
+                          '%s server %s: %s on %s (fault: %s)'
+                          % (what, server.id, server.status,
+                             server.compute_host,
                              (server.fault or {}).get('message'))):
-            return
+            return None
         x, vm, record = self.vm_of(compute, server.id)
         if not self.check(vm is not None, 'its VM in %s' % compute.pool):
+            return None
+        return x, record
+
+    def check_pci(self, server, address):
+        compute = self.device
+        found = self.on_device_host('PCI passthrough', server)
+        if found is None:
             return
+        x, record = found
         attached = [x.PCI.get_pci_id(p) for p in record['attached_PCIs']]
         self.check(record['other_config'].get('pci') == pci_value([address])
                    and attached == [address],
@@ -398,15 +397,10 @@ class HardwareCheck(checklog.Checks):
 
     def check_vgpu(self, server, gpu_rp):
         compute = self.device
-        if not self.check(server.status == 'ACTIVE'
-                          and server.compute_host == compute.host,
-                          'vGPU server %s: %s on %s (fault: %s)'
-                          % (server.id, server.status, server.compute_host,
-                             (server.fault or {}).get('message'))):
+        found = self.on_device_host('vGPU', server)
+        if found is None:
             return
-        x, vm, record = self.vm_of(compute, server.id)
-        if not self.check(vm is not None, 'its VM in %s' % compute.pool):
-            return
+        x, record = found
         vgpus = [x.VGPU.get_record(v) for v in record['VGPUs']]
         placed = [(x.VGPU_type.get_model_name(v['type']),
                    v['currently_attached'],
@@ -475,11 +469,7 @@ class HardwareCheck(checklog.Checks):
             self.conn.image.delete_image(image_id, ignore_missing=True)
         for flavor_id in self.made['flavors']:
             self.conn.compute.delete_flavor(flavor_id, ignore_missing=True)
-        for session in self.sessions.values():
-            try:
-                session.xenapi.session.logout()
-            except Exception:
-                pass
+        self.logout()
 
     def run(self):
         try:
