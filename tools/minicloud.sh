@@ -6,7 +6,8 @@
 #     tools/minicloud.sh up        install (first time), start, bootstrap
 #     tools/minicloud.sh status    each service: pid, and whether it answers
 #     tools/minicloud.sh smoke     a server on each nova-compute, checked in
-#                                  xapisim, live-migrated, deleted
+#                                  xapisim, live-migrated, deleted; UEFI
+#                                  Secure Boot + vTPM, PCI and vGPU servers
 #     tools/minicloud.sh tempest   up, then Tempest's compute API tests and
 #                                  nova_xen_tempest (tools/minicloud/tempest.sh)
 #     tools/minicloud.sh down      stop what ``up`` started
@@ -27,7 +28,9 @@
 # across pools.  Cinder (MINICLOUD_CINDER, on by default): cinder-api,
 # -scheduler and -volume from PyPI, one file-backed backend exported over
 # iSCSI by a tgtd of the minicloud's own (tools/minicloud/cinder.sh); Nova
-# sends it service tokens.
+# sends it service tokens.  The pools of MINICLOUD_SECUREBOOT_POOLS get
+# their Secure Boot certificates, the host of MINICLOUD_DEVICE_HOST a NIC
+# and a GPU that Nova passes through (tools/minicloud/infra.sh).
 #
 # Everything (venv, configs, data, logs, pid files) is under MINICLOUD_DIR,
 # by default .minicloud/ in this checkout.  ``up`` starts from empty
@@ -196,6 +199,7 @@ function mc_up {
     mc_wait_rabbit
     mc_wait memcached "port $MC_PORT_MEMCACHED" mc_tcp_open "$MC_PORT_MEMCACHED"
     mc_wait_xapisim
+    mc_secureboot_certs
     # each nova-compute's overlay: the hosts' uuids are xapisim's
     mc_configure_computes
     if mc_ovn_enabled; then
@@ -490,11 +494,30 @@ function mc_smoke {
         --computes "$MC_COMPUTE_TABLE" --log-dir "$MC_LOG" \
         --image "$(_nova_xen_image_name)" --flavor m1.tiny \
         --network minicloud-net "${ovn[@]}" || rc=$?
+    # UEFI Secure Boot with a vTPM, PCI passthrough and vGPU servers
+    mc_hardware_check || rc=1
     # Cinder: a volume attached and detached as Nova does it
     if mc_pid c-api >/dev/null; then
         mc_cinder_check || rc=1
     fi
     return $rc
+}
+
+# mc_hardware_check - servers with UEFI Secure Boot and a vTPM, a PCI NIC
+# and a vGPU, checked in placement, Nova's PCI tracker and xapisim
+# (tools/minicloud/hardware_check.py); the refusals of what xapi cannot
+# honour
+function mc_hardware_check {
+    local -a devices=()
+    if [[ -s $MC_XAPI_DEVICES ]]; then
+        devices=(--devices "$MC_XAPI_DEVICES")
+    fi
+    OS_CLIENT_CONFIG_FILE=$MINICLOUD_DIR/clouds.yaml OS_CLOUD=devstack-admin \
+        "$MC_VENV/bin/python3" "$MC_TOOLS/hardware_check.py" \
+        --xapi-json "$MINICLOUD_DIR/xapisim.json" \
+        --computes "$MC_COMPUTE_TABLE" --nova-conf "$NOVA_CONF" \
+        --image "$(_nova_xen_image_name)" --image-file "$(_nova_xen_image_file)" \
+        --network minicloud-net "${devices[@]}"
 }
 
 function mc_usage {

@@ -40,6 +40,15 @@ MINICLOUD_XAPI_HOSTS=${MINICLOUD_XAPI_HOSTS:-2}
 # The hosts the nova-computes manage, one nova-compute each, as POOL.HOST
 # (xapisim's numbering, from 1): two hosts of pool 1 and one of pool 2
 MINICLOUD_COMPUTES=${MINICLOUD_COMPUTES:-1.1 1.2 2.1}
+# The host (POOL.HOST, one of MINICLOUD_COMPUTES) that xapisim gives a GPU
+# (an NVIDIA Tesla T4, vGPU type GRID T4-4Q) and a NIC (an Intel 82599)
+# hidden from dom0, which Nova passes through (tools/minicloud/infra.sh);
+# empty: no devices anywhere
+MINICLOUD_DEVICE_HOST=${MINICLOUD_DEVICE_HOST-1.1}
+# The pools (numbers, from 1) where the operator installed the Secure Boot
+# certificates (``secureboot-certs install``): by default the first only,
+# so that the other shows a pool the scheduler keeps Secure Boot guests off
+MINICLOUD_SECUREBOOT_POOLS=${MINICLOUD_SECUREBOOT_POOLS-1}
 # True: debug logging in the OpenStack services
 MINICLOUD_DEBUG=${MINICLOUD_DEBUG:-True}
 # Seconds a service may take to answer after it started
@@ -72,6 +81,14 @@ MC_PORT_NOVNC=${MINICLOUD_PORT_NOVNC:-6080}
 MC_NOVA_FILTERS=ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter
 MC_NOVA_FILTERS+=,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter
 MC_NOVA_FILTERS+=,SameHostFilter,DifferentHostFilter
+# with the device host (MINICLOUD_DEVICE_HOST): its NIC for Nova's PCI
+# tracker, a flavor's alias for it, the vGPU type (xapi's VGPU_type
+# model name), and the filter that places PCI requests (it passes every
+# request without one: Tempest's flavors still fit every host)
+MC_PCI_DEVICE_SPEC='{"vendor_id": "8086", "product_id": "10fb"}'
+MC_PCI_ALIAS='{"name": "nic", "vendor_id": "8086", "product_id": "10fb", "device_type": "type-PCI"}'
+MC_VGPU_TYPE='GRID T4-4Q'
+MC_PCI_FILTER=PciPassthroughFilter
 # the minicloud's tgtd: iSCSI portal, and its management socket
 # (/var/run/tgtd/socket.N: a system tgtd has N=0)
 MC_PORT_ISCSI=${MINICLOUD_PORT_ISCSI:-3260}

@@ -161,19 +161,58 @@ function mc_xapi_addresses {
     done
 }
 
+# The devices xapisim gives MINICLOUD_DEVICE_HOST (README, "PCI devices
+# and GPUs (--devices)")
+MC_XAPI_DEVICES=$MC_ETC/xapisim-devices.json
+
+# mc_xapi_host_name POOL.HOST - xapisim's name of that host
+function mc_xapi_host_name {
+    echo "xcp-ng-${1%%.*}-${1#*.}"
+}
+
+# mc_xapi_devices HOST_NAME - xapisim's --devices: on that host, an Intel
+# 82599 NIC and an NVIDIA Tesla T4 (16 units: four GRID T4-4Q vGPUs), both
+# hidden from dom0 (xen-pciback.hide) as an operator leaves them for guests
+function mc_xapi_devices {
+    cat <<EOF
+{"vgpu_types": [{"model_name": "$MC_VGPU_TYPE",
+                 "vendor_name": "NVIDIA Corporation",
+                 "implementation": "nvidia", "size": 4, "max_heads": 4,
+                 "framebuffer_size": 4294967296}],
+ "hosts": {"$1": {"pci": [
+    {"pci_id": "0000:04:00.0", "class_id": "0200",
+     "class_name": "Ethernet controller", "vendor_id": "8086",
+     "device_id": "10fb", "vendor_name": "Intel Corporation",
+     "device_name": "82599ES 10-Gigabit SFI/SFP+ Network Connection",
+     "dom0_access": "disabled", "driver_name": "pciback"},
+    {"pci_id": "0000:81:00.0", "class_id": "0302",
+     "class_name": "3D controller", "vendor_id": "10de",
+     "device_id": "1eb8", "vendor_name": "NVIDIA Corporation",
+     "device_name": "TU104GL [Tesla T4]",
+     "dom0_access": "disabled", "driver_name": "pciback",
+     "gpu": {"group": "Tesla T4", "size": 16, "types": ["$MC_VGPU_TYPE"]}}]}}}
+EOF
+}
+
 # mc_start_xapisim - its pools, in one process (xapisim moves VMs between
 # pools of one process only); with ML2/OVN each host with a real dom0
 # network (a namespace with its own Open vSwitch, VIFs plugged as veths:
 # README, "Real dom0 networking")
 function mc_start_xapisim {
-    local -a dom0=()
+    local -a dom0=() devices=()
     if [[ $MINICLOUD_NEUTRON == ovn ]]; then
         dom0=(--dom0-network ovs)
+    fi
+    if [[ -n $MINICLOUD_DEVICE_HOST ]]; then
+        mkdir -p "$MC_ETC"
+        mc_xapi_devices "$(mc_xapi_host_name "$MINICLOUD_DEVICE_HOST")" \
+            > "$MC_XAPI_DEVICES"
+        devices=(--devices "$MC_XAPI_DEVICES")
     fi
     mkdir -p "$MC_DATA/xapisim"
     mc_spawn xapisim "$MC_DATA/xapisim" "$MC_VENV/bin/python3" -u -m xapisim \
         --pools "$MINICLOUD_XAPI_POOLS" --hosts "$MINICLOUD_XAPI_HOSTS" \
-        --port "$MC_PORT_XAPI" "${dom0[@]}" \
+        --port "$MC_PORT_XAPI" "${dom0[@]}" "${devices[@]}" \
         --state-dir "$MC_DATA/xapisim" --username "$MC_XAPI_USER" \
         --password "$MINICLOUD_PASSWORD"
 }
@@ -185,4 +224,35 @@ function mc_wait_xapisim {
     if ! grep -q "\"master\": \"$MC_XAPI_URL\"" "$MINICLOUD_DIR/xapisim.json"; then
         mc_die "xapisim's pool master is not $MC_XAPI_URL: $(<"$MINICLOUD_DIR/xapisim.json")"
     fi
+}
+
+# mc_secureboot_certs - as an operator runs ``secureboot-certs install`` on
+# the master of each pool of MINICLOUD_SECUREBOOT_POOLS: PK, KEK, db and
+# dbx in its hosts' /var/lib/varstored (xapisim's control interface does
+# what the command leaves in dom0); before the nova-computes start, so that
+# their first report has COMPUTE_SECURITY_UEFI_SECURE_BOOT
+function mc_secureboot_certs {
+    local pool master readiness
+    for pool in $MINICLOUD_SECUREBOOT_POOLS; do
+        master=$(_mc_pool_master "$pool") || \
+            mc_die "MINICLOUD_SECUREBOOT_POOLS: xapisim has no pool $pool ($MINICLOUD_XAPI_POOLS pool(s))"
+        readiness=$(curl -s -m 30 -u "$MC_XAPI_USER:$MINICLOUD_PASSWORD" \
+            -H 'Content-Type: application/json' \
+            -d '{"files": ["PK", "KEK", "db", "dbx"]}' \
+            "$master/_xapisim/secureboot_certs" 2>/dev/null) || true
+        if [[ $readiness != *'"ready"'* ]]; then
+            mc_die "Secure Boot certificates for pool $pool ($master): ${readiness:-no answer}"
+        fi
+        mc_say "pool $pool ($master): Secure Boot certificates installed, the pool is ready"
+    done
+}
+
+# _mc_pool_master N - the master's URL of xapisim's pool N (from 1)
+function _mc_pool_master {
+    "$MINICLOUD_PYTHON" -c 'import json, sys
+pools = json.load(open(sys.argv[1]))["pools"]
+n = int(sys.argv[2])
+if not 1 <= n <= len(pools):
+    sys.exit(1)
+print(pools[n - 1]["master"])' "$MINICLOUD_DIR/xapisim.json" "$1"
 }

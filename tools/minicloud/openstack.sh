@@ -335,11 +335,28 @@ function mc_configure_nova {
     # Tempest's affinity tests need
     iniset "$NOVA_CONF" filter_scheduler enabled_filters \
         "$MC_NOVA_FILTERS"
+    if [[ -n $MINICLOUD_DEVICE_HOST ]]; then
+        mc_configure_nova_devices
+    fi
     iniset "$NOVA_CONF" conductor workers 1
     iniset "$NOVA_CONF" scheduler workers 1
     iniset "$NOVA_CONF" oslo_policy enforce_new_defaults True
     mc_gunicorn n-api "$MC_ETC/nova" nova.wsgi.osapi_compute:application \
         "$MC_PORT_NOVA"
+}
+
+# mc_configure_nova_devices - as an operator enables the device host's NIC
+# and GPU (README, "PCI passthrough and vGPU"): the NIC for Nova's PCI
+# tracker and its alias for flavors (pci_passthrough:alias=nic:1), the
+# vGPU type by xapi's model name (resources:VGPU=1), and the filter that
+# places PCI requests; in nova.conf, which nova-api (the alias), the
+# scheduler and, through nova-cpu.conf, the nova-computes read
+function mc_configure_nova_devices {
+    iniset "$NOVA_CONF" pci device_spec "$MC_PCI_DEVICE_SPEC"
+    iniset "$NOVA_CONF" pci alias "$MC_PCI_ALIAS"
+    iniset "$NOVA_CONF" devices enabled_mdev_types "$MC_VGPU_TYPE"
+    iniset "$NOVA_CONF" filter_scheduler enabled_filters \
+        "$MC_NOVA_FILTERS,$MC_PCI_FILTER"
 }
 
 # mc_configure_nova_compute - as lib/nova's start_nova_compute: a copy of
@@ -399,6 +416,9 @@ function mc_check_computes {
         fi
         seen[$spec]=1
     done
+    if [[ -n $MINICLOUD_DEVICE_HOST && -z ${seen[$MINICLOUD_DEVICE_HOST]:-} ]]; then
+        mc_die "MINICLOUD_DEVICE_HOST: $MINICLOUD_DEVICE_HOST is not one of the computes' hosts ($MINICLOUD_COMPUTES): give one of them, or empty for no devices"
+    fi
 }
 
 # mc_compute_table - $MC_COMPUTE_TABLE from xapisim's JSON line: one line
