@@ -7,17 +7,13 @@ written from the world's devices (tests/devices_world.py).
 
 import json
 import os
-import sys
 
 from tests import devices_world
+from tests.dom0.test_host_plugin import PLUGIN_PYTHON
+from tests.dom0.test_host_plugin import PLUGINS_DIR
 from tests.xapisim.base import SimTestCase
 
-PLUGINS_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-    'dom0_plugins', 'etc', 'xapi.d', 'plugins')
 PLUGIN = 'nova_xen_pci.py'
-PY36 = os.environ.get('XAPISIM_PY36', '/root/.pyenv/versions/3.6.15/bin/python3.6')
-PLUGIN_PYTHON = PY36 if os.path.exists(PY36) else sys.executable
 
 
 class PciPluginTest(SimTestCase):

@@ -99,24 +99,23 @@ class _PciBase(base.XenAPIFunctionalTestCase):
 
     def tracker_types(self, host_name):
         """{address: (dev_type, parent_addr)} of the tracker's devices."""
-        for node in objects.ComputeNodeList.get_all(self.ctxt):
-            if node.host == host_name:
-                return {d.address: (d.dev_type, d.parent_addr) for d in
-                        objects.PciDeviceList.get_by_compute_node(
-                            self.ctxt, node.id)}
-        raise AssertionError('no compute node of %s' % host_name)
+        return {d.address: (d.dev_type, d.parent_addr)
+                for d in self.tracker_devices(host_name)}
 
     def host_named(self, name):
         return self.x.host.get_by_name_label(name)[0]
 
-    def tracker(self, host_name):
-        """{address: status} of the PCI tracker's devices of a compute."""
+    def tracker_devices(self, host_name):
+        """The PCI tracker's devices of a compute."""
         for node in objects.ComputeNodeList.get_all(self.ctxt):
             if node.host == host_name:
-                return {d.address: d.status for d in
-                        objects.PciDeviceList.get_by_compute_node(
-                            self.ctxt, node.id)}
+                return objects.PciDeviceList.get_by_compute_node(
+                    self.ctxt, node.id)
         raise AssertionError('no compute node of %s' % host_name)
+
+    def tracker(self, host_name):
+        """{address: status} of the PCI tracker's devices of a compute."""
+        return {d.address: d.status for d in self.tracker_devices(host_name)}
 
     def xapi_assignable(self, host_name, vendor_id):
         """The addresses xapi says are hidden from dom0 (assignable)."""

@@ -41,6 +41,14 @@ class PciTestCase(testtools.TestCase):
         return {d['address']: d for d in pci.passthrough_devices(
             self.session, self.host, record)}
 
+    def refusal(self, address):
+        """Why check_claimed refuses a server claiming ``address``."""
+        instance = mock.Mock(get_pci_devices=lambda: [
+            mock.Mock(address=address)])
+        return str(self.assertRaises(pci.PciDeviceUnusable,
+                                     pci.check_claimed, self.session,
+                                     self.host, instance))
+
     def without_plugin(self, code='XENAPI_MISSING_PLUGIN'):
         """The host's dom0 has no nova_xen_pci.py (an older install)."""
         real = self.session.call_plugin
@@ -109,12 +117,9 @@ class PciTestCase(testtools.TestCase):
         self.session.call('VM.start_on', vm, self.host, False, False)
         self.addCleanup(self.session.call, 'VM.destroy', vm)
         self.addCleanup(self.session.call, 'VM.hard_shutdown', vm)
-        instance = mock.Mock(get_pci_devices=lambda: [
-            mock.Mock(address='0000:07:00.0')])
-        error = self.assertRaises(pci.PciDeviceUnusable, pci.check_claimed,
-                                  self.session, self.host, instance)
+        error = self.refusal('0000:07:00.0')
         self.assertEqual('PCI device 0000:07:00.0 of host xcp-ng-1-1 is '
-                         'passed through to VM holds-usb already', str(error))
+                         'passed through to VM holds-usb already', error)
 
     def test_a_device_without_a_pci_object_still_in_dom0_is_refused(self):
         real = self.session.call_plugin
@@ -129,24 +134,18 @@ class PciTestCase(testtools.TestCase):
         self.useFixture(fixtures.MockPatchObject(
             self.session, 'call_plugin', call_plugin))
         self.assertNotIn('0000:07:00.0', self.devices())
-        instance = mock.Mock(get_pci_devices=lambda: [
-            mock.Mock(address='0000:07:00.0')])
-        error = self.assertRaises(pci.PciDeviceUnusable, pci.check_claimed,
-                                  self.session, self.host, instance)
+        error = self.refusal('0000:07:00.0')
         self.assertEqual('PCI device 0000:07:00.0 of host xcp-ng-1-1 is '
                          'still used by dom0 (add it to xen-pciback.hide on '
                          'dom0\'s command line, then reboot the host)',
-                         str(error))
+                         error)
 
     def test_a_device_without_a_pci_object_is_unknown_without_the_plugin(
             self):
         self.without_plugin()
-        instance = mock.Mock(get_pci_devices=lambda: [
-            mock.Mock(address='0000:07:00.0')])
-        error = self.assertRaises(pci.PciDeviceUnusable, pci.check_claimed,
-                                  self.session, self.host, instance)
+        error = self.refusal('0000:07:00.0')
         self.assertEqual('PCI device 0000:07:00.0 is not a device of host '
-                         'xcp-ng-1-1', str(error))
+                         'xcp-ng-1-1', error)
 
     def test_sriov_ports_are_refused_with_a_sentence(self):
         pci.check_ports([{'id': 'p1', 'vnic_type': 'normal'}])
@@ -158,21 +157,15 @@ class PciTestCase(testtools.TestCase):
                       'normal ports', str(error))
 
     def test_a_device_of_another_host_is_refused(self):
-        instance = mock.Mock(get_pci_devices=lambda: [
-            mock.Mock(address='0000:99:00.0')])
-        error = self.assertRaises(pci.PciDeviceUnusable, pci.check_claimed,
-                                  self.session, self.host, instance)
+        error = self.refusal('0000:99:00.0')
         self.assertEqual('PCI device 0000:99:00.0 is not a device of host '
-                         'xcp-ng-1-1', str(error))
+                         'xcp-ng-1-1', error)
 
     def test_a_device_dom0_uses_is_refused(self):
-        instance = mock.Mock(get_pci_devices=lambda: [
-            mock.Mock(address='0000:06:00.0')])
-        error = self.assertRaises(pci.PciDeviceUnusable, pci.check_claimed,
-                                  self.session, self.host, instance)
+        error = self.refusal('0000:06:00.0')
         self.assertIn('is still used by dom0 (hide it with '
                       'PCI.disable_dom0_access, then reboot the host)',
-                      str(error))
+                      error)
 
     def test_suspend_refusal_is_a_rollback(self):
         instance = mock.Mock(get_pci_devices=lambda: [
