@@ -154,18 +154,24 @@ class PciPassthroughTest(_PciBase):
         self.assertEqual({'available'},
                          set(self.tracker(self.host_name).values()))
 
-    def test_boot_passes_the_claimed_device_through_and_delete_frees_it(self):
-        server = self.boot_with_nic()
-        vm, record = self.xapi.vm_of(server['id'])
-        self.assertEqual('0/0000:04:00.0', record['other_config']['pci'])
-        self.assertEqual([self.pci_of(self.host_name, '0000:04:00.0')],
-                         record['attached_PCIs'])
-        self.assertEqual('allocated',
-                         self.tracker(self.host_name)['0000:04:00.0'])
+    def assert_passed_through_and_freed(self, address, attached,
+                                        flavor=None):
+        """A server boots with ``address`` in its VM's other_config:pci
+        (``attached``: xapi's attached_PCIs for it), claimed in the
+        tracker; its delete leaves nothing and frees the device."""
+        server = self.boot_with_nic(flavor=flavor)
+        _, record = self.xapi.vm_of(server['id'])
+        self.assertEqual(('0/' + address, 'Running', attached),
+                         (record['other_config']['pci'],
+                          record['power_state'], record['attached_PCIs']))
+        self.assertEqual('allocated', self.tracker(self.host_name)[address])
         self._delete_server(server)
         self.assertEqual(NOTHING, self.xapi.objects_of(server['id']))
-        self.assertEqual('available',
-                         self.tracker(self.host_name)['0000:04:00.0'])
+        self.assertEqual('available', self.tracker(self.host_name)[address])
+
+    def test_boot_passes_the_claimed_device_through_and_delete_frees_it(self):
+        self.assert_passed_through_and_freed(
+            '0000:04:00.0', [self.pci_of(self.host_name, '0000:04:00.0')])
 
     def test_two_servers_compete_for_the_last_device(self):
         first = self.boot_with_nic()
@@ -183,19 +189,9 @@ class PciPassthroughTest(_PciBase):
                          self.tracker(self.host_name))
 
     def test_a_device_of_a_class_xapi_does_not_list_is_passed_through(self):
-        server = self.boot_with_nic(flavor=self.flavor_with('usb'))
-        vm, record = self.xapi.vm_of(server['id'])
-        self.assertEqual(('0/0000:07:00.0', 'Running'),
-                         (record['other_config']['pci'],
-                          record['power_state']))
-        # xapi has no PCI object to record it on
-        self.assertEqual([], record['attached_PCIs'])
-        self.assertEqual('allocated',
-                         self.tracker(self.host_name)['0000:07:00.0'])
-        self._delete_server(server)
-        self.assertEqual(NOTHING, self.xapi.objects_of(server['id']))
-        self.assertEqual('available',
-                         self.tracker(self.host_name)['0000:07:00.0'])
+        # the USB controller: xapi has no PCI object to record it on
+        self.assert_passed_through_and_freed(
+            '0000:07:00.0', [], flavor=self.flavor_with('usb'))
 
     def test_a_device_held_outside_nova_is_refused_before_anything_is_made(
             self):
