@@ -328,7 +328,7 @@ class Host(object):
                  obj_fields.VMMode.XEN)],
             'numa_topology': None,
             'pci_passthrough_devices': pci.passthrough_devices_json(
-                self.session, record),
+                self.session, self.ref, record),
         }
 
     def inventory(self, sr, current, foreign_memory=None):

@@ -34,6 +34,7 @@ type size; a passthrough vGPU takes the whole pGPU.
 import json
 import os
 
+from xapisim import sysfs
 from xapisim.db import new_uuid
 from xapisim.errors import XapiError
 from xapisim.schema import NULL_REF
@@ -96,6 +97,9 @@ class Devices(object):
         self.pci = {}           # PCI ref -> PciState
         self.by_address = {}    # (host ref, pci_id) -> PCI ref
         self.all_functions = {}  # host ref -> [spec] incl. invisible ones
+        # (host ref, pci_id) -> PciState of every function, also those
+        # xapi has no PCI object for (xenopsd assigns them all the same)
+        self.functions = {}
         self.pgpu_size = {}     # PGPU ref -> size
         self.type_size = {}     # VGPU_type ref -> size (0: passthrough)
 
@@ -206,6 +210,10 @@ def populate(pool, spec):
         devices.all_functions[host.ref] = functions
         for entry in functions:
             _check_pci(name, entry)
+            devices.functions[(host.ref, entry['pci_id'])] = PciState(entry)
+        sysfs.write(host.dom0_root, functions, {
+            e['pci_id'] for e in functions
+            if devices.functions[(host.ref, e['pci_id'])].hidden_now})
         # xapi lists a device of another class when a listed one
         # depends on it (xapi_pci.ml update_pcis: "related" functions)
         related = set()
@@ -230,7 +238,7 @@ def populate(pool, spec):
                 'subsystem_device_id': entry.get('subsystem_device_id', ''),
                 'driver_name': entry.get('driver_name', ''),
                 'other_config': {}})
-            devices.pci[ref] = PciState(entry)
+            devices.pci[ref] = devices.functions[(host.ref, entry['pci_id'])]
             devices.by_address[(host.ref, entry['pci_id'])] = ref
             made.append((ref, entry))
         for ref, entry in made:

@@ -130,6 +130,25 @@ class PciPassthroughTest(DevicesBase):
         self.x.VM.start_on(second, host, False, False)
         self.assertEqual('Running', self.x.VM.get_power_state(second))
 
+    def test_a_device_xapi_does_not_list_is_assigned_but_not_recorded(self):
+        # the USB controller (class 0c): xenopsd assigns it like any
+        # pciback function; xapi has no PCI object to record it on
+        # (xapi_xenops.ml update_pci finds none among host.PCIs)
+        host = self.host('xcp-ng-1-1')
+        first = self.vm_with_pci('0000:07:00.0')
+        self.x.VM.start_on(first, host, False, False)
+        self.assertEqual(('Running', []),
+                         (self.x.VM.get_power_state(first),
+                          self.x.VM.get_attached_PCIs(first)))
+        second = self.vm_with_pci('0000:07:00.0')
+        details = self.assertFailure('INTERNAL_ERROR', self.x.VM.start_on,
+                                     second, host, False, False)
+        self.assertIn('Cannot_add(0000:07:00.0', details[1])
+        self.x.VM.hard_shutdown(first)
+        self.x.VM.start_on(second, host, False, False)
+        self.assertEqual('Running', self.x.VM.get_power_state(second))
+        self.x.VM.hard_shutdown(second)
+
     def test_a_device_of_another_host_is_refused(self):
         vm = self.vm_with_pci('0000:82:00.0')
         details = self.assertFailure('INTERNAL_ERROR', self.x.VM.start_on,

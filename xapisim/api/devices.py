@@ -33,6 +33,7 @@ The facts, from xapi (github xapi-project/xen-api e2ee48d6883e):
 
 import re
 
+from xapisim import sysfs
 from xapisim.api import common
 from xapisim.devices import PASSTHROUGH
 from xapisim.errors import XapiError
@@ -115,7 +116,19 @@ def host_reboot(ctx, host):
             state = _devices(ctx).pci[pci]
             state.hidden_now = state.hidden_after_reboot
             _sync_pgpu_access(ctx, pci, state.dom0_access())
+        _rebind(ctx, host)
         db.set('host', host, enabled=True)
+
+
+def _rebind(ctx, host):
+    """dom0's sysfs after the reboot: pciback has what is hidden now."""
+    devices = _devices(ctx)
+    for sim_host in ctx.pool.hosts:
+        if sim_host.ref != host:
+            continue
+        for spec in devices.all_functions.get(host, []):
+            state = devices.functions[(host, spec['pci_id'])]
+            sysfs.bind(sim_host.dom0_root, spec, state.hidden_now)
 
 
 # ------------------------------------------------------------ GPUs
@@ -281,11 +294,11 @@ def _cannot_add(addresses, reason):
 def _check_pcis(db, devices, vm, host, addresses):
     """What xenopsd finds when it assigns other_config:pci devices."""
     for address in addresses:
-        pci = devices.by_address.get((host, address)) if devices else None
-        if pci is None:
+        # xenopsd takes any function of the host, listed by xapi or not
+        state = devices.functions.get((host, address)) if devices else None
+        if state is None:
             return _cannot_add(addresses, '%s: no such device on this host'
                                % address)
-        state = devices.pci[pci]
         if not state.hidden_now:
             return _cannot_add(addresses, '%s: not assignable (dom0 uses '
                                'it; hide it and reboot)' % address)
@@ -324,9 +337,12 @@ def domain_built(pool, vm, host):
         return
     attached = []
     for address in other_config_pcis(db.get('VM', vm, 'other_config')):
-        pci = devices.by_address[(host, address)]
-        devices.pci[pci].attached_vm = vm
-        attached.append(pci)
+        devices.functions[(host, address)].attached_vm = vm
+        # xapi records the attachment only of functions it has a PCI
+        # object for (xapi_xenops.ml update_pci: List.find on host.PCIs)
+        pci = devices.by_address.get((host, address))
+        if pci is not None:
+            attached.append(pci)
     for vgpu in db.get('VM', vm, 'VGPUs'):
         pgpu = db.get('VGPU', vgpu, 'scheduled_to_be_resident_on')
         db.set('VGPU', vgpu, resident_on=pgpu, currently_attached=True,
@@ -346,9 +362,9 @@ def domain_gone(pool, vm):
     devices = pool.devices
     if devices is None:
         return
-    for pci in db.get('VM', vm, 'attached_PCIs'):
-        if pci in devices.pci and devices.pci[pci].attached_vm == vm:
-            devices.pci[pci].attached_vm = NULL_REF
+    for state in devices.functions.values():
+        if state.attached_vm == vm:
+            state.attached_vm = NULL_REF
     if db.get('VM', vm, 'attached_PCIs'):
         db.set('VM', vm, attached_PCIs=[])
     for vgpu in db.get('VM', vm, 'VGPUs'):
