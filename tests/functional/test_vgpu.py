@@ -43,7 +43,7 @@ class VgpuTest(base.XenAPIFunctionalTestCase):
             name='vgpu', memory_mb=256, vcpu=1, disk=1, ephemeral=0,
             extra_spec={'resources:VGPU': '1'})
         group = self.x.GPU_group.get_by_name_label('Tesla T4')[0]
-        self.rp_name = '%s_gpu_group_%s' % (
+        self.rp_name = '%s_gpu_group_%s_GRID_T4_8Q' % (
             self.host_name, self.x.GPU_group.get_uuid(group))
         self.rp = self._get_provider_uuid_by_name(self.rp_name)
 
