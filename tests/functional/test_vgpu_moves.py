@@ -178,6 +178,30 @@ class VgpuMoveTest(test_leftovers.Reclaiming, base.XenAPIFunctionalTestCase):
 
     # -- the tests ---------------------------------------------------------
 
+    def test_each_gpu_group_and_type_of_a_host_is_a_provider(self):
+        for host, model, total in (('xcp-ng-1-1', Q4, 4),
+                                   ('xcp-ng-1-1', Q8, 2),
+                                   ('xcp-ng-1-2', Q8, 2),
+                                   ('xcp-ng-2-1', Q8, 2)):
+            uuid = self.providers[self.provider_at(host, model)]
+            self.assertEqual(total, self._get_provider_inventory(uuid)[
+                'VGPU']['total'])
+            self.assertEqual(
+                {'OWNER_NOVA', 'CUSTOM_VGPU_' + _slug(model).upper()},
+                set(self._get_provider_traits(uuid)))
+
+    def test_delete_while_verifying_frees_both_sides(self):
+        server = self.boot('q8', 'xcp-ng-1-1')
+        server = self._migrate_server(server, host='xcp-ng-2-1')
+        self.assert_agree()
+        self._delete_server(server)
+        self.assertEqual({'VM': [], 'VDI': []}, tagged(self.y, server['id']))
+        # Nova confirms the resize on the source first (a cast)
+        self.eventually(lambda: tagged(self.x, server['id']) == {
+            'VM': [], 'VDI': []}, what='the original removed')
+        self.assertEqual({}, self.placement_usage())
+        self.assert_agree()
+
     def test_resize_in_the_pool_to_another_vgpu_type_then_confirm(self):
         server = self.boot('q8', 'xcp-ng-1-2')
         self.assertEqual([('xcp-ng-1-2', '0000:81:00.0', Q8, True)],
