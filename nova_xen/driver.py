@@ -376,7 +376,6 @@ class XenAPIDriver(driver.ComputeDriver):
     def migrate_disk_and_power_off(self, context, instance, dest, flavor,
                                    network_info, block_device_info=None,
                                    timeout=0, retry_interval=0):
-        vgpu.refuse_move(instance, 'resize or cold-migrate', flavor)
         return self._resize.migrate_disk_and_power_off(
             instance, dest, flavor, timeout, retry_interval)
 
@@ -386,7 +385,8 @@ class XenAPIDriver(driver.ComputeDriver):
                          share_info=None):
         self._resize.finish_migration(instance, disk_info, network_info,
                                       image_meta, power_on,
-                                      block_device_info=block_device_info)
+                                      block_device_info=block_device_info,
+                                      allocations=allocations)
 
     def confirm_migration(self, context, migration, instance, network_info):
         self._resize.confirm(instance)

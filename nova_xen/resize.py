@@ -17,20 +17,25 @@ Nova's calls, by side:
   another pool with ``VM.migrate_send`` of the clone, called in the source
   pool with the handed session and a receive token of this host.  Root and
   ephemeral disks then grow to the new flavor, swap is made anew at its
-  new size, and the VM is built for the new flavor (``vmops.assemble``)
-  and started, isolation rules first, if it ran before.
+  new size, and the VM is built for the new flavor (``vmops.assemble``),
+  with VGPUs of the type and GPU group of the destination's allocation
+  (vgpu.py; checked after the start to be on a pGPU that allocation
+  counts), and started, isolation rules first, if it ran before.
 * source ``confirm_migration``: the original (and a clone a failure left)
   goes.
 * destination ``destroy`` (Nova's), then source ``finish_revert_migration``:
-  the new VM and its disks go; the original gets its name and tags back
-  and starts again, with its isolation rules, if it ran before.
+  the new VM, its disks and VGPUs go; the original gets its name and tags
+  back and starts again, with its isolation rules and its own VGPUs
+  (placement gives the source's allocation back), if it ran before.
 
 A failure on the source puts the original back as it was (running if it
 ran) and Nova keeps the instance there, with a fault naming the step and
 xapi's reason (``InstanceFaultRollback``).  A failure on the destination
 removes everything made there and the clone in the source pool; Nova sets
-the instance to ERROR (its rule for a failed finish) and the original
-stays hidden on the source until the instance is deleted.  What xapi will
+the instance to ERROR (its rule for a failed finish), drops the source's
+allocation, and the original stays hidden on the source until the
+instance is deleted, without its VGPUs (removed with the session the
+destination has of the source's pool).  What xapi will
 not remove or give back at once, the reclaimer does (a clone the
 destination could not remove in the source pool: the source's, once Nova
 has ended the resize).  The clone itself: transfer.py.
@@ -50,6 +55,7 @@ from nova_xen import errors
 from nova_xen import power
 from nova_xen import storage
 from nova_xen import transfer
+from nova_xen import vgpu
 from nova_xen import vmops
 
 LOG = logging.getLogger(__name__)
@@ -282,6 +288,9 @@ class Resize(object):
         self._unhide(instance, vm)
         if power_on:
             self._start(vm)
+            # its own vGPUs, made from the allocation placement gives back
+            # to the source
+            self.vms.gpus.check_placed(instance, vm)
         LOG.info('resize reverted: the original VM is back%s',
                  ' and running' if power_on else '', instance=instance)
 
@@ -340,7 +349,8 @@ class Resize(object):
     # -- destination ---------------------------------------------------------
 
     def finish_migration(self, instance, disk_info, network_info,
-                         image_meta, power_on, block_device_info=None):
+                         image_meta, power_on, block_device_info=None,
+                         allocations=None):
         info = json.loads(disk_info)
         if info.get('format') != FORMAT:
             raise exception.ResizeError(
@@ -369,18 +379,24 @@ class Resize(object):
                                                 step)
             if any(bootable for _, _, _, bootable in attached):
                 disks = [d for d in disks if d[1] != 'root']
+            # the vGPUs of the destination's allocation (vgpu.py)
             vm = self.vms.assemble(
                 instance, image_meta, network_info, disks, False, undo, step,
-                volumes=attached, firmware=plan[:2] + (info['firmware'],))
+                volumes=attached, firmware=plan[:2] + (info['firmware'],),
+                allocations=allocations)
             if power_on:
                 with step('start the VM'):
                     self._start(vm)
+                if vgpu.requested(allocations):
+                    with step('check the vGPUs'):
+                        self.vms.gpus.check_placed(instance, vm)
         except Exception as exc:
             LOG.error('finishing the resize failed at step "%s": %s',
                       step.name, exc, instance=instance)
             undo.rollback(instance)
             if remote is not None:
                 self.transfers.drop_remote_clone(instance, info, remote)
+            self._drop_original_vgpus(instance, info, remote)
             raise errors.MoveFailed(what='resize', step=step.name,
                                     reason=str(exc))
         finally:
@@ -390,6 +406,20 @@ class Resize(object):
                  instance.flavor.vcpus, instance.flavor.memory_mb,
                  instance.flavor.root_gb, self.host.nodename,
                  instance=instance)
+
+    def _drop_original_vgpus(self, instance, info, remote):
+        """A failed finish: Nova gives up the source's allocation (the
+        server stays here, in ERROR), so the original kept for a revert
+        that can no longer come lets go of its vGPUs too."""
+        session = remote if remote is not None else self.session
+        try:
+            original = session.call('VM.get_by_uuid', info['original'])
+            for vgpu_ref in session.call('VM.get_VGPUs', original):
+                session.call('VGPU.destroy', vgpu_ref)
+        except Exception as exc:
+            # it goes with the original when the server is deleted
+            LOG.error('could not remove the vGPUs of the original VM on the '
+                      'source: %s', exc, instance=instance)
 
     def _copy_in_pool(self, instance, info, undo, step):
         """{role: VDI} on this host: clones where it sees the original's

@@ -89,7 +89,7 @@ class Transfer(object):
     def clone(self, instance, vm, made):
         """The halted VM's clone for another pool (``made['clone']`` as
         soon as it exists: whatever fails after, the undo removes it),
-        without VIFs or swap, it and its disks tagged for the transfer."""
+        without VIFs, vGPUs or swap, it and its disks tagged for the transfer."""
         session = self.session
         # Cinder volumes do not travel: the destination plugs the same
         # LUNs in its own pool.  xapi would clone every disk of the VM
@@ -111,6 +111,10 @@ class Transfer(object):
         clone = made['clone']
         for vif in session.call('VM.get_VIFs', clone):
             session.call('VIF.destroy', vif)
+        # xapi's clone copies the vGPUs too: the destination makes its own
+        # from its allocation, in its pool's GPU groups
+        for vgpu in session.call('VM.get_VGPUs', clone):
+            session.call('VGPU.destroy', vgpu)
         retag(session, 'VM', clone, ORIGINAL, TRANSFER)
         for vbd in session.call('VM.get_VBDs', clone):
             vdi = session.call('VBD.get_VDI', vbd)

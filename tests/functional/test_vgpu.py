@@ -43,7 +43,7 @@ class VgpuTest(base.XenAPIFunctionalTestCase):
             name='vgpu', memory_mb=256, vcpu=1, disk=1, ephemeral=0,
             extra_spec={'resources:VGPU': '1'})
         group = self.x.GPU_group.get_by_name_label('Tesla T4')[0]
-        self.rp_name = '%s_gpu_group_%s' % (
+        self.rp_name = '%s_gpu_group_%s_GRID_T4_8Q' % (
             self.host_name, self.x.GPU_group.get_uuid(group))
         self.rp = self._get_provider_uuid_by_name(self.rp_name)
 
@@ -108,3 +108,48 @@ class VgpuTest(base.XenAPIFunctionalTestCase):
         self.assertEqual(NOTHING, self.xapi.objects_of(server['id']))
         self.assertEqual({}, self.xapi_vgpus())
         self.assertEqual({'VGPU': 0}, self._get_provider_usages(self.rp))
+
+
+def _shared_gpu():
+    """Host 1's first T4 enabled for both types, its second for 8Q only."""
+    spec = devices_world.spec()
+    for entry in spec['hosts']['xcp-ng-1-1']['pci']:
+        if entry['pci_id'] == '0000:82:00.0':
+            entry['gpu']['types'] = ['GRID T4-8Q']
+    return spec
+
+
+class SharedGpuTest(base.XenAPIFunctionalTestCase):
+    """With ``GRID T4-4Q, GRID T4-8Q`` enabled, the first T4 counts for 4Q
+    only; xapi, picking depth-first among the T4s that enable 8Q, starts
+    an 8Q vGPU on it (the host's first): the check after the start
+    refuses that, as placement's 8Q provider counts the second T4 only."""
+    xapisim_options = dict(base.XenAPIFunctionalTestCase.xapisim_options,
+                           devices=_shared_gpu())
+
+    def _setup_services(self):
+        self.flags(enabled_mdev_types=['GRID T4-4Q', MODEL],
+                   group='devices')
+        super(SharedGpuTest, self)._setup_services()
+
+    def test_a_vgpu_xapi_puts_on_a_gpu_counted_for_another_type(self):
+        self.flags(max_attempts=1, group='scheduler')
+        host = self.xapi.pool['hosts'][0]['name_label']
+        group = self.xapi.x.GPU_group.get_by_name_label('Tesla T4')[0]
+        rp = self._get_provider_uuid_by_name('%s_gpu_group_%s_GRID_T4_8Q' % (
+            host, self.xapi.x.GPU_group.get_uuid(group)))
+        self.assertEqual(2, self._get_provider_inventory(rp)['VGPU']['total'])
+        flavor = self._create_flavor(
+            name='vgpu8', memory_mb=256, vcpu=1, disk=1, ephemeral=0,
+            extra_spec={'resources:VGPU': '1',
+                        'trait:CUSTOM_VGPU_GRID_T4_8Q': 'required'})
+        server = self._create_server(
+            image_uuid=self.image_with(pattern(MIB, seed=b'shared')),
+            flavor_id=flavor,
+            networks=[{'uuid': self.neutron.network_1['id']}],
+            expected_state='ERROR')
+        fault = self.api.get_server(server['id'])['fault']['message']
+        self.assertIn('on a GPU this host reports for another type', fault)
+        self.assertEqual(NOTHING, self.xapi.objects_of(server['id']))
+        self.assertEqual({}, self.xapi.x.VGPU.get_all_records())
+        self.assertEqual({'VGPU': 0}, self._get_provider_usages(rp))

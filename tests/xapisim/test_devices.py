@@ -234,6 +234,21 @@ class VgpuTest(DevicesBase):
                            self.group(), '0', {},
                            self.vgpu_type('GRID T4-4Q'))
 
+    def test_a_clone_has_copies_of_the_vgpus_not_placed(self):
+        vm, vgpu = self.vm_with_vgpu(model='GRID T4-8Q')
+        self.x.VM.start_on(vm, self.host('xcp-ng-1-1'), False, False)
+        self.x.VM.hard_shutdown(vm)
+        clone = self.x.VM.clone(vm, 'gpu-clone')
+        (copied,) = self.x.VM.get_VGPUs(clone)
+        self.assertNotEqual(vgpu, copied)
+        record = self.x.VGPU.get_record(copied)
+        self.assertEqual((self.group(), self.vgpu_type('GRID T4-8Q'),
+                          'OpaqueRef:NULL', False),
+                         (record['GPU_group'], record['type'],
+                          record['resident_on'],
+                          record['currently_attached']))
+        self.assertEqual([vgpu], self.x.VM.get_VGPUs(vm))
+
     def test_depth_first_fills_one_gpu_before_the_next(self):
         host = self.host('xcp-ng-1-1')
         placed = []
