@@ -534,7 +534,7 @@ class IsolationArgumentsTest(SimTestCase):
                              ctx.exception.details[:2])
 
     def test_plugin_api_version(self):
-        self.assertEqual({'api_version': '1.1'},
+        self.assertEqual({'api_version': '1.2'},
                          self.call('plugin_api_version', {}))
 
 
