@@ -128,6 +128,7 @@ class Refresh(object):
         self.host = host
         self.watcher = watcher
         self.isolation = isolation
+        self._failing = False
 
     def __call__(self):
         """One pass; returns [('port filter', VIF uuid)] it changed."""
@@ -142,8 +143,17 @@ class Refresh(object):
                 self.session.call('VIF.get_all_records').items()
                 if rec['VM'] in running and
                 rec['other_config'].get('neutron-port-id')}
-        ports = read_ports(rec['other_config']['neutron-port-id']
-                           for rec in vifs.values())
+        try:
+            ports = read_ports(rec['other_config']['neutron-port-id']
+                               for rec in vifs.values())
+        except Exception as exc:
+            # said once until Neutron answers again, not every pass
+            (LOG.debug if self._failing else LOG.warning)(
+                'cannot read the ports of this host\'s VMs from Neutron: '
+                '%s; their isolation rules stay as they are', exc)
+            self._failing = True
+            return []
+        self._failing = False
         changed, vms = [], set()
         for ref, rec in sorted(vifs.items()):
             other = rec['other_config']

@@ -7,6 +7,10 @@ import json
 import os
 import re
 
+from unittest import mock
+
+from keystoneauth1 import exceptions as ks_exc
+
 from tests.functional import base
 from tests.functional.test_boot import pattern
 from tests.functional.test_leftovers import Reclaiming
@@ -143,3 +147,31 @@ class AfterBootTest(Reclaiming, PortSecurityTestCase):
         self.assertTrue(self.log_lines(
             'port %s of VIF %s changed in Neutron (port security off'
             % (port_id, vif['uuid'])))
+
+    def test_neutron_unreachable_then_back(self):
+        """Neutron cannot be asked at the spawn: the server boots with the
+        strict rules, and gets its pairs once a pass can read its port."""
+        port_id = self.port(allowed_address_pairs=PAIRS)
+        unreachable = mock.patch(
+            'nova_xen.portfilter.neutron_client',
+            side_effect=ks_exc.ConnectFailure('Neutron is down'))
+        unreachable.start()
+        self.addCleanup(mock.patch.stopall)
+        server, vm, vif = self.boot_on(port_id)
+        fixed = self.fixed(port_id)
+        self.assertEqual((fixed, {vif['MAC'].lower()}),
+                         (self.allowed(vif)[0], self.allowed(vif)[2]))
+        self.assertTrue(self.log_lines(
+            'cannot read port security and allowed address pairs of ports '
+            '%s from Neutron (Neutron is down)' % port_id))
+        self.more_passes(1)
+        self.assertTrue(self.log_lines(
+            "cannot read the ports of this host's VMs from Neutron: "
+            'Neutron is down'))
+        unreachable.stop()
+        self.eventually(
+            lambda: self.allowed(vif)[0] == fixed | {'10.9.0.0/24',
+                                                     '192.168.5.7'},
+            what='the pairs in the rules')
+        self.assertEqual({vif['MAC'].lower(), PAIR_MAC},
+                         self.allowed(vif)[2])
