@@ -68,8 +68,9 @@ def _pair(pair):
 def config_of(port):
     """The VIF other_config entries that say what ``port`` may send."""
     secure = port.get('port_security_enabled', True) is not False
-    pairs = sorted(_pair(pair)
-                   for pair in port.get('allowed_address_pairs') or [])
+    pairs = sorted((_pair(pair)
+                    for pair in port.get('allowed_address_pairs') or []),
+                   key=lambda pair: (pair[0], pair[1] or ''))
     return {SECURITY: 'true' if secure else 'false',
             PAIRS: json.dumps(pairs, separators=(',', ':'))}
 
@@ -113,7 +114,9 @@ def allowed(other_config):
         return None
     v4, v6, macs = [], [], []
     for address, mac in json.loads(other_config.get(PAIRS) or '[]'):
-        (v6 if ':' in address else v4).append(address)
+        found = v6 if ':' in address else v4
+        if address not in found:
+            found.append(address)
         if mac and mac not in macs:
             macs.append(mac)
     return v4, v6, macs
