@@ -110,7 +110,11 @@ HOST_OPTS = [
                     'task, isolation rules of VIFs that no longer exist) '
                     'and finishes what failed after a '
                     'live migration had moved the VM (its affinity, its '
-                    'rules), while nova-compute runs.'),
+                    'rules), while nova-compute runs. Each pass also '
+                    're-reads the port security and allowed address pairs '
+                    'of the ports of the VMs running here and re-applies '
+                    'their isolation rules when they changed in Neutron: '
+                    'the longest such a change takes to reach dom0.'),
     cfg.IntOpt('soft_reboot_timeout', default=120, min=1,
                help='Seconds a soft reboot waits for the guest to restart '
                     'cleanly before xapi reboots it hard.'),

@@ -31,6 +31,7 @@ from nova_xen import migration
 from nova_xen import network
 from nova_xen import ovn
 from nova_xen import pci
+from nova_xen import portfilter
 from nova_xen import power
 from nova_xen import reclaim
 from nova_xen import reconcile
@@ -126,6 +127,9 @@ class XenAPIDriver(driver.ComputeDriver):
                                      self._power, lambda: self._sr)
         self._reclaimer.sweeps.append(self._resize.reap)
         self._reclaimer.sweeps.append(self._volumes.retry_leftovers)
+        # ports whose security or allowed address pairs changed in Neutron
+        self._reclaimer.sweeps.append(portfilter.Refresh(
+            self._session, self._host, self._index, self._isolation))
         self._evacuation = evacuate.Evacuation(self._session, self._host,
                                                self._index, self._isolation)
         self._host_actions = hostactions.HostActions(self._session,

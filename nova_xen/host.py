@@ -29,8 +29,9 @@ DOMU_UUID_FILE = '/sys/hypervisor/uuid'
 VERSION_PLUGIN = 'nova_xen_version.py'
 # the dom0 plugin API this driver speaks (nova_xen_dom0lib.API_VERSION):
 # the same major version, at least this minor one (1.1 added
-# nova_xen_ovs.py)
-PLUGIN_API_VERSION = '1.1'
+# nova_xen_ovs.py; 1.2: isolation rules take networks and more MACs, for
+# allowed address pairs)
+PLUGIN_API_VERSION = '1.2'
 
 # /proc/cpuinfo flag -> os-traits HW_CPU_X86_* suffix
 CPU_FLAG_TRAITS = {

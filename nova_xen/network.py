@@ -20,6 +20,7 @@ from oslo_log import log as logging
 
 from nova_xen.conf import CONF
 from nova_xen import errors
+from nova_xen import portfilter
 
 LOG = logging.getLogger(__name__)
 
@@ -184,22 +185,28 @@ def fixed_ips(vif):
     return v4, v6
 
 
-def create_vif(session, vm, instance, vif, device):
+def create_vif(session, vm, instance, vif, device, ports=None):
+    """A VIF for the Neutron port ``vif``; ``ports``: what
+    portfilter.lookup said of it (asked here if not given)."""
+    if ports is None:
+        ports = portfilter.lookup([vif['id']])
     try:
-        return _create_vif(session, vm, instance, vif, device)
+        return _create_vif(session, vm, instance, vif, device, ports)
     except exception.NotFound:
         # the network we knew is gone (an operator removed it): look again
         forget_networks(session)
-        return _create_vif(session, vm, instance, vif, device)
+        return _create_vif(session, vm, instance, vif, device, ports)
 
 
-def _create_vif(session, vm, instance, vif, device):
+def _create_vif(session, vm, instance, vif, device, ports):
     network = network_for_vif(session, vif)
     v4, v6 = fixed_ips(vif)
     other_config = {'nicira-iface-id': vif['id'],
                     'neutron-port-id': vif['id'],
                     'nova_uuid': instance.uuid,
                     'nova_role': 'vif'}
+    # port security and allowed address pairs, for the isolation rules
+    other_config.update(ports.get(vif['id']) or {})
     if neutron_mtu(vif):
         # what xapi hands xenopsd for the dom0 device: other_config's mtu,
         # else the network's (VIF.MTU only reports the plugged device's)
@@ -244,8 +251,10 @@ def free_device(session, vm):
 
 
 def create_vifs(session, vm, instance, network_info):
-    return [create_vif(session, vm, instance, vif, device)
-            for device, vif in enumerate(network_info or [])]
+    network_info = network_info or []
+    ports = portfilter.lookup([vif['id'] for vif in network_info])
+    return [create_vif(session, vm, instance, vif, device, ports)
+            for device, vif in enumerate(network_info)]
 
 
 def _all_at_once(actions):
@@ -314,8 +323,9 @@ class Isolation(object):
         self._lock = threading.Lock()
         self._vm_locks = {}     # VM ref -> lock: one apply at a time
         # VM ref -> {VIF ref: what its rules need}: a VIF's uuid, device,
-        # MAC and addresses do not change; a new domain needs only its
-        # domid (and the VM's list of VIFs) to be read
+        # MAC and addresses do not change, nor its port's security and
+        # pairs but through portfilter.Refresh, which re-reads them (force);
+        # a new domain needs only its domid (and the VM's VIFs) to be read
         self._vifs = {}
 
     def _vm_lock(self, vm):
@@ -347,16 +357,24 @@ class Isolation(object):
         hvm = bool(record['HVM_boot_policy'])
         calls = []
         for vif in self._vif_facts(vm, record['VIFs'], force):
+            if vif['pairs'] is None:
+                # port security off: no rules, and none left from before
+                calls.append(('remove_rules', {'vif_uuid': vif['uuid']}))
+                continue
             devices = ['vif%d.%s' % (domid, vif['device'])]
             if hvm:
                 devices.append('tap%d.%s' % (domid, vif['device']))
-            calls.append({'vif_uuid': vif['uuid'], 'devices': devices,
-                          'mac': vif['mac'], 'ipv4': vif['ipv4'],
-                          'ipv6': vif['ipv6']})
+            v4, v6, macs = vif['pairs']
+            args = {'vif_uuid': vif['uuid'], 'devices': devices,
+                    'mac': vif['mac'], 'ipv4': vif['ipv4'] + v4,
+                    'ipv6': vif['ipv6'] + v6}
+            if macs:
+                args['macs'] = macs
+            calls.append(('apply_rules', args))
         _all_at_once([
-            lambda args=args: self._call(record['resident_on'],
-                                         'apply_rules', args)
-            for args in calls])
+            lambda fn=fn, args=args: self._call(record['resident_on'],
+                                                fn, args)
+            for fn, args in calls])
         with self._lock:
             self._applied[vm] = domid
 
@@ -373,7 +391,8 @@ class Isolation(object):
             facts[ref] = {'uuid': rec['uuid'], 'device': rec['device'],
                           'mac': rec['MAC'].lower(),
                           'ipv4': rec['ipv4_allowed'],
-                          'ipv6': rec['ipv6_allowed']}
+                          'ipv6': rec['ipv6_allowed'],
+                          'pairs': portfilter.allowed(rec['other_config'])}
             if rec['currently_attached']:
                 plugged.append(facts[ref])
         with self._lock:

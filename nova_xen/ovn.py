@@ -27,6 +27,7 @@ from oslo_log import log as logging
 from nova_xen.conf import CONF
 from nova_xen import errors
 from nova_xen import network
+from nova_xen import portfilter
 
 LOG = logging.getLogger(__name__)
 
@@ -63,18 +64,6 @@ class Finding(object):
         return '; '.join(self.problems)
 
 
-def neutron_client():
-    """An admin client of Neutron from nova.conf's ``[neutron]`` section,
-    made as nova-compute makes it."""
-    from nova import context as nova_context
-    from nova.network import neutron as neutron_api
-    if not CONF.neutron.auth_type:
-        raise ValueError('[neutron] auth_type is not set: nova-compute has '
-                         'no credentials for Neutron')
-    return neutron_api.get_client(nova_context.get_admin_context(),
-                                  admin=True)
-
-
 def _agents(client, **filters):
     return client.list_agents(**filters).get('agents') or []
 
@@ -87,7 +76,7 @@ def chassis(host_name, client=None, backend=None):
         return Finding('not checked: [xenserver]neutron_backend = other',
                        ovn=False)
     try:
-        client = client or neutron_client()
+        client = client or portfilter.neutron_client()
         mine = _agents(client, host=host_name)
         everyone = mine
         if not any(a.get('agent_type') in CONTROLLER_TYPES for a in mine):

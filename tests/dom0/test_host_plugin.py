@@ -208,7 +208,7 @@ class HostFactsTest(HostPluginTestCase):
         self.invalid('host_uptime', {'x': 1}, 'x', 'is not a parameter')
 
     def test_plugin_api_version(self):
-        self.assertEqual({'api_version': '1.1'}, self.call('plugin_api_version'))
+        self.assertEqual({'api_version': '1.2'}, self.call('plugin_api_version'))
 
 
 class VmDataTest(HostPluginTestCase):

@@ -32,6 +32,10 @@ IP1_6, IP2_6, ROGUE_IP6 = '2001:db8::11', '2001:db8::12', '2001:db8::99'
 LLA1 = 'fe80::f816:3eff:fe00:1'
 LLA2 = 'fe80::f816:3eff:fe00:2'
 ALL_NODES = 'ff02::1'
+# allowed address pairs: a VRRP address with its virtual MAC, networks
+VIP, VRRP_MAC = '192.0.2.100', '00:00:5e:00:01:07'
+VRRP_LLA = 'fe80::200:5eff:fe00:107'
+PAIR_NET, PAIR_NET6 = '203.0.113.0/28', '2001:db8:1::/64'
 
 
 class IsolationLabTestCase(unittest.TestCase):
@@ -266,6 +270,72 @@ class AddressFilterTest(IsolationLabTestCase):
         self.assertIn('hook ingress device "vif5.0"', ruleset)
 
 
+class AllowedAddressPairsTest(IsolationLabTestCase):
+    """Neutron's allowed address pairs of the port: a VRRP address with
+    its virtual MAC, a range, an IPv6 network are sources too."""
+
+    def setUp(self):
+        super(AllowedAddressPairsTest, self).setUp()
+        self.apply(ipv4=[IP1, PAIR_NET, VIP], ipv6=[IP1_6, PAIR_NET6],
+                   macs=[VRRP_MAC])
+
+    def test_pairs_are_sources_and_nothing_else(self):
+        self.assertFiltered(
+            {'own address': self.v4('own'),
+             'inside the pair network': self.v4('net', src='203.0.113.5'),
+             'VIP, virtual MAC': self.v4('vip', src=VIP, src_mac=VRRP_MAC),
+             'IPv6 inside the pair network': self.v6(
+                 'net6', src='2001:db8:1::5'),
+             'link-local of the virtual MAC': self.v6(
+                 'vlla', src=VRRP_LLA, src_mac=VRRP_MAC)},
+            {'just outside the pair network': self.v4(
+                'outside', src='203.0.113.16'),
+             'foreign address': self.v4('rogue', src=ROGUE_IP),
+             'VIP, foreign MAC': self.v4('vip rogue', src=VIP,
+                                         src_mac=ROGUE_MAC),
+             'IPv6 outside the pair network': self.v6(
+                 'outside6', src='2001:db8:2::5'),
+             'foreign IPv6': self.v6('rogue6', src=ROGUE_IP6)})
+
+    def test_vrrp_announcements_of_the_vip(self):
+        na = pk.neighbour_advertisement
+        self.assertFiltered(
+            {'gratuitous ARP for the VIP, virtual MAC': self.arp(
+                2, VIP, VIP, sha=VRRP_MAC, src_mac=VRRP_MAC),
+             'ARP from an address of the pair network': self.arp(
+                 1, '203.0.113.9', IP2),
+             'NA for an address of the IPv6 pair network': self.icmp6(
+                 na, '2001:db8:1::7', ALL_NODES, '2001:db8:1::7',
+                 options=pk.lla_option(2, VRRP_MAC), src_mac=VRRP_MAC)},
+            {'gratuitous ARP for a foreign address': self.arp(
+                2, ROGUE_IP, ROGUE_IP, sha=VRRP_MAC, src_mac=VRRP_MAC),
+             'ARP with a foreign sender MAC': self.arp(
+                 2, VIP, VIP, sha=ROGUE_MAC, src_mac=VRRP_MAC),
+             'NA for a target outside the pairs': self.icmp6(
+                 na, '2001:db8:1::7', ALL_NODES, '2001:db8:2::7'),
+             'NA with a foreign MAC option': self.icmp6(
+                 na, '2001:db8:1::7', ALL_NODES, '2001:db8:1::7',
+                 options=pk.lla_option(2, ROGUE_MAC))})
+
+    def test_a_pair_of_any_address(self):
+        # the usual pair of a router or NAT VM: 0.0.0.0/0
+        self.apply(ipv4=[IP1, '0.0.0.0/0'])
+        self.assertFiltered(
+            {'foreign address': self.v4('any', src=ROGUE_IP)},
+            {'own address, foreign MAC': self.v4('any mac',
+                                                 src_mac=ROGUE_MAC)})
+
+    def test_port_security_off(self):
+        # what the driver does for a port whose port security is off:
+        # the VIF's table goes, and the guest sends what it likes
+        spoofed = {'spoofed IPv4': self.v4('spoof', src=ROGUE_IP),
+                   'spoofed MAC': self.v4('spoof mac', src_mac=ROGUE_MAC)}
+        self.assertFiltered({}, spoofed)
+        self.assertEqual({'vif_uuid': VIF1, 'removed': True},
+                         self.lab.plugin('remove_rules', {'vif_uuid': VIF1}))
+        self.assertFiltered(spoofed, {})
+
+
 class LifecycleTest(IsolationLabTestCase):
 
     def spoofed(self):
@@ -430,14 +500,18 @@ class IsolationArgumentsTest(SimTestCase):
                      devices=['vif5.%d' % i for i in range(9)])
 
     def test_bad_addresses(self):
-        for ipv4 in (['192.0.2.300'], ['010.0.0.1'], [IP1_6], ['192.0.2.0/24'],
+        for ipv4 in (['192.0.2.300'], ['010.0.0.1'], [IP1_6], ['192.0.2.1/24'],
                      ['224.0.0.1'], ['0.0.0.0'], ['255.255.255.255'],
-                     ['127.0.0.1'], [3221225995], [' 192.0.2.11'], IP1):
+                     ['127.0.0.1'], [3221225995], [' 192.0.2.11'], IP1,
+                     ['224.0.0.0/4'], ['192.0.2.0/33'], ['192.0.2.0/']):
             self.invalid('ipv4', ipv4=ipv4)
         for ipv6 in (['2001:db8::g'], [IP1], ['fe80::1%eth0'], ['::'],
-                     ['ff02::1'], ['::1'], ['2001:db8::/64'], [None],
-                     ['2001:db8::1' + ':1' * 8]):
+                     ['ff02::1'], ['::1'], ['2001:db8::1/64'], [None],
+                     ['2001:db8::1' + ':1' * 8], ['ff00::/8']):
             self.invalid('ipv6', ipv6=ipv6)
+        for macs in (['fa:16:3e:00:00'], ['01:00:5e:00:00:01'], MAC2, [None],
+                     ['fa:16:3e:00:00:%02x' % i for i in range(17)]):
+            self.invalid('macs', macs=macs)
         self.invalid('ipv4', 'has too many items',
                      ipv4=['192.0.2.%d' % i for i in range(1, 66)])
 
@@ -460,7 +534,7 @@ class IsolationArgumentsTest(SimTestCase):
                              ctx.exception.details[:2])
 
     def test_plugin_api_version(self):
-        self.assertEqual({'api_version': '1.1'},
+        self.assertEqual({'api_version': '1.2'},
                          self.call('plugin_api_version', {}))
 
 

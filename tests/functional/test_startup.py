@@ -69,16 +69,17 @@ class PluginCheckTest(_NoComputeYet):
                            'dom0_plugins/install.sh root@127.0.0.2')
 
     def test_plugins_of_another_api_version(self):
-        self.plugins.edit('nova_xen_dom0lib.py', "API_VERSION = '1.1'",
+        self.plugins.edit('nova_xen_dom0lib.py', "API_VERSION = '1.2'",
                           "API_VERSION = '2.0'")
-        self.assertRefused('speak plugin API 2.0', 'needs 1.1',
+        self.assertRefused('speak plugin API 2.0', 'needs 1.2',
                            'dom0_plugins/install.sh')
 
     def test_plugins_of_an_older_minor_version(self):
-        # plugins of nova-xen before 1.1 have no nova_xen_ovs.py
-        self.plugins.edit('nova_xen_dom0lib.py', "API_VERSION = '1.1'",
-                          "API_VERSION = '1.0'")
-        self.assertRefused('speak plugin API 1.0', 'needs 1.1',
+        # plugins of nova-xen before 1.2 cannot filter allowed address
+        # pairs (nor, before 1.1, set up OVN)
+        self.plugins.edit('nova_xen_dom0lib.py', "API_VERSION = '1.2'",
+                          "API_VERSION = '1.1'")
+        self.assertRefused('speak plugin API 1.1', 'needs 1.2',
                            'dom0_plugins/install.sh')
 
     def test_dom0_without_nft(self):

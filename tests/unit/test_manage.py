@@ -565,7 +565,7 @@ class CheckTest(CheckTestCase):
         self.assertEqual('OK host: %s (%s, address %s) of pool %s' % (
             member['name_label'], member['uuid'], member['address'],
             self.pool['uuid']), lines['host'])
-        self.assertEqual('OK dom0 plugins: plugin API 1.1 on %s'
+        self.assertEqual('OK dom0 plugins: plugin API 1.2 on %s'
                          % member['name_label'], lines['dom0 plugins'])
         self.assertIn('attached to %s' % member['name_label'],
                       lines['instance SR'])

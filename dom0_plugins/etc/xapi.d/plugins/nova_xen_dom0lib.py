@@ -25,8 +25,9 @@ import syslog
 import XenAPIPlugin
 
 # The plugin API version: the driver refuses to run against another major
-# one, or an older minor one (1.1: nova_xen_ovs.py).
-API_VERSION = '1.1'
+# one, or an older minor one (1.1: nova_xen_ovs.py; 1.2: apply_rules of
+# nova_xen_isolation.py takes networks and a macs list).
+API_VERSION = '1.2'
 
 _UUID_RE = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
                       r'[0-9a-f]{12}$')

@@ -5,11 +5,12 @@ For every VIF the driver plugs, dom0 lets the guest send only from the
 VIF's MAC address and its fixed IP addresses, and drops everything else
 the guest sends through that VIF:
 
-- Ethernet: source MAC must be the VIF's; only ARP, IPv4 and IPv6 frames
-  (ethertype) pass, so VLAN-tagged, LLC and other frames are dropped.
+- Ethernet: source MAC must be the VIF's (or one of ``macs``); only ARP,
+  IPv4 and IPv6 frames (ethertype) pass, so VLAN-tagged, LLC and other
+  frames are dropped.
 - ARP: requests and replies only, Ethernet/IPv4 only, sender hardware
-  address = the VIF's MAC, sender protocol address = one of its IPv4
-  addresses (or 0.0.0.0 in an ARP probe).
+  address = the VIF's MAC (or one of ``macs``), sender protocol address =
+  one of its IPv4 addresses (or 0.0.0.0 in an ARP probe).
 - IPv4: source = one of its addresses; with ``allow_dhcp`` also
   0.0.0.0 -> 255.255.255.255 udp 68 -> 67 (DHCP discover/request).
   DHCP server replies (udp 67 -> 68) are dropped.
@@ -23,6 +24,16 @@ the guest sends through that VIF:
   carry a link-layer address option only if it is the VIF's MAC (and no
   other option).  A guest whose link-local address is not the EUI-64 one
   (RFC 7217 stable privacy addresses) must be given it in ``ipv6``.
+
+``ipv4`` and ``ipv6`` may hold networks (``10.0.0.0/24``) besides single
+addresses: Neutron's allowed address pairs of the port (a VRRP address, a
+range a router VM forwards for).  ``macs`` are more source MAC addresses
+(the pairs' own MACs); the EUI-64 link-local address of each is allowed
+too.  Any allowed MAC may send from any allowed address: nft sets of
+MAC . address concatenations with ranges need a newer kernel than dom0's
+4.19, and OVN's port security enforces the exact pairs anyway.  A port
+whose port security is off gets no rules at all: the driver calls
+``remove_rules`` for its VIF instead.
 
 How: nftables, one table per VIF (``netdev nova_xen_<vif uuid hex>``)
 with a base chain on the *ingress* hook of each of the VIF's dom0 devices
@@ -62,7 +73,7 @@ a device of the VIF appears.
 Functions (``params`` is a JSON object, the result a JSON value):
 
 - ``apply_rules``: ``{vif_uuid, devices: ["vif5.0", "tap5.0"], mac,
-  ipv4: [...], ipv6: [...], allow_dhcp: true}`` ->
+  ipv4: [...], ipv6: [...], macs: [...], allow_dhcp: true}`` ->
   ``{vif_uuid, backend: "nftables", devices: [hooked], missing: [absent]}``.
   Devices that do not exist are skipped and listed in ``missing``; if
   none exists: ``NOVA_XEN_NO_SUCH_DEVICE [device, ...]``.
@@ -92,12 +103,14 @@ PRIORITY = -500
 NFT_TIMEOUT = 60
 MAX_ADDRESSES = 64
 MAX_DEVICES = 8
+MAX_MACS = 16
 
 _DEVICE_RE = re.compile(r'^(vif|tap)[0-9]{1,5}\.[0-9]{1,5}\Z')
 _TABLE_RE = re.compile(r'^table netdev (%s[0-9a-f]{32}) \{' % TABLE_PREFIX)
 _CHAIN_RE = re.compile(r'^\s*chain (\S+) \{')
 _HOOK_RE = re.compile(r'hook ingress device "?([A-Za-z0-9_.-]+)"?')
-_PARAMS = ('vif_uuid', 'devices', 'mac', 'ipv4', 'ipv6', 'allow_dhcp')
+_PARAMS = ('vif_uuid', 'devices', 'mac', 'ipv4', 'ipv6', 'macs',
+           'allow_dhcp')
 
 
 # -- arguments ------------------------------------------------------------
@@ -121,38 +134,61 @@ def _devices(params):
     return devices
 
 
-def _mac(params):
-    mac = lib.arg(params, 'mac', 'mac')
+def _unicast(name, mac):
     first = int(mac[:2], 16)
     if first & 1 or mac == '00:00:00:00:00:00':
-        raise lib.InvalidArgument('mac', 'must be a unicast MAC address')
+        raise lib.InvalidArgument(name, 'must be a unicast MAC address')
     return mac
 
 
+def _mac(params):
+    return _unicast('mac', lib.arg(params, 'mac', 'mac'))
+
+
+def _macs(params, own):
+    """The other MACs the guest may send from, without its own."""
+    values = lib.arg(params, 'macs', 'list', [], max_len=MAX_MACS)
+    found = []
+    for value in values:
+        mac = _unicast('macs', lib.arg({'macs': value}, 'macs', 'mac'))
+        if mac != own and mac not in found:
+            found.append(mac)
+    return found
+
+
 def _addresses(params, name, version):
+    """Addresses and networks, collapsed (no two overlap: nft refuses
+    overlapping intervals in a set)."""
     values = lib.arg(params, name, 'list', [], max_len=MAX_ADDRESSES)
     found = []
     for value in values:
-        if not isinstance(value, str) or '%' in value or '/' in value:
+        if not isinstance(value, str) or '%' in value:
             raise lib.InvalidArgument(name, 'must list IPv%d addresses'
                                       % version)
         try:
-            addr = ipaddress.ip_address(value)
+            net = ipaddress.ip_network(value)
         except ValueError:
+            raise lib.InvalidArgument(
+                name, '%r is not an IPv%d address or network (host bits '
+                'must be zero)' % (value, version))
+        if net.version != version or (version == 4 and str(
+                net if '/' in value else net.network_address) != value):
             raise lib.InvalidArgument(name, '%r is not an IPv%d address'
                                       % (value, version))
-        if addr.version != version or \
-                (version == 4 and str(addr) != value):
-            raise lib.InvalidArgument(name, '%r is not an IPv%d address'
-                                      % (value, version))
-        if addr.is_unspecified or addr.is_multicast or addr.is_loopback or \
-                (version == 4 and addr == ipaddress.IPv4Address(
-                    '255.255.255.255')):
-            raise lib.InvalidArgument(name, '%s cannot be a guest address'
+        if net.num_addresses == 1:
+            addr = net.network_address
+            if addr.is_unspecified or addr.is_multicast or \
+                    addr.is_loopback or (version == 4 and addr ==
+                                         ipaddress.IPv4Address(
+                                             '255.255.255.255')):
+                raise lib.InvalidArgument(
+                    name, '%s cannot be a guest address' % value)
+        elif net.is_multicast or net.is_loopback:
+            raise lib.InvalidArgument(name, '%s cannot be guest addresses'
                                       % value)
-        if str(addr) not in found:
-            found.append(str(addr))
-    return found
+        found.append(net)
+    return [str(net.network_address) if net.num_addresses == 1
+            else str(net) for net in ipaddress.collapse_addresses(found)]
 
 
 def link_local(mac):
@@ -183,21 +219,42 @@ def _hex(value, bits):
     return '0x%0*x' % (bits // 4, value)
 
 
-def _ipv6_int(addr):
-    return _hex(int(ipaddress.IPv6Address(addr)), 128)
+def _own_ipv6(macs, ipv6):
+    """The guest's IPv6 networks: those given and the EUI-64 link-local
+    address of each of its MACs, collapsed."""
+    nets = [ipaddress.ip_network(link_local(mac)) for mac in macs]
+    nets += [ipaddress.ip_network(value) for value in ipv6]
+    return list(ipaddress.collapse_addresses(nets))
 
 
-def ruleset(vif_uuid, devices, mac, ipv4, ipv6, allow_dhcp):
+def _element(net):
+    return str(net.network_address) if net.num_addresses == 1 else str(net)
+
+
+def _range(net):
+    """A network as a raw 128-bit value or range (an NDP target is read
+    from the packet as bits, not as an address)."""
+    first, last = int(net.network_address), int(net.broadcast_address)
+    if first == last:
+        return _hex(first, 128)
+    return '%s-%s' % (_hex(first, 128), _hex(last, 128))
+
+
+def ruleset(vif_uuid, devices, mac, ipv4, ipv6, allow_dhcp, macs=()):
     """The nft script body defining the VIF's table (without replace)."""
-    own6 = [link_local(mac)] + [a for a in ipv6 if a != link_local(mac)]
-    targets = '{ %s }' % ', '.join(_ipv6_int(a) for a in own6)
-    mac_int = _hex(int(mac.replace(':', ''), 16), 48)
+    all_macs = [mac] + [other for other in macs if other != mac]
+    own6 = _own_ipv6(all_macs, ipv6)
+    targets = '{ %s }' % ', '.join(_range(net) for net in own6)
+    macs_set = '{ %s }' % ', '.join(all_macs)
+    macs_int = '{ %s }' % ', '.join(
+        _hex(int(one.replace(':', ''), 16), 48) for one in all_macs)
     lines = ['table netdev %s {' % table_name(vif_uuid)]
     if ipv4:
-        lines += ['  set own_ipv4 { type ipv4_addr; elements = { %s } }'
-                  % ', '.join(ipv4)]
-    lines += ['  set own_ipv6 { type ipv6_addr; elements = { %s } }'
-              % ', '.join(own6)]
+        lines += ['  set own_ipv4 { type ipv4_addr; flags interval; '
+                  'elements = { %s } }' % ', '.join(ipv4)]
+    lines += ['  set own_ipv6 { type ipv6_addr; flags interval; '
+              'elements = { %s } }'
+              % ', '.join(_element(net) for net in own6)]
     for dev in devices:
         lines += ['  chain %s {' % _chain_name(dev),
                   '    type filter hook ingress device "%s" priority %d; '
@@ -205,7 +262,7 @@ def ruleset(vif_uuid, devices, mac, ipv4, ipv6, allow_dhcp):
                   '    goto guest',
                   '  }']
     lines += ['  chain guest {',
-              '    ether saddr != %s counter drop' % mac,
+              '    ether saddr != %s counter drop' % macs_set,
               '    ether type arp goto arp_from_guest',
               '    ether type ip goto ipv4_from_guest',
               '    ether type ip6 goto ipv6_from_guest',
@@ -217,7 +274,7 @@ def ruleset(vif_uuid, devices, mac, ipv4, ipv6, allow_dhcp):
               '    arp hlen != 6 counter drop',
               '    arp plen != 4 counter drop',
               '    arp operation != { request, reply } counter drop',
-              '    arp saddr ether != %s counter drop' % mac]
+              '    arp saddr ether != %s counter drop' % macs_set]
     if ipv4:
         lines += ['    arp saddr ip @own_ipv4 accept']
     lines += ['    arp operation request arp saddr ip 0.0.0.0 accept',
@@ -258,7 +315,7 @@ def ruleset(vif_uuid, devices, mac, ipv4, ipv6, allow_dhcp):
               '    @th,64,128 != %s counter drop' % targets,
               '    ip6 length 24 accept',
               '    ip6 length 32 @th,192,16 0x0201 @th,208,48 %s accept'
-              % mac_int,
+              % macs_int,
               '    counter drop',
               '  }',
               # An NS may carry a source link-layer option (type 1).
@@ -266,7 +323,7 @@ def ruleset(vif_uuid, devices, mac, ipv4, ipv6, allow_dhcp):
               '    ip6 nexthdr != ipv6-icmp counter drop',
               '    ip6 length 24 accept',
               '    ip6 length 32 @th,192,16 0x0101 @th,208,48 %s accept'
-              % mac_int,
+              % macs_int,
               '    counter drop',
               '  }',
               '}']
@@ -348,6 +405,7 @@ def apply_rules(session, params):
     mac = _mac(params)
     ipv4 = _addresses(params, 'ipv4', 4)
     ipv6 = _addresses(params, 'ipv6', 6)
+    macs = _macs(params, mac)
     allow_dhcp = lib.arg(params, 'allow_dhcp', 'bool', True)
     nft = _nft_path()
     present = [dev for dev in devices if _exists(dev)]
@@ -363,10 +421,10 @@ def apply_rules(session, params):
                 lib.log('isolation: %s takes %s from %s', vif_uuid, device,
                         _uuid_of(other))
                 script += 'delete chain netdev %s %s\n' % (other, chain)
-    script += ruleset(vif_uuid, present, mac, ipv4, ipv6, allow_dhcp)
+    script += ruleset(vif_uuid, present, mac, ipv4, ipv6, allow_dhcp, macs)
     _apply(nft, script)
     lib.log('isolation: %s on %s: mac %s ipv4 %s ipv6 %s', vif_uuid,
-            ','.join(present), mac, ipv4, ipv6)
+            ','.join(present), ','.join([mac] + macs), ipv4, ipv6)
     return {'vif_uuid': vif_uuid, 'backend': BACKEND, 'devices': present,
             'missing': missing}
 
