@@ -127,6 +127,16 @@ def _device(address, vendor, product, function):
     }
 
 
+def _xapi_devices(session, pci_refs):
+    """{address: (PCI ref, record)} of a host's PCI objects, in their
+    order: one call for the records (a host has tens of devices; the
+    resource tracker asks at every periodic update)."""
+    records = session.call('PCI.get_all_records') if pci_refs else {}
+    # a ref missing from the records is gone since the host's was read
+    return {records[ref]['pci_id'].lower(): (ref, records[ref])
+            for ref in pci_refs if ref in records}
+
+
 def passthrough_devices(session, host_ref, host_record):
     """Nova's ``pci_passthrough_devices`` list for a host: the functions
     dom0 left to guests, xapi's and the plugin's merged."""
@@ -140,17 +150,8 @@ def passthrough_devices(session, host_ref, host_record):
                     'all reported as type-PCI', host_record['name_label'],
                     exc)
         functions = None
-    # one call for the records (a host has tens of devices; the resource
-    # tracker asks at every periodic update)
-    records = session.call('PCI.get_all_records') \
-        if host_record['PCIs'] else {}
-    listed = set()
-    for pci in host_record['PCIs']:
-        record = records.get(pci)
-        if record is None:
-            continue      # gone since the host's record was read
-        address = record['pci_id'].lower()
-        listed.add(address)
+    listed = _xapi_devices(session, host_record['PCIs'])
+    for address, (pci, record) in listed.items():
         function = (functions or {}).get(address)
         vendor = record.get('vendor_id', '').lower()
         product = record.get('device_id', '').lower()
@@ -239,11 +240,7 @@ def check_claimed(session, host_ref, instance):
         return
     host = session.call('host.get_record', host_ref)
     name = host['name_label']
-    here = {}
-    records = session.call('PCI.get_all_records') if host['PCIs'] else {}
-    for ref in host['PCIs']:
-        if ref in records:
-            here[records[ref]['pci_id'].lower()] = (ref, records[ref])
+    here = _xapi_devices(session, host['PCIs'])
     functions = {}
     if any(a not in here for a in addresses):
         functions = dom0_functions(session, host_ref, name) or {}
