@@ -9,6 +9,7 @@ their devices appear in the host's sysfs.
 """
 
 import os
+import shutil
 import threading
 
 from xapisim.api import common
@@ -125,7 +126,19 @@ def _domain_up(pool, vm, host, domid, source=None, power_state='Halted',
         raise
 
 
+def xenstore_dir(pool, host_ref, domid):
+    """Where the host's simulated xenstore keeps ``/local/domain/<domid>``
+    (a file per node: xapisim/dom0/xenstore-write)."""
+    host = pool.host_by_ref(host_ref)
+    return os.path.join(host.dom0_root, 'var', 'lib', 'xapisim', 'xenstore',
+                        'local', 'domain', str(domid))
+
+
 def _domain_down(pool, vm, host, domid):
+    if domid is not None and domid > 0 and pool.host_by_ref(host):
+        # xenstored forgets a dead domain's nodes (vm-data/admin_password
+        # with them)
+        shutil.rmtree(xenstore_dir(pool, host, domid), ignore_errors=True)
     net = pool.world.dom0net
     if net is not None and domid is not None and domid >= 0:
         net.domain_down(pool, vm, host, domid)

@@ -6,19 +6,27 @@ cloud image's init and cloud-init would:
 
 - its init runs in mount, UTS and time namespaces of its own
   (``unshare``), so that ``hostname``, ``/root``, ``/tmp``, ``/mnt``,
-  ``/run``, ``/dev``, ``/etc/resolv.conf`` and ``/proc/uptime`` are the
-  guest's and never the machine's; ``/proc/cpuinfo`` lists its VCPUs;
+  ``/run``, ``/dev``, ``/etc/resolv.conf``, ``/etc/shadow`` and
+  ``/proc/uptime`` are the guest's and never the machine's;
+  ``/proc/cpuinfo`` lists its VCPUs;
 - hostname and ``/root/.ssh/authorized_keys`` from the config drive: the
   attached disk whose ISO 9660 volume is ``config-2`` (its
-  ``openstack/latest/meta_data.json``: ``hostname``, ``public_keys``);
-  without one, ``localhost`` and no keys;
+  ``openstack/latest/meta_data.json``: ``hostname``, its label before the
+  first dot as cloud-init keeps it, and ``public_keys``); without one,
+  ``localhost`` and no keys;
 - the fixed addresses ``network_data.json`` gives (subnets without DHCP)
   on the NICs its links' MACs name; ``udhcpc`` on each other NIC with a
   script of the guest's own (addresses, default route, MTU, the guest's
-  resolv.conf);
-- dropbear on port 22 (root, keys only), its host key made once per VM;
+  resolv.conf); only eth0's lease sets the default route;
+- dropbear on port 22 (root: keys, and a password once one is set), its
+  host key made once per VM;
+- a password agent: a new ``vm-data/admin_password`` in its current
+  domain's xenstore (nova-xen's set_admin_password) becomes root's
+  password in the guest's own ``/etc/shadow`` (every account locked until
+  then); the password reaches no command line and no log;
 - its disks are the VM's plugged VBDs: ``/dev/xvdX`` (links to the VDIs'
-  files) and ``lsblk`` (a shim listing them) follow VBD hot-plug;
+  files), ``lsblk`` (a shim listing them) and ``/proc/partitions``
+  follow VBD hot-plug;
   ``blkid -L LABEL`` finds a disk by label (``config-2``); ``sudo`` runs
   the command (the guest's user is root);
 - ``/tmp`` and ``/mnt`` live in the root disk's bytes: an ext4 file
@@ -27,7 +35,8 @@ cloud image's init and cloud-init would:
   loop-mounted from the VDI's file.  What is written there survives a
   reboot and travels with a snapshot or a copy of the disk (Tempest's
   ``create_timestamp`` writes ``/tmp/timestamp``); a root disk under
-  32 MiB gets a tmpfs instead;
+  32 MiB, or one whose bytes have no file here (a LUN of an iSCSI SR:
+  ``no_root_bytes``), gets a tmpfs instead, and the console says why;
 - what it does goes into its console log (``console-log``).
 
 The guest follows its VM: a reboot, shutdown or destroy ends it (its
@@ -68,6 +77,8 @@ BUSYBOX_APPLETS = ('ping', 'ping6', 'nc')
 # where the guest sees the world's state directory (its own files, the
 # VDIs' files): its /tmp covers the machine's, where that usually is
 WORLD_VIEW = '/run/xapisim-world'
+# and where it sees the hosts' dom0 roots (its domain's xenstore)
+DOM0_VIEW = '/run/xapisim-dom0'
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = os.path.join(HERE, 'data', 'guest')
 
@@ -152,8 +163,19 @@ def lsblk_table(disks):
     return '\n'.join(lines) + '\n'
 
 
+def partitions_table(disks):
+    """The guest's /proc/partitions, as Linux prints it: 1 KiB blocks."""
+    lines = ['major minor  #blocks  name', '']
+    for disk in disks:
+        lines.append('%4d  %7d %10d %s' % (XVD_MAJOR, _minor(disk['name']),
+                                           disk['size'] // 1024,
+                                           disk['name']))
+    return '\n'.join(lines) + '\n'
+
+
 def show_disks(gos, disks):
-    """The guest's /dev/xvdX and lsblk become ``disks``."""
+    """The guest's /dev/xvdX, lsblk and /proc/partitions become
+    ``disks``."""
     dev = gos.path('dev')
     wanted = {d['name']: gos.seen(d['path']) for d in disks}
     for name in os.listdir(dev):
@@ -163,12 +185,25 @@ def show_disks(gos, disks):
         link = os.path.join(dev, name)
         if os.path.islink(link) and os.readlink(link) == target:
             continue
-        tmp = link + '.new'
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        os.symlink(target, tmp)
-        os.replace(tmp, link)
+        _link(target, link)
     _write(gos.path('lsblk'), lsblk_table(disks))
+    _rewrite(gos.path('partitions'), partitions_table(disks))
+
+
+def _link(target, link):
+    """``link`` points to ``target``, replaced in one step."""
+    tmp = link + '.new'
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def _rewrite(path, text):
+    """``path`` holds ``text``, on the same inode: the guest's bind mount
+    of it pins the inode, and would not see a file put in its place."""
+    with open(path, 'w') as fh:
+        fh.write(text)
 
 
 def _write(path, text, mode=0o644):
@@ -254,22 +289,41 @@ def _macs(pool, vm):
 
 
 def _hostname(value):
-    """A hostname the kernel takes (64 bytes at most, no spaces)."""
+    """The label before the first dot of the config drive's hostname, as
+    cloud-init sets it (Nova's is ``NAME.<dhcp_domain>``, ``x.novalocal``),
+    in what the kernel takes (64 bytes at most, no spaces)."""
     name = ''.join(c for c in (value or '') if c.isalnum() or c in '-.')
-    return name[:64] or 'localhost'
+    return name.split('.')[0][:64] or 'localhost'
 
 
 # ---------------------------------------------------------------- root disk
 
 
-def root_fs(pool, disks):
-    """(file, offset) of the root disk's guest file system, made if the
-    bytes do not hold it yet; None if there is no writable root disk big
-    enough."""
+def root_disk(disks):
+    """The writable root disk (userdevice 0) big enough for the guest's
+    file system, or None."""
     root = [d for d in disks if d['userdevice'] == '0']
     if not root or root[0]['ro'] or root[0]['size'] < MIN_ROOT:
         return None
-    disk = root[0]
+    return root[0]
+
+
+def no_root_bytes(gos, pool, disk):
+    """The fallback for a root disk whose bytes have no file on this
+    machine (a LUN of an iSCSI SR: its bytes are the target's): the guest
+    boots, with /tmp and /mnt on tmpfs, and its console says why they are
+    not kept.  None (no file system to mount)."""
+    with pool.db.lock:
+        sr_type = pool.db.get('SR', pool.db.get('VDI', disk['vdi'], 'SR'),
+                              'type')
+    gos.say('root disk /dev/%s is on an %s SR, whose bytes have no file '
+            'here: /tmp and /mnt are not kept' % (disk['name'], sr_type))
+    return None
+
+
+def root_fs(pool, disk):
+    """(file, offset) of the guest file system in ``disk``'s bytes, made
+    if they do not hold it yet."""
     offset = disk['size'] - FS_TAIL - FS_SIZE
     with open(disk['path'], 'rb') as fh:
         fh.seek(offset + 1024)
@@ -332,6 +386,9 @@ def prepare_dir(gos):
                fh.read().replace('@GUEST@', gos.seen(gos.dir)), 0o755)
     if not os.path.exists(gos.path('resolv.conf')):
         _write(gos.path('resolv.conf'), '')
+    if not os.path.exists(gos.path('shadow')):
+        with open('/etc/passwd') as fh:
+            _write(gos.path('shadow'), guest_shadow(fh.read()), 0o600)
     if not os.path.exists(gos.path('hostkey')) and shutil.which('dropbearkey'):
         netns.run(['dropbearkey', '-t', 'ed25519', '-f', gos.path('hostkey')])
 
@@ -347,11 +404,26 @@ def point_console(gos, pool, host_ref, domid, booting=True):
     if booting and os.path.exists(path):
         with open(path, 'rb') as src, open(log, 'ab') as dst:
             shutil.copyfileobj(src, dst)
-    tmp = path + '.new'
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    os.symlink(log, tmp)
-    os.replace(tmp, path)
+    _link(log, path)
+
+
+def point_vm_data(gos, pool, host_ref, domid):
+    """The guest's agent reads ``vm-data/`` of its current domain's
+    xenstore (where nova-xen writes ``admin_password``) at $G/vm-data."""
+    path = os.path.join(domains.xenstore_dir(pool, host_ref, domid),
+                        'vm-data')
+    _link(os.path.join(DOM0_VIEW, os.path.relpath(path,
+                                                  pool.world.dom0_base)),
+          gos.path('vm-data'))
+
+
+def guest_shadow(passwd_text):
+    """The guest's own /etc/shadow: the machine's accounts, every one
+    locked (``*``) until the agent sets root's password; never the
+    machine's hashes."""
+    names = [line.split(':')[0] for line in passwd_text.splitlines()
+             if line and not line.startswith('#')]
+    return ''.join('%s:*::0:99999:7:::\n' % name for name in names)
 
 
 def boot(world, pool, vm, host_ref, domid, netns_name, nics):
@@ -367,6 +439,7 @@ def boot(world, pool, vm, host_ref, domid, netns_name, nics):
     point_console(gos, pool, host_ref, domid)
     try:
         prepare_dir(gos)
+        point_vm_data(gos, pool, host_ref, domid)
         _start(gos, pool, vm, nics)
     except (OSError, netns.Dom0NetError) as exc:
         # the domain runs; its guest does not get far (as an image that
@@ -411,11 +484,16 @@ def _start(gos, pool, vm, nics):
                 % (config['disk'], hostname, len(keys)))
     else:
         gos.say('no config drive: hostname %s, no SSH keys' % hostname)
-    fs = root_fs(pool, disks)
-    gos.root_path = fs[0] if fs else None
-    if fs is None:
+    disk = root_disk(disks)
+    gos.root_path = disk['path'] if disk else None
+    if disk is None:
+        fs = None
         gos.say('no root disk of %d MiB: /tmp and /mnt are not kept'
                 % (MIN_ROOT // MIB))
+    elif not os.path.isfile(disk['path']):
+        fs = no_root_bytes(gos, pool, disk)
+    else:
+        fs = root_fs(pool, disk)
     if shutil.which('busybox') is None:
         gos.say('missing the Debian package busybox: no %s'
                 % ', '.join(BUSYBOX_APPLETS))
@@ -427,6 +505,7 @@ def _start(gos, pool, vm, nics):
         if config else []
     fixed = {nic for nic, _, _ in static}
     env = dict(os.environ, XSIM_WORLD=gos.world_dir, XSIM_VIEW=WORLD_VIEW,
+               XSIM_DOM0=pool.world.dom0_base, XSIM_DOM0_VIEW=DOM0_VIEW,
                XSIM_GUEST=gos.seen(gos.dir), XSIM_HOSTNAME=hostname,
                XSIM_NICS=' '.join(n for n in nics if n not in fixed),
                XSIM_STATIC='\n'.join(' '.join(s) for s in static),
@@ -476,6 +555,10 @@ def moved(gos, pool, vm, host_ref, domid, nics):
     destination's."""
     gos.nics = nics
     point_console(gos, pool, host_ref, domid, booting=False)
+    try:
+        point_vm_data(gos, pool, host_ref, domid)
+    except OSError as exc:
+        _warn('vm-data of guest %s: %s' % (gos.vm_uuid, exc))
     disks_changed(gos, pool, vm)
 
 

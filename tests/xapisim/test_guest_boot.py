@@ -20,15 +20,18 @@ import tempfile
 import time
 import types
 import unittest
+import uuid as uuidlib
 import zlib
 
 import paramiko
 import XenAPI
 
+from xapisim import guest as domains
 from xapisim import guestboot
 from xapisim import isofs
 from xapisim import netns
 
+from tests.iscsi_target import TgtTarget
 from tests.xapisim.base import MIB
 from tests.xapisim.dom0net_base import ROOT, Dom0NetworkTestCase, run, \
     wait_for
@@ -135,6 +138,11 @@ class GuestBootCase(Dom0NetworkTestCase):
             self.new_vbd(vm, vdi, '3', mode='RO', bootable=False)
         return vm, root
 
+    def config_drive(self, vm):
+        """The VDI of the VM's config drive (userdevice 3)."""
+        return [self.x.VBD.get_VDI(v) for v in self.x.VM.get_VBDs(vm)
+                if self.x.VBD.get_userdevice(v) == '3'][0]
+
     def console_log(self, vm, x=None):
         """What ``nova console-log`` shows (nova-xen's host plugin)."""
         x = x or self.x
@@ -174,6 +182,34 @@ class GuestBootCase(Dom0NetworkTestCase):
         self.addCleanup(client.close)
         return client
 
+    def password_login(self, address, password):
+        """An SSH session as root with ``password`` only (Tempest's
+        test_change_server_password)."""
+        with netns.inside(self.lan):
+            sock = socket.create_connection((address, 22), 60)
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        self.addCleanup(client.close)
+        client.connect(address, username='root', password=password,
+                       sock=sock, allow_agent=False, look_for_keys=False,
+                       timeout=60)
+        return client
+
+    def set_password(self, vm, password):
+        """nova-xen's set_admin_password: its host plugin writes
+        vm-data/admin_password into the running domain's xenstore; then
+        the guest's agent has taken it (a new line in the console)."""
+        done = 'password agent: root password set'
+        before = self.console_log(vm).count(done)
+        record = self.x.VM.get_record(vm)
+        self.x.host.call_plugin(
+            record['resident_on'], 'nova_xen_host.py', 'vm_data_write',
+            {'params': json.dumps({'domid': int(record['domid']),
+                                   'key': 'admin_password',
+                                   'value': password})})
+        wait_for('the guest took the password',
+                 lambda: self.console_log(vm).count(done) > before)
+
     def execute(self, client, command):
         """``command`` run as Tempest's RemoteClient runs it: its output."""
         _, stdout, stderr = client.exec_command(PROLOGUE + command,
@@ -210,7 +246,9 @@ class GuestBootTest(GuestBootCase):
     hosts = 2
 
     def test_boots_with_the_config_drive_and_keeps_tmp_over_a_reboot(self):
-        vm, _ = self.server('tempest-server-1')
+        # Nova's config drive names it <hostname>.<[api]dhcp_domain>;
+        # cloud-init keeps the first label
+        vm, _ = self.server('tempest-server-1.novalocal')
         # more VCPUs than the machine has CPUs (two on CI)
         self.x.VM.set_VCPUs_max(vm, '3')
         self.x.VM.set_VCPUs_at_startup(vm, '3')
@@ -292,9 +330,21 @@ class GuestBootTest(GuestBootCase):
         vm, _ = self.server('tempest-server-2')
         self.start_on(vm, 0, 0)
         client = self.ssh(self.address(vm))
+        # Tempest's count of disks (AttachVolumeShelveTestJSON)
+        count = "grep -c -E '[vs]d.$' /proc/partitions"
+        self.assertEqual('2\n', self.execute(client, count))
         volume = self.new_vdi(8 * MIB, name_label='volume')
         vbd = self.new_vbd(vm, volume, '1', bootable=False)
         self.x.VBD.plug(vbd)
+        self.assertEqual('3\n', self.execute(client, count))
+        # as Linux prints it: major, minor, 1 KiB blocks, name
+        self.assertEqual(
+            'major minor  #blocks  name\n\n'
+            ' 202        0      65536 xvda\n'
+            ' 202       16       8192 xvdb\n'
+            ' 202       48 %10d xvdd\n'
+            % (int(self.x.VDI.get_virtual_size(self.config_drive(vm))) //
+               1024), self.execute(client, 'cat /proc/partitions'))
         listing = self.execute(client, 'lsblk -lb --nodeps')
         self.assertEqual(['xvda', 'xvdb', 'xvdd'], self.disks(listing))
         self.assertRegex(listing, r'(?m)^xvdb .* %d .*disk' % (8 * MIB))
@@ -316,6 +366,7 @@ class GuestBootTest(GuestBootCase):
         self.x.VBD.unplug(vbd)
         self.assertEqual(['xvda', 'xvdd'], self.disks(
             self.execute(client, 'lsblk -lb --nodeps')))
+        self.assertEqual('2\n', self.execute(client, count))
         self.assertFalse(self.execute(client, 'ls /dev').count('xvdb'))
 
     def test_a_timestamp_travels_with_a_snapshot_of_the_root_disk(self):
@@ -340,6 +391,52 @@ class GuestBootTest(GuestBootCase):
         # the same SSH session, the same guest
         self.assertEqual('kept\n', self.execute(client, 'cat /tmp/state'))
         self.assertIn('xapisim-guest: dropbear', self.console_log(vm))
+
+    def test_the_admin_password_nova_xen_writes_lets_root_in(self):
+        vm, _ = self.server('tempest-server-9')
+        self.start_on(vm, 0, 0)
+        address = self.address(vm)
+        # root starts locked: no password gets in
+        for password in ('', 'password', 'Newpass1234'):
+            with self.assertRaises(paramiko.AuthenticationException):
+                self.password_login(address, password)
+        self.set_password(vm, 'Newpass1234')
+        client = self.password_login(address, 'Newpass1234')
+        self.assertEqual('tempest-server-9\n',
+                         self.execute(client, 'hostname'))
+        # never the machine's hashes
+        shadow = self.execute(client, 'cat /etc/shadow')
+        with open('/etc/shadow') as fh:
+            self.assertNotEqual(fh.read(), shadow)
+        self.assertEqual('*', [line.split(':')[1]
+                               for line in shadow.splitlines()
+                               if line.startswith('daemon:')][0])
+        # a live migration keeps it; a new one, set in the new domain,
+        # replaces it
+        domid = self.x.VM.get_domid(vm)
+        self.x.VM.pool_migrate(vm, self.host_ref(0, 1), {'live': 'true'})
+        self.password_login(address, 'Newpass1234')
+        self.set_password(vm, 'an0ther secret')
+        self.password_login(address, 'an0ther secret')
+        with self.assertRaises(paramiko.AuthenticationException):
+            self.password_login(address, 'Newpass1234')
+        # the keys still get in
+        self.ssh(address)
+        # the passwords are in no log, console or file of the guest's
+        files = [os.path.join(d, f) for d, _, fs in
+                 os.walk(os.path.join(
+                     self.sim.world.state_dir, 'guests',
+                     self.x.VM.get_uuid(vm))) for f in fs]
+        self.assertIn('console.log', [os.path.basename(f) for f in files])
+        for name in files:
+            if os.path.isfile(name) and not os.path.islink(name):
+                with open(name, 'rb') as fh:
+                    data = fh.read()
+                for secret in (b'Newpass1234', b'an0ther secret'):
+                    self.assertNotIn(secret, data, name)
+        # nor in the xenstore of the domain that is gone
+        self.assertFalse(os.path.exists(domains.xenstore_dir(
+            self.sim.world.pools[0], self.host_ref(0, 0), int(domid))))
 
     def test_a_storage_migration_moves_the_files_with_the_disk(self):
         vm, root, stamp = self.stamped('tempest-server-6')
@@ -402,6 +499,51 @@ class GuestBootTest(GuestBootCase):
                      lambda: run(['losetup', '-j', name]) == '')
 
 
+class LunRootGuestTest(GuestBootCase):
+    """Boot from volume: the root disk is a LUN of an iSCSI SR (tgtd,
+    tests/iscsi_target.py), whose bytes have no file on this machine."""
+    pools = 1
+    hosts = 1
+
+    @classmethod
+    def setUpClass(cls):
+        super(LunRootGuestTest, cls).setUpClass()
+        cls.tgt = TgtTarget()
+        cls.tgt.setUp()
+        cls.addClassCleanup(cls.tgt.cleanUp)
+
+    def lun_vdi(self):
+        target = self.tgt.add_target(luns=[64 * MIB], chap=True)
+        self.addCleanup(self.tgt.remove_target, target)
+        sr = self.x.SR.introduce(str(uuidlib.uuid4()), 'volume', '',
+                                 'iscsi', '', True, {})
+        pbd = self.x.PBD.create({'host': self.host_ref(0, 0), 'SR': sr,
+                                 'device_config': target.device_config(),
+                                 'other_config': {}})
+        self.addCleanup(self.x.SR.forget, sr)
+        self.addCleanup(self.x.PBD.unplug, pbd)
+        self.x.PBD.plug(pbd)
+        self.x.SR.scan(sr)
+        return self.x.SR.get_VDIs(sr)[0]
+
+    def test_a_root_disk_on_an_iscsi_sr_boots_with_tmp_on_tmpfs(self):
+        vm, _ = self.server('tempest-server-10.novalocal',
+                            root=self.lun_vdi())
+        self.addCleanup(self.x.VM.hard_shutdown, vm)
+        self.start_on(vm, 0, 0)
+        client = self.ssh(self.address(vm))
+        self.assertEqual('tempest-server-10\n',
+                         self.execute(client, 'hostname'))
+        self.assertIn('root disk /dev/xvda is on an iscsi SR, whose bytes '
+                      'have no file here: /tmp and /mnt are not kept',
+                      self.console_log(vm))
+        self.assertEqual('tmpfs\n', self.execute(client,
+                                                 'stat -f -c %T /tmp'))
+        self.execute(client, 'sudo sh -c "date > /tmp/timestamp; sync"')
+        self.assertEqual(['xvda', 'xvdd'],
+                         self.disks(self.execute(client, 'lsblk -lb --nodeps')))
+
+
 class CrossPoolGuestTest(GuestBootCase):
     pools = 2
     hosts = 1
@@ -447,6 +589,49 @@ class StateDirectoryTest(unittest.TestCase):
                                     'nodev.*give --state-dir elsewhere'):
             guestboot.prepare_dir(gos)
         self.assertFalse(os.path.exists(gos.path('dev')))
+
+
+class DhcpScriptTest(unittest.TestCase):
+    """The guest's udhcpc script, run as udhcpc runs it, in a namespace
+    with two NICs."""
+
+    def setUp(self):
+        self.ns = 'xsim-gbt-dhcp-%d' % os.getpid()
+        run(['ip', 'netns', 'add', self.ns])
+        self.addCleanup(run, ['ip', 'netns', 'delete', self.ns])
+        for nic in ('eth0', 'eth1'):
+            run(['ip', '-n', self.ns, 'link', 'add', nic, 'type', 'veth',
+                 'peer', 'name', 'peer-' + nic])
+            run(['ip', '-n', self.ns, 'link', 'set', 'peer-' + nic, 'up'])
+        guest = tempfile.mkdtemp(prefix='guestboot-dhcp-')
+        self.addCleanup(shutil.rmtree, guest, True)
+        with open(os.path.join(guestboot.SCRIPTS, 'udhcpc.script')) as fh:
+            text = fh.read().replace('@GUEST@', guest)
+        self.script = os.path.join(guest, 'udhcpc.script')
+        with open(self.script, 'w') as fh:
+            fh.write(text)
+
+    def event(self, event, nic, address, router):
+        # (its own /run, as the guest's: the script keeps the leased
+        # address there)
+        run(['ip', 'netns', 'exec', self.ns, 'sh', '-c',
+             'mount -t tmpfs tmpfs /run && interface=%s ip=%s mask=24 '
+             'router=%s sh %s %s' % (nic, address, router, self.script,
+                                     event)])
+
+    def test_only_eth0s_lease_sets_the_default_route(self):
+        # as udhcpc runs it: deconfig first (the NIC goes up), then the
+        # lease; eth1's lease comes last
+        for nic, address, router in (('eth0', '203.0.113.10', '203.0.113.1'),
+                                     ('eth1', '198.18.0.10', '198.18.0.1')):
+            self.event('deconfig', nic, '', '')
+            self.event('bound', nic, address, router)
+        self.event('renew', 'eth1', '198.18.0.10', '198.18.0.1')
+        self.assertEqual(
+            'default via 203.0.113.1 dev eth0',
+            run(['ip', '-n', self.ns, 'route', 'show', 'default']).strip())
+        self.assertIn('198.18.0.10/24', run(['ip', '-n', self.ns, '-4',
+                                             'addr', 'show', 'eth1']))
 
 
 class IsoReaderTest(unittest.TestCase):
