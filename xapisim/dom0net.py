@@ -324,6 +324,8 @@ class Dom0Network(object):
             self.guests.pop(domain.vm_uuid, None)
             if guest.os is not None:
                 guestboot.halt(guest.os)
+            # its LUNs' files go once its mounts of them have gone
+            self.world.lunfiles.release(domain.vm_uuid)
             netns.clean_up_netns(guest.netns)
 
     def _guest(self, vm_uuid):

@@ -35,8 +35,10 @@ cloud image's init and cloud-init would:
   loop-mounted from the VDI's file.  What is written there survives a
   reboot and travels with a snapshot or a copy of the disk (Tempest's
   ``create_timestamp`` writes ``/tmp/timestamp``); a root disk under
-  32 MiB, or one whose bytes have no file here (a LUN of an iSCSI SR:
-  ``no_root_bytes``), gets a tmpfs instead, and the console says why;
+  32 MiB, or one whose bytes have no file here (a LUN when FUSE is
+  missing: ``no_root_bytes``), gets a tmpfs instead, and the console
+  says why; a LUN of an iSCSI SR (a volume) is the world's FUSE file
+  of it (``xapisim.lunfile``), its bytes the target's;
 - what it does goes into its console log (``console-log``).
 
 The guest follows its VM: a reboot, shutdown or destroy ends it (its
@@ -56,6 +58,7 @@ import sys
 
 from xapisim import guest as domains
 from xapisim import isofs
+from xapisim import lunfile
 from xapisim import netns
 from xapisim.storage import blocks_of
 
@@ -121,10 +124,15 @@ def missing_packages():
 
 def disks_of(pool, vm):
     """The VM's plugged disks: name, VDI, file, size, read-only, userdevice
-    (takes the pool's database lock: call without the dom0 network's)."""
+    (takes the pool's database lock: call without the dom0 network's).
+    A LUN VDI's file is the world's FUSE file of it (``xapisim.lunfile``);
+    where it has none, ``note`` says why."""
     db = pool.db
     disks = []
+    luns = {}
     with db.lock:
+        vm_uuid = db.get('VM', vm, 'uuid')
+        host = db.get('VM', vm, 'resident_on')
         for vbd in db.get('VM', vm, 'VBDs'):
             row = db.row('VBD', vbd)
             if not row['currently_attached'] or row['empty'] or \
@@ -135,6 +143,17 @@ def disks_of(pool, vm):
                           'size': db.get('VDI', row['VDI'], 'virtual_size'),
                           'ro': row['mode'] == 'RO',
                           'userdevice': row['userdevice']})
+            source = lunfile.source_of(pool, row['VDI'], host)
+            if source is not None:
+                disks[-1]['lun'] = source['uuid']
+                luns[source['uuid']] = source
+    # a login and a mount: outside the database lock
+    paths, notes = pool.world.lunfiles.use(vm_uuid, luns)
+    for disk in disks:
+        if disk.get('lun') in paths:
+            disk['path'] = paths[disk['lun']]
+        elif disk.get('lun') in notes:
+            disk['note'] = notes[disk['lun']]
     return sorted(disks, key=lambda d: (len(d['name']), d['name']))
 
 
@@ -472,6 +491,9 @@ def _start(gos, pool, vm, nics):
     with open('/proc/cpuinfo') as fh:
         _write(gos.path('cpuinfo'), cpuinfo(max(1, vcpus), fh.read()))
     disks = disks_of(pool, vm)
+    for disk in disks:
+        if disk.get('note'):
+            gos.say('/dev/%s: %s' % (disk['name'], disk['note']))
     show_disks(gos, disks)
     config = config_drive(disks)
     keys = config['keys'] if config else []

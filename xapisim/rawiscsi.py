@@ -196,6 +196,16 @@ class Initiators(object):
             return fresh
         raise sm_error('SRUnavailable')
 
+    def config_of(self, pbds):
+        """The Config one of ``pbds`` logged in with (None if none is
+        plugged): what another session to the same LUNs needs
+        (``xapisim.lunfile``)."""
+        with self.lock:
+            for pbd in pbds:
+                if pbd in self.sessions:
+                    return self.sessions[pbd][0]
+        return None
+
     def luns(self, pbds):
         """The target's disks, as SM's scan sees them.  A connection the
         target dropped is logged in again once (open-iscsi reconnects)."""

@@ -18,6 +18,7 @@ import errno
 import os
 import threading
 
+from xapisim import rawiscsi
 from xapisim.errors import XapiError
 from xapisim.schema import NULL_REF
 
@@ -155,6 +156,9 @@ class Storage(object):
 
     def refresh_utilisation(self, vdi):
         with self.db.lock:
+            if self.db.get('SR', self.db.get('VDI', vdi, 'SR'),
+                           'type') == rawiscsi.SR_TYPE:
+                return      # a LUN: all of it, as SM's scan says
             if self.is_tree(self.db.get('VDI', vdi, 'SR')):
                 used = len(self.layers.get(vdi, ())) * VHD_BLOCK
             else:

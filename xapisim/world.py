@@ -18,6 +18,7 @@ from xapisim import inventory
 from xapisim.api import common, memory
 from xapisim.db import Database, new_uuid
 from xapisim.faults import Faults
+from xapisim.lunfile import LunFiles
 from xapisim.rawiscsi import Initiators
 from xapisim.rpc import Api
 from xapisim.schema import NULL_REF
@@ -237,6 +238,8 @@ class World(object):
         self.pools = []
         self.ca_file = None
         self.dom0net = None     # xapisim.dom0net.Dom0Network, when asked
+        # the FUSE files of the LUNs running guests use
+        self.lunfiles = LunFiles(self.state_dir)
         address = options.first_address
         for p in range(options.pools):
             addresses = []
@@ -309,6 +312,7 @@ class World(object):
             if os.path.exists(host.socket_path):
                 os.unlink(host.socket_path)
         self._stop_dom0net()
+        self.lunfiles.close()
         if self._own_state_dir:
             shutil.rmtree(self.state_dir, ignore_errors=True)
         for path in self._extra_dirs:

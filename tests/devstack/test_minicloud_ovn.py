@@ -116,9 +116,11 @@ class NeutronTest(OvnTestCase):
         result = self.ok('echo "${MC_APT_PACKAGES[*]}"\n'
                          'echo "${MC_PIP_PACKAGES[*]}"\n')
         apt, pip = result.stdout.splitlines()
-        for package in ('ovn-central', 'ovn-host', 'openvswitch-switch'):
+        for package in ('ovn-central', 'ovn-host', 'openvswitch-switch',
+                        'libfuse3-3'):
             self.assertIn(package, apt.split())
         self.assertIn('pyuwsgi', pip.split())
+        self.assertIn('mfusepy>=3.1.1', pip.split())
         self.env['MINICLOUD_NEUTRON'] = 'noagent'
         apt = self.ok('echo "${MC_APT_PACKAGES[*]}"\n').stdout.split()
         self.assertNotIn('ovn-central', apt)

@@ -156,11 +156,13 @@ function mc_cinder_enabled {
 }
 mc_set_computes
 
-# OpenStack from PyPI, into $MC_VENV
+# OpenStack from PyPI, into $MC_VENV (and mfusepy: xapisim's FUSE files of
+# the LUNs its guests boot from, xapisim/lunfile.py)
 MC_PIP_PACKAGES=(
     'keystone==30.*' 'openstack-placement==16.*' 'glance==33.*'
     'neutron==29.*' 'nova==34.*' python-openstackclient gunicorn pyuwsgi
     PyMySQL python-memcached 'SQLAlchemy<2.1' 'setuptools>=64' wheel
+    'mfusepy>=3.1.1'
 )
 # Cinder, installed after them, constrained to the versions they brought
 MC_CINDER_PIP_PACKAGES=('cinder==29.*')
@@ -174,10 +176,11 @@ if mc_cinder_enabled; then
 fi
 # ML2/OVN: OVN central and ovn-controller, the dom0s' Open vSwitch, what
 # xapisim's dom0 networks use (iproute2, ethtool), the dom0s' relay to
-# Glance (socat)
+# Glance (socat), libfuse3 for the files of the LUNs xapisim's guests boot
+# from (xapisim/lunfile.py; as root it mounts without fusermount3)
 if [[ $MINICLOUD_NEUTRON == ovn ]]; then
     MC_APT_PACKAGES+=(ovn-central ovn-host openvswitch-switch iproute2 ethtool
-        socat)
+        socat libfuse3-3)
 fi
 
 
