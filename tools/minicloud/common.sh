@@ -174,10 +174,12 @@ if mc_cinder_enabled; then
 fi
 # ML2/OVN: OVN central and ovn-controller, the dom0s' Open vSwitch, what
 # xapisim's dom0 networks use (iproute2, ethtool), the dom0s' relay to
-# Glance (socat)
+# Glance (socat), what xapisim's booting guests run (udhcpc, dropbear,
+# busybox's ping and nc) and the root namespace's ping (Tempest's
+# connectivity checks, tools/minicloud/ovn_check.py)
 if [[ $MINICLOUD_NEUTRON == ovn ]]; then
     MC_APT_PACKAGES+=(ovn-central ovn-host openvswitch-switch iproute2 ethtool
-        socat)
+        socat iputils-ping udhcpc dropbear-bin busybox)
 fi
 
 
