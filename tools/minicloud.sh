@@ -56,8 +56,13 @@ source "$MC_MAIN_DIR/minicloud/cinder.sh"
 # shellcheck source=tools/minicloud/tempest.sh
 source "$MC_MAIN_DIR/minicloud/tempest.sh"
 
-# The image and network ``up`` creates, for ``smoke``
-MC_SUBNET_CIDR=${MINICLOUD_SUBNET_CIDR:-10.20.0.0/24}
+# The networks ``up`` creates, for ``smoke``: minicloud-net's subnet
+# (flat on the provider LAN, the root namespace holds its gateway with
+# ML2/OVN: TEST-NET-2, routed nowhere, what xapisim calls its provider
+# LAN; never 192.0.2.0/24, xapisim's underlay); with ML2/OVN,
+# minicloud-private's (Geneve, behind minicloud-router)
+MC_SUBNET_CIDR=${MINICLOUD_SUBNET_CIDR:-198.51.100.0/24}
+MC_PRIVATE_CIDR=${MINICLOUD_PRIVATE_CIDR:-10.30.0.0/23}
 
 
 # The local.conf of this "devstack"
@@ -134,6 +139,9 @@ function mc_up {
     fi
     mc_check_computes
     mc_check_ports
+    if mc_ovn_enabled; then
+        mc_ovn_root_link_check
+    fi
     mc_say "up: everything in $MINICLOUD_DIR"
     # from scratch, as stack.sh: only the venv and the image cache stay
     rm -rf "$MC_ETC" "$MC_DATA" "$MC_LOG" "$MC_RUN" "$MINICLOUD_DIR/xapisim.json"
@@ -207,6 +215,7 @@ function mc_up {
         mc_start_ovn_controllers
         mc_start_dom0_glance
         mc_say "OVN: northd, and a chassis for each of ${MC_COMPUTES[*]}"
+        mc_ovn_root_link
     fi
     mc_start_placement
     mc_start_glance
@@ -240,9 +249,7 @@ function mc_up {
     # (the image's details: in log/plugin.log)
     run_plugin stack extra >> "$MC_LOG/plugin.log"
     mc_say "image $(_nova_xen_image_name) is in Glance"
-    mc_run bootstrap env OS_CLIENT_CONFIG_FILE="$MINICLOUD_DIR/clouds.yaml" \
-        OS_CLOUD=devstack-admin "$MC_VENV/bin/python3" "$MC_TOOLS/bootstrap.py" \
-        resources "$MC_SUBNET_CIDR" "$MC_PHYSNET"
+    mc_bootstrap_resources
     mc_discover_hosts
     run_plugin stack test-config
     if mc_cinder_enabled; then
@@ -268,6 +275,18 @@ function mc_up {
   $MC_VENV/bin/openstack compute service list
   $0 smoke | status | down
 EOF
+}
+
+# mc_bootstrap_resources - flavors and minicloud-net; with ML2/OVN (L3 in
+# OVN) minicloud-net external, minicloud-private and minicloud-router
+function mc_bootstrap_resources {
+    local -a l3=()
+    if mc_ovn_enabled; then
+        l3=("$MC_PRIVATE_CIDR")
+    fi
+    mc_run bootstrap env OS_CLIENT_CONFIG_FILE="$MINICLOUD_DIR/clouds.yaml" \
+        OS_CLOUD=devstack-admin "$MC_VENV/bin/python3" "$MC_TOOLS/bootstrap.py" \
+        resources "$MC_SUBNET_CIDR" "$MC_PHYSNET" "${l3[@]}"
 }
 
 # mc_catalog_ports - bootstrap.py's PORTS: each service type's port
@@ -313,6 +332,7 @@ function mc_down {
     if [[ -z $running ]]; then
         mc_say "nothing running in $MINICLOUD_DIR"
         rm -f "$MC_RUN"/*.pid 2>/dev/null || true
+        mc_ovn_root_link_down
         return 0
     fi
     # OpenStack and the ovn-controllers first, together; then xapisim
@@ -322,6 +342,7 @@ function mc_down {
     mc_stop "${MC_COMPUTES[@]}" "${chassis[@]}" c-vol c-sch c-api n-novnc \
         n-sch n-cond n-api q-ovn-maint neutron glance placement keystone
     mc_stop dom0-glance xapisim ovn-northd ovn-nb ovn-sb
+    mc_ovn_root_link_down
     mc_stop_tgtd
     mc_stop memcached rabbit mysql
     mc_stop epmd
@@ -459,6 +480,12 @@ function mc_status {
         fi
         printf '%-11s %-8s %-42s %s\n' "$name" "$pid" "$(_mc_where "$name")" "$answer"
     done
+    if compgen -G "$MC_RUN/ovn-*.pid" >/dev/null; then
+        answer=$(mc_ovn_root_link_state)
+        [[ $answer == NO* ]] && bad=$((bad + 1))
+        printf '%-11s %-8s %-42s %s\n' "$MC_ROOT_LINK" - \
+            "root namespace -> provider LAN" "$answer"
+    fi
     if [[ -n $MC_NOVA_SERVICES ]]; then
         echo
         while read -r line; do

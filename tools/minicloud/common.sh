@@ -176,11 +176,14 @@ if mc_cinder_enabled; then
 fi
 # ML2/OVN: OVN central and ovn-controller, the dom0s' Open vSwitch, what
 # xapisim's dom0 networks use (iproute2, ethtool), the dom0s' relay to
-# Glance (socat), libfuse3 for the files of the LUNs xapisim's guests boot
-# from (xapisim/lunfile.py; as root it mounts without fusermount3)
+# Glance (socat), what xapisim's booting guests run (udhcpc, dropbear,
+# busybox's ping and nc), libfuse3 for the files of the LUNs they boot
+# from (xapisim/lunfile.py; as root it mounts without fusermount3) and the
+# root namespace's ping (Tempest's connectivity checks,
+# tools/minicloud/ovn_check.py)
 if [[ $MINICLOUD_NEUTRON == ovn ]]; then
     MC_APT_PACKAGES+=(ovn-central ovn-host openvswitch-switch iproute2 ethtool
-        socat libfuse3-3)
+        socat iputils-ping udhcpc dropbear-bin busybox libfuse3-3)
 fi
 
 

@@ -2,6 +2,7 @@
 
     computes.py XAPISIM_JSON "POOL.HOST ..."
     computes.py --chassis XAPISIM_JSON "POOL.HOST ..."
+    computes.py --provider XAPISIM_JSON CIDR
 
 prints one line per nova-compute, in the order of the specs (xapisim's
 numbering, from 1):
@@ -16,8 +17,15 @@ from xapisim's ``--dom0-network ovs``):
 
 (SYSTEM_ID: the host's uuid).  Exits 1 with a sentence if a spec names
 no host of xapisim, or (``--chassis``) the host has no dom0 network.
+
+With ``--provider``, the root namespace's link into xapisim's provider
+LAN (the LAN every dom0's ``xenbr1`` is on): the LAN's namespace and
+bridge, and the address the root namespace takes there, the first of
+CIDR (the provider subnet's gateway), e.g. ``xsim-abc-lan br0
+198.51.100.1/24``.
 """
 
+import ipaddress
 import json
 import sys
 
@@ -63,8 +71,29 @@ def chassis(world, specs):
     return lines
 
 
+def provider_link(world, cidr):
+    provider = (world.get('dom0_network') or {}).get('provider')
+    if not provider:
+        raise SystemExit('xapisim has no provider LAN: start it with '
+                         '--dom0-network ovs')
+    try:
+        net = ipaddress.ip_network(cidr)
+    except ValueError as exc:
+        raise SystemExit('MINICLOUD_SUBNET_CIDR: %s' % exc)
+    if net.version != 4 or net.num_addresses < 4:
+        raise SystemExit('MINICLOUD_SUBNET_CIDR %s is not an IPv4 subnet '
+                         'with room for a gateway and servers' % cidr)
+    return ['%s %s %s/%d' % (provider['netns'], provider['bridge'],
+                             net.network_address + 1, net.prefixlen)]
+
+
 def main(argv):
     lister = table
+    if argv and argv[0] == '--provider':
+        with open(argv[1]) as f:
+            world = json.load(f)
+        print(provider_link(world, argv[2])[0])
+        return
     if argv and argv[0] == '--chassis':
         lister = chassis
         argv = argv[1:]

@@ -28,9 +28,16 @@
 #   migration activating the port on the destination at once (Xen guests
 #   send no RARP after a move).
 #
+# - L3: the ovn-router service plugin, every chassis a gateway chassis
+#   (a shortcut: a real deployment has network nodes), minicloud-net
+#   external, a Geneve minicloud-private behind minicloud-router
+#   (tools/minicloud/bootstrap.py); a link from the root namespace into
+#   the provider LAN holding minicloud-net's gateway address.
+#
 # ``up`` then checks the chain on every compute (tools/minicloud/ovn_check.py):
 # a server's port bound there, claimed by that host's chassis in the
-# southbound database, ACTIVE in Neutron.
+# southbound database, ACTIVE in Neutron, the server answering ping and
+# SSH from the root namespace; and a floating IP through the router.
 #
 # Needs common.sh and devstack_functions.sh.
 
@@ -123,6 +130,10 @@ function mc_ovn_external_ids {
     echo "external_ids:ovn-bridge=$MC_OVN_BRIDGE"
     echo "external_ids:ovn-bridge-datapath-type=netdev"
     echo "external_ids:ovn-bridge-mappings=$MC_PHYSNET:$MC_OVN_PROVIDER_BRIDGE"
+    # a gateway chassis too (routers' external ports, SNAT, floating IPs):
+    # a shortcut of the minicloud, where every dom0 is on the provider
+    # LAN; a real deployment puts its gateways on network nodes
+    echo "external_ids:ovn-cms-options=enable-chassis-as-gw"
 }
 
 # mc_start_ovn_controllers - an ovn-controller in each compute's dom0
@@ -197,6 +208,87 @@ function _mc_ovn_chassis_registered {
 }
 
 
+# The root namespace's link into the provider LAN
+# -----------------------------------------------
+#
+# Where Tempest and ``up``'s check run, servers on minicloud-net (flat on
+# physnet1, every dom0's xenbr1) and floating IPs are reached through a
+# veth from the root namespace into xapisim's provider LAN (its bridge
+# br0, where every dom0's eth1 ends).  The root end holds the provider
+# subnet's gateway address (devstack's br-ex holds the public subnet's
+# gateway the same way), without forwarding (the guests get no way out
+# through this machine) and without IPv6.  Transmit checksum offload is
+# off at both ends, as on every dom0 veth of xapisim: the userspace
+# datapath forwards a frame whose checksum the kernel left to the
+# "hardware", and the guest drops it.
+
+MC_ROOT_LINK=mc-lan
+MC_ROOT_LINK_PEER=mc-root
+
+# _mc_routes_to CIDR - the root namespace's routes that cover CIDR or
+# lie inside it (the default route aside)
+function _mc_routes_to {
+    { ip -4 route show to match "$1"; ip -4 route show root "$1"; } \
+        | { grep -v '^default' || true; } | sort -u
+}
+
+# mc_ovn_root_link_check - stop, in one line, if the root namespace
+# already routes the provider subnet (a network of this machine's)
+function mc_ovn_root_link_check {
+    local routes
+    # a link left by a minicloud whose xapisim was killed
+    if ip link show dev "$MC_ROOT_LINK" >/dev/null 2>&1; then
+        mc_run root-link ip link del "$MC_ROOT_LINK"
+    fi
+    routes=$(_mc_routes_to "$MC_SUBNET_CIDR" | paste -sd ';' -)
+    if [[ -n $routes ]]; then
+        mc_die "the root namespace already routes $MC_SUBNET_CIDR ($routes): set MINICLOUD_SUBNET_CIDR to a subnet this machine does not use"
+    fi
+}
+
+# mc_ovn_root_link - the link, once xapisim's provider LAN is there
+function mc_ovn_root_link {
+    local netns bridge address
+    read -r netns bridge address < <("$MINICLOUD_PYTHON" \
+        "$MC_TOOLS/computes.py" --provider "$MINICLOUD_DIR/xapisim.json" \
+        "$MC_SUBNET_CIDR" 2>> "$MC_LOG/root-link.log") || true
+    [[ -n $address ]] \
+        || mc_die "no provider LAN for the root namespace's link (log: $MC_LOG/root-link.log)"
+    mc_run root-link ip link add "$MC_ROOT_LINK" type veth \
+        peer name "$MC_ROOT_LINK_PEER" netns "$netns"
+    mc_run root-link ip -n "$netns" link set "$MC_ROOT_LINK_PEER" \
+        master "$bridge" up
+    mc_run root-link ethtool -K "$MC_ROOT_LINK" tx off
+    mc_run root-link ip netns exec "$netns" ethtool -K "$MC_ROOT_LINK_PEER" \
+        tx off
+    mc_run root-link sysctl -q -w \
+        "net.ipv6.conf.$MC_ROOT_LINK.disable_ipv6=1" \
+        "net.ipv4.conf.$MC_ROOT_LINK.forwarding=0"
+    mc_run root-link ip addr add "$address" dev "$MC_ROOT_LINK"
+    mc_run root-link ip link set "$MC_ROOT_LINK" up
+    mc_say "root namespace: $MC_ROOT_LINK $address on the provider LAN ($bridge in $netns)"
+}
+
+# mc_ovn_root_link_down - remove it (it also goes with xapisim's LAN)
+function mc_ovn_root_link_down {
+    if ip link show dev "$MC_ROOT_LINK" >/dev/null 2>&1; then
+        ip link del "$MC_ROOT_LINK" 2>/dev/null || true
+    fi
+}
+
+# mc_ovn_root_link_state - "ok (ADDRESS)" or "NO (...)"
+function mc_ovn_root_link_state {
+    local address
+    address=$(ip -br -4 addr show dev "$MC_ROOT_LINK" 2>/dev/null \
+        | awk '{ print $2 " " $3 }') || true
+    if [[ $address == UP* ]]; then
+        echo "ok (${address#UP })"
+    else
+        echo "NO (${address:-no link $MC_ROOT_LINK})"
+    fi
+}
+
+
 # Neutron
 # -------
 
@@ -215,6 +307,11 @@ function mc_configure_neutron_ovn {
     # a Xen guest announces itself with gratuitous ARP, never RARP:
     # activate a migrated port on the destination at once
     iniset "$NEUTRON_ML2_CONF" ovn live_migration_activation_strategy '""'
+    # routers, SNAT and floating IPs in OVN (gateway chassis:
+    # mc_ovn_external_ids); centralized floating IPs: one chassis, the
+    # router's gateway, does the NAT
+    iniset "$NEUTRON_CONF" DEFAULT service_plugins ovn-router
+    iniset "$NEUTRON_ML2_CONF" ovn enable_distributed_floating_ip False
     cat > "$MC_ETC/neutron/neutron-uwsgi.ini" <<EOF
 ; neutron-api, written by tools/minicloud.sh (as devstack's
 ; write_uwsgi_config, on a TCP port instead of behind Apache)
@@ -253,14 +350,18 @@ function mc_start_neutron_ovn {
 # ---------
 
 # mc_ovn_check - on every compute a server's port bound there, claimed by
-# its chassis, ACTIVE; one line saying what failed, if something did
+# its chassis, ACTIVE, the server answering ping and SSH from the root
+# namespace; minicloud-router's gateway on a chassis, a floating IP on a
+# server of minicloud-private answering too; one line saying what
+# failed, if something did
 function mc_ovn_check {
     local line
     if line=$(OS_CLIENT_CONFIG_FILE=$MINICLOUD_DIR/clouds.yaml \
             OS_CLOUD=devstack-admin "$MC_VENV/bin/python3" \
             "$MC_TOOLS/ovn_check.py" --chassis "$MC_OVN_CHASSIS_TABLE" \
             --sb "$MC_OVN_SB" --image "$(_nova_xen_image_name)" \
-            --flavor m1.tiny --network minicloud-net \
+            --flavor m1.tiny --network minicloud-net --reach \
+            --private-network minicloud-private --router minicloud-router \
             2>> "$MC_LOG/ovn-check.log"); then
         mc_say "$line"
     else
