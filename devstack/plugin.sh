@@ -532,8 +532,17 @@ function configure_nova_xen_tempest {
     iniset "$TEMPEST_CONFIG" compute-feature-enabled xenapi_apis False
     # The second disk of a Xen guest
     iniset "$TEMPEST_CONFIG" compute volume_device_name xvdb
-    # The test image need not boot an OS that answers ssh
-    iniset "$TEMPEST_CONFIG" validation run_validation False
+    # The generated test image boots no OS: nothing would answer Tempest's
+    # SSH.  A real image (NOVA_XEN_IMAGE_URL) keeps devstack's validation,
+    # with its login user
+    if [[ -z "$NOVA_XEN_IMAGE_URL" ]]; then
+        iniset "$TEMPEST_CONFIG" validation run_validation False
+    elif [[ -n "$NOVA_XEN_IMAGE_SSH_USER" ]]; then
+        iniset "$TEMPEST_CONFIG" validation image_ssh_user \
+            "$NOVA_XEN_IMAGE_SSH_USER"
+        iniset "$TEMPEST_CONFIG" validation image_alt_ssh_user \
+            "$NOVA_XEN_IMAGE_SSH_USER"
+    fi
 
     if is_service_enabled glance; then
         name=$(_nova_xen_image_name)

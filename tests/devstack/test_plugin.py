@@ -555,6 +555,29 @@ class TestTempest(PluginTestCase):
             self.assertEqual('False', conf.get('compute-feature-enabled',
                                                flag))
 
+    def test_real_image_keeps_validation(self):
+        # an image that boots an OS answers Tempest's SSH: devstack's
+        # run_validation stays, with the image's login user
+        self.node.write('opt/stack/tempest/etc/tempest.conf', (
+            '[validation]\n'
+            'run_validation = True\n'
+            'image_ssh_user = cirros\n'))
+        url = 'http://images.example.com/guests/debian-12.vhd'
+        conf = self.stack('stack extra', 'stack test-config',
+                          NOVA_XEN_IMAGE_URL=url,
+                          NOVA_XEN_IMAGE_SSH_USER='debian').conf('tempest')
+        self.assertEqual({
+            'run_validation': 'True', 'image_ssh_user': 'debian',
+            'image_alt_ssh_user': 'debian',
+        }, dict(conf.items('validation')))
+        self.assertEqual('image-id-of-debian-12',
+                         conf.get('compute', 'image_ref'))
+
+        # without a user: devstack's
+        conf = self.stack('stack test-config',
+                          NOVA_XEN_IMAGE_URL=url).conf('tempest')
+        self.assertEqual('True', conf.get('validation', 'run_validation'))
+
     def test_xenapi_group(self):
         ca_file = self.node.write('pool-ca.pem', 'a CA bundle\n')
         conf = self.stack('stack extra', 'stack test-config',

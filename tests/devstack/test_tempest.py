@@ -9,6 +9,7 @@ records its arguments and, for ``-e PATH``, registers the entry point as an
 editable install does; tempest lists $SHIM_ROOT/listing.
 """
 
+import configparser
 import csv
 import glob
 import importlib.util
@@ -30,6 +31,13 @@ COMPUTE_TESTS = [
     'test_update_server_name[id-5e6ccff8-349d-4852-a8b3-055df7988dd2]',
     'tempest.api.compute.admin.test_hypervisor.HypervisorAdminTestJSON.'
     'test_get_hypervisor_list[id-7f0ceacd-c64d-4e96-b8ee-d02943142cc5]',
+]
+SCENARIO_REGEX = (r'^(tempest\.api\.compute|tempest\.scenario'
+                  r'|nova_xen_tempest)\.')
+SCENARIO_TESTS = [
+    'tempest.scenario.test_server_basic_ops.TestServerBasicOps.'
+    'test_server_basic_ops[compute,id-7fff3fb3-91d8-4fd0-bd7d-0204f1f180ba,'
+    'network,smoke]',
 ]
 XEN_TESTS = [
     'nova_xen_tempest.tests.api.test_servers.XenServersTest.'
@@ -63,6 +71,7 @@ echo "$path" > "$site/__editable__.nova_xen.pth"
 # $SHIM_RUN_STATUS
 TEMPEST = r'''#!/bin/bash
 { printf tempest; printf ' %q' "$@"; echo; } >> "$SHIM_LOG"
+echo "${SSH_AUTH_SOCK-unset}" > "$SHIM_ROOT/ssh-agent"
 for arg in "$@"; do
     if [[ $arg == --list-tests ]]; then
         exec cat "$SHIM_ROOT/listing"
@@ -153,6 +162,8 @@ class TempestShTestCase(unittest.TestCase):
         prologue = (
             'set -o errexit -o nounset -o pipefail\n'
             'source %(tools)s/common.sh\n'
+            'source %(tools)s/devstack_functions.sh\n'
+            'source %(tools)s/ovn.sh\n'
             'source %(tools)s/tempest.sh\n'
             'MC_TEMPEST_EXCLUDE=$SHIM_ROOT/exclude.txt\n'
             'TEMPEST_CONFIG=$MC_TEMPEST_DIR/etc/tempest.conf\n'
@@ -162,6 +173,8 @@ class TempestShTestCase(unittest.TestCase):
         environ = {
             'PATH': os.environ.get('PATH', '/usr/bin:/bin'),
             'HOME': self.root,
+            # the API suites only, unless a test says ovn
+            'MINICLOUD_NEUTRON': 'noagent',
             'LC_ALL': 'C.UTF-8',
             'MINICLOUD_DIR': self.dir,
             'SHIM_ROOT': self.root,
@@ -382,6 +395,100 @@ class RunTest(TempestShTestCase):
     def test_tempest_status_kept(self):
         result = self.tempest(SHIM_RUN_STATUS='3')
         self.assertEqual(3, result.returncode)
+
+    def test_without_the_callers_ssh_agent(self):
+        # paramiko would offer the agent's keys before Tempest's own, and
+        # dropbear closes the connection after a few refused ones
+        result = self.tempest(SSH_AUTH_SOCK='/tmp/agent.sock')
+        self.assertEqual(0, result.returncode, result.stderr)
+        with open(os.path.join(self.root, 'ssh-agent')) as f:
+            self.assertEqual('unset\n', f.read())
+
+    def test_scenarios_run_with_ovn(self):
+        self.listing(COMPUTE_TESTS + XEN_TESTS + SCENARIO_TESTS)
+        self.results([(test, 'success') for test in
+                      COMPUTE_TESTS + XEN_TESTS + SCENARIO_TESTS])
+        result = self.tempest(MINICLOUD_NEUTRON='ovn')
+        self.assertEqual(0, result.returncode, result.stderr)
+        run, = self.runs()
+        self.assertEqual(SCENARIO_REGEX, run[run.index('--regex') + 1])
+        self.assertIn('tempest.scenario: run 1', result.stdout)
+
+    def test_no_scenario_to_run_fails_before_the_run(self):
+        result = self.tempest(MINICLOUD_NEUTRON='ovn')
+        self.assertNotEqual(0, result.returncode)
+        self.assertIn('tempest.scenario would run no test', result.stderr)
+        self.assertEqual([], self.runs())
+
+    def test_no_scenarios_without_packets(self):
+        result = self.tempest(MINICLOUD_NEUTRON='noagent')
+        self.assertEqual(0, result.returncode, result.stderr)
+        run, = self.runs()
+        self.assertEqual(REGEX, run[run.index('--regex') + 1])
+
+
+# the admin's openstack client: the two networks bootstrap.py makes
+OPENSTACK = r'''#!/bin/bash
+{ printf openstack; printf ' %q' "$@"; echo; } >> "$SHIM_LOG"
+case "$1 $2 $3" in
+    "network show minicloud-net") echo public-net-id ;;
+    "network show minicloud-private")
+        [[ -z ${SHIM_NO_PRIVATE:-} ]] || exit 1
+        echo private-net-id ;;
+    *) exit 1 ;;
+esac
+'''
+
+
+class ValidationTest(TempestShTestCase):
+    """_mc_tempest_validation: how Tempest reaches the servers."""
+
+    def configure(self, **env):
+        # (the client of the services' venv, as devstack_functions.sh
+        # calls it)
+        self.write(os.path.join(self.dir, 'venv', 'bin', 'openstack'),
+                   OPENSTACK, 0o755)
+        result = self.bash('mkdir -p "$(dirname "$TEMPEST_CONFIG")"\n'
+                           '_mc_tempest_validation "$TEMPEST_CONFIG"\n',
+                           **env)
+        conf = configparser.ConfigParser()
+        conf.read(os.path.join(self.dir, 'tempest', 'etc', 'tempest.conf'))
+        return result, conf
+
+    def test_ovn_ssh_over_floating_ips(self):
+        result, conf = self.configure(MINICLOUD_NEUTRON='ovn')
+        self.assertEqual(0, result.returncode, result.stderr)
+        self.assertEqual({
+            'run_validation': 'True', 'connect_method': 'floating',
+            'auth_method': 'keypair', 'image_ssh_user': 'root',
+            'image_alt_ssh_user': 'root', 'ssh_timeout': '196',
+        }, dict(conf.items('validation')))
+        self.assertEqual('minicloud-private',
+                         conf.get('compute', 'fixed_network_name'))
+        self.assertEqual('public-net-id',
+                         conf.get('network', 'public_network_id'))
+        self.assertEqual('minicloud-net',
+                         conf.get('network', 'floating_network_name'))
+        self.assertEqual('False',
+                         conf.get('network', 'shared_physical_network'))
+        self.assertEqual('True', conf.get('network-feature-enabled',
+                                          'floating_ips'))
+        self.assertEqual('False', conf.get('compute-feature-enabled',
+                                           'metadata_service'))
+
+    def test_noagent_no_validation(self):
+        result, conf = self.configure(MINICLOUD_NEUTRON='noagent')
+        self.assertEqual(0, result.returncode, result.stderr)
+        self.assertFalse(conf.has_section('validation'))
+        self.assertIn('carries no packet', result.stdout + result.stderr)
+        self.assertEqual([], self.calls('openstack'))
+
+    def test_missing_private_network_stops(self):
+        result, conf = self.configure(MINICLOUD_NEUTRON='ovn',
+                                      SHIM_NO_PRIVATE='1')
+        self.assertNotEqual(0, result.returncode)
+        self.assertIn('network minicloud-private not found', result.stderr)
+        self.assertFalse(conf.has_section('validation'))
 
 
 class SuitesTest(unittest.TestCase):

@@ -16,9 +16,11 @@
 #    devstack plugin's ``stack test-config`` phase (the compute features the
 #    driver implements, [xenapi] for nova_xen_tempest), then what a
 #    local.conf [[test-config]] section would override;
-# 4. ``tempest run`` of tempest.api.compute and nova_xen_tempest, minus
+# 4. ``tempest run`` of tempest.api.compute, nova_xen_tempest and, with
+#    ML2/OVN, tempest.scenario (Tempest SSHes into the servers over floating
+#    IPs: [validation] run_validation = True), minus
 #    tools/minicloud/tempest-exclude.txt (one reason per line), only if
-#    each of the two (each alternative of --regex) has tests to run;
+#    each suite (each alternative of --regex) has tests to run;
 # 5. the counts: passed, failed, skipped, excluded, per suite too, and the
 #    wall time; a suite without results fails the run.
 #
@@ -27,8 +29,14 @@
 MC_TEMPEST_VENV=$MINICLOUD_DIR/tempest-venv
 MC_TEMPEST_DIR=$MINICLOUD_DIR/tempest
 MC_TEMPEST_EXCLUDE=$MC_TOOLS/tempest-exclude.txt
-# What runs: Nova's API tests of Tempest and nova-xen's plugin
-MC_TEMPEST_REGEX='^(tempest\.api\.compute|nova_xen_tempest)\.'
+# What runs: Nova's API tests of Tempest and nova-xen's plugin, and with
+# ML2/OVN (packets reach the guests) Tempest's scenarios too
+MC_TEMPEST_REGEX_API='^(tempest\.api\.compute|nova_xen_tempest)\.'
+MC_TEMPEST_REGEX_NETWORK='^(tempest\.api\.compute|tempest\.scenario|nova_xen_tempest)\.'
+# the networks and the router tools/minicloud/bootstrap.py makes: servers
+# on the private one, floating IPs from the provider one
+MC_TEMPEST_PUBLIC_NET=minicloud-net
+MC_TEMPEST_PRIVATE_NET=minicloud-private
 MC_TEMPEST_PACKAGES=('tempest==47.0.0' 'XenAPI>=24.0.0')
 # tempest.conf [compute] build_timeout, as devstack's BUILD_TIMEOUT
 MC_TEMPEST_BUILD_TIMEOUT=${MINICLOUD_TEMPEST_BUILD_TIMEOUT:-196}
@@ -154,8 +162,8 @@ function mc_tempest_configure {
     iniset "$conf" auth admin_domain_name "$domain"
     iniset "$conf" auth use_dynamic_credentials True
     iniset "$conf" auth tempest_roles member
-    # Tempest's per-project networks need a router (no L3 here): servers
-    # get the shared provider network instead
+    # No network, subnet and router per test class (time): servers get the
+    # shared networks instead (_mc_tempest_validation)
     iniset "$conf" auth create_isolated_networks False
 
     # Compute
@@ -174,8 +182,8 @@ function mc_tempest_configure {
     iniset "$conf" compute-feature-enabled scheduler_enabled_filters \
         "${filters:-$MC_NOVA_FILTERS}"
 
-    # Network: one shared flat network, no router, no floating IPs, no
-    # DHCP or metadata agent
+    # Network: one shared flat network, no floating IPs, no metadata
+    # agent; with ML2/OVN, _mc_tempest_validation adds the router's side
     iniset "$conf" network project_networks_reachable False
     iniset "$conf" network shared_physical_network True
     iniset "$conf" network-feature-enabled api_extensions "$extensions"
@@ -211,6 +219,8 @@ function mc_tempest_configure {
     iniset "$conf" compute min_compute_nodes "${#MC_COMPUTES[@]}"
     # and, for nova_xen_tempest, every pool a nova-compute manages
     _mc_tempest_pools "$conf"
+    # and how Tempest reaches the servers
+    _mc_tempest_validation "$conf"
     # and a second image, so that rebuilds change the image
     if ! alt=$(_mc_tempest_value image show "$MC_TEMPEST_IMAGE_ALT" -c id \
             2>/dev/null); then
@@ -220,6 +230,49 @@ function mc_tempest_configure {
     fi
     iniset "$conf" compute image_ref_alt "$alt"
     mc_say "tempest.conf: $conf"
+}
+
+# mc_tempest_regex - what runs by default: with ML2/OVN the guests answer
+# on the network, so Tempest's scenarios run too
+function mc_tempest_regex {
+    if mc_ovn_enabled; then
+        echo "$MC_TEMPEST_REGEX_NETWORK"
+    else
+        echo "$MC_TEMPEST_REGEX_API"
+    fi
+}
+
+# _mc_tempest_validation CONF - local.conf's [[test-config]] for the
+# network.  With ML2/OVN, xapisim's guests boot like cloud images (config
+# drive, DHCP, dropbear) and Tempest SSHes into them as devstack's jobs do:
+# a keypair, a floating IP of the external provider network (the root
+# namespace, where Tempest runs, holds its gateway address), the server on
+# the private network behind the admin's router, as
+# create_isolated_networks=False asks.  No metadata service: the config
+# drive carries the key.  With the noagent fallback nothing carries a
+# packet: no validation, said once.
+function _mc_tempest_validation {
+    local conf=$1 public
+    if ! mc_ovn_enabled; then
+        mc_say "MINICLOUD_NEUTRON=$MINICLOUD_NEUTRON carries no packet: Tempest runs without validation (no SSH into servers) and without tempest.scenario"
+        return 0
+    fi
+    public=$(_mc_tempest_value network show "$MC_TEMPEST_PUBLIC_NET" -c id) \
+        || mc_die "network $MC_TEMPEST_PUBLIC_NET not found: tools/minicloud.sh up makes it"
+    _mc_tempest_value network show "$MC_TEMPEST_PRIVATE_NET" -c id >/dev/null \
+        || mc_die "network $MC_TEMPEST_PRIVATE_NET not found: tools/minicloud.sh up makes it"
+    iniset "$conf" validation run_validation True
+    iniset "$conf" validation connect_method floating
+    iniset "$conf" validation auth_method keypair
+    iniset "$conf" validation image_ssh_user root
+    iniset "$conf" validation image_alt_ssh_user root
+    iniset "$conf" validation ssh_timeout "$MC_TEMPEST_BUILD_TIMEOUT"
+    iniset "$conf" compute fixed_network_name "$MC_TEMPEST_PRIVATE_NET"
+    iniset "$conf" compute-feature-enabled metadata_service False
+    iniset "$conf" network public_network_id "$public"
+    iniset "$conf" network floating_network_name "$MC_TEMPEST_PUBLIC_NET"
+    iniset "$conf" network shared_physical_network False
+    iniset "$conf" network-feature-enabled floating_ips True
 }
 
 # mc_tempest_volumes - the run includes the compute volume tests
@@ -332,8 +385,9 @@ function mc_tempest_summary {
 # mc_tempest [--down] [--concurrency N] [--regex REGEX] - the whole thing
 function mc_tempest {
     local down=False concurrency=${MINICLOUD_TEMPEST_CONCURRENCY:-2}
-    local regex=$MC_TEMPEST_REGEX started=$SECONDS run_started rc=0
+    local regex started=$SECONDS run_started rc=0
     local listed
+    regex=$(mc_tempest_regex)
     while [[ $# -gt 0 ]]; do
         case $1 in
             --down) down=True ;;
@@ -362,7 +416,10 @@ function mc_tempest {
     fi
     mc_say "tempest run: $regex minus $MC_TEMPEST_EXCLUDE, concurrency $concurrency"
     run_started=$SECONDS
-    (cd "$MC_TEMPEST_DIR" && "$MC_TEMPEST_VENV/bin/tempest" run \
+    # (without the caller's ssh-agent: paramiko offers its keys first, and
+    # dropbear closes after a few refused ones)
+    (cd "$MC_TEMPEST_DIR" && env -u SSH_AUTH_SOCK \
+        "$MC_TEMPEST_VENV/bin/tempest" run \
         --config-file "$TEMPEST_CONFIG" --regex "$regex" \
         --exclude-list "$MC_TEMPEST_EXCLUDE" --concurrency "$concurrency") \
         || rc=$?
