@@ -35,12 +35,24 @@ class Consoles(object):
         return vm, record
 
     def console_output(self, instance):
-        vm, record = self._running_vm(instance)
+        """The last bytes of the guest's console log.  A server that
+        stopped (shut off, suspended) shows the log of its latest domain,
+        which dom0 keeps, as long as this nova-compute saw that domain (a
+        restart forgets it: then the server is not ready until it runs)."""
+        vm, record = self.watcher.record(instance.uuid)
+        if vm is None:
+            raise exception.InstanceNotFound(instance_id=instance.uuid)
+        if record['power_state'] in ('Running', 'Paused'):
+            host, domid = record['resident_on'], int(record['domid'])
+        else:
+            last = self.watcher.last_domain(vm)
+            if last is None:
+                raise exception.InstanceNotReady(instance_id=instance.uuid)
+            host, domid = last
         try:
             reply = self.session.call_plugin(
-                record['resident_on'], HOST_PLUGIN, 'console_log',
-                {'domid': int(record['domid']),
-                 'max_bytes': CONSOLE_LOG_BYTES})
+                host, HOST_PLUGIN, 'console_log',
+                {'domid': domid, 'max_bytes': CONSOLE_LOG_BYTES})
         except errors.PluginError as exc:
             if 'NOVA_XEN_NO_CONSOLE_LOG' in str(exc):
                 raise exception.ConsoleNotAvailable()

@@ -93,6 +93,9 @@ class VMWatcher(object):
         self._lock = threading.Condition(threading.Lock())
         self._records = {}        # VM ref -> kept fields, instances only
         self._domids = {}         # VM ref -> domids seen, latest last
+        # VM ref -> (host ref, domid) of its latest domain: where the
+        # console log of a VM that stopped stays (Consoles)
+        self._last_domain = {}
         self._by_uuid = {}        # instance uuid -> {VM refs}: O(1) lookups
         self._resize_vms = {}     # VM ref -> kept fields, RESIZE_TAGS
         self._rescue_vms = {}     # VM ref -> kept fields, RESCUE_TAG
@@ -140,6 +143,8 @@ class VMWatcher(object):
         self._by_uuid.setdefault(kept['other_config']['nova_uuid'],
                                  set()).add(ref)
         domid = int(kept['domid'])
+        if domid >= 0 and kept['resident_on'] != NULL:
+            self._last_domain[ref] = (kept['resident_on'], domid)
         if domid >= 0:
             seen = self._domids.setdefault(ref, [])
             if domid not in seen:
@@ -153,6 +158,12 @@ class VMWatcher(object):
         (wait_domain)."""
         with self._lock:
             return frozenset(self._domids.get(vm, ()))
+
+    def last_domain(self, vm):
+        """(host ref, domid) of the latest domain the cache has seen
+        ``vm`` in (running or gone since), or None."""
+        with self._lock:
+            return self._last_domain.get(vm)
 
     def wait_domain(self, vm, known, host_ref, timeout=None,
                     power_state='Paused'):
@@ -278,6 +289,7 @@ class VMWatcher(object):
             self._rescue_vms.pop(vm, None)
             self._foreign.pop(vm, None)
             self._domids.pop(vm, None)
+            self._last_domain.pop(vm, None)
 
     # -- the loop ----------------------------------------------------------
 
@@ -409,6 +421,7 @@ class VMWatcher(object):
             self._rescue_vms.pop(ref, None)
             self._foreign.pop(ref, None)
             self._domids.pop(ref, None)
+            self._last_domain.pop(ref, None)
         if old is not None and old['other_config']['nova_uuid'] in \
                 self._leaving:
             # it left for another pool: no stop, for Nova (mark consumed)

@@ -26,6 +26,36 @@ class ConsoleTest(base.XenAPIFunctionalTestCase):
         self.assertIn('hello to nova-xen', output['output'])
         self.assertIn('Linux version', output['output'])
 
+    def console(self, length=50):
+        return self.api.post_server_action(
+            self.server['id'],
+            {'os-getConsoleOutput': {'length': length}})['output']
+
+    def test_a_stopped_server_shows_its_last_console(self):
+        # as Tempest's test_get_console_output_server_id_in_shutoff_status
+        # and its scenarios' log_console_output expect: the log dom0 keeps
+        # of the domain that ran, not a 409
+        marker = 'the last words of domain %s\n' % self.record['domid']
+        self.xapi.control.guest(self.record['uuid'], console=marker)
+        self._reboot_server(self.server, hard=True)
+        vm, running = self.xapi.vm_of(self.server['id'])
+        for action, state in (('os-stop', 'SHUTOFF'),
+                              ('suspend', 'SUSPENDED')):
+            if action == 'suspend':
+                self.api.post_server_action(self.server['id'],
+                                            {'os-start': None})
+                self._wait_for_state_change(self.server, 'ACTIVE')
+                vm, running = self.xapi.vm_of(self.server['id'])
+            self.api.post_server_action(self.server['id'], {action: None})
+            self._wait_for_state_change(self.server, state)
+            self.assertEqual('-1', self.xapi.vm_of(self.server['id'])[1]
+                             ['domid'])
+            output = self.console()
+            self.assertIn('Linux version 6.1.0-xapisim (domid %s)'
+                          % running['domid'], output)
+            self.assertEqual(3, len(self.console(length=3).split('\n')))
+        self.assertIn('the last words', output)
+
     def test_vnc_console_connects_to_the_vms_framebuffer(self):
         self.flags(enabled=True, group='vnc')
         body = self.api.api_post(

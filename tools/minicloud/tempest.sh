@@ -199,7 +199,7 @@ function mc_tempest_configure {
     for service in nova glance neutron; do
         iniset "$conf" service_available "$service" True
     done
-    for service in cinder swift; do
+    for service in cinder swift horizon; do
         iniset "$conf" service_available "$service" False
     done
     if mc_tempest_volumes; then
