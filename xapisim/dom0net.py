@@ -27,7 +27,12 @@ and its vif scripts do:
   else is on its bridge, the bridge goes (xapi_network.ml);
 - a live migration plugs the destination's ports before the source's
   domain goes; the source's device then moves to the destination (its
-  guest end, with the guest's addresses, stays as it is).
+  guest end, with the guest's addresses, stays as it is);
+- a paused domain runs no vCPU, so its netfront takes no packet: while
+  its VM is Paused each of its ``vif`` devices is down (the guest's end
+  loses its carrier and keeps its addresses and routes) and every
+  process of its guest is stopped (SIGSTOP); unpause continues them and
+  brings the devices up again.
 """
 
 import ipaddress
@@ -82,6 +87,8 @@ class Guest(object):
         self.netns = name
         self.domains = set()        # keys of its domains (two while moving)
         self.os = None              # what boots in it (guestboot.GuestOS)
+        # paused: {pid: start time} of its processes stopped (else None)
+        self.stopped = None
 
 
 def vif_facts(db, vif):
@@ -338,6 +345,59 @@ class Dom0Network(object):
             guest = self.guests[vm_uuid] = Guest(name)
         return guest
 
+    # -- pause -------------------------------------------------------------
+
+    def _set_links(self, guest, state):
+        """Every plugged dom0 device of the guest's domains ``state``."""
+        for key in sorted(guest.domains):
+            domain = self.domains[key]
+            for backend in domain.backends.values():
+                if not backend.pending:
+                    domain.hostnet.ip('link', 'set', backend.name, state)
+
+    def pause(self, pool, vm):
+        """VM.pause: nothing in the guest answers, sends or runs until
+        ``unpause``; what it was doing, its addresses and routes wait."""
+        with pool.db.lock:
+            vm_uuid = pool.db.get('VM', vm, 'uuid')
+        with self.lock:
+            guest = self.guests.get(vm_uuid)
+            if guest is None or guest.stopped is not None:
+                return
+            guest.stopped = {}
+            try:
+                self._set_links(guest, 'down')
+            except Dom0NetError as exc:
+                self._resume(guest)
+                raise _internal(exc)
+            gos = guest.os
+
+            def processes():
+                pids = netns.pids_in([guest.netns])
+                if gos is not None and gos.process is not None:
+                    # "ip netns exec" may not have entered it yet
+                    pids.append(gos.process.pid)
+                return pids
+            guest.stopped = netns.stop_all(processes)
+
+    def unpause(self, pool, vm):
+        """VM.unpause: the guest goes on where it stopped."""
+        with pool.db.lock:
+            vm_uuid = pool.db.get('VM', vm, 'uuid')
+        with self.lock:
+            guest = self.guests.get(vm_uuid)
+            if guest is None or guest.stopped is None:
+                return
+            try:
+                self._resume(guest)
+            except Dom0NetError as exc:
+                raise _internal(exc)
+
+    def _resume(self, guest):
+        netns.continue_all(guest.stopped)
+        guest.stopped = None
+        self._set_links(guest, 'up')
+
     # -- VIF hot-plug ----------------------------------------------------
 
     @staticmethod
@@ -423,7 +483,8 @@ class Dom0Network(object):
         hostnet.ip('link', 'set', backend.name, 'arp', 'off')
         if backend.on_bridge:
             self._add_port(hostnet, backend)
-        hostnet.ip('link', 'set', backend.name, 'up')
+        if domain.guest.stopped is None:
+            hostnet.ip('link', 'set', backend.name, 'up')
 
     def _expect(self, domain, fact):
         """A migration's destination: the port first, its device comes
@@ -470,7 +531,8 @@ class Dom0Network(object):
             src.ip('link', 'set', backend.name, 'name', moving)
             src.ip('link', 'set', moving, 'netns', dst.netns)
             dst.ip('link', 'set', moving, 'name', arriving.name)
-        dst.ip('link', 'set', arriving.name, 'up')
+        if target.guest.stopped is None:
+            dst.ip('link', 'set', arriving.name, 'up')
         arriving.pending = False
 
     def _detach(self, hostnet, backends):

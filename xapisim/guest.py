@@ -5,7 +5,8 @@ console log in its host's dom0 (``/var/log/xen/guest/console.<domid>``),
 reports PV drivers through ``VM_guest_metrics`` and cooperates with clean
 shutdowns unless the control interface tells it otherwise.  With real
 dom0 networking (``xapisim.dom0net``) its VIFs are plugged for real where
-their devices appear in the host's sysfs.
+their devices appear in the host's sysfs, and a paused domain's guest
+answers, sends and runs nothing until it is unpaused.
 """
 
 import os
@@ -189,7 +190,28 @@ def create_domain(pool, vm, host, paused=False, arriving_from=None):
     # the boot log first: a guest that boots (guestboot) appends to it
     _write_console_log(pool, vm, host, domid)
     _domain_up(pool, vm, host, domid, source, previous)
+    if paused:
+        try:
+            pause_domain(pool, vm)
+        except XapiError:
+            destroy_domain(pool, vm, previous)
+            raise
     _report_guest_metrics(pool, vm)
+
+
+def pause_domain(pool, vm):
+    """The domain's vCPUs stop: with real dom0 networking its guest
+    answers, sends and runs nothing until ``unpause_domain``."""
+    net = pool.world.dom0net
+    if net is not None:
+        net.pause(pool, vm)
+
+
+def unpause_domain(pool, vm):
+    """The domain's vCPUs run again: its guest goes on where it was."""
+    net = pool.world.dom0net
+    if net is not None:
+        net.unpause(pool, vm)
 
 
 def receive_domain(pool, vm, host):

@@ -275,6 +275,7 @@ def vm_hard_reboot(ctx, vm):
 @handler('VM', 'pause')
 def vm_pause(ctx, vm):
     with common.vm_operation(ctx, vm, 'pause'):
+        guest.pause_domain(ctx.pool, vm)
         ctx.db.set('VM', vm, power_state=PAUSED)
         _metrics_state(ctx, vm, 'paused')
 
@@ -282,6 +283,7 @@ def vm_pause(ctx, vm):
 @handler('VM', 'unpause')
 def vm_unpause(ctx, vm):
     with common.vm_operation(ctx, vm, 'unpause'):
+        guest.unpause_domain(ctx.pool, vm)
         ctx.db.set('VM', vm, power_state=RUNNING)
         _metrics_state(ctx, vm, 'running')
 
