@@ -250,13 +250,13 @@ function mc_configure_neutron {
     iniset "$NEUTRON_CONF" DEFAULT dhcp_agent_notification False
     iniset "$NEUTRON_CONF" DEFAULT notify_nova_on_port_status_changes True
     iniset "$NEUTRON_CONF" DEFAULT notify_nova_on_port_data_changes True
-    # at once, not in 2-s batches: a simulated guest answers SSH within a
-    # second, and Tempest reads a server's addresses right after it
-    # (test_rebuild_server_with_volume_attached compares them with the
-    # rebuilt server's): a floating IP associated a moment before must be
-    # in Nova's cache already, as it would be with a guest that takes
+    # every second (its minimum), not every 2 s: a simulated guest answers
+    # SSH within a second, and Tempest reads a server's addresses right
+    # after (test_rebuild_server_with_volume_attached compares them with
+    # the rebuilt server's): a floating IP associated a moment before
+    # should be in Nova's cache by then, as with a guest that takes
     # seconds to boot
-    iniset "$NEUTRON_CONF" DEFAULT send_events_interval 0
+    iniset "$NEUTRON_CONF" DEFAULT send_events_interval 1
     iniset "$NEUTRON_CONF" database connection "$MC_DB_URL/neutron?charset=utf8"
     mc_conf_authtoken "$NEUTRON_CONF" neutron
     mc_conf_auth "$NEUTRON_CONF" nova nova
