@@ -223,6 +223,12 @@ def state(pid):
     return stat[stat.rindex(')') + 2:].split()[0]
 
 
+# process states stop_all waits no longer for: stopped (T, t), or gone
+# and never to run again (a zombie, Z, stays until its parent reaps it,
+# and a parent stopped before reaping keeps it for the whole pause)
+SETTLED = (None, 'T', 't', 'Z', 'X', 'x')
+
+
 def stop_all(find, timeout=COMMAND_TIMEOUT):
     """SIGSTOP every process ``find()`` lists, round after round until it
     lists no new one (a child forked before its parent stopped shows in
@@ -246,7 +252,7 @@ def stop_all(find, timeout=COMMAND_TIMEOUT):
         deadline = time.monotonic() + timeout
         waiting = list(fresh)
         while waiting and time.monotonic() < deadline:
-            waiting = [p for p in waiting if state(p) not in (None, 'T')]
+            waiting = [p for p in waiting if state(p) not in SETTLED]
             if waiting:
                 time.sleep(0.01)
 
