@@ -30,9 +30,9 @@ and its vif scripts do:
   guest end, with the guest's addresses, stays as it is);
 - a paused domain runs no vCPU, so its netfront takes no packet: while
   its VM is Paused each of its ``vif`` devices is down (the guest's end
-  loses its carrier and keeps its addresses and routes) and every
-  process of its guest is stopped (SIGSTOP); unpause continues them and
-  brings the devices up again.
+  loses its carrier and keeps its addresses and routes: nothing reaches
+  it or leaves it); unpause brings the devices up again.  Its processes
+  go on running: a simulation shortcut (what a network sees is exact).
 """
 
 import ipaddress
@@ -87,8 +87,8 @@ class Guest(object):
         self.netns = name
         self.domains = set()        # keys of its domains (two while moving)
         self.os = None              # what boots in it (guestboot.GuestOS)
-        # paused: {pid: start time} of its processes stopped (else None)
-        self.stopped = None
+        # paused: its dom0 devices are down until unpause
+        self.paused = False
 
 
 def vif_facts(db, vif):
@@ -356,37 +356,31 @@ class Dom0Network(object):
                     domain.hostnet.ip('link', 'set', backend.name, state)
 
     def pause(self, pool, vm):
-        """VM.pause: nothing in the guest answers, sends or runs until
-        ``unpause``; what it was doing, its addresses and routes wait."""
+        """VM.pause: nothing reaches the guest or leaves it until
+        ``unpause``; its addresses, routes and processes stay as they
+        are (its processes are not frozen: freezing every process of the
+        namespace also froze xapisim's own helpers running there, and a
+        start hung on them)."""
         with pool.db.lock:
             vm_uuid = pool.db.get('VM', vm, 'uuid')
         with self.lock:
             guest = self.guests.get(vm_uuid)
-            if guest is None or guest.stopped is not None:
+            if guest is None or guest.paused:
                 return
-            guest.stopped = {}
+            guest.paused = True
             try:
                 self._set_links(guest, 'down')
             except Dom0NetError as exc:
                 self._resume(guest)
                 raise _internal(exc)
-            gos = guest.os
-
-            def processes():
-                pids = netns.pids_in([guest.netns])
-                if gos is not None and gos.process is not None:
-                    # "ip netns exec" may not have entered it yet
-                    pids.append(gos.process.pid)
-                return pids
-            guest.stopped = netns.stop_all(processes)
 
     def unpause(self, pool, vm):
-        """VM.unpause: the guest goes on where it stopped."""
+        """VM.unpause: the guest's NICs carry packets again."""
         with pool.db.lock:
             vm_uuid = pool.db.get('VM', vm, 'uuid')
         with self.lock:
             guest = self.guests.get(vm_uuid)
-            if guest is None or guest.stopped is None:
+            if guest is None or not guest.paused:
                 return
             try:
                 self._resume(guest)
@@ -394,8 +388,7 @@ class Dom0Network(object):
                 raise _internal(exc)
 
     def _resume(self, guest):
-        netns.continue_all(guest.stopped)
-        guest.stopped = None
+        guest.paused = False
         self._set_links(guest, 'up')
 
     # -- VIF hot-plug ----------------------------------------------------
@@ -483,7 +476,7 @@ class Dom0Network(object):
         hostnet.ip('link', 'set', backend.name, 'arp', 'off')
         if backend.on_bridge:
             self._add_port(hostnet, backend)
-        if domain.guest.stopped is None:
+        if not domain.guest.paused:
             hostnet.ip('link', 'set', backend.name, 'up')
 
     def _expect(self, domain, fact):
@@ -531,7 +524,7 @@ class Dom0Network(object):
             src.ip('link', 'set', backend.name, 'name', moving)
             src.ip('link', 'set', moving, 'netns', dst.netns)
             dst.ip('link', 'set', moving, 'name', arriving.name)
-        if target.guest.stopped is None:
+        if not target.guest.paused:
             dst.ip('link', 'set', arriving.name, 'up')
         arriving.pending = False
 

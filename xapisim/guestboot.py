@@ -42,8 +42,8 @@ cloud image's init and cloud-init would:
 - what it does goes into its console log (``console-log``).
 
 The guest follows its VM: a reboot, shutdown or destroy ends it (its
-namespace and processes go); a pause stops it until unpause (its
-processes stopped, its NICs without carrier: ``xapisim.dom0net``); a
+namespace and processes go); a pause cuts it off until unpause (its
+NICs without carrier: ``xapisim.dom0net``); a
 migration within the world keeps it
 running, as a resumed domain keeps its state, and its disks are those of
 the destination's VBDs; when the root disk's file changed (a storage

@@ -193,8 +193,7 @@ def _pid_from(pidfile):
 
 def kill_all(pids, timeout=15.0):
     """SIGTERM, then SIGKILL what is still there after ``timeout``.  A
-    stopped process (a paused guest's: ``stop_all``) is continued to take
-    its SIGTERM."""
+    stopped process is continued to take its SIGTERM."""
     pids = [p for p in set(pids) if p and alive(p)]
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
@@ -221,51 +220,6 @@ def state(pid):
     except OSError:
         return None
     return stat[stat.rindex(')') + 2:].split()[0]
-
-
-# process states stop_all waits no longer for: stopped (T, t), or gone
-# and never to run again (a zombie, Z, stays until its parent reaps it,
-# and a parent stopped before reaping keeps it for the whole pause)
-SETTLED = (None, 'T', 't', 'Z', 'X', 'x')
-
-
-def stop_all(find, timeout=COMMAND_TIMEOUT):
-    """SIGSTOP every process ``find()`` lists, round after round until it
-    lists no new one (a child forked before its parent stopped shows in
-    the next round; a stopping process forks no more), each stopped when
-    this returns: {pid: start time} of those stopped."""
-    stopped = {}
-    while True:
-        fresh = {}
-        for pid in set(find()) - set(stopped):
-            start = _start_time(pid)
-            if start is None:
-                continue
-            try:
-                os.kill(pid, signal.SIGSTOP)
-            except OSError:
-                continue
-            fresh[pid] = start
-        if not fresh:
-            return stopped
-        stopped.update(fresh)
-        deadline = time.monotonic() + timeout
-        waiting = list(fresh)
-        while waiting and time.monotonic() < deadline:
-            waiting = [p for p in waiting if state(p) not in SETTLED]
-            if waiting:
-                time.sleep(0.01)
-
-
-def continue_all(stopped):
-    """SIGCONT to the processes ``stop_all`` stopped that are still the
-    same (a pid can be reused once its process is gone)."""
-    for pid, start in stopped.items():
-        if _start_time(pid) == start:
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except OSError:
-                pass
 
 
 def clean_up(prefix, pidfiles=()):
