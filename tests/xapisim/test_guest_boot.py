@@ -501,18 +501,23 @@ class GuestBootTest(GuestBootCase):
                      lambda: run(['losetup', '-j', name]) == '')
 
 
-class LunRootGuestTest(GuestBootCase):
+class TargetGuestCase(GuestBootCase):
+    """A guest world with an iSCSI target (tgtd: tests/iscsi_target.py)
+    for the class."""
+
+    @classmethod
+    def setUpClass(cls):
+        super(TargetGuestCase, cls).setUpClass()
+        cls.tgt = TgtTarget()
+        cls.tgt.setUp()
+        cls.addClassCleanup(cls.tgt.cleanUp)
+
+
+class LunRootGuestTest(TargetGuestCase):
     """Boot from volume: the root disk is a LUN of an iSCSI SR (tgtd,
     tests/iscsi_target.py), whose bytes have no file on this machine."""
     pools = 1
     hosts = 1
-
-    @classmethod
-    def setUpClass(cls):
-        super(LunRootGuestTest, cls).setUpClass()
-        cls.tgt = TgtTarget()
-        cls.tgt.setUp()
-        cls.addClassCleanup(cls.tgt.cleanUp)
 
     def lun_vdi(self):
         target = self.tgt.add_target(luns=[64 * MIB], chap=True)

@@ -26,7 +26,7 @@ from tests import polling
 from tests.iscsi_target import TgtTarget
 from tests.xapisim.base import MIB
 from tests.xapisim.dom0net_base import wait_for
-from tests.xapisim.test_guest_boot import GuestBootCase
+from tests.xapisim.test_guest_boot import TargetGuestCase
 
 STAMP = 'sudo sh -c "date > /tmp/timestamp; sync"'
 READ_STAMP = 'sudo cat /tmp/timestamp'
@@ -114,16 +114,9 @@ class LunFileTest(unittest.TestCase):
                       'the LUN file unmounted', 60)
 
 
-class LunRootGuestTest(GuestBootCase):
+class LunRootGuestTest(TargetGuestCase):
     pools = 1
     hosts = 2
-
-    @classmethod
-    def setUpClass(cls):
-        super(LunRootGuestTest, cls).setUpClass()
-        cls.tgt = TgtTarget()
-        cls.tgt.setUp()
-        cls.addClassCleanup(cls.tgt.cleanUp)
 
     def lun_sr(self, sizes):
         """A target with LUNs of ``sizes`` (CHAP), an ``iscsi`` SR of it
