@@ -6,7 +6,7 @@ reports PV drivers through ``VM_guest_metrics`` and cooperates with clean
 shutdowns unless the control interface tells it otherwise.  With real
 dom0 networking (``xapisim.dom0net``) its VIFs are plugged for real where
 their devices appear in the host's sysfs, and a paused domain's guest
-answers, sends and runs nothing until it is unpaused.
+is cut off from its networks until it is unpaused.
 """
 
 import os
@@ -200,8 +200,8 @@ def create_domain(pool, vm, host, paused=False, arriving_from=None):
 
 
 def pause_domain(pool, vm):
-    """The domain's vCPUs stop: with real dom0 networking its guest
-    answers, sends and runs nothing until ``unpause_domain``."""
+    """The domain's vCPUs stop: with real dom0 networking nothing reaches
+    its guest or leaves it until ``unpause_domain``."""
     net = pool.world.dom0net
     if net is not None:
         net.pause(pool, vm)

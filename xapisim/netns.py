@@ -192,15 +192,12 @@ def _pid_from(pidfile):
 
 
 def kill_all(pids, timeout=15.0):
-    """SIGTERM, then SIGKILL what is still there after ``timeout``.  A
-    stopped process is continued to take its SIGTERM."""
+    """SIGTERM, then SIGKILL what is still there after ``timeout``."""
     pids = [p for p in set(pids) if p and alive(p)]
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             try:
                 os.kill(pid, sig)
-                if sig == signal.SIGTERM:
-                    os.kill(pid, signal.SIGCONT)
             except OSError:
                 pass
         deadline = time.monotonic() + timeout
@@ -210,16 +207,6 @@ def kill_all(pids, timeout=15.0):
                 time.sleep(0.02)
         if not pids:
             return
-
-
-def state(pid):
-    """The process's state letter (``T``: stopped), None if it is gone."""
-    try:
-        with open('/proc/%d/stat' % pid) as fh:
-            stat = fh.read()
-    except OSError:
-        return None
-    return stat[stat.rindex(')') + 2:].split()[0]
 
 
 def clean_up(prefix, pidfiles=()):

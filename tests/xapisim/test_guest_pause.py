@@ -22,12 +22,6 @@ ADDRESS = "ip -4 -o addr show dev eth0 | awk '{print $4}'"
 SILENCE = 3
 
 
-def process_states(ns):
-    """pid -> state letter (``T``: stopped) of the processes in ``ns``."""
-    states = {pid: netns.state(pid) for pid in netns.pids_in([ns])}
-    return {pid: state for pid, state in states.items() if state}
-
-
 class PausedGuestTest(GuestBootCase):
     pools = 1
     hosts = 1
@@ -87,7 +81,7 @@ class PausedGuestTest(GuestBootCase):
         # a paused VM shut down leaves no process, device or namespace
         self.x.VM.pause(vm)
         domid = self.x.VM.get_domid(vm)
-        pids = list(process_states(ns))
+        pids = netns.pids_in([ns])
         self.assertTrue(pids)
         self.x.VM.hard_shutdown(vm)
         self.assert_unplugged(host, domid, ns)
