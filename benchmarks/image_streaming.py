@@ -53,14 +53,11 @@ at the normal priority.
 
 import argparse
 import hashlib
-import http.server
 import json
-import multiprocessing
 import os
 import re
 import resource
 import shutil
-import socketserver
 import statistics
 import subprocess
 import sys
@@ -76,71 +73,13 @@ sys.path.insert(0, HERE)
 import xapisim  # noqa: E402
 from xapisim import vhd as simvhd  # noqa: E402
 
+from cpu_watch import Pipeline, PluginWatch, child_running  # noqa: E402
+from glance_standin import TOKEN, start_glance  # noqa: E402
+
 MIB = 1024 * 1024
 PLUGINS_DIR = os.path.join(HERE, 'dom0_plugins', 'etc', 'xapi.d', 'plugins')
 PY36 = os.environ.get('XAPISIM_PY36',
                       '/root/.pyenv/versions/3.6.15/bin/python3.6')
-TOKEN = 'bench-token-0123456789'
-
-
-# -- the Glance stand-in (its own process) ------------------------------
-
-class _GlanceHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = 'HTTP/1.1'
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        match = re.match(r'^/v2/images/([0-9a-f-]{36})(/file)?$', self.path)
-        images = self.server.images
-        if self.headers.get('X-Auth-Token') != TOKEN or not match or \
-                match.group(1) not in images:
-            self.send_response(404)
-            self.send_header('Content-Length', '0')
-            self.end_headers()
-            return
-        record = images[match.group(1)]
-        if not match.group(2):
-            body = json.dumps(dict(record, path=None)).encode()
-            self.send_response(200)
-            self.send_header('Content-Type', 'application/json')
-            self.send_header('Content-Length', str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return
-        self.send_response(200)
-        self.send_header('Content-Type', 'application/octet-stream')
-        self.send_header('Content-Length', str(record['size']))
-        self.send_header('Connection', 'close')
-        self.end_headers()
-        self.wfile.flush()
-        self.close_connection = True
-        with open(record['path'], 'rb') as src:
-            try:
-                self.connection.sendfile(src)
-            except OSError:
-                pass
-
-
-class _GlanceServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-
-
-def _serve_glance(images, ready, nice):
-    os.nice(nice)
-    server = _GlanceServer(('127.0.0.1', 0), _GlanceHandler)
-    server.images = images
-    ready.put(server.server_address[1])
-    server.serve_forever()
-
-
-def start_glance(images, nice):
-    ready = multiprocessing.Queue()
-    proc = multiprocessing.Process(target=_serve_glance,
-                                   args=(images, ready, nice), daemon=True)
-    proc.start()
-    return proc, 'http://127.0.0.1:%d' % ready.get(timeout=30)
 
 
 # -- images ---------------------------------------------------------------
@@ -268,116 +207,6 @@ def direct_import(session, vdi, path, fmt):
         conn.getresponse().read()
         conn.close()
         return time.monotonic() - start
-
-
-TICK = os.sysconf('SC_CLK_TCK')
-
-
-def cpu_seconds(pid, children=False, task_of=None):
-    """CPU seconds a process used (with ``children``: and its children
-    it has waited for, as xapisim waits for every plugin process); of the
-    thread ``pid`` of the process ``task_of``."""
-    path = '/proc/%d/stat' % pid if task_of is None else \
-        '/proc/%d/task/%d/stat' % (task_of, pid)
-    with open(path) as fh:
-        fields = fh.read().rsplit(')', 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])        # utime, stime
-    if children:
-        ticks += int(fields[13]) + int(fields[14])   # cutime, cstime
-    return ticks / TICK
-
-
-def child_running(needle):
-    """The pid of this process's child whose command line has needle."""
-    for pid in os.listdir('/proc'):
-        if not pid.isdigit():
-            continue
-        try:
-            with open('/proc/%s/stat' % pid) as fh:
-                ppid = int(fh.read().rsplit(')', 1)[1].split()[1])
-            with open('/proc/%s/cmdline' % pid, 'rb') as fh:
-                cmdline = fh.read()
-        except OSError:
-            continue
-        if ppid == os.getpid() and needle in cmdline:
-            return int(pid)
-    raise RuntimeError('no child process runs %r' % needle)
-
-
-class Pipeline(object):
-    """CPU seconds the processes of a path used, together: xapisim (the
-    sink, and the plugin processes it runs), the Glance stand-in, and the
-    path's own when it runs elsewhere (nova-compute's)."""
-
-    def __init__(self, xapisim_pid, glance_pid, plugins):
-        self.pids = ((xapisim_pid, plugins), (glance_pid, False))
-        self.start = self._now()
-
-    def _now(self):
-        return sum(cpu_seconds(pid, children) for pid, children in self.pids)
-
-    def used(self):
-        return self._now() - self.start
-
-
-class PluginWatch(object):
-    """Peak RSS (VmHWM) and CPU seconds of the processes running
-    ``needle`` and of their busiest thread, read from /proc while they
-    run: new ones are looked for every 50 ms, known ones read every 10 ms
-    (the watching must not take the CPU the measured path needs)."""
-
-    def __init__(self, needle):
-        self.needle = needle.encode()
-        self.peak = 0
-        self.cpu = {}              # pid -> CPU seconds last seen
-        self.threads = {}          # (pid, tid) -> CPU seconds last seen
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-
-    def _find(self):
-        for pid in os.listdir('/proc'):
-            if not pid.isdigit() or int(pid) in self.cpu:
-                continue
-            try:
-                with open('/proc/%s/cmdline' % pid, 'rb') as fh:
-                    if self.needle in fh.read():
-                        self.cpu[int(pid)] = 0.0
-            except OSError:
-                pass
-
-    def _read(self, pid):
-        try:
-            with open('/proc/%d/status' % pid) as fh:
-                for line in fh:
-                    if line.startswith('VmHWM:'):
-                        self.peak = max(self.peak, int(line.split()[1]))
-            with open('/proc/%d/stat' % pid) as fh:
-                fields = fh.read().rsplit(')', 1)[1].split()
-            # utime and stime, fields 14 and 15 of stat
-            self.cpu[pid] = (int(fields[11]) + int(fields[12])) / TICK
-            for tid in os.listdir('/proc/%d/task' % pid):
-                self.threads[(pid, tid)] = cpu_seconds(
-                    int(tid), task_of=pid)
-        except (OSError, IndexError, ValueError):
-            pass
-
-    def _poll(self):
-        rounds = 0
-        while not self._stop.wait(0.01):
-            if rounds % 5 == 0:
-                self._find()
-            rounds += 1
-            for pid in list(self.cpu):
-                self._read(pid)
-
-    def stop(self):
-        """(peak RSS MiB, CPU seconds of all the processes, of the busiest
-        thread)."""
-        self._stop.set()
-        self._thread.join()
-        return (self.peak / 1024.0, sum(self.cpu.values()),
-                max(self.threads.values() or [0.0]))
 
 
 def plugin_params(image, glance_url, vdi_uuid, max_size):
