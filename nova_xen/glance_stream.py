@@ -22,7 +22,7 @@ stream would end, so the caller never hands xapi the last bytes of a
 corrupted image and its import fails short.  At most DEPTH chunks wait
 between the threads, whatever the image size; GlanceReader receives into
 the same few buffers over and over (a fresh buffer for every chunk costs
-its page faults and zeroing again, a fifth of the receiving thread's CPU).
+its page faults and zeroing again).
 """
 
 import collections
