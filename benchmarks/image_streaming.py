@@ -4,7 +4,7 @@ Run from the repository root, with the py3 tox environment (it has Nova)::
 
     .tox/py3/bin/python benchmarks/image_streaming.py [--mib 512]
         [--formats raw,vhd] [--parallel 2] [--rounds 1]
-        [--plugin-python PYTHON]
+        [--plugin-python PYTHON] [--tmp DIR] [--stand-in-nice 10]
 
 An image of ``--mib`` MiB of random bytes (raw; or a dynamic VHD holding
 every block of the same bytes) is served by a Glance stand-in (a separate
@@ -34,17 +34,30 @@ over the same bytes, and its peak RSS (the plugin's VmHWM; the growth of
 nova-compute's).  ``--parallel N`` also times N plugin downloads at once
 (N spawns).  One warm-up round is not kept; each figure is the median of
 ``--rounds`` measured rounds.
+
+What the machine adds is kept out of the figures where it can be.  In a
+virtual machine whose memory the host reclaims (free page reporting),
+the first write to a freshly allocated page costs a fault in the host:
+xapisim's import of 512 MiB into a new VDI took 0.15 s to 3 s of system
+time.  So the files live in memory (``--tmp``, /dev/shm when it has room),
+and every path writes into VDIs that were written once before the first
+round (as a thick-provisioned SR's blocks are there before an import).
+The Glance stand-in and xapi's side of an import stand in for other
+machines (Glance's) and for xapi's own tools in dom0: on a machine of 2
+cores they take CPU from the path they serve, so they run at a lower
+priority (``--stand-in-nice``: the Glance stand-in's process and
+xapisim's threads that move VDI bytes; 0 lets them compete as equals) and
+take the CPU the path leaves.  The dom0 plugin, the path measured, runs
+at the normal priority.
 """
 
 import argparse
 import hashlib
-import http.server
 import json
-import multiprocessing
 import os
 import re
 import resource
-import socketserver
+import shutil
 import statistics
 import subprocess
 import sys
@@ -60,70 +73,13 @@ sys.path.insert(0, HERE)
 import xapisim  # noqa: E402
 from xapisim import vhd as simvhd  # noqa: E402
 
+from cpu_watch import Pipeline, PluginWatch, child_running  # noqa: E402
+from glance_standin import TOKEN, start_glance  # noqa: E402
+
 MIB = 1024 * 1024
 PLUGINS_DIR = os.path.join(HERE, 'dom0_plugins', 'etc', 'xapi.d', 'plugins')
 PY36 = os.environ.get('XAPISIM_PY36',
                       '/root/.pyenv/versions/3.6.15/bin/python3.6')
-TOKEN = 'bench-token-0123456789'
-
-
-# -- the Glance stand-in (its own process) ------------------------------
-
-class _GlanceHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = 'HTTP/1.1'
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        match = re.match(r'^/v2/images/([0-9a-f-]{36})(/file)?$', self.path)
-        images = self.server.images
-        if self.headers.get('X-Auth-Token') != TOKEN or not match or \
-                match.group(1) not in images:
-            self.send_response(404)
-            self.send_header('Content-Length', '0')
-            self.end_headers()
-            return
-        record = images[match.group(1)]
-        if not match.group(2):
-            body = json.dumps(dict(record, path=None)).encode()
-            self.send_response(200)
-            self.send_header('Content-Type', 'application/json')
-            self.send_header('Content-Length', str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return
-        self.send_response(200)
-        self.send_header('Content-Type', 'application/octet-stream')
-        self.send_header('Content-Length', str(record['size']))
-        self.send_header('Connection', 'close')
-        self.end_headers()
-        self.wfile.flush()
-        self.close_connection = True
-        with open(record['path'], 'rb') as src:
-            try:
-                self.connection.sendfile(src)
-            except OSError:
-                pass
-
-
-class _GlanceServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-
-
-def _serve_glance(images, ready):
-    server = _GlanceServer(('127.0.0.1', 0), _GlanceHandler)
-    server.images = images
-    ready.put(server.server_address[1])
-    server.serve_forever()
-
-
-def start_glance(images):
-    ready = multiprocessing.Queue()
-    proc = multiprocessing.Process(target=_serve_glance, args=(images, ready),
-                                   daemon=True)
-    proc.start()
-    return proc, 'http://127.0.0.1:%d' % ready.get(timeout=30)
 
 
 # -- images ---------------------------------------------------------------
@@ -226,13 +182,13 @@ def hash_rate(python, path, piece, piece_slice):
 # -- the paths --------------------------------------------------------------
 
 def dd(path, tmp):
+    """Seconds to copy ``path`` over a file of the same size written
+    before (not truncated: its pages are reused, as a VDI's are)."""
     out = os.path.join(tmp, 'dd.out')
     start = time.monotonic()
-    subprocess.run(['dd', 'if=' + path, 'of=' + out, 'bs=1M', 'status=none'],
-                   check=True)
-    took = time.monotonic() - start
-    os.unlink(out)
-    return took
+    subprocess.run(['dd', 'if=' + path, 'of=' + out, 'bs=1M', 'status=none',
+                    'conv=notrunc'], check=True)
+    return time.monotonic() - start
 
 
 def direct_import(session, vdi, path, fmt):
@@ -251,116 +207,6 @@ def direct_import(session, vdi, path, fmt):
         conn.getresponse().read()
         conn.close()
         return time.monotonic() - start
-
-
-TICK = os.sysconf('SC_CLK_TCK')
-
-
-def cpu_seconds(pid, children=False, task_of=None):
-    """CPU seconds a process used (with ``children``: and its children
-    it has waited for, as xapisim waits for every plugin process); of the
-    thread ``pid`` of the process ``task_of``."""
-    path = '/proc/%d/stat' % pid if task_of is None else \
-        '/proc/%d/task/%d/stat' % (task_of, pid)
-    with open(path) as fh:
-        fields = fh.read().rsplit(')', 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])        # utime, stime
-    if children:
-        ticks += int(fields[13]) + int(fields[14])   # cutime, cstime
-    return ticks / TICK
-
-
-def child_running(needle):
-    """The pid of this process's child whose command line has needle."""
-    for pid in os.listdir('/proc'):
-        if not pid.isdigit():
-            continue
-        try:
-            with open('/proc/%s/stat' % pid) as fh:
-                ppid = int(fh.read().rsplit(')', 1)[1].split()[1])
-            with open('/proc/%s/cmdline' % pid, 'rb') as fh:
-                cmdline = fh.read()
-        except OSError:
-            continue
-        if ppid == os.getpid() and needle in cmdline:
-            return int(pid)
-    raise RuntimeError('no child process runs %r' % needle)
-
-
-class Pipeline(object):
-    """CPU seconds the processes of a path used, together: xapisim (the
-    sink, and the plugin processes it runs), the Glance stand-in, and the
-    path's own when it runs elsewhere (nova-compute's)."""
-
-    def __init__(self, xapisim_pid, glance_pid, plugins):
-        self.pids = ((xapisim_pid, plugins), (glance_pid, False))
-        self.start = self._now()
-
-    def _now(self):
-        return sum(cpu_seconds(pid, children) for pid, children in self.pids)
-
-    def used(self):
-        return self._now() - self.start
-
-
-class PluginWatch(object):
-    """Peak RSS (VmHWM) and CPU seconds of the processes running
-    ``needle`` and of their busiest thread, read from /proc while they
-    run: new ones are looked for every 50 ms, known ones read every 10 ms
-    (the watching must not take the CPU the measured path needs)."""
-
-    def __init__(self, needle):
-        self.needle = needle.encode()
-        self.peak = 0
-        self.cpu = {}              # pid -> CPU seconds last seen
-        self.threads = {}          # (pid, tid) -> CPU seconds last seen
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-
-    def _find(self):
-        for pid in os.listdir('/proc'):
-            if not pid.isdigit() or int(pid) in self.cpu:
-                continue
-            try:
-                with open('/proc/%s/cmdline' % pid, 'rb') as fh:
-                    if self.needle in fh.read():
-                        self.cpu[int(pid)] = 0.0
-            except OSError:
-                pass
-
-    def _read(self, pid):
-        try:
-            with open('/proc/%d/status' % pid) as fh:
-                for line in fh:
-                    if line.startswith('VmHWM:'):
-                        self.peak = max(self.peak, int(line.split()[1]))
-            with open('/proc/%d/stat' % pid) as fh:
-                fields = fh.read().rsplit(')', 1)[1].split()
-            # utime and stime, fields 14 and 15 of stat
-            self.cpu[pid] = (int(fields[11]) + int(fields[12])) / TICK
-            for tid in os.listdir('/proc/%d/task' % pid):
-                self.threads[(pid, tid)] = cpu_seconds(
-                    int(tid), task_of=pid)
-        except (OSError, IndexError, ValueError):
-            pass
-
-    def _poll(self):
-        rounds = 0
-        while not self._stop.wait(0.01):
-            if rounds % 5 == 0:
-                self._find()
-            rounds += 1
-            for pid in list(self.cpu):
-                self._read(pid)
-
-    def stop(self):
-        """(peak RSS MiB, CPU seconds of all the processes, of the busiest
-        thread)."""
-        self._stop.set()
-        self._thread.join()
-        return (self.peak / 1024.0, sum(self.cpu.values()),
-                max(self.threads.values() or [0.0]))
 
 
 def plugin_params(image, glance_url, vdi_uuid, max_size):
@@ -481,7 +327,9 @@ def measure(args, python, pieces, images, tmp, glance_url, glance_pid):
     size = args.mib * MIB
     rounds = []
     with xapisim.running(plugins_dir=PLUGINS_DIR, plugin_python=python,
-                         sr_size_gib=max(64, 8 * args.mib // 1024)) as world:
+                         sr_size_gib=max(64, 8 * args.mib // 1024),
+                         state_dir=os.path.join(tmp, 'xapisim'),
+                         transfer_nice=args.stand_in_nice) as world:
         session = session_mod.Session(
             world['pools'][0]['master'], world['username'],
             world['password']).connect()
@@ -490,7 +338,7 @@ def measure(args, python, pieces, images, tmp, glance_url, glance_pid):
         sr = session.call('pool.get_default_SR',
                           session.call('pool.get_all')[0])
 
-        def new_vdi():
+        def create_vdi():
             return session.call('VDI.create', {
                 'SR': sr, 'virtual_size': str(size), 'type': 'user',
                 'sharable': False, 'read_only': False,
@@ -499,6 +347,15 @@ def measure(args, python, pieces, images, tmp, glance_url, glance_pid):
                 'xenstore_data': {}, 'tags': []})
 
         sim_pid = child_running(b'xapisim')
+        # the VDIs every path writes into, each written once now
+        spare = []
+        for _ in range(max(1, args.parallel)):
+            spare.append(create_vdi())
+            direct_import(session, spare[-1], images['raw']['path'], 'raw')
+        shutil.copyfile(images['vhd']['path'], os.path.join(tmp, 'dd.out'))
+
+        def new_vdi():
+            return spare.pop()
 
         def plugin(image, count):
             vdis = [new_vdi() for _ in range(count)]
@@ -508,8 +365,7 @@ def measure(args, python, pieces, images, tmp, glance_url, glance_pid):
                               session.call('VDI.get_uuid', v), size)
                 for v in vdis])
             used = pipeline.used()
-            for v in vdis:
-                session.call('VDI.destroy', v)
+            spare.extend(vdis)
             return Timed(took / count, peak, cpu / count, used / count,
                          busiest)
 
@@ -522,7 +378,7 @@ def measure(args, python, pieces, images, tmp, glance_url, glance_pid):
                 pipeline = Pipeline(sim_pid, os.getpid(), False)
                 took = direct_import(session, vdi, image['path'], fmt)
                 got['direct import'] = Timed(took, pipeline=pipeline.used())
-                session.call('VDI.destroy', vdi)
+                spare.append(vdi)
                 got[PLUGIN_HASH] = hash_rate(python, image['path'],
                                              *pieces['plugin'])
                 got['dom0 plugin'] = plugin(image, 1)
@@ -537,7 +393,7 @@ def measure(args, python, pieces, images, tmp, glance_url, glance_pid):
                     world, glance_url, image, vdi, address)
                 got['vdi_remote_stream'] = Timed(
                     took, peak, cpu, pipeline.used() + cpu, busiest)
-                session.call('VDI.destroy', vdi)
+                spare.append(vdi)
                 got_round.append((fmt, got))
             if number:
                 rounds.append(got_round)
@@ -588,10 +444,12 @@ def _figures(args, got, name):
     return found
 
 
-def report(args, python, pieces, rounds):
+def report(args, python, pieces, rounds, tmp):
     print('%d MiB image (random bytes), dom0 plugin under %s, %s '
-          'for nova-compute, checksum sha512; median of %d round(s)'
-          % (args.mib, python, sys.executable, len(rounds)))
+          'for nova-compute, checksum sha512; median of %d round(s); files '
+          'in %s; Glance stand-in and xapisim at nice %d'
+          % (args.mib, python, sys.executable, len(rounds),
+             os.path.dirname(tmp), args.stand_in_nice))
     print('%-4s %-24s %7s %8s %7s %7s %8s %6s %7s %7s %6s %8s' % (
         'fmt', 'path', 'seconds', 'MiB/s', 'import', 'sha512', 'ceiling',
         'dd', 'CPU', 'thread', 'peak', '2 cores'))
@@ -632,6 +490,22 @@ def report(args, python, pieces, rounds):
           'this machine allows, whatever the ceiling.')
 
 
+def in_memory(args):
+    """/dev/shm if it holds what the run writes (the two images, the dd
+    copy, the VDIs), else None (the system's temporary directory)."""
+    need = (4 + max(1, args.parallel)) * args.mib * MIB
+    try:
+        found = os.statvfs('/dev/shm')
+    except OSError:
+        return None
+    if found.f_bavail * found.f_frsize < need or \
+            not os.access('/dev/shm', os.W_OK):
+        print('/dev/shm has no room for %d MiB: files on disk, where fresh '
+              'pages may cost more' % (need // MIB))
+        return None
+    return '/dev/shm'
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--mib', type=int, default=512)
@@ -647,6 +521,13 @@ def main():
                              '(default: a Python 3.6, as in XCP-ng 8.3\'s '
                              'dom0, if there is one; this machine\'s 3.6 '
                              'has no OpenSSL hashlib, which dom0\'s has)')
+    parser.add_argument('--tmp', default=None,
+                        help='where the images, the copies and xapisim\'s '
+                             'SR live (default: /dev/shm if it has room, '
+                             'else the system\'s temporary directory)')
+    parser.add_argument('--stand-in-nice', type=int, default=10,
+                        help='niceness of the Glance stand-in and of xapisim '
+                             '(0: they compete with nova-compute as equals)')
     parser.add_argument('--remote-child', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.remote_child:
@@ -654,16 +535,18 @@ def main():
     python = args.plugin_python or (
         PY36 if os.path.exists(PY36) else sys.executable)
     pieces = hashing()
-    with tempfile.TemporaryDirectory(prefix='image-bench-') as tmp:
+    with tempfile.TemporaryDirectory(prefix='image-bench-',
+                                     dir=args.tmp or in_memory(args)) as tmp:
         images = make_images(tmp, args.mib * MIB)
         glance, glance_url = start_glance(
-            dict((image['id'], image) for image in images.values()))
+            dict((image['id'], image) for image in images.values()),
+            args.stand_in_nice)
         try:
             rounds = measure(args, python, pieces, images, tmp, glance_url,
                              glance.pid)
         finally:
             glance.terminate()
-    report(args, python, pieces, rounds)
+    report(args, python, pieces, rounds, tmp)
 
 
 if __name__ == '__main__':

@@ -20,9 +20,12 @@ Either way the bytes are checked against Glance's record as they pass
 (the multihash, else the md5 checksum): a mismatch is raised where the
 stream would end, so the caller never hands xapi the last bytes of a
 corrupted image and its import fails short.  At most DEPTH chunks wait
-between the threads, whatever the image size.
+between the threads, whatever the image size; GlanceReader receives into
+the same few buffers over and over (a fresh buffer for every chunk costs
+its page faults and zeroing again).
 """
 
+import collections
 import hashlib
 import http.client
 import queue
@@ -43,6 +46,9 @@ LOG = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
 DEPTH = 8
+# the chunks before the current one that a reader's caller may still hold
+# (RemoteStreamHandler holds back one, sent once the next is read)
+HELD = 1
 NETWORK_TIMEOUT = 60      # per receive, unless [glance]timeout says
 _END = object()
 
@@ -58,6 +64,17 @@ class _Chunks(object):
         self._error = None
         self._done = False
         self._closed = False
+        self._read_chunks = collections.deque()
+
+    def _retire(self, chunk):
+        """The caller has moved HELD chunks past ``chunk``."""
+
+    def _advance(self, chunk):
+        """Make ``chunk`` current; the one before it is read through."""
+        self._read_chunks.append(self._chunk)
+        if len(self._read_chunks) > HELD:
+            self._retire(self._read_chunks.popleft())
+        self._chunk, self._pos = memoryview(chunk), 0
 
     def _next(self):
         """Make the next chunk current; False at the (verified) end."""
@@ -70,13 +87,15 @@ class _Chunks(object):
             if chunk is None:
                 self._done = True
             else:
-                self._chunk, self._pos = memoryview(chunk), 0
+                self._advance(chunk)
         return True
 
     def read(self, n=CHUNK):
         """Up to ``n`` bytes (fewer when a chunk ends); empty at the end.
 
-        No copy: a view of the chunk as it was received."""
+        No copy: a view of the chunk as it was received, valid until the
+        reads have moved HELD chunks past the one it came from (then its
+        buffer may receive later bytes)."""
         if not self._next():
             return b''
         data = self._chunk[self._pos:self._pos + n]
@@ -196,6 +215,7 @@ class GlanceReader(_Chunks):
         self._endpoints = endpoints
         self._conn = None
         self._hashing = queue.Queue(maxsize=DEPTH)
+        self._free = queue.SimpleQueue()     # buffers read through
         self._threads = [
             threading.Thread(target=self._receive, daemon=True,
                              name='image-receive-%s' % image_id),
@@ -280,7 +300,7 @@ class GlanceReader(_Chunks):
             response = self._response()
             got = 0
             while True:
-                buf = bytearray(CHUNK)
+                buf = self._buffer()
                 view, filled = memoryview(buf), 0
                 while filled < CHUNK:
                     n = response.readinto(view[filled:])
@@ -303,6 +323,17 @@ class GlanceReader(_Chunks):
         finally:
             if self._conn is not None:
                 self._conn.close()
+
+    def _buffer(self):
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            return bytearray(CHUNK)
+
+    def _retire(self, chunk):
+        buf = chunk.obj
+        if isinstance(buf, bytearray) and len(buf) == CHUNK:
+            self._free.put(buf)
 
     # -- the hashing thread --------------------------------------------
 

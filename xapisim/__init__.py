@@ -53,7 +53,7 @@ _FLAGS = {'pools': '--pools', 'hosts': '--hosts', 'state_dir': '--state-dir',
           'host_cpus': '--host-cpus', 'port': '--port',
           'plugin_python': '--plugin-python', 'guest_delay': '--guest-delay',
           'dom0_bridges': '--dom0-bridges', 'dom0_network': '--dom0-network',
-          'devices': '--devices'}
+          'devices': '--devices', 'transfer_nice': '--transfer-nice'}
 _SWITCHES = {'tls': '--tls', 'verbose': '--verbose'}
 
 

@@ -56,6 +56,9 @@ def parse_command(argv):
                         'or a JSON file (see xapisim/devices.py and the '
                         'README): xapi\'s PCI, PGPU, GPU_group and '
                         'VGPU_type objects')
+    p.add_argument('--transfer-nice', type=int, default=0,
+                   help='niceness of the threads that import and export '
+                        'VDI bytes over HTTP (a benchmark lets them yield)')
     p.add_argument('--tls', action='store_true',
                    help='serve HTTPS with a certificate signed by a CA made '
                         'for the run (its path is "ca_file" in the JSON line)')

@@ -104,8 +104,9 @@ def parse_header(raw):
 class _Stream(object):
     """Sequential reads with a position, failing loudly on truncation."""
 
-    def __init__(self, read):
+    def __init__(self, read, move=None):
         self._read = read
+        self._move = move
         self.pos = 0
 
     def read(self, n):
@@ -126,6 +127,12 @@ class _Stream(object):
         self.pos += n
         return b''.join(chunks)
 
+    def move(self, n, offset):
+        """The next n bytes go to the disk at ``offset`` by ``_move``."""
+        if self._move(offset, n) != n:
+            raise VhdError('truncated VHD stream at byte %d' % self.pos)
+        self.pos += n
+
     def skip_to(self, offset):
         if offset < self.pos:
             raise VhdError('VHD structure at %d overlaps earlier data' % offset)
@@ -133,13 +140,17 @@ class _Stream(object):
             self.read(min(offset - self.pos, 4 * 1024 * 1024))
 
 
-def read_vhd(read, max_size, write):
+def read_vhd(read, max_size, write, move=None):
     """Stream a dynamic/differencing VHD; ``write(offset, data)`` per run.
+
+    With ``move``, a block whose sectors are all present is not read:
+    ``move(offset, n)`` takes its n bytes from the stream to the disk at
+    ``offset`` and returns how many it found.
 
     Returns the VHD's virtual size.  Raises VhdError on anything malformed
     or on a virtual size above ``max_size``.
     """
-    stream = _Stream(read)
+    stream = _Stream(read, move)
     footer = parse_footer(stream.read(SECTOR))
     if footer['disk_type'] not in (TYPE_DYNAMIC, TYPE_DIFFERENCING):
         raise VhdError('unsupported VHD disk type %d' % footer['disk_type'])
@@ -156,6 +167,7 @@ def read_vhd(read, max_size, write):
     stream.skip_to(header['table_offset'])
     bat = struct.unpack('>%dI' % entries, stream.read(entries * 4))
     bitmap_bytes = (block // SECTOR // 8 + SECTOR - 1) // SECTOR * SECTOR
+    full = b'\xff' * (block // SECTOR // 8)       # every sector present
     blocks = sorted((off * SECTOR, idx) for idx, off in enumerate(bat)
                     if off != UNUSED)
     for offset, idx in blocks:
@@ -163,6 +175,10 @@ def read_vhd(read, max_size, write):
             raise VhdError('VHD block %d lies beyond the disk' % idx)
         stream.skip_to(offset)
         bitmap = stream.read(bitmap_bytes)
+        if move is not None and (idx + 1) * block <= size and \
+                bitmap[:len(full)] == full:
+            stream.move(block, idx * block)
+            continue
         data = stream.read(block)
         _write_present(write, idx * block, bitmap, data, size)
     # the footer copy at the end must match

@@ -52,7 +52,8 @@ class Options(object):
                  vm_memory_mib=16384, sr_size_gib=100, host_cpus=8,
                  port=0, first_address=2, plugin_python=None,
                  guest_delay=0.05, verbose=False, tls=False,
-                 dom0_bridges='br-int', dom0_network=None, devices=None):
+                 dom0_bridges='br-int', dom0_network=None, devices=None,
+                 transfer_nice=0):
         self.pools = int(pools)
         self.hosts = int(hosts)
         self.username = username
@@ -69,6 +70,10 @@ class Options(object):
         self.guest_delay = float(guest_delay)
         self.verbose = verbose
         self.tls = bool(tls)
+        # the niceness of the threads that move VDI bytes over HTTP (a
+        # benchmark's xapi, standing in for dom0's, yields the CPU to the
+        # path it measures)
+        self.transfer_nice = int(transfer_nice)
         # bridges each dom0 has that xapi did not make (ovn-controller's
         # integration bridge): the bridges of unmanaged networks
         self.dom0_bridges = [b for b in (dom0_bridges or '').split(',') if b]

@@ -16,6 +16,7 @@ import testtools
 
 from nova_xen import conf as xen_conf
 from nova_xen import glance_stream
+from tests import polling
 from xapisim import tls
 
 MIB = 1024 * 1024
@@ -132,8 +133,9 @@ class GlanceReaderTest(testtools.TestCase):
         while True:
             piece = reader.read(n)
             if not piece:
-                return b''.join(bytes(p) for p in pieces)
-            pieces.append(piece)
+                return b''.join(pieces)
+            # a view lasts until the reads move on (buffers are reused)
+            pieces.append(bytes(piece))
 
     def assertThreadsEnded(self, reader):
         for thread in reader._threads:
@@ -229,6 +231,63 @@ class GlanceReaderTest(testtools.TestCase):
         self.conf.config(cafile=glance.ca_file, group='glance')
         self.assertTrue(self.read_all(self.reader([glance.url])) ==
                         self.data)
+
+    def test_buffers_are_reused_and_a_held_chunk_stays_intact(self):
+        # as RemoteStreamHandler reads: each chunk is sent once the next
+        # one is read; the reader is let run ahead as far as its queues
+        # allow before each read, so that every buffer it can reuse, it
+        # has reused by then
+        data = pattern(40 * MIB + 7, b'reuse')
+        given = []
+        original = glance_stream.GlanceReader._buffer
+
+        def buffer(reader):
+            got = original(reader)
+            given.append(got)
+            return got
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_xen.glance_stream.GlanceReader._buffer', buffer))
+        reader = self.reader([self.glance(data).url], self.record(
+            size=len(data), checksum=hashlib.md5(data).hexdigest(),
+            os_hash_value=hashlib.sha512(data).hexdigest()))
+        sent, held = [], None
+        while True:
+            polling.until(lambda: reader._queue.full() or
+                          not reader._threads[0].is_alive(),
+                          'the reader to run ahead')
+            chunk = reader.read()
+            if held is not None:
+                sent.append(bytes(held))
+            if not chunk:
+                break
+            held = chunk
+        self.assertTrue(b''.join(sent) == data)
+        distinct = len(set(id(b) for b in given))
+        # 41 chunks through at most: the receiver's, the hasher's, the
+        # consumer's current and held one, and two queues of DEPTH
+        self.assertEqual(41, len(given))
+        self.assertLessEqual(distinct, 2 * glance_stream.DEPTH + 4)
+
+    def test_only_chunks_read_past_the_held_one_are_retired(self):
+        retired = []
+
+        class Chunks(glance_stream._Chunks):
+            def _retire(self, chunk):
+                retired.append(bytes(chunk))
+        chunks = Chunks()
+        for piece in (b'aa', b'bb', b'cc', b'dd'):
+            chunks._queue.put(piece)
+        chunks._queue.put(None)
+        self.assertEqual(b'a', bytes(chunks.read(1)))
+        self.assertEqual(b'a', bytes(chunks.read(5)))
+        self.assertEqual([], retired)
+        self.assertEqual(b'bb', bytes(chunks.read()))
+        self.assertEqual([b''], retired)           # 'aa' is held
+        self.assertEqual(b'cc', bytes(chunks.read()))
+        self.assertEqual([b'', b'aa'], retired)
+        self.assertEqual(b'dd', bytes(chunks.read()))
+        self.assertEqual(b'', bytes(chunks.read()))
+        self.assertEqual([b'', b'aa', b'bb'], retired)
 
     def test_closing_in_the_middle_ends_both_threads(self):
         glance = self.glance()

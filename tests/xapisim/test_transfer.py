@@ -7,16 +7,22 @@ it reads the body; the outcome of the transfer is told by the task.
 import base64
 import http.client
 import io
+import os
 import socket
 import struct
+import threading
 import time
+import types
+import unittest
 import urllib.parse
 
 from tests.xapisim import base
 from tests.xapisim.base import MIB, SimTestCase
 from tests.xapisim.test_vhd import (BLOCK, build_vhd, full_bitmap, pattern,
                                     sector_bitmap)
+from xapisim import transfer
 from xapisim import vhd
+from xapisim import world
 
 IO_ERROR = ['VDI_IO_ERROR', 'Device I/O errors']
 
@@ -258,6 +264,88 @@ class ImportRaw(TransferTestCase):
             self.assertEqual('failure', record['status'], end)
             self.assertEqual(IO_ERROR, record['error_info'])
         self.assertServing()
+
+
+class ImportSpliced(TransferTestCase):
+    """Over plain HTTP xapisim splices an import's body into the VDI's
+    file; what its buffered reads of the headers took comes first."""
+
+    def test_a_body_sent_with_its_headers_in_one_piece(self):
+        vdi = self.new_vdi(4 * MIB)
+        data = pattern(3 * MIB + 1234, 21)
+        task = self.new_task()
+        reply = self.put_raw(vdi, task, data)
+        self.assertTrue(reply.startswith(b'HTTP/1.1 200'), reply)
+        self.assertEqual('success', self.wait_task(task)['status'])
+        self.assertEqual(data + bytes(4 * MIB - len(data)),
+                         self.read_vdi(vdi))
+
+    def test_a_vhd_sent_with_its_headers_in_one_piece(self):
+        size = 5 * MIB                       # its last block is half past
+        vdi = self.new_vdi(size)
+        image = build_vhd(size, {0: (full_bitmap(), pattern(BLOCK, 22)),
+                                 1: (sector_bitmap([0, 9]),
+                                     pattern(BLOCK, 23)),
+                                 2: (full_bitmap(), pattern(BLOCK, 24))})
+        task = self.new_task()
+        self.put_raw(vdi, task, image, fmt='vhd')
+        self.assertEqual('success', self.wait_task(task)['status'])
+        expected = bytearray(size)
+        expected[:BLOCK] = pattern(BLOCK, 22)
+        for s in (0, 9):
+            at = BLOCK + s * 512
+            expected[at:at + 512] = pattern(BLOCK, 23)[s * 512:(s + 1) * 512]
+        expected[2 * BLOCK:] = pattern(BLOCK, 24)[:MIB]
+        got = self.read_vdi(vdi)       # the VDI may be rounded up
+        self.assertEqual(bytes(expected), got[:size])
+        self.assertEqual(bytes(len(got) - size), got[size:])
+
+    def test_a_vhd_cut_inside_a_whole_block(self):
+        image = build_vhd(4 * MIB, {0: (full_bitmap(), pattern(BLOCK, 25)),
+                                    1: (full_bitmap(), pattern(BLOCK, 26))})
+        for promised in (False, True):
+            vdi = self.new_vdi(4 * MIB)
+            task = self.new_task()
+            body = image[:len(image) - BLOCK // 2]
+            path = '/import_raw_vdi?' + self.query(
+                vdi=vdi, task_id=task, format='vhd',
+                session_id=self.session._session)
+            # the client promises the body it sends, or the whole image
+            head = ('PUT %s HTTP/1.1\r\nHost: xapi\r\nContent-Length: %d'
+                    '\r\n\r\n' % (path, len(image if promised else body))
+                    ).encode()
+            self.raw_exchange(head, body, end='half-close')
+            record = self.wait_task(task)
+            self.assertEqual(('failure', IO_ERROR),
+                             (record['status'], record['error_info']),
+                             promised)
+        self.assertServing()
+
+
+class TransferNiceness(unittest.TestCase):
+    """``transfer_nice``: a benchmark's xapi yields the CPU to the path
+    it measures, in the threads that move VDI bytes only."""
+
+    def niceness_seen(self, transfer_nice):
+        pool = types.SimpleNamespace(
+            options=world.Options(transfer_nice=transfer_nice))
+        seen = []
+
+        def run():
+            transfer._yield_cpu(pool)
+            seen.append(os.getpriority(os.PRIO_PROCESS,
+                                       threading.get_native_id()))
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+        return seen[0]
+
+    def test_the_transfer_thread_yields_and_no_other(self):
+        own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        self.assertEqual(max(own, 7), self.niceness_seen(7))
+        self.assertEqual(own, self.niceness_seen(0))
+        self.assertEqual(
+            own, os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
 
 
 class ImportProgress(TransferTestCase):

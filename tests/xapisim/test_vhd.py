@@ -246,6 +246,40 @@ class RoundTrip(unittest.TestCase):
         self.assertEqual(2 * MIB, size)
         self.assertEqual(pattern(BLOCK, 6), apply(writes, 2 * MIB))
 
+    def test_whole_blocks_are_moved_the_rest_written(self):
+        # with ``move``, a block whose every sector is present goes to the
+        # disk by move (xapisim's import splices it); a partial bitmap and
+        # a block that reaches past the disk's end are written by runs
+        size = 5 * MIB                       # block 2 is half past the end
+        present = [3, 4, 4000]
+        image = build_vhd(size, {0: (full_bitmap(), pattern(BLOCK, 11)),
+                                 1: (sector_bitmap(present),
+                                     pattern(BLOCK, 12)),
+                                 2: (full_bitmap(), pattern(BLOCK, 13))})
+        stream = io.BytesIO(image)
+        disk, moves, writes = bytearray(size), [], []
+
+        def write(offset, data):
+            writes.append((offset, len(data)))
+            disk[offset:offset + len(data)] = data
+
+        def move(offset, n):
+            moves.append((offset, n))
+            data = stream.read(n)
+            disk[offset:offset + len(data)] = data
+            return len(data)
+        self.assertEqual(size, vhd.read_vhd(stream.read, size, write, move))
+        self.assertEqual([(0, BLOCK)], moves)
+        self.assertEqual(len(present) - 1 + 1, len(writes))   # 2 runs + 1
+        self.assertEqual((2 * BLOCK, MIB), writes[-1])
+        _, plain = decode(image, size)
+        self.assertEqual(apply(plain, size), bytes(disk))
+        # a move that finds fewer bytes than the block is a truncation
+        cut = io.BytesIO(image[:len(image) - 3 * BLOCK])
+        with self.assertRaisesRegex(vhd.VhdError, 'truncated'):
+            vhd.read_vhd(cut.read, size, write,
+                         lambda offset, n: len(cut.read(n)))
+
 
 class Refusals(unittest.TestCase):
     def test_oversize_refused_before_writing(self):
