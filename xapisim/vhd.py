@@ -127,7 +127,7 @@ class _Stream(object):
         self.pos += n
         return b''.join(chunks)
 
-    def move(self, n, offset):
+    def move(self, offset, n):
         """The next n bytes go to the disk at ``offset`` by ``_move``."""
         if self._move(offset, n) != n:
             raise VhdError('truncated VHD stream at byte %d' % self.pos)
@@ -177,7 +177,7 @@ def read_vhd(read, max_size, write, move=None):
         bitmap = stream.read(bitmap_bytes)
         if move is not None and (idx + 1) * block <= size and \
                 bitmap[:len(full)] == full:
-            stream.move(block, idx * block)
+            stream.move(idx * block, block)
             continue
         data = stream.read(block)
         _write_present(write, idx * block, bitmap, data, size)
